@@ -1,0 +1,89 @@
+"""System checks for ``settings.WORKFLOW_ENGINE``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+
+from .conf import DEFAULTS, settings
+
+_POSITIVE_NUMBERS = (
+    "LEASE_SECONDS",
+    "HEARTBEAT_SECONDS",
+    "STUCK_RUN_SECONDS",
+    "MAX_ATTEMPTS",
+    "MAX_INPUT_BYTES",
+    "WORKER_POLL_SECONDS",
+    "MAINTENANCE_INTERVAL_SECONDS",
+    "IDEMPOTENCY_STALE_SECONDS",
+)
+
+
+def _error(msg: str, hint: str, n: int) -> checks.Error:
+    return checks.Error(msg, hint=hint, id=f"django_workflow_engine.E{n:03d}")
+
+
+@checks.register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    user = settings.user_settings()
+    unknown = sorted(set(user) - set(DEFAULTS))
+    if unknown:
+        errors.append(
+            _error(
+                f"Unknown WORKFLOW_ENGINE setting(s): {', '.join(unknown)}.",
+                f"Valid keys are: {', '.join(sorted(DEFAULTS))}.",
+                1,
+            )
+        )
+    if settings.TRANSPORT not in ("database", "rq"):
+        errors.append(_error(f"WORKFLOW_ENGINE['TRANSPORT'] is {settings.TRANSPORT!r}.", "Use 'database' or 'rq'.", 2))
+    for key in _POSITIVE_NUMBERS:
+        value = getattr(settings, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            errors.append(_error(f"WORKFLOW_ENGINE[{key!r}] is {value!r}.", f"Set {key} to a positive number.", 3))
+    base = settings.RETRY_BASE_SECONDS
+    if isinstance(base, bool) or not isinstance(base, int | float) or base < 0:
+        errors.append(_error(f"WORKFLOW_ENGINE['RETRY_BASE_SECONDS'] is {base!r}.", "Use a number >= 0.", 3))
+    lease, beat = settings.LEASE_SECONDS, settings.HEARTBEAT_SECONDS
+    if isinstance(lease, int | float) and isinstance(beat, int | float) and beat >= lease:
+        errors.append(
+            _error(
+                f"WORKFLOW_ENGINE['HEARTBEAT_SECONDS'] ({beat}) is not shorter than LEASE_SECONDS ({lease}).",
+                "Heartbeats must come well within the lease, e.g. HEARTBEAT_SECONDS = LEASE_SECONDS / 5.",
+                4,
+            )
+        )
+    if settings.AI_LOG_PROMPTS not in (True, False, "redact"):
+        errors.append(_error(f"WORKFLOW_ENGINE['AI_LOG_PROMPTS'] is {settings.AI_LOG_PROMPTS!r}.", "Use True, False or 'redact'.", 5))
+    if not isinstance(settings.WORKFLOWS, list | tuple) or not all(isinstance(p, str) for p in settings.WORKFLOWS):
+        errors.append(_error("WORKFLOW_ENGINE['WORKFLOWS'] must be a list of dotted paths.", "e.g. ['myapp.flows.pipeline'].", 6))
+    if not isinstance(settings.AI_MODELS, dict):
+        errors.append(_error("WORKFLOW_ENGINE['AI_MODELS'] must be a dict of model name to prices.", "See the AI docs.", 7))
+    if settings.TRANSPORT == "rq":
+        from django.conf import settings as dj
+
+        queues = getattr(dj, "RQ_QUEUES", {}) or {}
+        if settings.RQ_QUEUE not in queues:
+            errors.append(
+                _error(
+                    f"WORKFLOW_ENGINE['RQ_QUEUE'] is {settings.RQ_QUEUE!r} but RQ_QUEUES has no such queue.",
+                    f"Add RQ_QUEUES = {{{settings.RQ_QUEUE!r}: {{'URL': 'redis://localhost:6379/0'}}}}.",
+                    8,
+                )
+            )
+    return errors
+
+
+@checks.register()
+def check_workflows(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .registry import registry
+
+    try:
+        registry.ids()
+    except ImproperlyConfigured as exc:
+        return [_error(str(exc), "Fix WORKFLOW_ENGINE['WORKFLOWS'] or the workflows.py modules.", 9)]
+    return []

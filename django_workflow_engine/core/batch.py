@@ -1,0 +1,125 @@
+"""Async-batch stages: stages that submit work elsewhere, suspend, and are polled until it is done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from .errors import WorkflowDefinitionError
+from .stage import Stage, make_stage
+
+DEFAULT_POLL_INTERVAL = timedelta(seconds=30)
+DEFAULT_MAX_WAIT = timedelta(hours=24)
+
+
+def as_timedelta(value: float | timedelta | None, default: timedelta) -> timedelta:
+    if value is None:
+        return default
+    if isinstance(value, timedelta):
+        return value
+    return timedelta(seconds=float(value))
+
+
+@dataclass(frozen=True)
+class Suspend:
+    """Returned by an async-batch stage's ``execute`` to park the stage until ``check_completion`` says ready.
+
+    Attributes:
+        state: JSON state (e.g. ``{"batch_id": ...}``) handed back to ``check_completion`` and, if the stage is
+            re-executed, to ``ctx.resume_state``.
+        poll_interval: time between polls, seconds or ``timedelta`` (default 30 s).
+        max_wait: give up and fail the run after this long (default 24 h).
+        next_poll_at: first poll time; default ``now + poll_interval``.
+        custom_metrics: numbers stored in the stage's metrics right away.
+    """
+
+    state: Mapping[str, Any] = field(default_factory=dict)
+    poll_interval: float | timedelta | None = None
+    max_wait: float | timedelta | None = None
+    next_poll_at: datetime | None = None
+    custom_metrics: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def poll_interval_delta(self) -> timedelta:
+        return as_timedelta(self.poll_interval, DEFAULT_POLL_INTERVAL)
+
+    @property
+    def max_wait_delta(self) -> timedelta:
+        return as_timedelta(self.max_wait, DEFAULT_MAX_WAIT)
+
+
+@dataclass(frozen=True)
+class Ready:
+    """``check_completion`` result: the work is done; ``output`` becomes the stage output."""
+
+    output: Any = None
+    custom_metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NotReady:
+    """``check_completion`` result: poll again after ``next_check_in`` (default: the stage's poll interval)."""
+
+    next_check_in: float | timedelta | None = None
+
+
+@dataclass(frozen=True)
+class CompletionError:
+    """``check_completion`` result: the work failed for good; the stage and its run fail with ``error``."""
+
+    error: str
+
+
+CompletionResult = Ready | NotReady | CompletionError
+
+
+def define_async_batch_stage(
+    *,
+    id: str,
+    name: str,
+    check_completion: Callable[..., CompletionResult],
+    description: str = "",
+    input: type[BaseModel] | None = None,
+    output: type[BaseModel] | None = None,
+    config: type[BaseModel] | None = None,
+    dependencies: Sequence[str] = (),
+    execute: Callable[..., Any] | None = None,
+    max_attempts: int | None = None,
+    retry_base_seconds: float | None = None,
+) -> Stage | Callable[[Callable[..., Any]], Stage]:
+    """Define an async-batch stage.
+
+    ``execute(ctx)`` returns :class:`Suspend` to park the stage (or an output to finish at once). The
+    maintenance loop then calls ``check_completion(state, ctx)`` until it returns :class:`Ready` (the stage
+    completes with its output), :class:`CompletionError` (stage and run fail), or the stage has waited longer
+    than ``max_wait``. ``check_completion`` may be called more than once for one completion, so make it
+    idempotent. When a suspended stage is executed again, ``ctx.resume_state`` holds the saved state.
+
+    Usable as a decorator or with ``execute=``, like :func:`define_stage`.
+    """
+    if not callable(check_completion):
+        raise WorkflowDefinitionError(f"Stage {id!r}: check_completion must be callable, got {check_completion!r}.")
+
+    def build(fn: Callable[..., Any]) -> Stage:
+        return make_stage(
+            id=id,
+            name=name,
+            description=description,
+            input=input,
+            output=output,
+            config=config,
+            dependencies=dependencies,
+            execute=fn,
+            mode="async-batch",
+            check_completion=check_completion,
+            max_attempts=max_attempts,
+            retry_base_seconds=retry_base_seconds,
+        )
+
+    if execute is not None:
+        return build(execute)
+    return build

@@ -1,0 +1,144 @@
+"""Exceptions a user of the engine can cause or catch.
+
+Every exception subclasses :class:`WorkflowEngineError`. Messages say what was wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+
+class WorkflowEngineError(Exception):
+    """Base class of every error raised by django-workflow-engine."""
+
+
+class WorkflowDefinitionError(WorkflowEngineError):
+    """A stage or workflow definition is malformed (raised while defining or building it)."""
+
+
+class WorkflowNotFound(WorkflowEngineError):
+    """No workflow with the given id is registered."""
+
+    def __init__(self, workflow_id: str, available: Iterable[str] = ()):
+        self.workflow_id = workflow_id
+        names = ", ".join(sorted(available)) or "(none)"
+        super().__init__(
+            f"Workflow {workflow_id!r} is not registered. Registered workflows: {names}. "
+            "Define it in an app's workflows.py or list it in WORKFLOW_ENGINE['WORKFLOWS']."
+        )
+
+
+class StageNotFound(WorkflowEngineError):
+    """The workflow has no stage with the given id."""
+
+    def __init__(self, workflow_id: str, stage_id: str, available: Iterable[str] = ()):
+        self.workflow_id = workflow_id
+        self.stage_id = stage_id
+        names = ", ".join(available) or "(none)"
+        super().__init__(f"Workflow {workflow_id!r} has no stage {stage_id!r}. Its stages are: {names}.")
+
+
+class RunNotFound(WorkflowEngineError):
+    """No workflow run with the given id exists."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        super().__init__(f"Workflow run {run_id!r} does not exist.")
+
+
+class InvalidRunState(WorkflowEngineError):
+    """The run is in a state that does not allow the requested operation."""
+
+    def __init__(self, run_id: str, status: str, operation: str, allowed: Sequence[str]):
+        self.run_id = run_id
+        self.status = status
+        super().__init__(
+            f"Cannot {operation} workflow run {run_id!r}: it is {status}; it must be one of {', '.join(allowed)}."
+        )
+
+
+def format_validation_errors(errors: Sequence[Mapping[str, Any]]) -> str:
+    """Render pydantic ``ValidationError.errors()`` as ``field 'a.b': message; ...``."""
+    parts = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
+        parts.append(f"field {loc!r}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+class ValidationFailed(WorkflowEngineError):
+    """Base for schema validation failures; ``errors`` holds pydantic's error dicts."""
+
+    def __init__(self, message: str, errors: Sequence[Mapping[str, Any]] = ()):
+        self.errors = list(errors)
+        super().__init__(message)
+
+
+class InvalidInput(ValidationFailed):
+    """Workflow or stage input failed its pydantic schema, or is not storable."""
+
+
+class InvalidConfig(ValidationFailed):
+    """Workflow config failed a stage's config schema."""
+
+    def __init__(self, workflow_id: str, problems: Mapping[str, str]):
+        self.workflow_id = workflow_id
+        self.problems = dict(problems)
+        detail = "; ".join(f"stage {stage!r}: {msg}" for stage, msg in problems.items())
+        super().__init__(f"Invalid config for workflow {workflow_id!r}: {detail}")
+
+
+class InvalidOutput(ValidationFailed):
+    """A stage returned output that does not match its output schema or cannot be stored as JSON."""
+
+
+class MissingStageOutput(WorkflowEngineError):
+    """``ctx.require()`` asked for a stage whose output is not available."""
+
+    def __init__(self, stage_id: str, available: Iterable[str]):
+        self.stage_id = stage_id
+        names = ", ".join(sorted(available)) or "(none)"
+        super().__init__(f"Missing required stage output: {stage_id!r}. Available stages: {names}.")
+
+
+class InvalidBlobKey(WorkflowEngineError):
+    """A blob key is absolute, empty, or escapes its root with ``..``."""
+
+
+class BlobNotFound(WorkflowEngineError):
+    """No blob is stored under the key."""
+
+    def __init__(self, key: str):
+        self.key = key
+        super().__init__(f"Blob not found: {key!r}")
+
+
+class StaleVersionError(WorkflowEngineError):
+    """An optimistic-concurrency update found a different version than expected."""
+
+    def __init__(self, entity: str, entity_id: str, expected: int, actual: int | None = None):
+        self.entity = entity
+        self.entity_id = entity_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{entity} {entity_id!r} changed concurrently: expected version {expected}, found {actual}.")
+
+
+class IdempotencyInProgressError(WorkflowEngineError):
+    """Another dispatch of the same command with the same idempotency key is still running."""
+
+    def __init__(self, key: str, command_type: str):
+        self.key = key
+        self.command_type = command_type
+        super().__init__(f'Command "{command_type}" with idempotency key "{key}" is already in progress.')
+
+
+class BudgetExceeded(WorkflowEngineError):
+    """An AI call would take a run's spend past its ``max_cost``."""
+
+    def __init__(self, run_id: str, budget: Any, spent: Any):
+        self.run_id = run_id
+        self.budget = budget
+        self.spent = spent
+        super().__init__(f"Run {run_id!r} exceeded its cost budget: budget {budget}, spent {spent}.")

@@ -1,0 +1,266 @@
+"""Workflows: stages arranged in execution groups, built with :class:`WorkflowBuilder`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import (
+    InvalidConfig,
+    InvalidInput,
+    StageNotFound,
+    WorkflowDefinitionError,
+    format_validation_errors,
+)
+from .jsonsafe import JSONValueError, check_json_value
+from .stage import STAGE_ID_RE, Stage
+
+
+@dataclass(frozen=True)
+class ConfigValidation:
+    """Result of :meth:`Workflow.validate_config`: ``errors`` maps stage id to a message."""
+
+    valid: bool
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class Workflow:
+    """An immutable, validated workflow definition. Build one with :class:`WorkflowBuilder`.
+
+    Stages are arranged in execution groups (1-based): groups run strictly in order, the stages inside one
+    group run concurrently.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        description: str,
+        input: type[BaseModel] | None,
+        output: type[BaseModel] | None,
+        groups: Sequence[Sequence[Stage]],
+    ):
+        self.id = id
+        self.name = name
+        self.description = description
+        self.input = input
+        self.output = output
+        self._groups: tuple[tuple[Stage, ...], ...] = tuple(tuple(g) for g in groups)
+        self._stages: dict[str, Stage] = {}
+        self._group_of: dict[str, int] = {}
+        self._number_of: dict[str, int] = {}
+        for group_index, group in enumerate(self._groups, start=1):
+            for stage in group:
+                self._stages[stage.id] = stage
+                self._group_of[stage.id] = group_index
+                self._number_of[stage.id] = len(self._number_of) + 1
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.id!r}: {' -> '.join('[' + ', '.join(s.id for s in g) + ']' for g in self._groups)}>"
+
+    # -- structure -----------------------------------------------------------------------------------------
+
+    def execution_plan(self) -> tuple[tuple[Stage, ...], ...]:
+        """The execution groups in order; each group is a tuple of stages."""
+        return self._groups
+
+    def stage_ids(self) -> list[str]:
+        """All stage ids in definition order."""
+        return list(self._stages)
+
+    def stages(self) -> list[Stage]:
+        return list(self._stages.values())
+
+    def has_stage(self, stage_id: str) -> bool:
+        return stage_id in self._stages
+
+    def stage(self, stage_id: str) -> Stage:
+        """The stage with ``stage_id``; raises :class:`StageNotFound` if there is none."""
+        try:
+            return self._stages[stage_id]
+        except KeyError:
+            raise StageNotFound(self.id, stage_id, self._stages) from None
+
+    def group_of(self, stage_id: str) -> int:
+        """1-based execution group of ``stage_id``."""
+        self.stage(stage_id)
+        return self._group_of[stage_id]
+
+    def stage_number(self, stage_id: str) -> int:
+        """1-based position of ``stage_id`` in definition order."""
+        self.stage(stage_id)
+        return self._number_of[stage_id]
+
+    def group(self, number: int) -> tuple[Stage, ...]:
+        """Stages of execution group ``number`` (1-based); empty past the last group."""
+        if 1 <= number <= len(self._groups):
+            return self._groups[number - 1]
+        return ()
+
+    @property
+    def group_count(self) -> int:
+        return len(self._groups)
+
+    # -- input and config ----------------------------------------------------------------------------------
+
+    def parse_input(self, raw: Any) -> Any:
+        """Validate workflow input and return it as storable JSON.
+
+        Raises:
+            InvalidInput: naming every failing field.
+        """
+        if self.input is not None:
+            if isinstance(raw, BaseModel):
+                raw = raw.model_dump(mode="python")
+            try:
+                raw = self.input.model_validate(raw).model_dump(mode="json")
+            except ValidationError as exc:
+                raise InvalidInput(
+                    f"Invalid input for workflow {self.id!r}: {format_validation_errors(exc.errors())}", exc.errors()
+                ) from None
+        elif isinstance(raw, BaseModel):
+            raw = raw.model_dump(mode="json")
+        try:
+            check_json_value(raw)
+        except JSONValueError as exc:
+            raise InvalidInput(f"Invalid input for workflow {self.id!r}: field {exc}") from None
+        return raw
+
+    def default_config(self) -> dict[str, dict[str, Any]]:
+        """``{stage_id: defaults}`` for every stage (``{}`` for stages without config defaults)."""
+        return {stage.id: stage.default_config() for stage in self._stages.values()}
+
+    def validate_config(self, config: Mapping[str, Any] | None) -> ConfigValidation:
+        """Check every stage's slice of ``config`` (missing slices count as ``{}``); collects all errors."""
+        errors: dict[str, str] = {}
+        config = config or {}
+        if not isinstance(config, Mapping):
+            return ConfigValidation(False, {"(config)": f"must be an object keyed by stage id, got {type(config).__name__}"})
+        for key in config:
+            if key not in self._stages:
+                errors[str(key)] = f"unknown stage; stages are {', '.join(self._stages)}"
+        for stage in self._stages.values():
+            problem = stage.config_problem(config.get(stage.id))
+            if problem:
+                errors[stage.id] = problem
+        return ConfigValidation(not errors, errors)
+
+    def resolve_config(self, config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+        """Merge user config over defaults per stage and validate it; returns the storable config map.
+
+        A provided stage object is merged key by key over that stage's defaults.
+
+        Raises:
+            InvalidConfig: naming each failing stage and field.
+        """
+        if config is not None and not isinstance(config, Mapping):
+            raise InvalidConfig(self.id, {"(config)": f"must be an object keyed by stage id, got {type(config).__name__}"})
+        merged = self.default_config()
+        for stage_id, value in (config or {}).items():
+            if isinstance(value, BaseModel):
+                value = value.model_dump(mode="json")
+            if stage_id in merged and isinstance(value, Mapping):
+                merged[stage_id] = {**merged[stage_id], **value}
+            else:
+                merged[stage_id] = value
+        result = self.validate_config(merged)
+        if not result.valid:
+            raise InvalidConfig(self.id, result.errors)
+        for stage in self._stages.values():
+            if stage.config is not None:
+                merged[stage.id] = stage.config.model_validate(merged[stage.id]).model_dump(mode="json")
+        try:
+            check_json_value(merged)
+        except JSONValueError as exc:
+            raise InvalidConfig(self.id, {"(config)": str(exc)}) from None
+        return merged
+
+
+class WorkflowBuilder:
+    """Chain stages into a :class:`Workflow`.
+
+    Example::
+
+        workflow = (
+            WorkflowBuilder("doc", "Document pipeline", input=Doc, output=Report)
+            .pipe(ingest)
+            .parallel([summarize, classify])
+            .pipe(report)
+            .build()
+        )
+    """
+
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        description: str = "",
+        *,
+        input: type[BaseModel] | None = None,
+        output: type[BaseModel] | None = None,
+    ):
+        if not isinstance(id, str) or not STAGE_ID_RE.match(id):
+            raise WorkflowDefinitionError(
+                f"Invalid workflow id {id!r}: use 1-100 letters, digits, '-', '_' or '.', starting with a letter or digit."
+            )
+        for role, schema in (("input", input), ("output", output)):
+            if schema is not None and not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+                raise WorkflowDefinitionError(f"Workflow {id!r}: {role}= must be a pydantic BaseModel subclass or None.")
+        self.id = id
+        self.name = name
+        self.description = description
+        self.input = input
+        self.output = output
+        self._groups: list[list[Stage]] = []
+        self._seen: dict[str, int] = {}
+
+    def pipe(self, stage: Stage) -> WorkflowBuilder:
+        """Add ``stage`` as its own execution group, after everything added so far."""
+        self._add_group([stage])
+        return self
+
+    def parallel(self, stages: Sequence[Stage]) -> WorkflowBuilder:
+        """Add ``stages`` as one execution group; they run concurrently and the next group receives
+        ``{stage_id: output}`` of all of them."""
+        if isinstance(stages, Stage) or not stages:
+            raise WorkflowDefinitionError(f"Workflow {self.id!r}: parallel() takes a non-empty list of stages.")
+        self._add_group(list(stages))
+        return self
+
+    def _add_group(self, stages: list[Stage]) -> None:
+        group_number = len(self._groups) + 1
+        ids_in_group: set[str] = set()
+        for stage in stages:
+            if not isinstance(stage, Stage):
+                raise WorkflowDefinitionError(
+                    f"Workflow {self.id!r}: expected a Stage (from define_stage), got {stage!r}."
+                )
+            if stage.id in self._seen or stage.id in ids_in_group:
+                raise WorkflowDefinitionError(f"Workflow {self.id!r}: duplicate stage id {stage.id!r}.")
+            ids_in_group.add(stage.id)
+        for stage in stages:
+            missing = [dep for dep in stage.dependencies if dep not in self._seen and dep not in ids_in_group]
+            if missing:
+                current = ", ".join(self._seen) or "(none)"
+                raise WorkflowDefinitionError(
+                    f'Stage "{stage.id}" has missing dependencies: {", ".join(missing)}. These stages must be added '
+                    f'to the workflow before "{stage.id}". Current stages: {current}.'
+                )
+            same_group = [dep for dep in stage.dependencies if dep in ids_in_group]
+            if same_group:
+                raise WorkflowDefinitionError(
+                    f'Stage "{stage.id}" depends on {", ".join(same_group)}, which runs in the same parallel group; '
+                    "a dependency must run in an earlier group (use pipe() to order them)."
+                )
+        for stage in stages:
+            self._seen[stage.id] = group_number
+        self._groups.append(stages)
+
+    def build(self) -> Workflow:
+        """Return the immutable :class:`Workflow`; raises if it has no stages."""
+        if not self._groups:
+            raise WorkflowDefinitionError(f"Workflow {self.id!r} has no stages: add some with pipe() or parallel().")
+        return Workflow(self.id, self.name, self.description, self.input, self.output, self._groups)

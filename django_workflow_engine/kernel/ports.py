@@ -1,0 +1,266 @@
+"""The ports the kernel talks through. Adapters implement them; the kernel imports nothing else.
+
+Two families implement every port: the in-memory adapters in :mod:`django_workflow_engine.kernel.testing`
+(the reference semantics, used by plain unit tests) and the ORM adapters in
+:mod:`django_workflow_engine.adapters`. One conformance suite (``tests/conformance``) runs against both.
+
+Conventions shared by all implementations:
+
+* Timestamps are timezone-aware UTC ``datetime`` objects supplied by the caller (the kernel's clock), so a
+  fake clock drives every time-dependent query deterministically.
+* Every ``update_*`` bumps ``version`` by one, with or without ``expected_version``; with it, a mismatch raises
+  :class:`~django_workflow_engine.core.errors.StaleVersionError` and writes nothing.
+* ``atomic()`` is a transaction. Job-queue writes made inside it commit or roll back with it (the job queue
+  lives in the same store). Nested ``atomic()`` blocks are savepoints.
+* Records returned are copies: mutating them changes nothing until passed to an ``update_*`` method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+from .records import (
+    AnnotationRecord,
+    IdempotencyClaim,
+    JobRecord,
+    LogRecord,
+    NewJob,
+    OutboxRecord,
+    RunRecord,
+    StageRecord,
+)
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Current time, timezone-aware UTC."""
+        ...
+
+
+@runtime_checkable
+class Persistence(Protocol):
+    # -- transactions ---------------------------------------------------------------------------------------
+    def atomic(self) -> AbstractContextManager[None]:
+        """A transaction (savepoint when nested). An exception inside rolls back every write made inside."""
+        ...
+
+    # -- runs -----------------------------------------------------------------------------------------------
+    def create_run(self, run: RunRecord, now: datetime) -> RunRecord:
+        """Insert ``run`` (its ``id`` is set by the caller); sets created_at/updated_at = now, version 1."""
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    def lock_run(self, run_id: str) -> RunRecord | None:
+        """Read the run and lock its row until the surrounding transaction ends (``SELECT ... FOR UPDATE`` on
+        PostgreSQL). Must be called inside ``atomic()``. ``None`` if missing."""
+        ...
+
+    def update_run(self, run_id: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None) -> int:
+        """Write ``fields`` (attribute names of :class:`RunRecord`), set updated_at = now, bump version.
+
+        Returns the new version. Raises ``RunNotFound`` if missing, ``StaleVersionError`` on a version mismatch.
+        """
+        ...
+
+    def claim_next_pending_run(self, now: datetime) -> RunRecord | None:
+        """Atomically move the highest-priority, oldest PENDING run to RUNNING (started_at = now, version + 1)
+        and return it as it is after the claim; ``None`` when there is none. Safe under concurrent callers:
+        a run is claimed once (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+        ...
+
+    def get_stuck_runs(self, cutoff: datetime, limit: int = 100) -> list[RunRecord]:
+        """RUNNING runs whose updated_at and every stage's updated_at are <= cutoff, and that have no
+        SUSPENDED stage still waiting (``next_poll_at`` or ``max_wait_until`` in the future counts as
+        activity); oldest updated_at first."""
+        ...
+
+    def add_run_totals(self, run_id: str, cost: Decimal, tokens: int) -> None:
+        """Atomically add to total_cost/total_tokens (no version bump: these are counters)."""
+        ...
+
+    # -- stages ---------------------------------------------------------------------------------------------
+    def get_stages(self, run_id: str) -> list[StageRecord]:
+        """All stage records of the run ordered by (execution_group, stage_number)."""
+        ...
+
+    def get_stage(self, run_id: str, stage_id: str) -> StageRecord | None: ...
+
+    def create_stages(self, stages: Sequence[StageRecord], now: datetime) -> list[StageRecord]:
+        """Insert stage records (ids set by caller) unless a record for (run_id, stage_id) exists already;
+        returns the records as stored (existing ones untouched), in input order."""
+        ...
+
+    def update_stage(
+        self, stage_pk: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None
+    ) -> int:
+        """Like :meth:`update_run` for a stage record (by primary key)."""
+        ...
+
+    def delete_stages_from_group(self, run_id: str, group: int) -> list[StageRecord]:
+        """Delete every stage record of the run with execution_group >= group; return what was deleted."""
+        ...
+
+    def cancel_open_stages(self, run_id: str, now: datetime) -> int:
+        """Set every stage of the run not COMPLETED/FAILED/CANCELLED to CANCELLED (completed_at = now,
+        next_poll_at = None, version + 1). Returns how many."""
+        ...
+
+    def get_due_suspended_stages(self, now: datetime, limit: int) -> list[StageRecord]:
+        """SUSPENDED stages with next_poll_at <= now, oldest next_poll_at first."""
+        ...
+
+    # -- logs -----------------------------------------------------------------------------------------------
+    def create_log(
+        self, run_id: str | None, stage_pk: str | None, level: str, message: str, metadata: Mapping[str, Any] | None, now: datetime
+    ) -> None: ...
+
+    def get_logs(self, run_id: str) -> list[LogRecord]:
+        """Logs of a run in insertion order."""
+        ...
+
+    # -- outbox ---------------------------------------------------------------------------------------------
+    def append_events(self, events: Sequence[Mapping[str, Any]], causation_id: str) -> None:
+        """Append events (dicts with ``type``, ``timestamp`` (ISO string) and ``workflow_run_id``) to the
+        outbox, assigning each run's next gapless sequence numbers (from 1) in list order. Safe under
+        concurrent writers for one run."""
+        ...
+
+    def get_unpublished_events(self, limit: int) -> list[OutboxRecord]:
+        """Unpublished, non-dead-lettered events ordered by (run_id, sequence)."""
+        ...
+
+    def get_events(self, run_id: str) -> list[OutboxRecord]:
+        """All events of a run by sequence."""
+        ...
+
+    def mark_events_published(self, ids: Iterable[int], now: datetime) -> None: ...
+
+    def record_event_failure(self, event_id: int, max_retries: int, now: datetime) -> bool:
+        """Increment retry_count; when it reaches ``max_retries`` set dlq_at = now. Returns True if dead-lettered."""
+        ...
+
+    def replay_dead_letters(self, limit: int) -> int:
+        """Reset up to ``limit`` dead-lettered events (dlq_at = None, retry_count = 0). Returns how many."""
+        ...
+
+    # -- idempotency ----------------------------------------------------------------------------------------
+    def acquire_idempotency_key(
+        self, key: str, command_type: str, now: datetime, stale_after_seconds: float | None
+    ) -> IdempotencyClaim:
+        """Insert an in-progress marker for (key, command_type).
+
+        Returns ``acquired`` (new or reclaimed stale marker; only one concurrent caller wins a reclaim),
+        ``replay`` with the stored result for a completed key, or ``in_progress``. A marker older than
+        ``stale_after_seconds`` (None: never) is stale.
+        """
+        ...
+
+    def complete_idempotency_key(self, key: str, command_type: str, result: Any) -> None: ...
+
+    def release_idempotency_key(self, key: str, command_type: str) -> None: ...
+
+    # -- annotations ----------------------------------------------------------------------------------------
+    def append_annotations(self, annotations: Sequence[AnnotationRecord], now: datetime) -> list[AnnotationRecord]:
+        """Insert annotations, skipping any whose (run_id, key, idempotency_key) exists when idempotency_key
+        is not None. Returns the rows written."""
+        ...
+
+    def list_annotations(self, run_id: str, filters: Mapping[str, Any]) -> list[AnnotationRecord]:
+        """Annotations of a run ordered by (created_at, id); filters: key, key_prefix, scope, scope_id,
+        actor_id, actor_kind, attempt, since, until (inclusive), limit (default 1000)."""
+        ...
+
+
+@runtime_checkable
+class JobQueue(Protocol):
+    def enqueue(self, jobs: Sequence[NewJob], now: datetime) -> list[str]:
+        """Insert PENDING jobs (attempt 0; available_at defaults to now). Returns their ids in order."""
+        ...
+
+    def dequeue(self, worker_id: str, now: datetime) -> JobRecord | None:
+        """Claim the next due PENDING job (highest priority, then oldest created_at, available_at <= now):
+        status RUNNING, attempt + 1, worker_id, locked_at = started_at = now. Never returns one job to two
+        callers. Database errors propagate; ``None`` only means the queue has nothing due."""
+        ...
+
+    def claim(self, job_id: str, worker_id: str, now: datetime) -> JobRecord | None:
+        """Claim one specific job like :meth:`dequeue` would, if it is PENDING and due; else ``None``."""
+        ...
+
+    def get_job(self, job_id: str) -> JobRecord | None: ...
+
+    def complete(self, job_id: str, now: datetime) -> None:
+        """RUNNING (or SUSPENDED) -> COMPLETED, completed_at = now, lease cleared. A CANCELLED job stays CANCELLED."""
+        ...
+
+    def suspend(self, job_id: str, next_poll_at: datetime, now: datetime) -> None:
+        """RUNNING -> SUSPENDED; available_at = next_poll_at; lease cleared."""
+        ...
+
+    def fail(self, job_id: str, error: str, retry_at: datetime | None, now: datetime) -> None:
+        """With ``retry_at``: RUNNING -> PENDING, available_at = retry_at, last_error, lease cleared.
+        Without: -> FAILED, completed_at = now, last_error. A CANCELLED job stays CANCELLED."""
+        ...
+
+    def touch(self, job_id: str, worker_id: str, now: datetime) -> bool:
+        """Heartbeat: refresh locked_at of a RUNNING job held by ``worker_id``. False if the lease is gone."""
+        ...
+
+    def release_stale(self, cutoff: datetime, now: datetime) -> list[JobRecord]:
+        """RUNNING jobs with locked_at < cutoff -> PENDING (lease cleared, attempt kept, available_at = now).
+        Returns the released jobs."""
+        ...
+
+    def cancel_by_run(self, run_id: str, now: datetime) -> int:
+        """PENDING and SUSPENDED jobs of the run -> CANCELLED. RUNNING jobs are left to finish as ghosts."""
+        ...
+
+    def complete_suspended(self, run_id: str, stage_id: str, now: datetime) -> None:
+        """Mark the SUSPENDED job of a resumed stage COMPLETED."""
+        ...
+
+    def jobs_for_run(self, run_id: str) -> list[JobRecord]: ...
+
+    def due_pending(self, now: datetime, older_than: datetime, limit: int) -> list[JobRecord]:
+        """PENDING jobs due at ``now`` whose last update is <= older_than (doorbell redelivery candidates)."""
+        ...
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """JSON blobs by key (stage outputs, artifacts, ``ctx.storage``)."""
+
+    def put(self, key: str, data: Any) -> None: ...
+
+    def get(self, key: str) -> Any:
+        """Raises ``BlobNotFound`` when missing."""
+        ...
+
+    def has(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None:
+        """No error when missing."""
+        ...
+
+    def list(self, prefix: str) -> list[str]: ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    def emit(self, event: Mapping[str, Any]) -> None:
+        """Deliver one event; raising means "not delivered" (it will be retried)."""
+        ...
+
+
+class WorkflowRegistry(Protocol):
+    def get(self, workflow_id: str) -> Any:
+        """The :class:`~django_workflow_engine.core.workflow.Workflow` or ``None``."""
+        ...
+
+    def ids(self) -> list[str]: ...

@@ -1,0 +1,162 @@
+"""Plain records the kernel reads and writes through its ports.
+
+Adapters convert their storage (ORM rows, dicts) to these; the kernel never sees a Django model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """Status of runs, stages and jobs (one vocabulary, as in the reference)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUSPENDED = "SUSPENDED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+
+
+TERMINAL_RUN_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+ACTIVE_STAGE_STATUSES = frozenset({Status.PENDING, Status.RUNNING, Status.SUSPENDED})
+
+
+@dataclass
+class RunRecord:
+    id: str
+    workflow_id: str
+    workflow_name: str
+    workflow_type: str
+    input: Any
+    config: dict[str, Any] = field(default_factory=dict)
+    status: str = Status.PENDING
+    priority: int = 5
+    version: int = 1
+    output: Any = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_ms: int | None = None
+    total_cost: Decimal = Decimal(0)
+    total_tokens: int = 0
+    max_cost: Decimal | None = None
+    metadata: dict[str, Any] | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass
+class StageRecord:
+    id: str
+    run_id: str
+    stage_id: str
+    stage_name: str
+    stage_number: int
+    execution_group: int
+    status: str = Status.PENDING
+    attempt: int = 0
+    version: int = 1
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_ms: int | None = None
+    output_data: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    suspended_state: dict[str, Any] | None = None
+    next_poll_at: datetime | None = None
+    poll_interval_ms: int | None = None
+    max_wait_until: datetime | None = None
+    metrics: dict[str, Any] | None = None
+    error_message: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass
+class NewJob:
+    """A job to enqueue: "execute stage ``stage_id`` of run ``run_id``"."""
+
+    run_id: str
+    workflow_id: str
+    stage_id: str
+    priority: int = 5
+    max_attempts: int = 3
+    payload: dict[str, Any] = field(default_factory=dict)
+    available_at: datetime | None = None
+
+
+@dataclass
+class JobRecord:
+    id: str
+    run_id: str
+    workflow_id: str
+    stage_id: str
+    status: str = Status.PENDING
+    priority: int = 5
+    attempt: int = 0
+    max_attempts: int = 3
+    worker_id: str | None = None
+    locked_at: datetime | None = None
+    available_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    last_error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass
+class OutboxRecord:
+    id: int
+    run_id: str
+    sequence: int
+    event_type: str
+    payload: dict[str, Any]
+    causation_id: str
+    occurred_at: datetime
+    published_at: datetime | None = None
+    retry_count: int = 0
+    dlq_at: datetime | None = None
+
+
+@dataclass
+class LogRecord:
+    id: int
+    run_id: str | None
+    stage_pk: str | None
+    level: str
+    message: str
+    metadata: dict[str, Any] | None = None
+    created_at: datetime | None = None
+
+
+@dataclass
+class AnnotationRecord:
+    id: int
+    run_id: str
+    key: str
+    value: Any
+    scope: str = "run"
+    scope_id: str | None = None
+    stage_pk: str | None = None
+    attempt: int = 0
+    actor_kind: str | None = None
+    actor_id: str | None = None
+    actor_version: str | None = None
+    payload: Any = None
+    idempotency_key: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """Outcome of acquiring an idempotency key: ``acquired``, ``replay`` (with ``result``) or ``in_progress``."""
+
+    state: str
+    result: Any = None

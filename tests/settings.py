@@ -1,0 +1,84 @@
+"""Settings for the test suite. ``DATABASE_URL`` selects the database (default: SQLite in a temp dir)."""
+
+import os
+import tempfile
+
+import dj_database_url
+
+BASE_TMP = os.environ.get("WORKFLOW_ENGINE_TEST_TMP") or tempfile.mkdtemp(prefix="dwe-tests-")
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "tests.urls"
+ALLOWED_HOSTS = ["*"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "django_workflow_engine",
+    "tests.testapp",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+_url = os.environ.get("DATABASE_URL")
+if _url:
+    DATABASES = {"default": dj_database_url.parse(_url, conn_max_age=0)}
+    DATABASES["default"].setdefault("TEST", {})
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.path.join(BASE_TMP, "db.sqlite3"),
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+            "TEST": {"NAME": os.path.join(BASE_TMP, "test.sqlite3")},
+        }
+    }
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+RQ_QUEUES = {"workflows": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600}}
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": os.path.join(BASE_TMP, "media")}},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+MEDIA_ROOT = os.path.join(BASE_TMP, "media")
+STATIC_URL = "/static/"
+
+WORKFLOW_ENGINE = {"TRANSPORT": "database"}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"null": {"class": "logging.NullHandler"}},
+    "loggers": {"django_workflow_engine": {"handlers": ["null"], "level": "INFO"}},
+}
