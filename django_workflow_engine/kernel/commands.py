@@ -1,0 +1,193 @@
+"""Kernel commands (what to do) and their results (what happened).
+
+Each command is a frozen dataclass with a ``type`` string in the reference's dotted scheme (``run.create``).
+Results hold only JSON-friendly values so they can be cached for idempotent replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Command:
+    type: ClassVar[str] = ""
+    idempotent: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class CreateRun(Command):
+    """Create a run after validating input and config: PENDING for a later claim, or started at once."""
+
+    type: ClassVar[str] = "run.create"
+    idempotent: ClassVar[bool] = True
+    workflow_id: str
+    input: Any
+    config: Any = None
+    priority: int = 5
+    idempotency_key: str | None = None
+    metadata: dict[str, Any] | None = None
+    max_cost: Any = None
+    run_id: str | None = None
+    annotations: tuple[dict[str, Any], ...] = ()
+    start: bool = False  # create it RUNNING with its first group enqueued (no claim round trip)
+
+
+@dataclass(frozen=True)
+class ClaimPendingRuns(Command):
+    """Move up to ``max_claims`` PENDING runs to RUNNING and enqueue their first group."""
+
+    type: ClassVar[str] = "run.claimPending"
+    worker_id: str
+    max_claims: int = 10
+
+
+@dataclass(frozen=True)
+class TransitionRun(Command):
+    """Advance a run: start the next group, complete the run, or fail it."""
+
+    type: ClassVar[str] = "run.transition"
+    run_id: str
+
+
+@dataclass(frozen=True)
+class CancelRun(Command):
+    type: ClassVar[str] = "run.cancel"
+    run_id: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RerunFrom(Command):
+    """Delete the stages from ``stage_id``'s group on and run them again, keeping earlier outputs."""
+
+    type: ClassVar[str] = "run.rerunFrom"
+    idempotent: ClassVar[bool] = True
+    run_id: str
+    stage_id: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecuteJob(Command):
+    """Execute one stage of one run (three short transactions; none is open while stage code runs)."""
+
+    type: ClassVar[str] = "job.execute"
+    idempotent: ClassVar[bool] = True
+    run_id: str
+    workflow_id: str
+    stage_id: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class PollSuspended(Command):
+    type: ClassVar[str] = "stage.pollSuspended"
+    max_checks: int = 50
+
+
+@dataclass(frozen=True)
+class ReapStaleLeases(Command):
+    type: ClassVar[str] = "lease.reapStale"
+    stale_after_seconds: float = 300
+
+
+@dataclass(frozen=True)
+class ReapStuckRuns(Command):
+    type: ClassVar[str] = "run.reapStuck"
+    stuck_after_seconds: float = 900
+
+
+@dataclass(frozen=True)
+class FlushOutbox(Command):
+    type: ClassVar[str] = "outbox.flush"
+    max_events: int = 100
+
+
+@dataclass(frozen=True)
+class ReplayDeadLetters(Command):
+    type: ClassVar[str] = "plugin.replayDLQ"
+    max_events: int = 100
+
+
+# -- results -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateRunResult:
+    run_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    run_id: str
+    workflow_id: str
+    job_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claimed: list[ClaimedRun] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    action: str  # "advanced" | "completed" | "failed" | "noop"
+    next_group: int | None = None
+    job_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    cancelled: bool
+
+
+@dataclass(frozen=True)
+class RerunResult:
+    run_id: str
+    stage_id: str
+    deleted_stages: list[str] = field(default_factory=list)
+    job_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExecuteResult:
+    outcome: str  # "completed" | "suspended" | "failed"
+    output: Any = None
+    error: str | None = None
+    next_poll_at: str | None = None
+    ghost: bool = False
+    retryable: bool = True
+
+
+@dataclass(frozen=True)
+class PollResult:
+    checked: int = 0
+    resumed: int = 0
+    failed: int = 0
+    resumed_run_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReapStaleResult:
+    released: int = 0
+
+
+@dataclass(frozen=True)
+class ReapStuckResult:
+    failed: int = 0
+    requeued: int = 0
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    published: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    replayed: int = 0

@@ -1,0 +1,185 @@
+"""Building blocks shared by the command handlers: group preparation, outputs, inputs, context."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import BlobNotFound
+from ..core.ids import new_id
+from .records import NewJob, RunRecord, StageRecord, Status
+
+if TYPE_CHECKING:
+    from ..core.workflow import Workflow
+    from .kernel import Deps
+
+MISSING: Any = object()
+
+
+@dataclass
+class Handled:
+    """What a generic-path handler returns: the result, events to append, and an after-commit action."""
+
+    result: Any
+    events: list[dict[str, Any]] = field(default_factory=list)
+    after_commit: Any = None
+
+
+def stage_prefix(workflow_type: str, run_id: str, stage_id: str) -> str:
+    return f"runs/{workflow_type}/{run_id}/{stage_id}/"
+
+
+def attempt_prefix(workflow_type: str, run_id: str, stage_id: str, attempt: int) -> str:
+    # Outputs live under the rerun generation, so a rerun's cleanup of the old generation can never delete
+    # what the new one has already written.
+    return stage_prefix(workflow_type, run_id, stage_id) + f"attempt-{attempt}/"
+
+
+def output_key(workflow_type: str, run_id: str, stage_id: str, attempt: int = 0) -> str:
+    return attempt_prefix(workflow_type, run_id, stage_id, attempt) + "output.json"
+
+
+def artifact_key(workflow_type: str, run_id: str, stage_id: str, name: str, attempt: int = 0) -> str:
+    from urllib.parse import quote
+
+    return attempt_prefix(workflow_type, run_id, stage_id, attempt) + f"artifacts/{quote(name, safe='')}.json"
+
+
+def store_output(
+    deps: Deps, run: RunRecord, stage_id: str, output: Any, artifacts: Mapping[str, Any], attempt: int = 0
+) -> dict[str, Any]:
+    """Store a stage output (inline in the stage row when small, else as a blob) and its artifacts.
+
+    Returns the ``output_data`` to write on the stage record.
+    """
+    data: dict[str, Any]
+    encoded = json.dumps(output, separators=(",", ":"))
+    if len(encoded) <= deps.options.inline_output_bytes:
+        data = {"value": output}
+    else:
+        key = output_key(run.workflow_type, run.id, stage_id, attempt)
+        deps.blobs.put(key, output)
+        data = {"artifact_key": key}
+    if artifacts:
+        keys = {}
+        for name, value in artifacts.items():
+            key = artifact_key(run.workflow_type, run.id, stage_id, name, attempt)
+            deps.blobs.put(key, value)
+            keys[name] = key
+        data["artifact_keys"] = keys
+    return data
+
+
+def load_output(deps: Deps, stage: StageRecord) -> Any:
+    """The stored output of a stage record, or ``MISSING``."""
+    data = stage.output_data
+    if not data:
+        return MISSING
+    if "value" in data:
+        return data["value"]
+    if "artifact_key" in data:
+        try:
+            return deps.blobs.get(data["artifact_key"])
+        except BlobNotFound:
+            return MISSING
+    return MISSING
+
+
+def workflow_context(deps: Deps, stages: Iterable[StageRecord]) -> dict[str, Any]:
+    """``{stage_id: output}`` of every COMPLETED stage that has an output."""
+    context = {}
+    for stage in stages:
+        if stage.status == Status.COMPLETED:
+            value = load_output(deps, stage)
+            if value is not MISSING:
+                context[stage.stage_id] = value
+    return context
+
+
+class MissingGroupOutput(Exception):
+    pass
+
+
+def group_output(workflow: Workflow, group: int, context: Mapping[str, Any]) -> Any:
+    """Resolved output of execution group ``group``: the single stage's output, or ``{stage_id: output}``.
+
+    Raises:
+        MissingGroupOutput: naming the stages whose output is missing.
+    """
+    stages = workflow.group(group)
+    missing = [s.id for s in stages if s.id not in context]
+    if missing:
+        raise MissingGroupOutput(", ".join(missing))
+    if len(stages) == 1:
+        return context[stages[0].id]
+    return {s.id: context[s.id] for s in stages}
+
+
+def stage_input(workflow: Workflow, run: RunRecord, group: int, context: Mapping[str, Any], stage_id: str) -> Any:
+    if group == 1:
+        return run.input
+    try:
+        return group_output(workflow, group - 1, context)
+    except MissingGroupOutput as exc:
+        raise MissingGroupOutput(
+            f"Stage {stage_id!r} (execution group {group}) is missing the output of execution group {group - 1} "
+            f"(stages: {exc}); cannot resolve its input."
+        ) from None
+
+
+def prepare_group(
+    deps: Deps, run: RunRecord, workflow: Workflow, group: int, attempt: int, now: datetime
+) -> list[str]:
+    """Create PENDING stage records for ``group`` (existing records are left alone) and enqueue a job for
+    each record that is PENDING. Returns the job ids."""
+    new_records = [
+        StageRecord(
+            id=new_id(),
+            run_id=run.id,
+            stage_id=stage.id,
+            stage_name=stage.name,
+            stage_number=workflow.stage_number(stage.id),
+            execution_group=group,
+            status=Status.PENDING,
+            attempt=attempt,
+            config=dict(run.config.get(stage.id) or {}),
+        )
+        for stage in workflow.group(group)
+    ]
+    stored = deps.persistence.create_stages(new_records, now)
+    jobs = [
+        NewJob(
+            run_id=run.id,
+            workflow_id=run.workflow_id,
+            stage_id=record.stage_id,
+            priority=run.priority,
+            max_attempts=workflow.stage(record.stage_id).max_attempts or deps.options.max_attempts,
+        )
+        for record in stored
+        if record.status == Status.PENDING
+    ]
+    return deps.jobs.enqueue(jobs, now) if jobs else []
+
+
+def sum_metrics(stages: Sequence[StageRecord]) -> tuple[Any, int]:
+    from decimal import Decimal
+
+    cost = Decimal(0)
+    tokens = 0
+    for stage in stages:
+        metrics = stage.metrics or {}
+        cost += Decimal(str(metrics.get("total_cost") or 0))
+        tokens += int(metrics.get("total_tokens") or 0)
+    return cost, tokens
+
+
+def error_message(exc: BaseException) -> str:
+    """``"ValueError: bad"``; plain ``Exception`` and engine errors keep just the message."""
+    text = str(exc) or exc.__class__.__name__
+    name = exc.__class__.__name__
+    if name in ("Exception",):
+        return text
+    return f"{name}: {text}"

@@ -1,0 +1,267 @@
+"""``job.execute``: run one stage of one run in three steps.
+
+1. Pre-flight reads (no transaction); a run that is no longer RUNNING makes this a ghost job.
+2. Phase 1 transaction: the stage becomes RUNNING (visible at once) and ``stage:started`` is recorded.
+3. The stage code runs with **no transaction open**, so a slow model call holds no locks.
+4. Phase 3 transaction: lock the run row, re-check it is RUNNING (else discard the result: ghost), then
+   write the outcome, annotations and events together.
+
+The run row is not updated by this command, so parallel siblings do not contend on its version.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from ...core.batch import Suspend
+from ...core.context import StageContext, StageStorage
+from ...core.errors import RunNotFound, WorkflowNotFound
+from ...core.ids import new_id
+from ..commands import ExecuteJob, ExecuteResult
+from ..events import (
+    ANNOTATION_CREATED,
+    STAGE_COMPLETED,
+    STAGE_FAILED,
+    STAGE_PROGRESS,
+    STAGE_STARTED,
+    STAGE_SUSPENDED,
+    WORKFLOW_SUSPENDED,
+    event,
+)
+from ..executor import Outcome, execute_stage, parse_config
+from ..flow import MISSING, MissingGroupOutput, load_output, stage_input, store_output, workflow_context
+from ..kernel import Deps
+from ..records import AnnotationRecord, RunRecord, StageRecord, Status
+
+RESULT = ExecuteResult
+logger = logging.getLogger("django_workflow_engine.kernel")
+
+
+class _Ghost(Exception):
+    def __init__(self, status: str):
+        self.status = status
+
+
+def ghost(run_id: str, status: str, when: str) -> ExecuteResult:
+    return ExecuteResult(
+        "failed", error=f"Run {run_id} is {status} {when}; ghost job result discarded.", ghost=True, retryable=False
+    )
+
+
+def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
+    persistence = deps.persistence
+    workflow = deps.registry.get(command.workflow_id)
+    if workflow is None:
+        raise WorkflowNotFound(command.workflow_id, deps.registry.ids())
+    stage_def = workflow.stage(command.stage_id)
+    run = persistence.get_run(command.run_id)
+    if run is None:
+        raise RunNotFound(command.run_id)
+    if run.status != Status.RUNNING:
+        return ghost(run.id, str(run.status), "before execution")
+    stages = persistence.get_stages(run.id)
+    record = next((s for s in stages if s.stage_id == command.stage_id), None)
+    if record is not None and record.status == Status.COMPLETED:
+        output = load_output(deps, record)
+        return ExecuteResult("completed", output=None if output is MISSING else output)
+    context = workflow_context(deps, stages)
+
+    # Phase 1: the stage is RUNNING, committed before any user code runs.
+    started = deps.clock.now()
+    try:
+        with persistence.atomic():
+            locked = persistence.lock_run(run.id)
+            if locked is None or locked.status != Status.RUNNING:
+                raise _Ghost(str(locked.status) if locked else "deleted")
+            if record is None:
+                record = persistence.create_stages(
+                    [
+                        StageRecord(
+                            id=new_id(),
+                            run_id=run.id,
+                            stage_id=stage_def.id,
+                            stage_name=stage_def.name,
+                            stage_number=workflow.stage_number(stage_def.id),
+                            execution_group=workflow.group_of(stage_def.id),
+                            status=Status.RUNNING,
+                            started_at=started,
+                            config=dict(run.config.get(stage_def.id) or {}),
+                        )
+                    ],
+                    started,
+                )[0]
+            else:
+                persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": started}, started)
+            persistence.append_events(
+                [
+                    event(
+                        STAGE_STARTED,
+                        run.id,
+                        started,
+                        stage_id=stage_def.id,
+                        stage_name=stage_def.name,
+                        stage_number=record.stage_number,
+                        attempt=record.attempt,
+                    )
+                ],
+                causation_id,
+            )
+    except _Ghost as exc:
+        return ghost(run.id, exc.status, "before execution")
+
+    # Phase 2: user code, no transaction open.
+    def log_sink(level: str, message: str, meta: dict[str, Any]) -> None:
+        try:
+            persistence.create_log(run.id, record.id, level, message, meta or None, deps.clock.now())
+        except Exception:
+            logger.exception("could not store a log line of stage %s", stage_def.id)
+
+    ctx: StageContext | None = None
+    try:
+        raw_input = stage_input(workflow, run, record.execution_group, context, stage_def.id)
+        ctx = StageContext(
+            input=stage_def.parse_input(raw_input),
+            workflow_context=context,
+            stage_number=record.stage_number,
+            resume_state=record.suspended_state,
+            run_id=run.id,
+            workflow_id=workflow.id,
+            stage_id=stage_def.id,
+            stage_name=stage_def.name,
+            stage_record_id=record.id,
+            attempt=record.attempt,
+            config=parse_config(stage_def, record.config if record.config is not None else run.config.get(stage_def.id)),
+            storage=StageStorage(deps.blobs, run.workflow_type, run.id, stage_def.id),
+            log_sink=log_sink,
+            ai_factory=deps.ai_factory,
+        )
+    except MissingGroupOutput as exc:
+        outcome = Outcome("failed", error=str(exc), retryable=False)
+    except Exception as exc:
+        from ..executor import NON_RETRYABLE
+        from ..flow import error_message
+
+        outcome = Outcome("failed", error=error_message(exc), retryable=not isinstance(exc, NON_RETRYABLE))
+    else:
+        outcome = execute_stage(stage_def, ctx)
+
+    # Phase 3: record the outcome, unless the run stopped being RUNNING meanwhile.
+    finished = deps.clock.now()
+    duration_ms = int((finished - started).total_seconds() * 1000)
+    output_data = None
+    if outcome.kind == "completed":
+        try:
+            output_data = store_output(deps, run, stage_def.id, outcome.output, outcome.artifacts, record.attempt)
+        except Exception as exc:
+            from ..flow import error_message
+
+            outcome = Outcome("failed", error=f"Could not store the output of stage {stage_def.id!r}: {error_message(exc)}")
+    progress = [
+        event(STAGE_PROGRESS, run.id, finished, **p) for p in (ctx.progress_events if ctx is not None else [])
+    ]
+    annotations = _annotations(ctx, run, record) if ctx is not None else []
+    try:
+        with persistence.atomic():
+            locked = persistence.lock_run(run.id)
+            if locked is None or locked.status != Status.RUNNING:
+                raise _Ghost(str(locked.status) if locked else "deleted")
+            result, events = _write_outcome(deps, run, record, stage_def, outcome, output_data, finished, duration_ms)
+            if annotations:
+                persistence.append_annotations([row for row, _ in annotations], finished)
+            emitted = [
+                event(ANNOTATION_CREATED, run.id, finished, key=a.key, value=a.value, scope=a.scope, scope_id=a.scope_id, attempt=a.attempt)
+                for a, wanted in annotations
+                if wanted
+            ]
+            persistence.append_events(progress + events + emitted, causation_id)
+    except _Ghost as exc:
+        return ghost(run.id, exc.status, "after execution")
+    if outcome.kind == "failed":
+        log_sink("ERROR", f"Stage {stage_def.id!r} failed: {outcome.error}", {"retryable": outcome.retryable})
+    return result
+
+
+def _write_outcome(
+    deps: Deps,
+    run: RunRecord,
+    record: StageRecord,
+    stage_def: Any,
+    outcome: Outcome,
+    output_data: dict[str, Any] | None,
+    now: Any,
+    duration_ms: int,
+) -> tuple[ExecuteResult, list[dict[str, Any]]]:
+    persistence = deps.persistence
+    metrics = {**(record.metrics or {}), **outcome.metrics, "duration_ms": duration_ms}
+    if outcome.kind == "completed":
+        persistence.update_stage(
+            record.id,
+            {
+                "status": Status.COMPLETED,
+                "completed_at": now,
+                "duration_ms": duration_ms,
+                "output_data": output_data,
+                "metrics": metrics,
+                "error_message": None,
+                "next_poll_at": None,
+            },
+            now,
+        )
+        return ExecuteResult("completed", output=outcome.output), [
+            event(STAGE_COMPLETED, run.id, now, stage_id=stage_def.id, stage_name=stage_def.name, duration_ms=duration_ms)
+        ]
+    if outcome.kind == "suspended":
+        suspend: Suspend = outcome.suspend  # type: ignore[assignment]
+        interval = suspend.poll_interval_delta
+        next_poll_at = suspend.next_poll_at or now + (interval or timedelta(seconds=deps.options.suspend_fallback_seconds))
+        max_wait_until = now + suspend.max_wait_delta
+        persistence.update_stage(
+            record.id,
+            {
+                "status": Status.SUSPENDED,
+                "suspended_state": dict(suspend.state),
+                "next_poll_at": next_poll_at,
+                "poll_interval_ms": int(interval.total_seconds() * 1000),
+                "max_wait_until": max_wait_until,
+                "metrics": metrics,
+            },
+            now,
+        )
+        return ExecuteResult("suspended", next_poll_at=next_poll_at.isoformat()), [
+            event(STAGE_SUSPENDED, run.id, now, stage_id=stage_def.id, stage_name=stage_def.name, next_poll_at=next_poll_at.isoformat()),
+            event(WORKFLOW_SUSPENDED, run.id, now, stage_id=stage_def.id),
+        ]
+    persistence.update_stage(
+        record.id,
+        {"status": Status.FAILED, "completed_at": now, "duration_ms": duration_ms, "error_message": outcome.error, "metrics": metrics},
+        now,
+    )
+    return ExecuteResult("failed", error=outcome.error, retryable=outcome.retryable), [
+        event(STAGE_FAILED, run.id, now, stage_id=stage_def.id, stage_name=stage_def.name, error=outcome.error)
+    ]
+
+
+def _annotations(ctx: StageContext, run: RunRecord, record: StageRecord) -> list[tuple[AnnotationRecord, bool]]:
+    """Buffered ``ctx.annotate`` calls as (row, emit_event) pairs."""
+    rows = []
+    for item in ctx.annotations:
+        actor = item.get("actor") or {}
+        row = AnnotationRecord(
+            id=0,
+            run_id=run.id,
+            key=item["key"],
+            value=item["value"],
+            scope="stage",
+            scope_id=record.stage_id,
+            stage_pk=record.id,
+            attempt=record.attempt,
+            actor_kind=actor.get("kind"),
+            actor_id=actor.get("id"),
+            actor_version=actor.get("version"),
+            payload=item.get("payload"),
+            idempotency_key=item.get("idempotency_key"),
+        )
+        rows.append((row, bool(item.get("emit_event"))))
+    return rows

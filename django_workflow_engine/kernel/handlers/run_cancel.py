@@ -1,0 +1,27 @@
+"""``run.cancel``: authoritative cancellation, cascading to stages and queued jobs.
+
+Jobs already RUNNING keep running but become ghosts: ``job.execute`` re-checks the run under its row lock
+before writing anything and discards their result.
+"""
+
+from __future__ import annotations
+
+from ..commands import CancelResult, CancelRun
+from ..events import WORKFLOW_CANCELLED, event
+from ..flow import Handled
+from ..kernel import Deps
+from ..records import TERMINAL_RUN_STATUSES, Status
+
+RESULT = CancelResult
+
+
+def handle(command: CancelRun, deps: Deps) -> Handled:
+    run = deps.persistence.lock_run(command.run_id)
+    if run is None or run.status in TERMINAL_RUN_STATUSES:
+        return Handled(CancelResult(False))
+    now = deps.clock.now()
+    fields = {"status": Status.CANCELLED, "completed_at": now, "duration_ms": int((now - run.created_at).total_seconds() * 1000)}
+    deps.persistence.update_run(run.id, fields, now)
+    deps.persistence.cancel_open_stages(run.id, now)
+    deps.jobs.cancel_by_run(run.id, now)
+    return Handled(CancelResult(True), [event(WORKFLOW_CANCELLED, run.id, now, reason=command.reason)])

@@ -1,0 +1,93 @@
+"""``run.create``: validate input and config, insert a PENDING run (or, with ``start``, a RUNNING one with
+its first group enqueued, in the same transaction)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ...core.errors import InvalidInput, WorkflowEngineError, WorkflowNotFound
+from ...core.ids import new_id
+from ..commands import CreateRun, CreateRunResult
+from ..events import WORKFLOW_CREATED, WORKFLOW_STARTED, event
+from ..flow import Handled, prepare_group
+from ..kernel import Deps
+from ..records import AnnotationRecord, RunRecord, Status
+
+RESULT = CreateRunResult
+
+
+def validate(command: CreateRun, deps: Deps) -> tuple[Any, Any, dict[str, Any]]:
+    """Return (workflow, input, config) or raise a specific error; writes nothing."""
+    workflow = deps.registry.get(command.workflow_id)
+    if workflow is None:
+        raise WorkflowNotFound(command.workflow_id, deps.registry.ids())
+    data = workflow.parse_input(command.input)
+    size = len(json.dumps(data, separators=(",", ":")))
+    if size > deps.options.max_input_bytes:
+        raise InvalidInput(
+            f"Input for workflow {workflow.id!r} is {size} bytes as JSON; the limit is {deps.options.max_input_bytes} "
+            "(WORKFLOW_ENGINE['MAX_INPUT_BYTES']). Store large documents in blob storage and pass a key."
+        )
+    config = workflow.resolve_config(command.config)
+    if isinstance(command.priority, bool) or not isinstance(command.priority, int):
+        raise WorkflowEngineError(f"priority must be an integer, got {command.priority!r}.")
+    return workflow, data, config
+
+
+def _max_cost(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise WorkflowEngineError(f"max_cost must be a number, got {value!r}.") from None
+    if not amount.is_finite() or amount < 0:
+        raise WorkflowEngineError(f"max_cost must be a finite number >= 0, got {value!r}.")
+    return amount
+
+
+def handle(command: CreateRun, deps: Deps) -> Handled:
+    start = command.start
+    workflow, data, config = validate(command, deps)
+    now = deps.clock.now()
+    run = RunRecord(
+        id=command.run_id or new_id(),
+        workflow_id=workflow.id,
+        workflow_name=workflow.name,
+        workflow_type=workflow.id,
+        input=data,
+        config=config,
+        priority=command.priority,
+        metadata=command.metadata,
+        max_cost=_max_cost(command.max_cost),
+    )
+    if start:
+        run.status = Status.RUNNING
+        run.started_at = now
+    run = deps.persistence.create_run(run, now)
+    events = [event(WORKFLOW_CREATED, run.id, now, workflow_id=workflow.id)]
+    if command.annotations:
+        rows = [
+            AnnotationRecord(
+                id=0,
+                run_id=run.id,
+                key=item["key"],
+                value=item["value"],
+                scope="run",
+                actor_kind=(item.get("actor") or {}).get("kind"),
+                actor_id=(item.get("actor") or {}).get("id"),
+                actor_version=(item.get("actor") or {}).get("version"),
+                payload=item.get("payload"),
+                idempotency_key=item.get("idempotency_key"),
+            )
+            for item in command.annotations
+            if item.get("value") is not None
+        ]
+        deps.persistence.append_annotations(rows, now)
+    job_ids: list[str] = []
+    if start:
+        job_ids = prepare_group(deps, run, workflow, 1, 0, now)
+        events.append(event(WORKFLOW_STARTED, run.id, now))
+    return Handled(CreateRunResult(run_id=run.id, status=str(run.status)), events)

@@ -1,0 +1,118 @@
+"""``run.transition``: after a stage settles, start the next group, complete the run, or fail it.
+
+The run row is locked for the whole transaction, so concurrent transitions of one run serialize and
+exactly one of them acts; the version-guarded update is a second line of defence for adapters without locks.
+"""
+
+from __future__ import annotations
+
+from ...core.errors import StaleVersionError
+from ..commands import TransitionResult, TransitionRun
+from ..events import WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_STARTED, event
+from ..flow import Handled, MissingGroupOutput, group_output, prepare_group, sum_metrics, workflow_context
+from ..kernel import Deps
+from ..records import ACTIVE_STAGE_STATUSES, TERMINAL_RUN_STATUSES, Status
+
+RESULT = TransitionResult
+NOOP = Handled(TransitionResult("noop"))
+
+
+def handle(command: TransitionRun, deps: Deps) -> Handled:
+    persistence = deps.persistence
+    run = persistence.lock_run(command.run_id)
+    if run is None or run.status in TERMINAL_RUN_STATUSES or run.status == Status.PENDING:
+        return NOOP
+    workflow = deps.registry.get(run.workflow_id)
+    if workflow is None:
+        return NOOP
+    now = deps.clock.now()
+    stages = persistence.get_stages(run.id)
+
+    def claim(fields: dict) -> bool:
+        try:
+            persistence.update_run(run.id, fields, now, expected_version=run.version)
+        except StaleVersionError:
+            return False
+        return True
+
+    if not stages:
+        if not claim({}):
+            return NOOP
+        job_ids = prepare_group(deps, run, workflow, 1, 0, now)
+        return Handled(TransitionResult("advanced", 1, job_ids), [event(WORKFLOW_STARTED, run.id, now)])
+
+    if any(s.status in ACTIVE_STAGE_STATUSES for s in stages):
+        return NOOP
+
+    failed = [s for s in stages if s.status == Status.FAILED]
+    if failed:
+        jobs = deps.jobs.jobs_for_run(run.id)
+        retrying = {
+            j.stage_id
+            for j in jobs
+            if j.status == Status.RUNNING or (j.status == Status.PENDING and j.attempt > 0)
+        }
+        terminal = [s for s in failed if s.stage_id not in retrying]
+        if not terminal:
+            return NOOP
+        first = terminal[0]
+        message = first.error_message or "Stage failed"
+        fields = {
+            "status": Status.FAILED,
+            "completed_at": now,
+            "duration_ms": _ms(now - run.created_at),
+            "output": {"error": {"code": "STAGE_FAILED", "stage_id": first.stage_id, "message": message}},
+        }
+        if not claim(fields):
+            return NOOP
+        return Handled(
+            TransitionResult("failed"),
+            [event(WORKFLOW_FAILED, run.id, now, error=message, stage_id=first.stage_id)],
+        )
+
+    max_group = max(s.execution_group for s in stages)
+    attempt = max(s.attempt for s in stages)
+    if workflow.group(max_group + 1):
+        if not claim({}):
+            return NOOP
+        job_ids = prepare_group(deps, run, workflow, max_group + 1, attempt, now)
+        return Handled(TransitionResult("advanced", max_group + 1, job_ids))
+
+    context = workflow_context(deps, stages)
+    try:
+        output = group_output(workflow, max_group, context)
+    except MissingGroupOutput as exc:
+        message = f"Execution group {max_group} finished without the output of stage(s) {exc}."
+        if not claim({"status": Status.FAILED, "completed_at": now, "output": {"error": {"code": "MISSING_OUTPUT", "message": message}}}):
+            return NOOP
+        return Handled(TransitionResult("failed"), [event(WORKFLOW_FAILED, run.id, now, error=message)])
+    cost, tokens = sum_metrics(stages)
+    duration = _ms(now - run.created_at)
+    fields = {
+        "status": Status.COMPLETED,
+        "completed_at": now,
+        "duration_ms": duration,
+        "output": output,
+        "total_cost": max(cost, run.total_cost),
+        "total_tokens": max(tokens, run.total_tokens),
+    }
+    if not claim(fields):
+        return NOOP
+    return Handled(
+        TransitionResult("completed"),
+        [
+            event(
+                WORKFLOW_COMPLETED,
+                run.id,
+                now,
+                duration_ms=duration,
+                output=output,
+                total_cost=str(fields["total_cost"]),
+                total_tokens=fields["total_tokens"],
+            )
+        ],
+    )
+
+
+def _ms(delta) -> int:  # type: ignore[no-untyped-def]
+    return int(delta.total_seconds() * 1000)

@@ -1,0 +1,151 @@
+"""Running jobs: the host-side logic shared by every host (in-process drain, RQ worker, serverless).
+
+``run_job`` executes one claimed job, records the job outcome (complete, suspend, retry with backoff, or
+fail) and dispatches ``run.transition`` at once so the next group starts without waiting for maintenance.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .commands import ClaimPendingRuns, ExecuteJob, ExecuteResult, TransitionRun
+from .kernel import Kernel
+from .records import JobRecord
+
+logger = logging.getLogger("django_workflow_engine.worker")
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What happened to one job. ``outcome`` is ``completed``, ``suspended``, ``retrying`` or ``failed``."""
+
+    job_id: str
+    run_id: str
+    stage_id: str
+    attempt: int
+    outcome: str
+    duration_ms: int
+    error: str | None = None
+    ghost: bool = False
+    transition: str | None = None
+
+
+def retry_delay(job: JobRecord, base_seconds: float) -> timedelta:
+    """Exponential backoff: ``base * 2**(attempt-1)`` (2 s, 4 s, 8 s with the default base)."""
+    return timedelta(seconds=base_seconds * (2 ** max(0, job.attempt - 1)))
+
+
+def run_job(kernel: Kernel, job: JobRecord, *, on_error: Callable[[BaseException], None] | None = None) -> JobOutcome:
+    """Execute a job already claimed (RUNNING, leased) and record its outcome.
+
+    Infrastructure errors (database down, workflow removed) propagate; the job keeps its lease and is
+    re-delivered when the lease expires.
+    """
+    deps = kernel.deps
+    started = deps.clock.now()
+    result: ExecuteResult = kernel.dispatch(
+        ExecuteJob(
+            run_id=job.run_id,
+            workflow_id=job.workflow_id,
+            stage_id=job.stage_id,
+            idempotency_key=f"job:{job.id}:attempt:{job.attempt}",
+        )
+    )
+    now = deps.clock.now()
+    duration_ms = int((now - started).total_seconds() * 1000)
+    transition = None
+    if result.outcome == "completed":
+        deps.jobs.complete(job.id, now)
+        transition = kernel.dispatch(TransitionRun(job.run_id)).action
+        outcome = "completed"
+    elif result.outcome == "suspended":
+        next_poll_at = (
+            datetime.fromisoformat(result.next_poll_at)
+            if result.next_poll_at
+            else now + timedelta(seconds=deps.options.suspend_fallback_seconds)
+        )
+        deps.jobs.suspend(job.id, next_poll_at, now)
+        outcome = "suspended"
+    else:
+        can_retry = not result.ghost and result.retryable and job.attempt < job.max_attempts
+        if can_retry:
+            workflow = deps.registry.get(job.workflow_id)
+            stage = workflow.stage(job.stage_id) if workflow and workflow.has_stage(job.stage_id) else None
+            base = stage.retry_base_seconds if stage and stage.retry_base_seconds is not None else deps.options.retry_base_seconds
+            deps.jobs.fail(job.id, result.error or "Unknown error", now + retry_delay(job, base), now)
+            outcome = "retrying"
+        else:
+            deps.jobs.fail(job.id, result.error or "Unknown error", None, now)
+            outcome = "failed"
+            if not result.ghost:
+                try:
+                    transition = kernel.dispatch(TransitionRun(job.run_id)).action
+                except Exception as exc:
+                    logger.exception("transition after the failure of job %s failed", job.id)
+                    if on_error:
+                        on_error(exc)
+    record = JobOutcome(
+        job.id, job.run_id, job.stage_id, job.attempt, outcome, duration_ms, result.error, result.ghost, transition
+    )
+    log = logger.warning if outcome in ("failed", "retrying") else logger.info
+    log(
+        "stage %s of run %s %s (attempt %d, %d ms)%s",
+        job.stage_id,
+        job.run_id,
+        outcome if not result.ghost else "discarded (ghost)",
+        job.attempt,
+        duration_ms,
+        f": {result.error}" if result.error else "",
+    )
+    return record
+
+
+@dataclass
+class DrainResult:
+    """Totals of :func:`drain`."""
+
+    jobs: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    suspended: int = 0
+    claimed_runs: int = 0
+
+
+def drain(
+    kernel: Kernel,
+    *,
+    worker_id: str = "in-process",
+    max_jobs: int | None = None,
+    on_job: Callable[[JobOutcome], Any] | None = None,
+) -> DrainResult:
+    """Claim pending runs and execute due jobs in this process until nothing is runnable.
+
+    Suspended stages that are not due and retries whose backoff has not elapsed are left waiting.
+    """
+    totals = DrainResult()
+    while max_jobs is None or totals.jobs < max_jobs:
+        claimed = kernel.dispatch(ClaimPendingRuns(worker_id=worker_id, max_claims=100)).claimed
+        totals.claimed_runs += len(claimed)
+        job = kernel.deps.jobs.dequeue(worker_id, kernel.deps.clock.now())
+        if job is None:
+            if claimed:
+                continue
+            break
+        outcome = run_job(kernel, job)
+        totals.jobs += 1
+        if outcome.outcome == "completed":
+            totals.completed += 1
+        elif outcome.outcome == "failed":
+            totals.failed += 1
+        elif outcome.outcome == "retrying":
+            totals.retried += 1
+        elif outcome.outcome == "suspended":
+            totals.suspended += 1
+        if on_job is not None:
+            on_job(outcome)
+    return totals

@@ -1,0 +1,94 @@
+"""Workflows shared by the test suites. Stage functions record calls in ``CALLS`` so tests can see what ran."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from pydantic import BaseModel, Field
+
+from django_workflow_engine import StageResult, WorkflowBuilder, define_stage
+
+CALLS: Counter[str] = Counter()
+GATES: dict[str, threading.Event] = {}
+FAIL: dict[str, str] = {}
+
+
+class Numbers(BaseModel):
+    value: int
+
+
+class Tagged(BaseModel):
+    value: int
+    tag: str
+
+
+class Merged(BaseModel):
+    total: int
+    tags: list[str]
+
+
+class ScaleConfig(BaseModel):
+    factor: int = Field(default=2, ge=1, le=100)
+
+
+def _visit(stage_id: str) -> None:
+    CALLS[stage_id] += 1
+    gate = GATES.get(stage_id)
+    if gate is not None:
+        gate.wait(timeout=30)
+    if stage_id in FAIL:
+        raise RuntimeError(FAIL[stage_id])
+
+
+@define_stage(id="a", name="Double", input=Numbers, output=Numbers, config=ScaleConfig)
+def stage_a(ctx):
+    _visit("a")
+    ctx.log("INFO", "doubling", value=ctx.input.value)
+    ctx.progress(50, "half way")
+    return Numbers(value=ctx.input.value * ctx.config.factor)
+
+
+@define_stage(id="b", name="Add one", input=Numbers, output=Tagged)
+def stage_b(ctx):
+    _visit("b")
+    return {"value": ctx.input.value + 1, "tag": "b"}
+
+
+@define_stage(id="c", name="Add ten", input=Numbers, output=Tagged)
+async def stage_c(ctx):
+    _visit("c")
+    return Tagged(value=ctx.input.value + 10, tag="c")
+
+
+class BC(BaseModel):
+    b: Tagged
+    c: Tagged
+
+
+@define_stage(id="d", name="Merge", input=BC, output=Merged, dependencies=["b", "c"])
+def stage_d(ctx):
+    _visit("d")
+    assert ctx.require("a") is not None
+    return StageResult(
+        output=Merged(total=ctx.input.b.value + ctx.input.c.value, tags=[ctx.input.b.tag, ctx.input.c.tag]),
+        custom_metrics={"total_cost": 0.25, "total_tokens": 30},
+        artifacts={"summary": {"lines": 2}},
+    )
+
+
+diamond = (
+    WorkflowBuilder("diamond", "Diamond", "a then b||c then d", input=Numbers, output=Merged)
+    .pipe(stage_a)
+    .parallel([stage_b, stage_c])
+    .pipe(stage_d)
+    .build()
+)
+
+
+def reset() -> None:
+    CALLS.clear()
+    for gate in GATES.values():
+        gate.set()
+    GATES.clear()
+    FAIL.clear()

@@ -1,0 +1,221 @@
+"""The run lifecycle through the kernel on the in-memory adapters."""
+
+from __future__ import annotations
+
+import pytest
+
+from django_workflow_engine.errors import (
+    InvalidConfig,
+    InvalidInput,
+    InvalidRunState,
+    StageNotFound,
+    WorkflowNotFound,
+)
+from django_workflow_engine.kernel import CancelRun, ClaimPendingRuns, CreateRun, RerunFrom, TransitionRun
+from django_workflow_engine.testing import MemoryHarness
+from tests import flows
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    flows.reset()
+    yield
+    flows.reset()
+
+
+@pytest.fixture
+def h():
+    return MemoryHarness([flows.diamond])
+
+
+def test_diamond_completes_and_d_sees_parallel_outputs(h):
+    run_id = h.start("diamond", {"value": 5})
+    h.drain()
+    run = h.run(run_id)
+    assert run.status == "COMPLETED"
+    # a: 5*2=10; b: 11; c: 20; d: 31
+    assert run.output == {"total": 31, "tags": ["b", "c"]}
+    assert str(run.total_cost) == "0.25"
+    assert run.total_tokens == 30
+    stages = h.stages(run_id)
+    assert {k: (s.status, s.execution_group) for k, s in stages.items()} == {
+        "a": ("COMPLETED", 1),
+        "b": ("COMPLETED", 2),
+        "c": ("COMPLETED", 2),
+        "d": ("COMPLETED", 3),
+    }
+    assert dict(flows.CALLS) == {"a": 1, "b": 1, "c": 1, "d": 1}
+
+
+def test_events_are_sequenced_and_in_order(h):
+    run_id = h.start("diamond", {"value": 1})
+    h.drain()
+    rows = h.persistence.get_events(run_id)
+    assert [r.sequence for r in rows] == list(range(1, len(rows) + 1))
+    types = [r.event_type for r in rows]
+    assert types[:2] == ["workflow:created", "workflow:started"]
+    assert types[-1] == "workflow:completed"
+    assert types.count("stage:started") == 4
+    assert types.count("stage:completed") == 4
+    assert "stage:progress" in types
+    assert types.index("stage:progress") < types.index("stage:completed")
+
+
+def test_logs_are_stored_with_run_and_stage(h):
+    run_id = h.start("diamond", {"value": 3})
+    h.drain()
+    logs = h.persistence.get_logs(run_id)
+    assert [(log.level, log.message, log.metadata) for log in logs] == [("INFO", "doubling", {"value": 3})]
+    assert logs[0].stage_pk == h.stages(run_id)["a"].id
+
+
+def test_config_defaults_and_override(h):
+    run_id = h.start("diamond", {"value": 1}, config={"a": {"factor": 5}})
+    h.drain()
+    assert h.run(run_id).config["a"] == {"factor": 5}
+    assert h.run(run_id).output["total"] == (5 + 1) + (5 + 10)
+
+
+def test_failing_stage_fails_run_with_its_message(h):
+    flows.FAIL["c"] = "disk on fire"
+    run_id = h.start("diamond", {"value": 1})
+    h.drain()
+    # retries are immediate with retry_base_seconds=0; three attempts, then the run fails
+    assert flows.CALLS["c"] == 3
+    run = h.run(run_id)
+    assert run.status == "FAILED"
+    assert run.output["error"]["message"] == "RuntimeError: disk on fire"
+    assert run.output["error"]["stage_id"] == "c"
+    assert h.stages(run_id)["c"].error_message == "RuntimeError: disk on fire"
+    assert "d" not in h.stages(run_id)
+    assert h.event_types(run_id)[-1] == "workflow:failed"
+
+
+def test_invalid_input_raises_and_writes_nothing(h):
+    with pytest.raises(InvalidInput, match="field 'value'"):
+        h.start("diamond", {"value": "not a number"})
+    assert h.store.runs == {}
+    assert h.store.outbox == []
+
+
+def test_invalid_config_names_stage_and_field(h):
+    with pytest.raises(InvalidConfig, match=r"stage 'a': field 'factor'"):
+        h.start("diamond", {"value": 1}, config={"a": {"factor": 0}})
+    with pytest.raises(InvalidConfig, match="stage 'zzz'"):
+        h.start("diamond", {"value": 1}, config={"zzz": {}})
+    assert h.store.runs == {}
+
+
+def test_unknown_workflow(h):
+    with pytest.raises(WorkflowNotFound, match="'nope'.*diamond"):
+        h.start("nope", {})
+    assert h.store.runs == {}
+
+
+def test_pending_run_is_claimed_then_runs(h):
+    run_id = h.dispatch(CreateRun(workflow_id="diamond", input={"value": 1})).run_id
+    assert h.run(run_id).status == "PENDING"
+    claimed = h.dispatch(ClaimPendingRuns(worker_id="w1")).claimed
+    assert [c.run_id for c in claimed] == [run_id]
+    assert len(claimed[0].job_ids) == 1
+    assert h.dispatch(ClaimPendingRuns(worker_id="w1")).claimed == []
+    h.drain()
+    assert h.run(run_id).status == "COMPLETED"
+
+
+def test_claim_of_unknown_workflow_fails_only_that_run(h):
+    h.dispatch(CreateRun(workflow_id="diamond", input={"value": 1}))
+    good = h.dispatch(CreateRun(workflow_id="diamond", input={"value": 2})).run_id
+    bad = next(iter(h.store.runs))
+    h.registry._workflows["ghost"] = None  # noqa: SLF001
+    h.store.runs[bad].workflow_id = "removed-workflow"
+    h.drain()
+    assert h.run(bad).status == "FAILED"
+    assert h.run(bad).output["error"]["code"] == "WORKFLOW_NOT_FOUND"
+    assert h.run(good).status == "COMPLETED"
+
+
+def test_cancel_cascades_to_stages_and_jobs(h):
+    run_id = h.start("diamond", {"value": 1})
+    assert h.dispatch(CancelRun(run_id, reason="user asked")).cancelled is True
+    assert h.run(run_id).status == "CANCELLED"
+    assert {s.status for s in h.stages(run_id).values()} == {"CANCELLED"}
+    assert {j.status for j in h.jobs.jobs_for_run(run_id)} == {"CANCELLED"}
+    assert h.dispatch(CancelRun(run_id)).cancelled is False
+    assert h.drain().jobs == 0
+    assert h.event_types(run_id)[-1] == "workflow:cancelled"
+
+
+def test_cancel_during_execution_discards_late_result(h):
+    run_id = h.start("diamond", {"value": 1})
+    job = h.jobs.dequeue("w", h.clock.now())
+
+    from django_workflow_engine.kernel import run_job
+
+    def cancel_mid_stage(ctx):
+        h.dispatch(CancelRun(run_id))
+        return {"value": 99}
+
+    original = flows.stage_a.execute
+    object.__setattr__(flows.stage_a, "execute", cancel_mid_stage)
+    try:
+        outcome = run_job(h.kernel, job)
+    finally:
+        object.__setattr__(flows.stage_a, "execute", original)
+    assert outcome.ghost is True
+    assert h.run(run_id).status == "CANCELLED"
+    stage = h.stages(run_id)["a"]
+    assert stage.status == "CANCELLED"
+    assert stage.output_data is None
+    assert h.jobs.get_job(job.id).status == "FAILED"
+    assert "stage:completed" not in h.event_types(run_id)
+    assert all(s.status != "RUNNING" for s in h.stages(run_id).values())
+
+
+def test_rerun_from_parallel_stage_reruns_group_and_later(h):
+    run_id = h.start("diamond", {"value": 1})
+    h.drain()
+    a_before = h.stages(run_id)["a"]
+    flows.CALLS.clear()
+    result = h.dispatch(RerunFrom(run_id, "c"))
+    assert sorted(result.deleted_stages) == ["b", "c", "d"]
+    h.drain()
+    assert dict(flows.CALLS) == {"b": 1, "c": 1, "d": 1}
+    run = h.run(run_id)
+    assert run.status == "COMPLETED"
+    assert run.output == {"total": 2 * 1 + 1 + 2 * 1 + 10, "tags": ["b", "c"]}
+    stages = h.stages(run_id)
+    assert stages["a"].id == a_before.id
+    assert stages["a"].attempt == 0
+    assert stages["b"].attempt == stages["c"].attempt == stages["d"].attempt == 1
+
+
+def test_rerun_errors_write_nothing(h):
+    run_id = h.start("diamond", {"value": 1})
+    with pytest.raises(InvalidRunState, match="RUNNING"):
+        h.dispatch(RerunFrom(run_id, "a"))
+    h.drain()
+    with pytest.raises(StageNotFound, match="'nope'"):
+        h.dispatch(RerunFrom(run_id, "nope"))
+    assert h.run(run_id).status == "COMPLETED"
+    assert len(h.stages(run_id)) == 4
+
+
+def test_transition_is_noop_for_finished_or_missing_runs(h):
+    assert h.dispatch(TransitionRun("missing")).action == "noop"
+    run_id = h.start("diamond", {"value": 1})
+    h.drain()
+    assert h.dispatch(TransitionRun(run_id)).action == "noop"
+
+
+def test_completed_stage_is_not_executed_twice(h):
+    run_id = h.start("diamond", {"value": 1})
+    job = h.jobs.dequeue("w", h.clock.now())
+    from django_workflow_engine.kernel import ExecuteJob
+
+    first = h.dispatch(ExecuteJob(run_id, "diamond", "a"))
+    second = h.dispatch(ExecuteJob(run_id, "diamond", "a"))
+    assert first.outcome == second.outcome == "completed"
+    assert second.output == {"value": 2}
+    assert flows.CALLS["a"] == 1
+    assert job is not None
