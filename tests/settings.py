@@ -74,7 +74,7 @@ STORAGES = {
 MEDIA_ROOT = os.path.join(BASE_TMP, "media")
 STATIC_URL = "/static/"
 
-WORKFLOW_ENGINE = {"TRANSPORT": "database"}
+WORKFLOW_ENGINE = {"TRANSPORT": "database", "RETRY_BASE_SECONDS": 0}
 
 LOGGING = {
     "version": 1,
