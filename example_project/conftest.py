@@ -1,0 +1,34 @@
+"""Lets the repository's test run (``tests.settings``) collect the example app's tests.
+
+pytest-django sets Django up before any conftest is imported, so ``documents`` cannot be added to
+``INSTALLED_APPS`` from here. The app has no models; all its tests need is its workflow in the registry, which
+the ``document_insights`` fixture provides. Under the example project's own settings (where ``documents`` is
+installed and autodiscovered) the fixture finds it already registered and changes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+
+@pytest.fixture
+def document_insights() -> Iterator[Any]:
+    from documents.workflows import document_insights as workflow
+
+    from django_workflow_engine.registry import registry
+
+    added = registry.get(workflow.id) is None
+    if added:
+        registry.register(workflow)
+    yield workflow
+    if added:
+        registry.unregister(workflow.id)
