@@ -23,7 +23,7 @@ SENTENCE_END_RE = re.compile(r"[.!?]+(?:\s|$)")
 _STOPWORDS_TEXT = """
 a an and are as at be but by for from has have he her his i in is it its of on or our she so that the their them
 they this to was we were what when which who will with you your not can all also into than then there these those
-been being do does did over under more most such
+been being do does did over under more most such each every make would why only still just very
 """
 STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 

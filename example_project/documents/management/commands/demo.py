@@ -9,7 +9,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
-from django_workflow_engine import engine
+# The submodule import: `from django_workflow_engine import engine` can return the module, see the report.
+from django_workflow_engine.engine import engine
 from documents.samples import SAMPLES
 
 OUTCOME_STYLE = {"completed": "green", "failed": "red", "retrying": "yellow", "suspended": "cyan"}
@@ -24,10 +25,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, top_n: int, no_admin_user: bool, **options: Any) -> None:
         from rich.console import Console
-        from rich.syntax import Syntax
+        from rich.markup import escape
 
         console = Console(highlight=False)
-        console.rule("[bold]document-insights: ingest -> [keywords, stats] -> report")
+        console.rule(escape("document-insights: ingest -> [keywords, stats] -> report"))
 
         runs = [engine.start("document-insights", doc, config={"keywords": {"top_n": top_n}}) for doc in SAMPLES]
         for run in runs:
@@ -48,7 +49,7 @@ class Command(BaseCommand):
         for run in runs:
             run.refresh_from_db()
             console.rule(f"run {short(run.id)}: {run.status}")
-            console.print(Syntax(json.dumps(run.output, indent=2, ensure_ascii=False), "json", theme="ansi_dark"))
+            console.print_json(json.dumps(run.output, ensure_ascii=False))
 
         console.rule("[bold]admin")
         console.print("Browse the runs, stages and logs in the admin:")
@@ -64,7 +65,8 @@ class Command(BaseCommand):
 
 
 def short(run_id: Any) -> str:
-    return str(run_id)[:8]
+    # Run ids start with a timestamp; their tail tells runs started together apart.
+    return str(run_id)[-8:]
 
 
 def reset_admin_password() -> str:
