@@ -1,10 +1,7 @@
 """django-workflow-engine: durable, typed, multi-stage AI pipelines for Django.
 
-The definitions (``define_stage``, ``WorkflowBuilder``...) import without Django being set up; ``engine``
-and the models are resolved lazily on first access.
+Everything here imports without Django being set up; ``engine`` touches Django only when used.
 """
-
-from typing import TYPE_CHECKING, Any
 
 from .core.batch import CompletionError, NotReady, Ready, Suspend, define_async_batch_stage
 from .core.context import CheckContext, StageContext
@@ -22,8 +19,9 @@ from .core.errors import (
 from .core.stage import Stage, StageResult, define_stage
 from .core.workflow import Workflow, WorkflowBuilder
 
-if TYPE_CHECKING:
-    from .engine import Engine
+# Binding the instance here (after the submodule import) keeps ``from django_workflow_engine import engine``
+# the Engine object rather than the ``engine`` module. engine.py imports nothing from Django at load time.
+from .engine import Engine, engine
 
 __version__ = "0.1.0"
 
@@ -31,6 +29,7 @@ __all__ = [
     "BudgetExceeded",
     "CheckContext",
     "CompletionError",
+    "Engine",
     "IdempotencyInProgressError",
     "InvalidConfig",
     "InvalidInput",
@@ -51,11 +50,3 @@ __all__ = [
     "define_stage",
     "engine",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "engine":
-        from .engine import engine
-
-        return engine
-    raise AttributeError(f"module 'django_workflow_engine' has no attribute {name!r}")

@@ -56,11 +56,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     if settings.AI_LOG_PROMPTS not in (True, False, "redact"):
-        errors.append(_error(f"WORKFLOW_ENGINE['AI_LOG_PROMPTS'] is {settings.AI_LOG_PROMPTS!r}.", "Use True, False or 'redact'.", 5))
+        errors.append(
+            _error(
+                f"WORKFLOW_ENGINE['AI_LOG_PROMPTS'] is {settings.AI_LOG_PROMPTS!r}.", "Use True, False or 'redact'.", 5
+            )
+        )
     if not isinstance(settings.WORKFLOWS, list | tuple) or not all(isinstance(p, str) for p in settings.WORKFLOWS):
-        errors.append(_error("WORKFLOW_ENGINE['WORKFLOWS'] must be a list of dotted paths.", "e.g. ['myapp.flows.pipeline'].", 6))
+        errors.append(
+            _error("WORKFLOW_ENGINE['WORKFLOWS'] must be a list of dotted paths.", "e.g. ['myapp.flows.pipeline'].", 6)
+        )
     if not isinstance(settings.AI_MODELS, dict):
-        errors.append(_error("WORKFLOW_ENGINE['AI_MODELS'] must be a dict of model name to prices.", "See the AI docs.", 7))
+        errors.append(
+            _error("WORKFLOW_ENGINE['AI_MODELS'] must be a dict of model name to prices.", "See the AI docs.", 7)
+        )
     if settings.TRANSPORT == "rq":
         from django.conf import settings as dj
 

@@ -191,7 +191,12 @@ class Engine:
         kernel = self.kernel
         total = DrainResult()
         while True:
-            result = drain(kernel, worker_id=worker_id, max_jobs=None if max_jobs is None else max_jobs - total.jobs, on_job=on_stage)
+            result = drain(
+                kernel,
+                worker_id=worker_id,
+                max_jobs=None if max_jobs is None else max_jobs - total.jobs,
+                on_job=on_stage,
+            )
             for name in ("jobs", "completed", "failed", "retried", "suspended", "claimed_runs"):
                 setattr(total, name, getattr(total, name) + getattr(result, name))
             polled = kernel.dispatch(PollSuspended(max_checks=100))
@@ -203,6 +208,15 @@ class Engine:
                 return total
             if max_jobs is not None and total.jobs >= max_jobs:
                 return total
+
+    def run_and_wait(self, workflow_id: str, input: Any, *, timeout: float = 300, **options: Any) -> WorkflowRun:
+        """Start a run and block until it is COMPLETED, FAILED or CANCELLED (workers do the work).
+
+        Raises:
+            TimeoutError: if the run is still going after ``timeout`` seconds (it keeps running).
+        """
+        run = self.start(workflow_id, input, **options)
+        return self.wait(run.id, timeout=timeout)
 
     def wait(self, run_id: str, timeout: float = 60, poll_interval: float = 0.2) -> WorkflowRun:
         """Block until the run is COMPLETED, FAILED or CANCELLED (other processes do the work)."""

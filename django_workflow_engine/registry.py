@@ -66,7 +66,9 @@ class WorkflowRegistry:
                 try:
                     obj: Any = import_string(path)
                 except ImportError as exc:
-                    raise ImproperlyConfigured(f"WORKFLOW_ENGINE['WORKFLOWS'] entry {path!r} cannot be imported: {exc}") from exc
+                    raise ImproperlyConfigured(
+                        f"WORKFLOW_ENGINE['WORKFLOWS'] entry {path!r} cannot be imported: {exc}"
+                    ) from exc
                 self.register(obj)
 
     def _register_module_workflows(self) -> None:

@@ -40,5 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 have_redis = redis_available()
             if not have_redis:
                 if REQUIRE_SERVICES:
-                    raise pytest.UsageError("WORKFLOW_ENGINE_REQUIRE_SERVICES=1 but Redis is not reachable on 127.0.0.1:6379")
+                    raise pytest.UsageError(
+                        "WORKFLOW_ENGINE_REQUIRE_SERVICES=1 but Redis is not reachable on 127.0.0.1:6379"
+                    )
                 item.add_marker(pytest.mark.skip(reason="Redis is not reachable on 127.0.0.1:6379"))

@@ -92,3 +92,60 @@ def reset() -> None:
         gate.set()
     GATES.clear()
     FAIL.clear()
+
+
+# -- a workflow for real worker processes ---------------------------------------------------------------------
+
+
+class Job(BaseModel):
+    n: int
+    sleep: float = 0.0
+
+
+def _work(ctx, label: str) -> dict:
+    import time
+
+    if ctx.input is not None and getattr(ctx.input, "sleep", 0):
+        time.sleep(ctx.input.sleep)
+    ctx.log("INFO", f"executed {label}")
+    return {"n": ctx.input.n if hasattr(ctx.input, "n") else 0, "by": label}
+
+
+class Step(BaseModel):
+    n: int
+    by: str
+
+
+class Pair(BaseModel):
+    left: Step
+    right: Step
+
+
+@define_stage(id="ingest", name="Ingest", input=Job, output=Step)
+def ingest(ctx):
+    return _work(ctx, "ingest")
+
+
+@define_stage(id="left", name="Left", input=Step, output=Step)
+def left(ctx):
+    return _work(ctx, "left")
+
+
+@define_stage(id="right", name="Right", input=Step, output=Step)
+def right(ctx):
+    return _work(ctx, "right")
+
+
+@define_stage(id="join", name="Join", input=Pair)
+def join(ctx):
+    ctx.log("INFO", "executed join")
+    return {"sum": ctx.input.left.n + ctx.input.right.n}
+
+
+triple = (
+    WorkflowBuilder("triple", "Triple", "ingest -> left||right -> join", input=Job)
+    .pipe(ingest)
+    .parallel([left, right])
+    .pipe(join)
+    .build()
+)

@@ -1,5 +1,6 @@
 """Settings for the test suite. ``DATABASE_URL`` selects the database (default: SQLite in a temp dir)."""
 
+import json
 import os
 import tempfile
 
@@ -54,6 +55,8 @@ _url = os.environ.get("DATABASE_URL")
 if _url:
     DATABASES = {"default": dj_database_url.parse(_url, conn_max_age=0)}
     DATABASES["default"].setdefault("TEST", {})
+    if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 else:
     DATABASES = {
         "default": {
@@ -68,13 +71,18 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 RQ_QUEUES = {"workflows": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600}}
 
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": os.path.join(BASE_TMP, "media")}},
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": os.path.join(BASE_TMP, "media")},
+    },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 MEDIA_ROOT = os.path.join(BASE_TMP, "media")
 STATIC_URL = "/static/"
 
 WORKFLOW_ENGINE = {"TRANSPORT": "database", "RETRY_BASE_SECONDS": 0}
+# Acceptance tests start real processes with extra engine settings (short leases, the RQ transport...).
+WORKFLOW_ENGINE.update(json.loads(os.environ.get("DWE_ENGINE_SETTINGS", "{}")))
 
 LOGGING = {
     "version": 1,

@@ -163,7 +163,12 @@ class StageContext(_BaseContext):
     def progress(self, progress: float, message: str = "", **details: Any) -> None:
         """Report progress (0-100); recorded as a ``stage:progress`` event with the stage's outcome."""
         self.progress_events.append(
-            {"stage_id": self.stage_id, "progress": float(progress), "message": str(message), "details": details or None}
+            {
+                "stage_id": self.stage_id,
+                "progress": float(progress),
+                "message": str(message),
+                "details": details or None,
+            }
         )
 
 

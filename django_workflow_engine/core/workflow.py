@@ -138,7 +138,9 @@ class Workflow:
         errors: dict[str, str] = {}
         config = config or {}
         if not isinstance(config, Mapping):
-            return ConfigValidation(False, {"(config)": f"must be an object keyed by stage id, got {type(config).__name__}"})
+            return ConfigValidation(
+                False, {"(config)": f"must be an object keyed by stage id, got {type(config).__name__}"}
+            )
         for key in config:
             if key not in self._stages:
                 errors[str(key)] = f"unknown stage; stages are {', '.join(self._stages)}"
@@ -157,7 +159,9 @@ class Workflow:
             InvalidConfig: naming each failing stage and field.
         """
         if config is not None and not isinstance(config, Mapping):
-            raise InvalidConfig(self.id, {"(config)": f"must be an object keyed by stage id, got {type(config).__name__}"})
+            raise InvalidConfig(
+                self.id, {"(config)": f"must be an object keyed by stage id, got {type(config).__name__}"}
+            )
         merged = self.default_config()
         for stage_id, value in (config or {}).items():
             if isinstance(value, BaseModel):
@@ -208,7 +212,9 @@ class WorkflowBuilder:
             )
         for role, schema in (("input", input), ("output", output)):
             if schema is not None and not (isinstance(schema, type) and issubclass(schema, BaseModel)):
-                raise WorkflowDefinitionError(f"Workflow {id!r}: {role}= must be a pydantic BaseModel subclass or None.")
+                raise WorkflowDefinitionError(
+                    f"Workflow {id!r}: {role}= must be a pydantic BaseModel subclass or None."
+                )
         self.id = id
         self.name = name
         self.description = description

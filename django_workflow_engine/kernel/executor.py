@@ -63,6 +63,8 @@ def _metrics(custom: Mapping[str, Any], stage_id: str) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     for name, value in custom.items():
         if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise InvalidOutput(f"Stage {stage_id!r} returned custom metric {name!r} = {value!r}; metrics must be numbers.")
+            raise InvalidOutput(
+                f"Stage {stage_id!r} returned custom metric {name!r} = {value!r}; metrics must be numbers."
+            )
         metrics[name] = value
     return metrics

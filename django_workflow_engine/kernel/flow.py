@@ -130,9 +130,7 @@ def stage_input(workflow: Workflow, run: RunRecord, group: int, context: Mapping
         ) from None
 
 
-def prepare_group(
-    deps: Deps, run: RunRecord, workflow: Workflow, group: int, attempt: int, now: datetime
-) -> list[str]:
+def prepare_group(deps: Deps, run: RunRecord, workflow: Workflow, group: int, attempt: int, now: datetime) -> list[str]:
     """Create PENDING stage records for ``group`` (existing records are left alone) and enqueue a job for
     each record that is PENDING. Returns the job ids."""
     new_records = [

@@ -30,7 +30,15 @@ _HANDLERS = {
 }
 
 # Commands whose handlers manage their own transactions (several short ones, user code between them).
-_SELF_MANAGED = {"job.execute", "stage.pollSuspended", "outbox.flush", "plugin.replayDLQ", "lease.reapStale", "run.reapStuck", "run.claimPending"}
+_SELF_MANAGED = {
+    "job.execute",
+    "stage.pollSuspended",
+    "outbox.flush",
+    "plugin.replayDLQ",
+    "lease.reapStale",
+    "run.reapStuck",
+    "run.claimPending",
+}
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,9 @@ def define_plugin(*, id: str, on: Iterable[str], handle: Callable[[dict[str, Any
     types = tuple(on)
     unknown = [t for t in types if t != "*" and t not in EVENT_TYPES]
     if unknown:
-        raise ValueError(f"Plugin {id!r} subscribes to unknown event type(s) {unknown}; known: {', '.join(EVENT_TYPES)}.")
+        raise ValueError(
+            f"Plugin {id!r} subscribes to unknown event type(s) {unknown}; known: {', '.join(EVENT_TYPES)}."
+        )
     if not callable(handle):
         raise ValueError(f"Plugin {id!r}: handle must be callable.")
     return Plugin(id=id, on=types, handle=handle, name=name or id)

@@ -61,7 +61,9 @@ class Persistence(Protocol):
         PostgreSQL). Must be called inside ``atomic()``. ``None`` if missing."""
         ...
 
-    def update_run(self, run_id: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None) -> int:
+    def update_run(
+        self, run_id: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None
+    ) -> int:
         """Write ``fields`` (attribute names of :class:`RunRecord`), set updated_at = now, bump version.
 
         Returns the new version. Raises ``RunNotFound`` if missing, ``StaleVersionError`` on a version mismatch.
@@ -117,7 +119,13 @@ class Persistence(Protocol):
 
     # -- logs -----------------------------------------------------------------------------------------------
     def create_log(
-        self, run_id: str | None, stage_pk: str | None, level: str, message: str, metadata: Mapping[str, Any] | None, now: datetime
+        self,
+        run_id: str | None,
+        stage_pk: str | None,
+        level: str,
+        message: str,
+        metadata: Mapping[str, Any] | None,
+        now: datetime,
     ) -> None: ...
 
     def get_logs(self, run_id: str) -> list[LogRecord]:

@@ -75,7 +75,11 @@ def run_job(kernel: Kernel, job: JobRecord, *, on_error: Callable[[BaseException
         if can_retry:
             workflow = deps.registry.get(job.workflow_id)
             stage = workflow.stage(job.stage_id) if workflow and workflow.has_stage(job.stage_id) else None
-            base = stage.retry_base_seconds if stage and stage.retry_base_seconds is not None else deps.options.retry_base_seconds
+            base = (
+                stage.retry_base_seconds
+                if stage and stage.retry_base_seconds is not None
+                else deps.options.retry_base_seconds
+            )
             deps.jobs.fail(job.id, result.error or "Unknown error", now + retry_delay(job, base), now)
             outcome = "retrying"
         else:

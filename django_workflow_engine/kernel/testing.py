@@ -142,7 +142,9 @@ class InMemoryPersistence:
     def lock_run(self, run_id: str) -> RunRecord | None:
         return self.get_run(run_id)
 
-    def update_run(self, run_id: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None) -> int:
+    def update_run(
+        self, run_id: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None
+    ) -> int:
         with self._shared.lock:
             run = self.store.runs.get(run_id)
             if run is None:
@@ -272,11 +274,25 @@ class InMemoryPersistence:
 
     # -- logs -----------------------------------------------------------------------------------------------
     def create_log(
-        self, run_id: str | None, stage_pk: str | None, level: str, message: str, metadata: Mapping[str, Any] | None, now: datetime
+        self,
+        run_id: str | None,
+        stage_pk: str | None,
+        level: str,
+        message: str,
+        metadata: Mapping[str, Any] | None,
+        now: datetime,
     ) -> None:
         with self._shared.lock:
             self.store.logs.append(
-                LogRecord(self.store.next_int(), run_id, stage_pk, level, message, copy.deepcopy(dict(metadata or {})) or None, now)
+                LogRecord(
+                    self.store.next_int(),
+                    run_id,
+                    stage_pk,
+                    level,
+                    message,
+                    copy.deepcopy(dict(metadata or {})) or None,
+                    now,
+                )
             )
 
     def get_logs(self, run_id: str) -> list[LogRecord]:
@@ -374,7 +390,9 @@ class InMemoryPersistence:
         with self._shared.lock:
             for annotation in annotations:
                 if annotation.idempotency_key is not None and any(
-                    a.run_id == annotation.run_id and a.key == annotation.key and a.idempotency_key == annotation.idempotency_key
+                    a.run_id == annotation.run_id
+                    and a.key == annotation.key
+                    and a.idempotency_key == annotation.idempotency_key
                     for a in self.store.annotations
                 ):
                     continue
@@ -385,7 +403,11 @@ class InMemoryPersistence:
 
     def list_annotations(self, run_id: str, filters: Mapping[str, Any]) -> list[AnnotationRecord]:
         with self._shared.lock:
-            rows = [copy.deepcopy(a) for a in self.store.annotations if a.run_id == run_id and _annotation_matches(a, filters)]
+            rows = [
+                copy.deepcopy(a)
+                for a in self.store.annotations
+                if a.run_id == run_id and _annotation_matches(a, filters)
+            ]
         rows.sort(key=lambda a: (a.created_at, a.id))
         return rows[: filters.get("limit") or 1000]
 

@@ -1,5 +1,5 @@
 """Autodiscovered by the registry, like a user's ``workflows.py``."""
 
-from tests.flows import diamond
+from tests.flows import diamond, triple
 
-__all__ = ["diamond"]
+__all__ = ["diamond", "triple"]

@@ -207,7 +207,9 @@ def test_stale_lease_is_released_and_job_redelivered(h):
 
 
 def test_validation_errors_are_not_retried(h):
-    h.registry.add(WorkflowBuilder("typed", "Typed").pipe(define_stage(id="t", name="T", input=Out, execute=lambda c: {})).build())
+    h.registry.add(
+        WorkflowBuilder("typed", "Typed").pipe(define_stage(id="t", name="T", input=Out, execute=lambda c: {})).build()
+    )
     run_id = h.dispatch(CreateRun(workflow_id="typed", input={"wrong": 1}, start=True)).run_id
     h.drain()
     assert h.run(run_id).status == "FAILED"

@@ -127,7 +127,7 @@ def test_claim_of_unknown_workflow_fails_only_that_run(h):
     h.dispatch(CreateRun(workflow_id="diamond", input={"value": 1}))
     good = h.dispatch(CreateRun(workflow_id="diamond", input={"value": 2})).run_id
     bad = next(iter(h.store.runs))
-    h.registry._workflows["ghost"] = None  # noqa: SLF001
+    h.registry._workflows["ghost"] = None
     h.store.runs[bad].workflow_id = "removed-workflow"
     h.drain()
     assert h.run(bad).status == "FAILED"

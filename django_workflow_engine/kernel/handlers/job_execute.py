@@ -132,7 +132,9 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
             stage_name=stage_def.name,
             stage_record_id=record.id,
             attempt=record.attempt,
-            config=parse_config(stage_def, record.config if record.config is not None else run.config.get(stage_def.id)),
+            config=parse_config(
+                stage_def, record.config if record.config is not None else run.config.get(stage_def.id)
+            ),
             storage=StageStorage(deps.blobs, run.workflow_type, run.id, stage_def.id),
             log_sink=log_sink,
             ai_factory=deps.ai_factory,
@@ -157,10 +159,10 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
         except Exception as exc:
             from ..flow import error_message
 
-            outcome = Outcome("failed", error=f"Could not store the output of stage {stage_def.id!r}: {error_message(exc)}")
-    progress = [
-        event(STAGE_PROGRESS, run.id, finished, **p) for p in (ctx.progress_events if ctx is not None else [])
-    ]
+            outcome = Outcome(
+                "failed", error=f"Could not store the output of stage {stage_def.id!r}: {error_message(exc)}"
+            )
+    progress = [event(STAGE_PROGRESS, run.id, finished, **p) for p in (ctx.progress_events if ctx is not None else [])]
     annotations = _annotations(ctx, run, record) if ctx is not None else []
     try:
         with persistence.atomic():
@@ -171,7 +173,16 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
             if annotations:
                 persistence.append_annotations([row for row, _ in annotations], finished)
             emitted = [
-                event(ANNOTATION_CREATED, run.id, finished, key=a.key, value=a.value, scope=a.scope, scope_id=a.scope_id, attempt=a.attempt)
+                event(
+                    ANNOTATION_CREATED,
+                    run.id,
+                    finished,
+                    key=a.key,
+                    value=a.value,
+                    scope=a.scope,
+                    scope_id=a.scope_id,
+                    attempt=a.attempt,
+                )
                 for a, wanted in annotations
                 if wanted
             ]
@@ -210,12 +221,16 @@ def _write_outcome(
             now,
         )
         return ExecuteResult("completed", output=outcome.output), [
-            event(STAGE_COMPLETED, run.id, now, stage_id=stage_def.id, stage_name=stage_def.name, duration_ms=duration_ms)
+            event(
+                STAGE_COMPLETED, run.id, now, stage_id=stage_def.id, stage_name=stage_def.name, duration_ms=duration_ms
+            )
         ]
     if outcome.kind == "suspended":
         suspend: Suspend = outcome.suspend  # type: ignore[assignment]
         interval = suspend.poll_interval_delta
-        next_poll_at = suspend.next_poll_at or now + (interval or timedelta(seconds=deps.options.suspend_fallback_seconds))
+        next_poll_at = suspend.next_poll_at or now + (
+            interval or timedelta(seconds=deps.options.suspend_fallback_seconds)
+        )
         max_wait_until = now + suspend.max_wait_delta
         persistence.update_stage(
             record.id,
@@ -230,12 +245,25 @@ def _write_outcome(
             now,
         )
         return ExecuteResult("suspended", next_poll_at=next_poll_at.isoformat()), [
-            event(STAGE_SUSPENDED, run.id, now, stage_id=stage_def.id, stage_name=stage_def.name, next_poll_at=next_poll_at.isoformat()),
+            event(
+                STAGE_SUSPENDED,
+                run.id,
+                now,
+                stage_id=stage_def.id,
+                stage_name=stage_def.name,
+                next_poll_at=next_poll_at.isoformat(),
+            ),
             event(WORKFLOW_SUSPENDED, run.id, now, stage_id=stage_def.id),
         ]
     persistence.update_stage(
         record.id,
-        {"status": Status.FAILED, "completed_at": now, "duration_ms": duration_ms, "error_message": outcome.error, "metrics": metrics},
+        {
+            "status": Status.FAILED,
+            "completed_at": now,
+            "duration_ms": duration_ms,
+            "error_message": outcome.error,
+            "metrics": metrics,
+        },
         now,
     )
     return ExecuteResult("failed", error=outcome.error, retryable=outcome.retryable), [

@@ -20,7 +20,11 @@ def handle(command: CancelRun, deps: Deps) -> Handled:
     if run is None or run.status in TERMINAL_RUN_STATUSES:
         return Handled(CancelResult(False))
     now = deps.clock.now()
-    fields = {"status": Status.CANCELLED, "completed_at": now, "duration_ms": int((now - run.created_at).total_seconds() * 1000)}
+    fields = {
+        "status": Status.CANCELLED,
+        "completed_at": now,
+        "duration_ms": int((now - run.created_at).total_seconds() * 1000),
+    }
     deps.persistence.update_run(run.id, fields, now)
     deps.persistence.cancel_open_stages(run.id, now)
     deps.jobs.cancel_by_run(run.id, now)

@@ -86,8 +86,7 @@ def handle(command: CreateRun, deps: Deps) -> Handled:
             if item.get("value") is not None
         ]
         deps.persistence.append_annotations(rows, now)
-    job_ids: list[str] = []
     if start:
-        job_ids = prepare_group(deps, run, workflow, 1, 0, now)
+        prepare_group(deps, run, workflow, 1, 0, now)
         events.append(event(WORKFLOW_STARTED, run.id, now))
     return Handled(CreateRunResult(run_id=run.id, status=str(run.status)), events)

@@ -29,9 +29,7 @@ def handle(command: ReapStuckRuns, deps: Deps, causation_id: str) -> ReapStuckRe
             if run is None or run.status != Status.RUNNING or run.version != candidate.version:
                 continue
             stages = persistence.get_stages(run.id)
-            live = {
-                j.stage_id for j in deps.jobs.jobs_for_run(run.id) if j.status in (Status.PENDING, Status.RUNNING)
-            }
+            live = {j.stage_id for j in deps.jobs.jobs_for_run(run.id) if j.status in (Status.PENDING, Status.RUNNING)}
             orphans = [s for s in stages if s.status == Status.PENDING and s.stage_id not in live]
             if orphans:
                 workflow = deps.registry.get(run.workflow_id)
@@ -78,6 +76,8 @@ def handle(command: ReapStuckRuns, deps: Deps, causation_id: str) -> ReapStuckRe
             except StaleVersionError:
                 continue
             persistence.create_log(run.id, None, "ERROR", message, None, now)
-            persistence.append_events([event(WORKFLOW_FAILED, run.id, now, error=message, code="STUCK_RUN_REAPED")], causation_id)
+            persistence.append_events(
+                [event(WORKFLOW_FAILED, run.id, now, error=message, code="STUCK_RUN_REAPED")], causation_id
+            )
             failed += 1
     return ReapStuckResult(failed=failed, requeued=requeued)

@@ -48,9 +48,7 @@ def handle(command: TransitionRun, deps: Deps) -> Handled:
     if failed:
         jobs = deps.jobs.jobs_for_run(run.id)
         retrying = {
-            j.stage_id
-            for j in jobs
-            if j.status == Status.RUNNING or (j.status == Status.PENDING and j.attempt > 0)
+            j.stage_id for j in jobs if j.status == Status.RUNNING or (j.status == Status.PENDING and j.attempt > 0)
         }
         terminal = [s for s in failed if s.stage_id not in retrying]
         if not terminal:
@@ -83,7 +81,13 @@ def handle(command: TransitionRun, deps: Deps) -> Handled:
         output = group_output(workflow, max_group, context)
     except MissingGroupOutput as exc:
         message = f"Execution group {max_group} finished without the output of stage(s) {exc}."
-        if not claim({"status": Status.FAILED, "completed_at": now, "output": {"error": {"code": "MISSING_OUTPUT", "message": message}}}):
+        if not claim(
+            {
+                "status": Status.FAILED,
+                "completed_at": now,
+                "output": {"error": {"code": "MISSING_OUTPUT", "message": message}},
+            }
+        ):
             return NOOP
         return Handled(TransitionResult("failed"), [event(WORKFLOW_FAILED, run.id, now, error=message)])
     cost, tokens = sum_metrics(stages)

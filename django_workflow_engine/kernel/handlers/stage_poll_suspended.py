@@ -42,17 +42,29 @@ def handle(command: PollSuspended, deps: Deps, causation_id: str) -> PollResult:
             _cancel_stage(deps, stage)
             continue
         workflow = deps.registry.get(run.workflow_id)
-        stage_def = workflow.stage(stage.stage_id) if workflow is not None and workflow.has_stage(stage.stage_id) else None
+        stage_def = (
+            workflow.stage(stage.stage_id) if workflow is not None and workflow.has_stage(stage.stage_id) else None
+        )
         if stage_def is None or stage_def.check_completion is None:
-            reason = f"Stage {stage.stage_id!r} cannot be polled: its workflow or check_completion is no longer defined."
+            reason = (
+                f"Stage {stage.stage_id!r} cannot be polled: its workflow or check_completion is no longer defined."
+            )
             if _fail(deps, run, stage, reason, causation_id):
                 failed += 1
             continue
+        if not _claim_poll(deps, stage):
+            continue  # another poller took this stage
         ctx = _check_context(deps, run, stage, stage_def)
         try:
             result: Any = run_callable(stage_def.check_completion, stage.suspended_state or {}, ctx)
         except Exception as exc:
-            if _fail(deps, run, stage, f"check_completion of stage {stage.stage_id!r} raised {error_message(exc)}", causation_id):
+            if _fail(
+                deps,
+                run,
+                stage,
+                f"check_completion of stage {stage.stage_id!r} raised {error_message(exc)}",
+                causation_id,
+            ):
                 failed += 1
             continue
         now = deps.clock.now()
@@ -74,8 +86,31 @@ def handle(command: PollSuspended, deps: Deps, causation_id: str) -> PollResult:
         else:
             fallback = timedelta(milliseconds=stage.poll_interval_ms or deps.options.suspend_fallback_seconds * 1000)
             delay = as_timedelta(result.next_check_in, fallback) if isinstance(result, NotReady) else fallback
-            _guarded(deps, run, lambda s=stage, d=delay, n=now: persistence.update_stage(s.id, {"next_poll_at": n + d}, n))
+            _guarded(
+                deps,
+                run,
+                lambda s=stage, d=delay, n=now: persistence.update_stage(
+                    s.id, {"next_poll_at": n + d}, n, expected_version=s.version
+                ),
+            )
     return PollResult(checked, resumed, failed, resumed_ids)
+
+
+def _claim_poll(deps: Deps, stage: StageRecord) -> bool:
+    """Push the stage's next poll out by its interval, version-guarded: of two pollers, one calls
+    ``check_completion``; if it crashes, the stage is simply polled again later."""
+    from ...core.errors import StaleVersionError
+
+    now = deps.clock.now()
+    interval = timedelta(milliseconds=stage.poll_interval_ms or deps.options.suspend_fallback_seconds * 1000)
+    try:
+        with deps.persistence.atomic():
+            stage.version = deps.persistence.update_stage(
+                stage.id, {"next_poll_at": now + interval}, now, expected_version=stage.version
+            )
+    except StaleVersionError:
+        return False
+    return True
 
 
 def _check_context(deps: Deps, run: RunRecord, stage: StageRecord, stage_def: Any) -> CheckContext:
@@ -101,13 +136,15 @@ def _check_context(deps: Deps, run: RunRecord, stage: StageRecord, stage_def: An
 
 def _guarded(deps: Deps, run: RunRecord, write: Any) -> bool:
     """Run ``write`` in a transaction holding the run lock, only if the run is still RUNNING and unchanged."""
+    from ...core.errors import StaleVersionError
+
     try:
         with deps.persistence.atomic():
             locked = deps.persistence.lock_run(run.id)
             if locked is None or locked.status != Status.RUNNING or locked.version != run.version:
                 raise _Abort
             write()
-    except _Abort:
+    except (_Abort, StaleVersionError):
         return False
     return True
 
@@ -119,7 +156,9 @@ def _cancel_stage(deps: Deps, stage: StageRecord | None) -> None:
     with deps.persistence.atomic():
         current = deps.persistence.get_stage(stage.run_id, stage.stage_id)
         if current is not None and current.status == Status.SUSPENDED:
-            deps.persistence.update_stage(current.id, {"status": Status.CANCELLED, "completed_at": now, "next_poll_at": None}, now)
+            deps.persistence.update_stage(
+                current.id, {"status": Status.CANCELLED, "completed_at": now, "next_poll_at": None}, now
+            )
 
 
 def _fail(deps: Deps, run: RunRecord, stage: StageRecord, message: str, causation_id: str) -> bool:
@@ -127,7 +166,12 @@ def _fail(deps: Deps, run: RunRecord, stage: StageRecord, message: str, causatio
 
     def write() -> None:
         p = deps.persistence
-        p.update_stage(stage.id, {"status": Status.FAILED, "completed_at": now, "error_message": message, "next_poll_at": None}, now)
+        p.update_stage(
+            stage.id,
+            {"status": Status.FAILED, "completed_at": now, "error_message": message, "next_poll_at": None},
+            now,
+            expected_version=stage.version,
+        )
         p.update_run(
             run.id,
             {
@@ -158,9 +202,22 @@ def _complete(deps: Deps, run: RunRecord, stage: StageRecord, stage_def: Any, re
     now = deps.clock.now()
     try:
         output = to_json_output(stage_def.output, result.output, stage.stage_id) if result.output is not None else None
-        output_data = store_output(deps, run, stage.stage_id, output, {}, stage.attempt) if result.output is not None else stage.output_data
+        output_data = (
+            store_output(deps, run, stage.stage_id, output, {}, stage.attempt)
+            if result.output is not None
+            else stage.output_data
+        )
     except Exception as exc:
-        return _fail(deps, run, stage, f"Stage {stage.stage_id!r} produced invalid output: {error_message(exc)}", causation_id) and False
+        return (
+            _fail(
+                deps,
+                run,
+                stage,
+                f"Stage {stage.stage_id!r} produced invalid output: {error_message(exc)}",
+                causation_id,
+            )
+            and False
+        )
     started = stage.started_at or now
     duration_ms = int((now - started).total_seconds() * 1000)
     metrics = {**(stage.metrics or {}), **dict(result.custom_metrics), "duration_ms": duration_ms}
@@ -177,9 +234,19 @@ def _complete(deps: Deps, run: RunRecord, stage: StageRecord, stage_def: Any, re
                 "metrics": metrics,
             },
             now,
+            expected_version=stage.version,
         )
         deps.persistence.append_events(
-            [event(STAGE_COMPLETED, run.id, now, stage_id=stage.stage_id, stage_name=stage.stage_name, duration_ms=duration_ms)],
+            [
+                event(
+                    STAGE_COMPLETED,
+                    run.id,
+                    now,
+                    stage_id=stage.stage_id,
+                    stage_name=stage.stage_name,
+                    duration_ms=duration_ms,
+                )
+            ],
             causation_id,
         )
 

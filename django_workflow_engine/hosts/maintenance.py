@@ -1,0 +1,168 @@
+"""The maintenance tick: everything that is not executing a stage.
+
+Each step has its own error boundary: one failing step is logged and the others still run. Several
+maintenance processes may run at once: every step is safe under concurrency (atomic claims, row locks,
+version guards).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import close_old_connections, connections
+
+from ..kernel import ClaimPendingRuns, FlushOutbox, PollSuspended, ReapStaleLeases, ReapStuckRuns, TransitionRun
+
+logger = logging.getLogger("django_workflow_engine.maintenance")
+
+REDISPATCH_AFTER_SECONDS = 30
+
+
+@dataclass
+class MaintenanceResult:
+    """What one tick did. ``errors`` names the steps that failed."""
+
+    claimed: int = 0
+    suspended_checked: int = 0
+    resumed: int = 0
+    stale_released: int = 0
+    events_flushed: int = 0
+    stuck_reaped: int = 0
+    requeued: int = 0
+    redispatched: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def run_maintenance_tick(
+    kernel: Any = None,
+    *,
+    worker_id: str = "maintenance",
+    max_claims: int = 50,
+    max_polls: int = 50,
+    max_events: int = 500,
+) -> MaintenanceResult:
+    """One pass: claim pending runs, poll due suspended stages (and transition the resumed runs), release
+    stale leases, flush the outbox, reap stuck runs, and re-send lost RQ messages."""
+    from ..conf import settings
+    from ..engine import engine
+
+    kernel = kernel or engine.kernel
+    result = MaintenanceResult()
+
+    def step(name: str, fn: Any) -> None:
+        try:
+            fn()
+        except Exception:
+            logger.exception("maintenance step %r failed", name)
+            result.errors.append(name)
+            if connections["default"].in_atomic_block is False:
+                close_old_connections()
+
+    def claim() -> None:
+        result.claimed = len(kernel.dispatch(ClaimPendingRuns(worker_id=worker_id, max_claims=max_claims)).claimed)
+
+    def poll() -> None:
+        polled = kernel.dispatch(PollSuspended(max_checks=max_polls))
+        result.suspended_checked = polled.checked
+        result.resumed = polled.resumed
+        for run_id in polled.resumed_run_ids:
+            kernel.dispatch(TransitionRun(run_id=run_id))
+
+    def leases() -> None:
+        result.stale_released = kernel.dispatch(ReapStaleLeases(stale_after_seconds=settings.LEASE_SECONDS)).released
+
+    def outbox() -> None:
+        result.events_flushed = kernel.dispatch(FlushOutbox(max_events=max_events)).published
+
+    def stuck() -> None:
+        reaped = kernel.dispatch(ReapStuckRuns(stuck_after_seconds=settings.STUCK_RUN_SECONDS))
+        result.stuck_reaped = reaped.failed
+        result.requeued = reaped.requeued
+
+    def redispatch() -> None:
+        if settings.TRANSPORT == "rq":
+            result.redispatched = redispatch_lost_messages(kernel)
+
+    for name, fn in (
+        ("claim", claim),
+        ("poll", poll),
+        ("leases", leases),
+        ("outbox", outbox),
+        ("stuck", stuck),
+        ("redispatch", redispatch),
+    ):
+        step(name, fn)
+    return result
+
+
+def redispatch_lost_messages(
+    kernel: Any, older_than_seconds: float = REDISPATCH_AFTER_SECONDS, limit: int = 500
+) -> int:
+    """Re-send RQ messages for due PENDING jobs nobody picked up for a while (e.g. Redis restarted empty).
+
+    A duplicate message is harmless: only one claim of the row can succeed.
+    """
+    from ..adapters.rq import ring
+    from ..models import WorkflowJob
+
+    now = kernel.clock.now()
+    jobs = kernel.jobs.due_pending(now, now - timedelta(seconds=older_than_seconds), limit)
+    if not jobs:
+        return 0
+    ids = [j.id for j in jobs]
+    # Touch the rows so the next tick does not ring again before a worker had a chance.
+    WorkflowJob.objects.filter(id__in=ids, status="PENDING").update(updated_at=now)
+    return ring(ids)
+
+
+class MaintenanceLoop:
+    """Runs :func:`run_maintenance_tick` every ``interval`` seconds until stopped."""
+
+    def __init__(self, *, interval: float | None = None, worker_id: str = "maintenance"):
+        from ..conf import settings
+
+        self.interval = interval if interval is not None else settings.MAINTENANCE_INTERVAL_SECONDS
+        self.worker_id = worker_id
+        self.ticks = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run(self, *, once: bool = False) -> MaintenanceResult | None:
+        last = None
+        while not self._stop.is_set():
+            try:
+                close_old_connections()
+                last = run_maintenance_tick(worker_id=self.worker_id)
+                self.ticks += 1
+                if any(
+                    (
+                        last.claimed,
+                        last.resumed,
+                        last.stale_released,
+                        last.stuck_reaped,
+                        last.requeued,
+                        last.redispatched,
+                    )
+                ):
+                    logger.info("maintenance: %s", last)
+            except Exception:
+                logger.exception("maintenance tick failed")
+                connections.close_all()
+            if once:
+                break
+            self._stop.wait(self.interval)
+        connections.close_all()
+        return last
+
+    def start_thread(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="workflow-maintenance", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)

@@ -1,0 +1,79 @@
+"""Entry points for cron- or queue-triggered platforms: no long-running process needed.
+
+* :func:`handle_job` executes the job named in a queue message (``{"job_id": ...}``).
+* :func:`process_available_jobs` executes up to ``max_jobs`` due jobs from the job table.
+* :func:`run_maintenance_tick` runs one maintenance pass (call it from a cron every few seconds/minutes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import close_old_connections
+
+from .maintenance import MaintenanceResult
+from .maintenance import run_maintenance_tick as _tick
+from .worker import default_worker_id, execute_claimed
+
+__all__ = ["JobResult", "ProcessResult", "handle_job", "process_available_jobs", "run_maintenance_tick"]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """``outcome``: completed, suspended, retrying, failed, or skipped (the job was not claimable)."""
+
+    outcome: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    processed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+
+def handle_job(message: Mapping[str, Any] | str, *, worker_id: str | None = None) -> JobResult:
+    """Execute the job a queue message points at (``{"job_id": "..."}`` or the bare id)."""
+    from ..engine import engine
+
+    job_id = message if isinstance(message, str) else message.get("job_id")
+    if not isinstance(job_id, str) or not job_id:
+        raise ValueError(f"handle_job needs a message with a 'job_id' string, got {message!r}.")
+    close_old_connections()
+    kernel = engine.kernel
+    worker = worker_id or default_worker_id()
+    job = kernel.jobs.claim(job_id, worker, kernel.clock.now())
+    if job is None:
+        return JobResult("skipped")
+    outcome = execute_claimed(kernel, job, worker)
+    return JobResult(outcome.outcome, outcome.error)
+
+
+def process_available_jobs(max_jobs: int = 1, *, worker_id: str | None = None) -> ProcessResult:
+    """Dequeue and execute due jobs until none is left or ``max_jobs`` ran."""
+    from ..engine import engine
+
+    close_old_connections()
+    kernel = engine.kernel
+    worker = worker_id or default_worker_id()
+    processed = succeeded = failed = 0
+    while processed < max_jobs:
+        job = kernel.jobs.dequeue(worker, kernel.clock.now())
+        if job is None:
+            break
+        outcome = execute_claimed(kernel, job, worker)
+        processed += 1
+        if outcome.outcome in ("completed", "suspended"):
+            succeeded += 1
+        else:
+            failed += 1
+    return ProcessResult(processed, succeeded, failed)
+
+
+def run_maintenance_tick(*, worker_id: str = "serverless-maintenance") -> MaintenanceResult:
+    """One maintenance pass; returns what it did."""
+    close_old_connections()
+    return _tick(worker_id=worker_id)

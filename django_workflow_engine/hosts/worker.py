@@ -1,0 +1,238 @@
+"""Workers: execute jobs with a lease heartbeat.
+
+:class:`Worker` owns the loop and the signals; ``manage.py runworker`` only parses arguments. With
+``TRANSPORT="rq"`` it runs an RQ worker on the engine's queue (JSON serializer); with ``"database"`` it
+polls the job table. The first SIGTERM/SIGINT lets the current stage finish and then exits; a second one
+aborts it (its lease then expires and the job is re-delivered).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+from django.db import close_old_connections, connections
+from django.db.utils import InterfaceError, OperationalError
+
+from ..kernel.records import JobRecord
+from ..kernel.runner import JobOutcome, run_job
+
+logger = logging.getLogger("django_workflow_engine.worker")
+
+_WORKER_ID: str | None = None
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def current_worker_id() -> str:
+    return _WORKER_ID or default_worker_id()
+
+
+class Heartbeat:
+    """Refreshes a job's lease every ``interval`` seconds on its own thread (and its own DB connection)."""
+
+    def __init__(self, kernel: Any, job: JobRecord, worker_id: str, interval: float):
+        self.kernel = kernel
+        self.job = job
+        self.worker_id = worker_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.id[-8:]}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    if not self.kernel.jobs.touch(self.job.id, self.worker_id, self.kernel.clock.now()):
+                        logger.warning("lost the lease of job %s (stage %s)", self.job.id, self.job.stage_id)
+                        return
+                except Exception:
+                    logger.warning("heartbeat of job %s failed", self.job.id, exc_info=True)
+        finally:
+            connections.close_all()
+
+
+def execute_claimed(kernel: Any, job: JobRecord, worker_id: str) -> JobOutcome:
+    from ..conf import settings
+
+    with Heartbeat(kernel, job, worker_id, settings.HEARTBEAT_SECONDS):
+        return run_job(kernel, job)
+
+
+def execute_job_by_id(job_id: str) -> JobOutcome | None:
+    """Claim and execute one job by id (the RQ path). ``None`` if it was not claimable."""
+    from ..engine import engine
+
+    close_old_connections()
+    kernel = engine.kernel
+    worker_id = current_worker_id()
+    job = kernel.jobs.claim(job_id, worker_id, kernel.clock.now())
+    if job is None:
+        return None
+    return execute_claimed(kernel, job, worker_id)
+
+
+class Worker:
+    """Executes jobs until stopped (or, with ``burst``, until the queue is empty).
+
+    Args:
+        queues: RQ queue names (default: ``WORKFLOW_ENGINE["RQ_QUEUE"]``); ignored by the database transport.
+        burst: exit when there is nothing left to do.
+        worker_id: lease holder id (default ``host:pid``).
+        with_maintenance: also run the maintenance loop in this process (on a thread).
+        transport: ``"rq"`` or ``"database"`` (default: the setting).
+        fork: RQ only: fork a work horse per job (default: execute in the worker process, which keeps the
+            preloaded registry and AI libraries warm and saves the fork).
+    """
+
+    def __init__(
+        self,
+        *,
+        queues: list[str] | None = None,
+        burst: bool = False,
+        worker_id: str | None = None,
+        with_maintenance: bool = False,
+        transport: str | None = None,
+        fork: bool = False,
+    ):
+        from ..conf import settings
+
+        self.queues = queues or [settings.RQ_QUEUE]
+        self.burst = burst
+        self.worker_id = worker_id or default_worker_id()
+        self.with_maintenance = with_maintenance
+        self.transport = transport or settings.TRANSPORT
+        self.fork = fork
+        self.jobs_processed = 0
+        self._stopping = threading.Event()
+        self._signals = 0
+        self._maintenance: Any = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def preload(self) -> None:
+        """Import everything heavy once, before any fork: the registry and, when configured, litellm."""
+        from ..registry import registry
+
+        registry.ids()
+        try:
+            from ..ai import preload as ai_preload
+        except ImportError:
+            return
+        ai_preload()
+
+    def run(self) -> int:
+        global _WORKER_ID
+        _WORKER_ID = self.worker_id
+        self.preload()
+        connections.close_all()  # nothing inherited by forks or threads
+        if self.with_maintenance:
+            from .maintenance import MaintenanceLoop
+
+            self._maintenance = MaintenanceLoop(worker_id=f"{self.worker_id}:maintenance")
+            self._maintenance.start_thread()
+        logger.info(
+            "worker %s starting (%s transport%s)", self.worker_id, self.transport, ", burst" if self.burst else ""
+        )
+        try:
+            if self.transport == "rq":
+                self._run_rq()
+            else:
+                self._install_signals()
+                self._run_database()
+        finally:
+            if self._maintenance is not None:
+                self._maintenance.stop()
+            connections.close_all()
+        logger.info("worker %s stopped after %d job(s)", self.worker_id, self.jobs_processed)
+        return 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, frame: Any) -> None:
+            self._signals += 1
+            if self._signals == 1:
+                logger.info(
+                    "worker %s: finishing the current stage, then exiting (signal again to abort)", self.worker_id
+                )
+                self._stopping.set()
+            else:
+                logger.warning("worker %s: aborting the current stage; its lease will expire", self.worker_id)
+                raise SystemExit(1)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    # -- database transport --------------------------------------------------------------------------------
+
+    def _run_database(self) -> None:
+        from ..conf import settings
+        from ..engine import engine
+
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                close_old_connections()
+                kernel = engine.kernel
+                job = kernel.jobs.dequeue(self.worker_id, kernel.clock.now())
+                if job is None:
+                    if self.burst and not self._maintenance_pending(kernel):
+                        return
+                    self._stopping.wait(settings.WORKER_POLL_SECONDS)
+                    continue
+                execute_claimed(kernel, job, self.worker_id)
+                self.jobs_processed += 1
+                backoff = 0.5
+            except TRANSIENT_DB_ERRORS:
+                logger.warning("database unavailable; retrying in %.1f s", backoff, exc_info=True)
+                connections.close_all()
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 10)
+
+    def _maintenance_pending(self, kernel: Any) -> bool:
+        """In burst mode with maintenance: keep going while claims are possible."""
+        if not self.with_maintenance:
+            return False
+        from ..kernel import ClaimPendingRuns
+
+        return bool(kernel.dispatch(ClaimPendingRuns(worker_id=self.worker_id, max_claims=10)).claimed)
+
+    # -- RQ transport --------------------------------------------------------------------------------------
+
+    def _run_rq(self) -> None:
+        import django_rq
+        from rq import SimpleWorker
+        from rq import Worker as ForkingWorker
+        from rq.serializers import JSONSerializer
+
+        queues = [django_rq.get_queue(name, serializer=JSONSerializer) for name in self.queues]
+        worker_class = ForkingWorker if self.fork else SimpleWorker
+        rq_worker = worker_class(
+            queues,
+            connection=queues[0].connection,
+            serializer=JSONSerializer,
+            name=f"{self.worker_id}:{time.monotonic_ns() % 10**6}",
+        )
+        rq_worker.work(burst=self.burst, with_scheduler=True, logging_level="WARNING")
+        self.jobs_processed = rq_worker.successful_job_count + rq_worker.failed_job_count

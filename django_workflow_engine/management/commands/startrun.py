@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+def _json_object(value: str) -> dict[str, Any]:
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(data, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return data
+
+
+class Command(BaseCommand):
+    help = "Start a workflow run; with --wait, show each stage's progress and the final output."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("workflow_id")
+        parser.add_argument("--input", type=_json_object, default={}, help="workflow input as a JSON object")
+        parser.add_argument("--config", type=_json_object, default=None, help="per-stage config as a JSON object")
+        parser.add_argument("--priority", type=int, default=5)
+        parser.add_argument("--idempotency-key", default=None)
+        parser.add_argument("--wait", action="store_true", help="wait for the run to finish (workers do the work)")
+        parser.add_argument("--inline", action="store_true", help="execute the run in this process (no worker needed)")
+        parser.add_argument("--timeout", type=float, default=3600)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from django_workflow_engine import engine
+        from django_workflow_engine.errors import WorkflowEngineError
+
+        try:
+            run = engine.start(
+                options["workflow_id"],
+                options["input"],
+                config=options["config"],
+                priority=options["priority"],
+                idempotency_key=options["idempotency_key"],
+            )
+        except WorkflowEngineError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Started run {run.id} of {run.workflow_id}")
+        if options["inline"]:
+            engine.run_until_idle()
+        if options["wait"] or options["inline"]:
+            run = self._wait(run.id, options["timeout"])
+            self.stdout.write(f"Run {run.id} {run.status}")
+            self.stdout.write(json.dumps(run.output, indent=2, sort_keys=True))
+            if run.status != "COMPLETED":
+                raise CommandError(f"run {run.id} finished {run.status}")
+
+    def _wait(self, run_id: str, timeout: float):  # type: ignore[no-untyped-def]
+        from django_workflow_engine.models import WorkflowRun
+        from django_workflow_engine.registry import registry
+
+        run = WorkflowRun.objects.get(pk=run_id)
+        workflow = registry.get(run.workflow_id)
+        total = len(workflow.stage_ids()) if workflow else 0
+        shown: dict[str, str] = {}
+        deadline = time.monotonic() + timeout
+        while True:
+            run.refresh_from_db()
+            for stage in run.stages.order_by("execution_group", "stage_number"):
+                if shown.get(stage.stage_id) != stage.status:
+                    shown[stage.stage_id] = stage.status
+                    done = sum(1 for s in shown.values() if s == "COMPLETED")
+                    bar = "#" * done + "." * max(0, total - done)
+                    self.stdout.write(f"[{bar}] {done}/{total}  {stage.stage_id}: {stage.status}")
+            if run.status in ("COMPLETED", "FAILED", "CANCELLED"):
+                return run
+            if time.monotonic() > deadline:
+                raise CommandError(f"run {run_id} still {run.status} after {timeout} s")
+            time.sleep(0.25)

@@ -1,0 +1,39 @@
+from django.db import models
+
+from .run import MONEY, WorkflowRun
+from .stage import WorkflowStage
+
+
+class AICall(models.Model):
+    """One provider call (text, object, embed, stream, batch, tool). ``cost`` NULL means unpriced."""
+
+    created_at = models.DateTimeField()
+    topic = models.CharField(max_length=300)
+    call_type = models.CharField(max_length=10)
+    model_key = models.CharField(max_length=200)
+    model_id = models.CharField(max_length=200)
+    prompt = models.TextField(null=True, blank=True)
+    response = models.TextField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(null=True, blank=True, **MONEY)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(null=True, blank=True)
+    is_batch = models.BooleanField(default=False)
+    metadata = models.JSONField(null=True, blank=True)
+    run = models.ForeignKey(WorkflowRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="ai_calls")
+    stage = models.ForeignKey(WorkflowStage, on_delete=models.SET_NULL, null=True, blank=True, related_name="ai_calls")
+
+    class Meta:
+        verbose_name = "AI call"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["created_at"], name="dwe_aicall_created_idx"),
+            models.Index(fields=["model_id", "created_at"], name="dwe_aicall_model_idx"),
+            models.Index(fields=["run"], name="dwe_aicall_run_idx"),
+            models.Index(fields=["topic"], name="dwe_aicall_topic_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.call_type} {self.model_id} ({self.input_tokens}+{self.output_tokens} tokens)"

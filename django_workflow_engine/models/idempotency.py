@@ -1,0 +1,15 @@
+from django.db import models
+
+
+class IdempotencyKey(models.Model):
+    created_at = models.DateTimeField()
+    key = models.CharField(max_length=255)
+    command_type = models.CharField(max_length=40)
+    result = models.JSONField()
+
+    class Meta:
+        verbose_name = "idempotency key"
+        constraints = [models.UniqueConstraint(fields=["key", "command_type"], name="dwe_idem_key_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.command_type}:{self.key}"

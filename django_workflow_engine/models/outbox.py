@@ -1,0 +1,30 @@
+from django.db import models
+
+
+class OutboxEvent(models.Model):
+    """An event recorded in the same transaction as the change it describes, published later in per-run order."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    run_id = models.CharField(max_length=32)
+    sequence = models.PositiveIntegerField()
+    event_type = models.CharField(max_length=40)
+    payload = models.JSONField()
+    causation_id = models.CharField(max_length=200)
+    occurred_at = models.DateTimeField()
+    published_at = models.DateTimeField(null=True, blank=True)
+    retry_count = models.PositiveIntegerField(default=0)
+    dlq_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "outbox event"
+        constraints = [models.UniqueConstraint(fields=["run_id", "sequence"], name="dwe_outbox_run_seq_uniq")]
+        indexes = [
+            models.Index(
+                fields=["run_id", "sequence"],
+                name="dwe_outbox_unpublished_idx",
+                condition=models.Q(published_at__isnull=True, dlq_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} #{self.sequence} of {self.run_id}"

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from django.db import models
+
+from ..core.ids import new_id, short_id
+from .status import TERMINAL, Status
+
+MONEY = {"max_digits": 20, "decimal_places": 10}
+
+
+class WorkflowRunQuerySet(models.QuerySet):
+    def running(self) -> WorkflowRunQuerySet:
+        return self.filter(status=Status.RUNNING)
+
+    def pending(self) -> WorkflowRunQuerySet:
+        return self.filter(status=Status.PENDING)
+
+    def finished(self) -> WorkflowRunQuerySet:
+        return self.filter(status__in=TERMINAL)
+
+    def for_workflow(self, workflow_id: str) -> WorkflowRunQuerySet:
+        return self.filter(workflow_id=workflow_id)
+
+
+class WorkflowRun(models.Model):
+    """One execution of a workflow."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    created_at = models.DateTimeField(db_index=False)
+    updated_at = models.DateTimeField()
+    version = models.PositiveIntegerField(default=1)
+    workflow_id = models.CharField(max_length=100)
+    workflow_name = models.CharField(max_length=200)
+    workflow_type = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    priority = models.IntegerField(default=5)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.BigIntegerField(null=True, blank=True)
+    input = models.JSONField()
+    output = models.JSONField(null=True, blank=True)
+    config = models.JSONField(default=dict)
+    total_cost = models.DecimalField(default=0, **MONEY)
+    total_tokens = models.BigIntegerField(default=0)
+    max_cost = models.DecimalField(null=True, blank=True, **MONEY)
+    metadata = models.JSONField(null=True, blank=True)
+    event_seq = models.PositiveIntegerField(default=0, help_text="Last outbox sequence number used by this run.")
+
+    objects = WorkflowRunQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "workflow run"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "-priority", "created_at"], name="dwe_run_claim_idx"),
+            models.Index(fields=["workflow_id", "-created_at"], name="dwe_run_workflow_idx"),
+            models.Index(fields=["-created_at"], name="dwe_run_created_idx"),
+            models.Index(fields=["status", "updated_at"], name="dwe_run_activity_idx"),
+        ]
+        permissions = [
+            ("cancel_workflowrun", "Can cancel workflow runs"),
+            ("rerun_workflowrun", "Can rerun workflow runs"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} {short_id(self.id)} ({self.status})"
+
+    @property
+    def short_id(self) -> str:
+        return short_id(self.id)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL

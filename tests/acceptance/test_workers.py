@@ -1,0 +1,175 @@
+"""Real worker and maintenance processes against the real database and Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from django.db.models import Count
+
+from django_workflow_engine import engine
+from django_workflow_engine.hosts import serverless
+from django_workflow_engine.models import WorkflowLog, WorkflowRun, WorkflowStage
+
+from .conftest import wait_until
+
+pytestmark = [pytest.mark.acceptance, pytest.mark.django_db(transaction=True)]
+
+RQ = {"TRANSPORT": "rq", "HEARTBEAT_SECONDS": 1, "LEASE_SECONDS": 5, "MAINTENANCE_INTERVAL_SECONDS": 1}
+
+
+def _all_finished(run_ids) -> bool:
+    return (
+        not WorkflowRun.objects.filter(id__in=run_ids).exclude(status__in=["COMPLETED", "FAILED", "CANCELLED"]).exists()
+    )
+
+
+def _assert_each_stage_executed_once(run_ids) -> None:
+    counts = (
+        WorkflowLog.objects.filter(run_id__in=run_ids, message__startswith="executed")
+        .values("run_id", "message")
+        .annotate(n=Count("id"))
+    )
+    assert len(counts) == 4 * len(run_ids)
+    assert {c["n"] for c in counts} == {1}
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_rq_workers_and_maintenance_complete_200_runs(processes, redis_conn, settings):
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **RQ}
+    for i in range(2):
+        processes.start("runworker", "--worker-id", f"w{i}", engine_settings=RQ, name=f"worker{i}")
+    processes.start("runmaintenance", "--interval", "1", engine_settings=RQ, name="maintenance")
+    run_ids = [engine.start("triple", {"n": i}).id for i in range(200)]
+    try:
+        wait_until(lambda: _all_finished(run_ids), timeout=240, message="200 runs to finish")
+    except AssertionError:
+        print(processes.logs())
+        raise
+    assert set(WorkflowRun.objects.filter(id__in=run_ids).values_list("status", flat=True)) == {"COMPLETED"}
+    assert WorkflowStage.objects.filter(run_id__in=run_ids, status="COMPLETED").count() == 800
+    _assert_each_stage_executed_once(run_ids)
+    run = WorkflowRun.objects.get(id=run_ids[7])
+    assert run.output == {"sum": 14}
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_killed_worker_mid_stage_run_completes_after_lease_expires(processes, redis_conn, settings):
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **RQ}
+    victim = processes.start("runworker", "--worker-id", "victim", engine_settings=RQ, name="victim")
+    time.sleep(2)
+    run = engine.start("triple", {"n": 3, "sleep": 3})
+    wait_until(
+        lambda: WorkflowStage.objects.filter(run=run, stage_id="ingest", status="RUNNING").exists(),
+        timeout=30,
+        message="ingest to start",
+    )
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    processes.start("runworker", "--worker-id", "rescuer", engine_settings=RQ, name="rescuer")
+    processes.start("runmaintenance", "--interval", "1", engine_settings=RQ, name="maintenance")
+    try:
+        wait_until(lambda: _all_finished([run.id]), timeout=90, message="the run to finish")
+    except AssertionError:
+        print(processes.logs())
+        raise
+    run.refresh_from_db()
+    assert run.status == "COMPLETED"
+    assert WorkflowStage.objects.filter(run=run, status="COMPLETED").count() == 4
+    job = run.jobs.get(stage_id="ingest")
+    assert (job.status, job.attempt) == ("COMPLETED", 2)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_redis_flushall_loses_messages_but_no_run(processes, redis_conn, settings):
+    fast = {**RQ, "LEASE_SECONDS": 10}
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **fast}
+    # Messages are sent with no worker running, then Redis forgets them all.
+    run_ids = [engine.start("triple", {"n": i}).id for i in range(20)]
+    redis_conn.flushall()
+    processes.start("runworker", "--worker-id", "w", engine_settings=fast, name="worker")
+    processes.start("runmaintenance", "--interval", "1", engine_settings=fast, name="maintenance")
+    from django_workflow_engine.models import WorkflowJob
+
+    # Let re-delivery kick in sooner than the default 30 s by aging the rows.
+    WorkflowJob.objects.filter(status="PENDING").update(updated_at=WorkflowRun.objects.first().created_at)
+    try:
+        wait_until(lambda: _all_finished(run_ids), timeout=120, message="runs to finish after FLUSHALL")
+    except AssertionError:
+        print(processes.logs())
+        raise
+    assert set(WorkflowRun.objects.filter(id__in=run_ids).values_list("status", flat=True)) == {"COMPLETED"}
+    _assert_each_stage_executed_once(run_ids)
+
+
+@pytest.mark.slow
+def test_sigterm_lets_the_current_stage_finish(processes, settings):
+    db = {"TRANSPORT": "database", "WORKER_POLL_SECONDS": 0.2}
+    worker = processes.start("runworker", "--worker-id", "busy", engine_settings=db, name="busy")
+    run = engine.start("triple", {"n": 1, "sleep": 3})
+    wait_until(
+        lambda: WorkflowStage.objects.filter(run=run, stage_id="ingest", status="RUNNING").exists(),
+        timeout=30,
+        message="ingest to start",
+    )
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, processes.logs()
+    stage = WorkflowStage.objects.get(run=run, stage_id="ingest")
+    assert stage.status == "COMPLETED"
+    assert run.jobs.get(stage_id="ingest").status == "COMPLETED"
+    # the next group was enqueued but not started by the stopping worker
+    assert not WorkflowStage.objects.filter(run=run, status="RUNNING").exists()
+
+
+def test_serverless_functions_drive_a_run_to_completion():
+    run = engine.create("triple", {"n": 2})
+    tick = serverless.run_maintenance_tick()
+    assert tick.claimed == 1
+    processed = 0
+    for _ in range(10):
+        result = serverless.process_available_jobs(max_jobs=1)
+        processed += result.processed
+        if result.processed == 0:
+            break
+    run.refresh_from_db()
+    assert run.status == "COMPLETED"
+    assert processed == 4
+    assert run.output == {"sum": 4}
+    assert serverless.run_maintenance_tick().events_flushed > 0
+
+
+def test_serverless_handle_job_by_message():
+    run = engine.start("triple", {"n": 1})
+    while True:
+        job = run.jobs.filter(status="PENDING").first()
+        if job is None:
+            break
+        assert serverless.handle_job({"job_id": job.id}).outcome == "completed"
+    assert serverless.handle_job({"job_id": job.id if job else "missing"}).outcome == "skipped"
+    run.refresh_from_db()
+    assert run.status == "COMPLETED"
+    with pytest.raises(ValueError, match="job_id"):
+        serverless.handle_job({})
+
+
+def test_runworker_rejects_bad_arguments():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "django", "runworker", "--worker-id", "bad id!", "--settings", "tests.settings"],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(__file__)))},
+    )
+    assert out.returncode != 0
+    assert "--worker-id" in out.stderr
