@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-# The submodule import: `from django_workflow_engine import engine` can return the module, see the report.
-from django_workflow_engine.engine import engine
+from django_workflow_engine import engine
 from django_workflow_engine.errors import InvalidConfig, InvalidInput
 from django_workflow_engine.models import WorkflowRun
 from documents.samples import SAMPLES

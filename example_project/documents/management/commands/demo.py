@@ -9,8 +9,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
-# The submodule import: `from django_workflow_engine import engine` can return the module, see the report.
-from django_workflow_engine.engine import engine
+from django_workflow_engine import engine
 from documents.samples import SAMPLES
 
 OUTCOME_STYLE = {"completed": "green", "failed": "red", "retrying": "yellow", "suspended": "cyan"}
