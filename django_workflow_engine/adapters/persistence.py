@@ -1,7 +1,13 @@
-"""ORM implementation of the kernel's :class:`~django_workflow_engine.kernel.ports.Persistence` port."""
+"""ORM implementation of the kernel's :class:`~django_workflow_engine.kernel.ports.Persistence` port.
+
+It behaves like :class:`~django_workflow_engine.kernel.testing.InMemoryPersistence` (the conformance suite in
+``tests/conformance`` runs against both) on SQLite and PostgreSQL. Every timestamp comes from the ``now``
+argument, never from the database or ``timezone.now()``, so a fake clock drives every time-based query.
+"""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
@@ -9,15 +15,52 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q
+from django.db.models import Exists, F, Max, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models.sql import UpdateQuery
 
 from ..core.errors import RunNotFound, StaleVersionError, WorkflowEngineError
 from ..kernel.records import AnnotationRecord, IdempotencyClaim, LogRecord, OutboxRecord, RunRecord, StageRecord, Status
+from ..kernel.testing import IN_PROGRESS
 from ..models import IdempotencyKey, OutboxEvent, WorkflowAnnotation, WorkflowLog, WorkflowRun, WorkflowStage
 
-IN_PROGRESS = {"__workflow_engine_state": "in_progress"}
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
 STAGE_FIELDS = [f.name for f in fields(StageRecord)]
+_FINISHED_STAGE = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+# Vendors where a claim is one ``UPDATE ... WHERE pk = (SELECT ... LIMIT 1) RETURNING pk`` statement.
+SINGLE_STATEMENT_CLAIM_VENDORS = frozenset({"postgresql", "sqlite"})
+
+
+def claim_one(using: str, candidates: QuerySet, guard: Q, **values: Any) -> Any:
+    """Apply ``values`` to the first row of ``candidates`` (filtered and ordered) and return its pk, or
+    ``None`` when there is no candidate. Two concurrent callers never claim the same row.
+
+    On PostgreSQL and SQLite this is one statement,
+    ``UPDATE t SET ... WHERE pk = (SELECT pk ... ORDER BY ... LIMIT 1 [FOR UPDATE SKIP LOCKED]) AND guard
+    RETURNING pk``: PostgreSQL lets concurrent claimers skip each other's locked rows instead of queueing
+    behind them; SQLite runs one writer at a time, so a statement cannot interleave with another claim.
+    Elsewhere, the first candidate is read (``SKIP LOCKED`` where supported) and taken by a conditional
+    UPDATE on ``guard``, retried a few times when another caller wins the row. Call inside ``atomic()``.
+    """
+    model = candidates.model
+    manager = model._default_manager.using(using)
+    connection = connections[using]
+    pick = candidates.select_for_update(skip_locked=True).values("pk")[:1]
+    if connection.vendor in SINGLE_STATEMENT_CLAIM_VENDORS:
+        query = manager.filter(guard, pk=Subquery(pick)).query.chain(UpdateQuery)
+        query.add_update_values(values)
+        sql, params = query.get_compiler(using).as_sql()
+        pk_column = connection.ops.quote_name(model._meta.pk.column)
+        with connection.cursor() as cursor:
+            cursor.execute(f"{sql} RETURNING {pk_column}", params)
+            row = cursor.fetchone()
+        return row[0] if row else None
+    for _ in range(10):
+        pk = pick.values_list("pk", flat=True).first()
+        if pk is None:
+            return None
+        if manager.filter(guard, pk=pk).update(**values):
+            return pk
+    return None
 
 
 def run_record(row: WorkflowRun) -> RunRecord:
@@ -28,8 +71,28 @@ def stage_record(row: WorkflowStage) -> StageRecord:
     return StageRecord(**{name: getattr(row, name) for name in STAGE_FIELDS})
 
 
+def _update_values(record: str, names: list[str], fields: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """The ``QuerySet.update`` kwargs for an ``update_run``/``update_stage`` call, with the in-memory rules:
+    any record field may be written except the primary key; ``updated_at`` is always ``now`` and ``version``
+    always goes up by one (from the value given, if one is)."""
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in names:
+            raise AttributeError(f"{record} has no field {name!r}")
+        if name == "id":
+            raise AttributeError(f"{record}.id is the primary key and cannot be updated")
+        values[name] = value
+    values["updated_at"] = now
+    values["version"] = values["version"] + 1 if "version" in values else F("version") + 1
+    return values
+
+
 class OrmPersistence:
-    """Persistence over the Django ORM (SQLite or PostgreSQL)."""
+    """Persistence over the Django ORM (SQLite or PostgreSQL).
+
+    Args:
+        using: the database alias every query goes to.
+    """
 
     def __init__(self, using: str = "default"):
         self.using = using
@@ -41,76 +104,88 @@ class OrmPersistence:
     def atomic(self):  # type: ignore[no-untyped-def]
         return transaction.atomic(using=self.using)
 
+    def _objects(self, model: type[Model]):  # type: ignore[no-untyped-def]
+        return model._default_manager.using(self.using)
+
     def _runs(self):  # type: ignore[no-untyped-def]
-        return WorkflowRun.objects.using(self.using)
+        return self._objects(WorkflowRun)
 
     def _stages(self):  # type: ignore[no-untyped-def]
-        return WorkflowStage.objects.using(self.using)
+        return self._objects(WorkflowStage)
+
+    def _versioned_update(
+        self,
+        model: type[Model],
+        pk: str,
+        values: dict[str, Any],
+        expected_version: int | None,
+        missing: Exception,
+    ) -> int:
+        qs = self._objects(model).filter(pk=pk)
+        with transaction.atomic(using=self.using):
+            guarded = qs if expected_version is None else qs.filter(version=expected_version)
+            if guarded.update(**values) == 0:
+                actual = qs.values_list("version", flat=True).first()
+                if actual is None:
+                    raise missing
+                raise StaleVersionError(model.__name__, pk, expected_version or 0, actual)
+            # Same transaction as the UPDATE, which holds the row lock: this is the version we wrote.
+            return qs.values_list("version", flat=True).get()
 
     # -- runs -----------------------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, now: datetime) -> RunRecord:
-        data = {name: getattr(run, name) for name in RUN_FIELDS}
+        data = {name: copy.deepcopy(getattr(run, name)) for name in RUN_FIELDS}
         data.update(created_at=now, updated_at=now, version=1)
         row = WorkflowRun(**data)
-        row.save(using=self.using, force_insert=True)
-        return run_record(row)
+        try:
+            with transaction.atomic(using=self.using):
+                row.save(using=self.using, force_insert=True)
+        except IntegrityError:
+            if self._runs().filter(pk=run.id).exists():
+                raise WorkflowEngineError(f"Workflow run {run.id!r} already exists.") from None
+            raise
+        return copy.deepcopy(run_record(row))
 
     def get_run(self, run_id: str) -> RunRecord | None:
         row = self._runs().filter(pk=run_id).first()
         return run_record(row) if row else None
 
     def lock_run(self, run_id: str) -> RunRecord | None:
-        qs = self._runs().filter(pk=run_id)
-        if self._pg:
-            qs = qs.select_for_update()
-        row = qs.first()
+        # FOR UPDATE on PostgreSQL; SQLite has no row locks (its writers are serialized) and Django omits it.
+        row = self._runs().select_for_update().filter(pk=run_id).first()
         return run_record(row) if row else None
 
     def update_run(
         self, run_id: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None
     ) -> int:
-        for name in fields:
-            if name not in RUN_FIELDS or name in ("id", "version", "created_at"):
-                raise AttributeError(f"RunRecord has no writable field {name!r}")
-        qs = self._runs().filter(pk=run_id)
-        if expected_version is not None:
-            qs = qs.filter(version=expected_version)
-        if qs.update(**fields, updated_at=now, version=F("version") + 1) == 0:
-            actual = self._runs().filter(pk=run_id).values_list("version", flat=True).first()
-            if actual is None:
-                raise RunNotFound(run_id)
-            raise StaleVersionError("WorkflowRun", run_id, expected_version or 0, actual)
-        return self._runs().filter(pk=run_id).values_list("version", flat=True).get()
+        values = _update_values("RunRecord", RUN_FIELDS, fields, now)
+        return self._versioned_update(WorkflowRun, run_id, values, expected_version, RunNotFound(run_id))
 
     def claim_next_pending_run(self, now: datetime) -> RunRecord | None:
-        for _ in range(10):
-            with transaction.atomic(using=self.using):
-                qs = self._runs().filter(status=Status.PENDING).order_by("-priority", "created_at", "id")
-                if self._pg:
-                    qs = qs.select_for_update(skip_locked=True)
-                candidate = qs.values_list("pk", flat=True).first()
-                if candidate is None:
-                    return None
-                claimed = (
-                    self._runs()
-                    .filter(pk=candidate, status=Status.PENDING)
-                    .update(status=Status.RUNNING, started_at=now, updated_at=now, version=F("version") + 1)
-                )
-                if claimed:
-                    return run_record(self._runs().get(pk=candidate))
-        return None
+        with transaction.atomic(using=self.using):
+            run_id = claim_one(
+                self.using,
+                self._runs().pending().order_by("-priority", "created_at", "id"),
+                Q(status=Status.PENDING),
+                status=Status.RUNNING,
+                started_at=now,
+                updated_at=now,
+                version=F("version") + 1,
+            )
+            return run_record(self._runs().get(pk=run_id)) if run_id is not None else None
 
     def get_stuck_runs(self, cutoff: datetime, limit: int = 100) -> list[RunRecord]:
-        busy_stage = WorkflowStage.objects.filter(run=OuterRef("pk")).filter(
+        active_stage = WorkflowStage.objects.filter(run=OuterRef("pk")).filter(
             Q(updated_at__gt=cutoff)
             | Q(status=Status.SUSPENDED, next_poll_at__gt=cutoff)
             | Q(status=Status.SUSPENDED, max_wait_until__gt=cutoff)
         )
         rows = (
             self._runs()
-            .filter(status=Status.RUNNING, updated_at__lte=cutoff)
-            .filter(~Exists(busy_stage))
-            .order_by("updated_at")[:limit]
+            .running()
+            .filter(updated_at__lte=cutoff)
+            .filter(~Exists(active_stage))
+            .order_by("updated_at", "created_at", "id")[:limit]
         )
         return [run_record(r) for r in rows]
 
@@ -121,9 +196,7 @@ class OrmPersistence:
 
     # -- stages ---------------------------------------------------------------------------------------------
     def get_stages(self, run_id: str) -> list[StageRecord]:
-        return [
-            stage_record(r) for r in self._stages().filter(run_id=run_id).order_by("execution_group", "stage_number")
-        ]
+        return [stage_record(r) for r in self._stages().for_run(run_id).order_by("execution_group", "stage_number")]
 
     def get_stage(self, run_id: str, stage_id: str) -> StageRecord | None:
         row = self._stages().filter(run_id=run_id, stage_id=stage_id).first()
@@ -134,56 +207,47 @@ class OrmPersistence:
             return []
         rows = []
         for stage in stages:
-            data = {name: getattr(stage, name) for name in STAGE_FIELDS}
+            data = {name: copy.deepcopy(getattr(stage, name)) for name in STAGE_FIELDS}
             data.update(created_at=now, updated_at=now, version=1)
             rows.append(WorkflowStage(**data))
-        WorkflowStage.objects.using(self.using).bulk_create(rows, ignore_conflicts=True)
-        by_id = {
-            r.stage_id: stage_record(r)
-            for r in self._stages().filter(run_id=stages[0].run_id, stage_id__in=[s.stage_id for s in stages])
-        }
-        return [by_id[s.stage_id] for s in stages]
+        with transaction.atomic(using=self.using):
+            # ON CONFLICT DO NOTHING / INSERT OR IGNORE: an existing (run, stage_id) keeps its row untouched.
+            self._stages().bulk_create(rows, ignore_conflicts=True)
+            wanted = Q()
+            for run_id in {s.run_id for s in stages}:
+                wanted |= Q(run_id=run_id, stage_id__in=[s.stage_id for s in stages if s.run_id == run_id])
+            stored = {(r.run_id, r.stage_id): stage_record(r) for r in self._stages().filter(wanted)}
+        return [copy.deepcopy(stored[(s.run_id, s.stage_id)]) for s in stages]
 
     def update_stage(
         self, stage_pk: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None
     ) -> int:
-        for name in fields:
-            if name not in STAGE_FIELDS or name in ("id", "version", "created_at", "run_id"):
-                raise AttributeError(f"StageRecord has no writable field {name!r}")
-        qs = self._stages().filter(pk=stage_pk)
-        if expected_version is not None:
-            qs = qs.filter(version=expected_version)
-        if qs.update(**fields, updated_at=now, version=F("version") + 1) == 0:
-            actual = self._stages().filter(pk=stage_pk).values_list("version", flat=True).first()
-            if actual is None:
-                raise WorkflowEngineError(f"Stage record {stage_pk!r} does not exist.")
-            raise StaleVersionError("WorkflowStage", stage_pk, expected_version or 0, actual)
-        return self._stages().filter(pk=stage_pk).values_list("version", flat=True).get()
+        values = _update_values("StageRecord", STAGE_FIELDS, fields, now)
+        missing = WorkflowEngineError(f"Stage record {stage_pk!r} does not exist.")
+        return self._versioned_update(WorkflowStage, stage_pk, values, expected_version, missing)
 
     def delete_stages_from_group(self, run_id: str, group: int) -> list[StageRecord]:
-        qs = (
-            self._stages().filter(run_id=run_id, execution_group__gte=group).order_by("execution_group", "stage_number")
-        )
-        doomed = [stage_record(r) for r in qs]
-        if doomed:
-            self._stages().filter(pk__in=[s.id for s in doomed]).delete()
+        with transaction.atomic(using=self.using):
+            qs = self._stages().for_run(run_id).filter(execution_group__gte=group)
+            doomed = [stage_record(r) for r in qs.order_by("execution_group", "stage_number")]
+            if doomed:
+                # Django's collector applies on_delete: logs cascade, annotations/artifacts/AI calls keep
+                # their rows with the stage link set to NULL.
+                self._stages().filter(pk__in=[s.id for s in doomed]).delete()
         return doomed
 
     def cancel_open_stages(self, run_id: str, now: datetime) -> int:
         return (
             self._stages()
-            .filter(run_id=run_id)
-            .exclude(status__in=[Status.COMPLETED, Status.FAILED, Status.CANCELLED])
+            .for_run(run_id)
+            .exclude(status__in=_FINISHED_STAGE)
             .update(
                 status=Status.CANCELLED, completed_at=now, next_poll_at=None, updated_at=now, version=F("version") + 1
             )
         )
 
     def get_due_suspended_stages(self, now: datetime, limit: int) -> list[StageRecord]:
-        rows = (
-            self._stages().filter(status=Status.SUSPENDED, next_poll_at__lte=now).order_by("next_poll_at", "id")[:limit]
-        )
-        return [stage_record(r) for r in rows]
+        return [stage_record(r) for r in self._stages().suspended_due(now)[:limit]]
 
     # -- logs -----------------------------------------------------------------------------------------------
     def create_log(
@@ -195,7 +259,7 @@ class OrmPersistence:
         metadata: Mapping[str, Any] | None,
         now: datetime,
     ) -> None:
-        WorkflowLog.objects.using(self.using).create(
+        self._objects(WorkflowLog).create(
             created_at=now,
             run_id=run_id,
             stage_id=stage_pk,
@@ -207,7 +271,7 @@ class OrmPersistence:
     def get_logs(self, run_id: str) -> list[LogRecord]:
         return [
             LogRecord(r.id, r.run_id, r.stage_id, r.level, r.message, r.metadata, r.created_at)
-            for r in WorkflowLog.objects.using(self.using).filter(run_id=run_id).order_by("id")
+            for r in self._objects(WorkflowLog).filter(run_id=run_id).order_by("id")
         ]
 
     # -- outbox ---------------------------------------------------------------------------------------------
@@ -220,113 +284,122 @@ class OrmPersistence:
         rows = []
         with transaction.atomic(using=self.using):
             for run_id, items in by_run.items():
-                last = self._reserve_sequences(run_id, len(items))
+                first = self._reserve_sequences(run_id, len(items)) - len(items) + 1
                 for offset, event in enumerate(items):
+                    occurred_at = datetime.fromisoformat(event["timestamp"])
                     rows.append(
                         OutboxEvent(
+                            created_at=occurred_at,
                             run_id=run_id,
-                            sequence=last - len(items) + 1 + offset,
+                            sequence=first + offset,
                             event_type=event["type"],
                             payload=dict(event),
                             causation_id=causation_id,
-                            occurred_at=datetime.fromisoformat(event["timestamp"]),
+                            occurred_at=occurred_at,
                         )
                     )
-            OutboxEvent.objects.using(self.using).bulk_create(rows)
+            self._objects(OutboxEvent).bulk_create(rows)
 
     def _reserve_sequences(self, run_id: str, count: int) -> int:
-        """Advance the run's event counter by ``count`` and return its new value.
+        """Advance the run's event counter by ``count`` and return its new value (the last sequence reserved).
 
-        The UPDATE row-locks the run, so concurrent writers for one run take turns and never collide.
+        The UPDATE row-locks the run until the transaction ends, so concurrent writers for one run take turns
+        and their sequences never collide or leave gaps (a rollback undoes the counter with the events).
         """
-        table = WorkflowRun._meta.db_table
-        with connections[self.using].cursor() as cursor:
+        connection = connections[self.using]
+        qn = connection.ops.quote_name
+        with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET event_seq = event_seq + %s WHERE id = %s RETURNING event_seq",
+                f"UPDATE {qn(WorkflowRun._meta.db_table)} SET {qn('event_seq')} = {qn('event_seq')} + %s "
+                f"WHERE {qn('id')} = %s RETURNING {qn('event_seq')}",
                 [count, run_id],
             )
             row = cursor.fetchone()
         if row is not None:
             return int(row[0])
-        # No run row (deleted): fall back to the highest stored sequence.
+        # No run row (e.g. deleted): continue from the highest stored sequence, serialized per run id.
         if self._pg:
-            with connections[self.using].cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [run_id])
-        top = OutboxEvent.objects.using(self.using).filter(run_id=run_id).aggregate(m=Max("sequence"))["m"] or 0
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"dwe-outbox:{run_id}"])
+        top = self._objects(OutboxEvent).filter(run_id=run_id).aggregate(m=Max("sequence"))["m"] or 0
         return top + count
 
     def get_unpublished_events(self, limit: int) -> list[OutboxRecord]:
         rows = (
-            OutboxEvent.objects.using(self.using)
+            self._objects(OutboxEvent)
             .filter(published_at__isnull=True, dlq_at__isnull=True)
             .order_by("run_id", "sequence")[:limit]
         )
         return [_outbox(r) for r in rows]
 
     def get_events(self, run_id: str) -> list[OutboxRecord]:
-        return [_outbox(r) for r in OutboxEvent.objects.using(self.using).filter(run_id=run_id).order_by("sequence")]
+        return [_outbox(r) for r in self._objects(OutboxEvent).filter(run_id=run_id).order_by("sequence")]
 
     def mark_events_published(self, ids: Iterable[int], now: datetime) -> None:
-        OutboxEvent.objects.using(self.using).filter(pk__in=list(ids)).update(published_at=now)
+        self._objects(OutboxEvent).filter(pk__in=list(ids)).update(published_at=now)
 
     def record_event_failure(self, event_id: int, max_retries: int, now: datetime) -> bool:
-        qs = OutboxEvent.objects.using(self.using).filter(pk=event_id)
-        qs.update(retry_count=F("retry_count") + 1)
-        return bool(qs.filter(retry_count__gte=max_retries).update(dlq_at=now))
+        qs = self._objects(OutboxEvent).filter(pk=event_id)
+        with transaction.atomic(using=self.using):
+            if not qs.update(retry_count=F("retry_count") + 1):
+                return False
+            return bool(qs.filter(retry_count__gte=max_retries).update(dlq_at=now))
 
     def replay_dead_letters(self, limit: int) -> int:
-        ids = list(
-            OutboxEvent.objects.using(self.using)
-            .filter(dlq_at__isnull=False)
-            .order_by("run_id", "sequence")
-            .values_list("pk", flat=True)[:limit]
-        )
-        return OutboxEvent.objects.using(self.using).filter(pk__in=ids).update(dlq_at=None, retry_count=0)
+        events = self._objects(OutboxEvent)
+        with transaction.atomic(using=self.using):
+            ids = list(
+                events.filter(dlq_at__isnull=False).order_by("run_id", "sequence").values_list("pk", flat=True)[:limit]
+            )
+            return events.filter(pk__in=ids).update(dlq_at=None, retry_count=0) if ids else 0
 
     # -- idempotency ----------------------------------------------------------------------------------------
     def acquire_idempotency_key(
         self, key: str, command_type: str, now: datetime, stale_after_seconds: float | None
     ) -> IdempotencyClaim:
-        keys = IdempotencyKey.objects.using(self.using)
-        try:
-            with transaction.atomic(using=self.using):
-                keys.create(key=key, command_type=command_type, result=IN_PROGRESS, created_at=now)
-            return IdempotencyClaim("acquired")
-        except IntegrityError:
-            pass
-        row = keys.filter(key=key, command_type=command_type).first()
-        if row is None:  # released between our insert and read: try once more
-            return self.acquire_idempotency_key(key, command_type, now, stale_after_seconds)
-        if row.result != IN_PROGRESS:
-            return IdempotencyClaim("replay", row.result)
-        if stale_after_seconds is not None and now - row.created_at >= timedelta(seconds=stale_after_seconds):
-            if keys.filter(pk=row.pk, created_at=row.created_at).update(created_at=now):
+        keys = self._objects(IdempotencyKey)
+        # Two rounds: the row we collided with may be released before we read it.
+        for _ in range(2):
+            try:
+                with transaction.atomic(using=self.using):
+                    keys.create(key=key, command_type=command_type, result=dict(IN_PROGRESS), created_at=now)
                 return IdempotencyClaim("acquired")
-            row = keys.filter(pk=row.pk).first()
-            if row is not None and row.result != IN_PROGRESS:
-                return IdempotencyClaim("replay", row.result)
+            except IntegrityError:
+                pass
+            with transaction.atomic(using=self.using):
+                # Locked (PostgreSQL) so a completion or a competing reclaim cannot slip between read and write.
+                row = keys.select_for_update().filter(key=key, command_type=command_type).first()
+                if row is None:
+                    continue
+                if row.result != IN_PROGRESS:
+                    return IdempotencyClaim("replay", row.result)
+                if stale_after_seconds is not None and now - row.created_at >= timedelta(seconds=stale_after_seconds):
+                    # Conditional on the marker we read: of two racers only one moves created_at.
+                    if keys.filter(pk=row.pk, created_at=row.created_at).update(created_at=now):
+                        return IdempotencyClaim("acquired")
+                return IdempotencyClaim("in_progress")
         return IdempotencyClaim("in_progress")
 
     def complete_idempotency_key(self, key: str, command_type: str, result: Any) -> None:
-        IdempotencyKey.objects.using(self.using).filter(key=key, command_type=command_type).update(result=result)
+        self._objects(IdempotencyKey).filter(key=key, command_type=command_type).update(result=result)
 
     def release_idempotency_key(self, key: str, command_type: str) -> None:
-        IdempotencyKey.objects.using(self.using).filter(key=key, command_type=command_type).delete()
+        self._objects(IdempotencyKey).filter(key=key, command_type=command_type).delete()
 
     # -- annotations ----------------------------------------------------------------------------------------
     def append_annotations(self, annotations: Sequence[AnnotationRecord], now: datetime) -> list[AnnotationRecord]:
+        rows = self._objects(WorkflowAnnotation)
         written = []
         for a in annotations:
             if (
                 a.idempotency_key is not None
-                and WorkflowAnnotation.objects.using(self.using)
-                .filter(run_id=a.run_id, key=a.key, idempotency_key=a.idempotency_key)
-                .exists()
+                and rows.filter(run_id=a.run_id, key=a.key, idempotency_key=a.idempotency_key).exists()
             ):
                 continue
             try:
+                # A savepoint: a concurrent writer of the same idempotency key makes this insert fail alone.
                 with transaction.atomic(using=self.using):
-                    row = WorkflowAnnotation.objects.using(self.using).create(
+                    row = rows.create(
                         created_at=now,
                         run_id=a.run_id,
                         stage_id=a.stage_pk,
@@ -337,17 +410,19 @@ class OrmPersistence:
                         actor_id=a.actor_id,
                         actor_version=a.actor_version,
                         key=a.key,
-                        value=a.value,
-                        payload=a.payload,
+                        value=copy.deepcopy(a.value),
+                        payload=copy.deepcopy(a.payload),
                         idempotency_key=a.idempotency_key,
                     )
             except IntegrityError:
+                if a.idempotency_key is None:
+                    raise
                 continue
-            written.append(_annotation(row))
+            written.append(copy.deepcopy(_annotation(row)))
         return written
 
     def list_annotations(self, run_id: str, filters: Mapping[str, Any]) -> list[AnnotationRecord]:
-        qs = WorkflowAnnotation.objects.using(self.using).filter(run_id=run_id)
+        qs = self._objects(WorkflowAnnotation).filter(run_id=run_id)
         if filters.get("key") is not None:
             qs = qs.filter(key=filters["key"])
         elif filters.get("key_prefix") is not None:
@@ -364,16 +439,16 @@ class OrmPersistence:
 
 def _outbox(r: OutboxEvent) -> OutboxRecord:
     return OutboxRecord(
-        r.id,
-        r.run_id,
-        r.sequence,
-        r.event_type,
-        r.payload,
-        r.causation_id,
-        r.occurred_at,
-        r.published_at,
-        r.retry_count,
-        r.dlq_at,
+        id=r.id,
+        run_id=r.run_id,
+        sequence=r.sequence,
+        event_type=r.event_type,
+        payload=r.payload,
+        causation_id=r.causation_id,
+        occurred_at=r.occurred_at,
+        published_at=r.published_at,
+        retry_count=r.retry_count,
+        dlq_at=r.dlq_at,
     )
 
 

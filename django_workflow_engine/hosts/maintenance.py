@@ -19,8 +19,6 @@ from ..kernel import ClaimPendingRuns, FlushOutbox, PollSuspended, ReapStaleLeas
 
 logger = logging.getLogger("django_workflow_engine.maintenance")
 
-REDISPATCH_AFTER_SECONDS = 30
-
 
 @dataclass
 class MaintenanceResult:
@@ -85,7 +83,7 @@ def run_maintenance_tick(
 
     def redispatch() -> None:
         if settings.TRANSPORT == "rq":
-            result.redispatched = redispatch_lost_messages(kernel)
+            result.redispatched = redispatch_lost_messages(kernel, settings.REDELIVER_SECONDS)
 
     for name, fn in (
         ("claim", claim),
@@ -100,7 +98,7 @@ def run_maintenance_tick(
 
 
 def redispatch_lost_messages(
-    kernel: Any, older_than_seconds: float = REDISPATCH_AFTER_SECONDS, limit: int = 500
+    kernel: Any, older_than_seconds: float = 30, limit: int = 500
 ) -> int:
     """Re-send RQ messages for due PENDING jobs nobody picked up for a while (e.g. Redis restarted empty).
 

@@ -5,7 +5,10 @@ from .stage import WorkflowStage
 
 
 class WorkflowAnnotation(models.Model):
-    """A durable key/value fact about a run or stage (decisions, approvals, triggers...)."""
+    """A durable key/value fact about a run or stage (decisions, approvals, triggers...).
+
+    ``(run, key, idempotency_key)`` is unique; rows with a NULL idempotency key never collide.
+    """
 
     created_at = models.DateTimeField()
     run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="annotations")
@@ -25,6 +28,7 @@ class WorkflowAnnotation(models.Model):
 
     class Meta:
         verbose_name = "workflow annotation"
+        ordering = ["created_at", "id"]
         constraints = [
             models.UniqueConstraint(fields=["run", "key", "idempotency_key"], name="dwe_annotation_dedupe_uniq")
         ]
@@ -32,6 +36,7 @@ class WorkflowAnnotation(models.Model):
             models.Index(fields=["run", "key"], name="dwe_annotation_key_idx"),
             models.Index(fields=["run", "created_at"], name="dwe_annotation_time_idx"),
             models.Index(fields=["run", "scope"], name="dwe_annotation_scope_idx"),
+            models.Index(fields=["run", "actor_id"], name="dwe_annotation_actor_idx"),
         ]
 
     def __str__(self) -> str:

@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils import timezone
 
 from .run import WorkflowRun
 from .stage import WorkflowStage
@@ -7,8 +8,8 @@ from .stage import WorkflowStage
 class WorkflowArtifact(models.Model):
     """A named JSON value kept with a run (stage outputs and artifacts themselves live in blob storage)."""
 
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
     run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="artifacts")
     stage = models.ForeignKey(WorkflowStage, on_delete=models.SET_NULL, null=True, blank=True, related_name="artifacts")
     key = models.CharField(max_length=500)
@@ -19,6 +20,7 @@ class WorkflowArtifact(models.Model):
 
     class Meta:
         verbose_name = "workflow artifact"
+        ordering = ["run", "key"]
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="dwe_artifact_run_key_uniq")]
 
     def __str__(self) -> str:

@@ -13,12 +13,19 @@ class WorkflowJobQuerySet(models.QuerySet):
     def pending(self) -> WorkflowJobQuerySet:
         return self.filter(status=Status.PENDING)
 
+    def for_run(self, run_id: str) -> WorkflowJobQuerySet:
+        return self.filter(run_id=run_id)
+
     def due(self, now: datetime) -> WorkflowJobQuerySet:
         """PENDING jobs whose not-before time has passed, in dequeue order."""
         return self.filter(status=Status.PENDING, available_at__lte=now).order_by("-priority", "created_at", "id")
 
     def running(self) -> WorkflowJobQuerySet:
         return self.filter(status=Status.RUNNING)
+
+    def stale(self, cutoff: datetime) -> WorkflowJobQuerySet:
+        """RUNNING jobs whose lease was last refreshed before ``cutoff``."""
+        return self.filter(status=Status.RUNNING, locked_at__lt=cutoff)
 
 
 class WorkflowJob(models.Model):
@@ -46,9 +53,12 @@ class WorkflowJob(models.Model):
 
     class Meta:
         verbose_name = "workflow job"
+        ordering = ["created_at", "id"]
         indexes = [
+            # The dequeue query filters PENDING + available_at <= now and orders by (-priority, created_at, id):
+            # one ordered scan of this partial index, with available_at checked inside the index.
             models.Index(
-                fields=["-priority", "created_at", "available_at"],
+                fields=["-priority", "created_at", "id", "available_at"],
                 name="dwe_job_dequeue_idx",
                 condition=models.Q(status="PENDING"),
             ),

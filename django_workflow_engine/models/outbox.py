@@ -4,7 +4,7 @@ from django.db import models
 class OutboxEvent(models.Model):
     """An event recorded in the same transaction as the change it describes, published later in per-run order."""
 
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(help_text="Set to the event's occurred_at (the kernel clock).")
     run_id = models.CharField(max_length=32)
     sequence = models.PositiveIntegerField()
     event_type = models.CharField(max_length=40)
@@ -17,6 +17,7 @@ class OutboxEvent(models.Model):
 
     class Meta:
         verbose_name = "outbox event"
+        ordering = ["run_id", "sequence"]
         constraints = [models.UniqueConstraint(fields=["run_id", "sequence"], name="dwe_outbox_run_seq_uniq")]
         indexes = [
             models.Index(

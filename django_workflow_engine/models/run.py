@@ -26,7 +26,7 @@ class WorkflowRun(models.Model):
     """One execution of a workflow."""
 
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
-    created_at = models.DateTimeField(db_index=False)
+    created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     version = models.PositiveIntegerField(default=1)
     workflow_id = models.CharField(max_length=100)

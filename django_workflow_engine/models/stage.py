@@ -1,10 +1,25 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
 
 from ..core.ids import new_id
 from .run import WorkflowRun
-from .status import Status
+from .status import TERMINAL, Status
+
+
+class WorkflowStageQuerySet(models.QuerySet):
+    def for_run(self, run_id: str) -> WorkflowStageQuerySet:
+        return self.filter(run_id=run_id)
+
+    def open(self) -> WorkflowStageQuerySet:
+        """Stages not yet COMPLETED, FAILED or CANCELLED."""
+        return self.exclude(status__in=TERMINAL)
+
+    def suspended_due(self, now: datetime) -> WorkflowStageQuerySet:
+        """SUSPENDED stages whose next poll is due, oldest first."""
+        return self.filter(status=Status.SUSPENDED, next_poll_at__lte=now).order_by("next_poll_at", "id")
 
 
 class WorkflowStage(models.Model):
@@ -32,6 +47,8 @@ class WorkflowStage(models.Model):
     max_wait_until = models.DateTimeField(null=True, blank=True)
     metrics = models.JSONField(null=True, blank=True)
     error_message = models.TextField(null=True, blank=True)
+
+    objects = WorkflowStageQuerySet.as_manager()
 
     class Meta:
         verbose_name = "workflow stage"

@@ -33,6 +33,7 @@ class Processes:
     def __init__(self, tmp: Path):
         self.tmp = tmp
         self.procs: list[subprocess.Popen] = []
+        self.files: list = []
 
     def start(self, *args: str, engine_settings: dict | None = None, name: str = "proc") -> subprocess.Popen:
         env = dict(os.environ)
@@ -50,6 +51,7 @@ class Processes:
             [sys.executable, "-m", "django", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         proc.log_path = log.name  # type: ignore[attr-defined]
+        self.files.append(log)
         self.procs.append(proc)
         return proc
 
@@ -64,6 +66,8 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for log in self.files:
+            log.close()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.args}\n{Path(p.log_path).read_text()[-3000:]}" for p in self.procs)  # type: ignore[attr-defined]
@@ -79,9 +83,11 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline = start + timeout
     while time.monotonic() < deadline:
         if predicate():
+            print(f"{message}: {time.monotonic() - start:.1f} s")
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")

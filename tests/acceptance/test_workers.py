@@ -90,17 +90,13 @@ def test_killed_worker_mid_stage_run_completes_after_lease_expires(processes, re
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_redis_flushall_loses_messages_but_no_run(processes, redis_conn, settings):
-    fast = {**RQ, "LEASE_SECONDS": 10}
+    fast = {**RQ, "LEASE_SECONDS": 10, "REDELIVER_SECONDS": 2}
     settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **fast}
     # Messages are sent with no worker running, then Redis forgets them all.
     run_ids = [engine.start("triple", {"n": i}).id for i in range(20)]
     redis_conn.flushall()
     processes.start("runworker", "--worker-id", "w", engine_settings=fast, name="worker")
     processes.start("runmaintenance", "--interval", "1", engine_settings=fast, name="maintenance")
-    from django_workflow_engine.models import WorkflowJob
-
-    # Let re-delivery kick in sooner than the default 30 s by aging the rows.
-    WorkflowJob.objects.filter(status="PENDING").update(updated_at=WorkflowRun.objects.first().created_at)
     try:
         wait_until(lambda: _all_finished(run_ids), timeout=120, message="runs to finish after FLUSHALL")
     except AssertionError:
