@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from django_workflow_engine.errors import (
@@ -12,8 +14,10 @@ from django_workflow_engine.errors import (
     WorkflowNotFound,
 )
 from django_workflow_engine.kernel import CancelRun, ClaimPendingRuns, CreateRun, RerunFrom, TransitionRun
-from django_workflow_engine.testing import MemoryHarness
 from tests import flows
+from tests.harness import make_kernel  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
@@ -24,8 +28,8 @@ def _reset():
 
 
 @pytest.fixture
-def h():
-    return MemoryHarness([flows.diamond])
+def h(make_kernel):
+    return make_kernel([flows.diamond])
 
 
 def test_diamond_completes_and_d_sees_parallel_outputs(h):
@@ -35,7 +39,7 @@ def test_diamond_completes_and_d_sees_parallel_outputs(h):
     assert run.status == "COMPLETED"
     # a: 5*2=10; b: 11; c: 20; d: 31
     assert run.output == {"total": 31, "tags": ["b", "c"]}
-    assert str(run.total_cost) == "0.25"
+    assert run.total_cost == Decimal("0.25")
     assert run.total_tokens == 30
     stages = h.stages(run_id)
     assert {k: (s.status, s.execution_group) for k, s in stages.items()} == {
@@ -94,8 +98,8 @@ def test_failing_stage_fails_run_with_its_message(h):
 def test_invalid_input_raises_and_writes_nothing(h):
     with pytest.raises(InvalidInput, match="field 'value'"):
         h.start("diamond", {"value": "not a number"})
-    assert h.store.runs == {}
-    assert h.store.outbox == []
+    assert h.run_count() == 0
+    assert h.event_count() == 0
 
 
 def test_invalid_config_names_stage_and_field(h):
@@ -103,13 +107,13 @@ def test_invalid_config_names_stage_and_field(h):
         h.start("diamond", {"value": 1}, config={"a": {"factor": 0}})
     with pytest.raises(InvalidConfig, match="stage 'zzz'"):
         h.start("diamond", {"value": 1}, config={"zzz": {}})
-    assert h.store.runs == {}
+    assert h.run_count() == 0
 
 
 def test_unknown_workflow(h):
     with pytest.raises(WorkflowNotFound, match="'nope'.*diamond"):
         h.start("nope", {})
-    assert h.store.runs == {}
+    assert h.run_count() == 0
 
 
 def test_pending_run_is_claimed_then_runs(h):
@@ -124,11 +128,9 @@ def test_pending_run_is_claimed_then_runs(h):
 
 
 def test_claim_of_unknown_workflow_fails_only_that_run(h):
-    h.dispatch(CreateRun(workflow_id="diamond", input={"value": 1}))
+    bad = h.dispatch(CreateRun(workflow_id="diamond", input={"value": 1})).run_id
     good = h.dispatch(CreateRun(workflow_id="diamond", input={"value": 2})).run_id
-    bad = next(iter(h.store.runs))
-    h.registry._workflows["ghost"] = None
-    h.store.runs[bad].workflow_id = "removed-workflow"
+    h.set_run_workflow(bad, "removed-workflow")
     h.drain()
     assert h.run(bad).status == "FAILED"
     assert h.run(bad).output["error"]["code"] == "WORKFLOW_NOT_FOUND"
