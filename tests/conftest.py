@@ -12,6 +12,8 @@ import socket
 
 import pytest
 
+from tests.harness import make_kernel  # noqa: F401  (fixture shared by the kernel conformance suite)
+
 REQUIRE_SERVICES = os.environ.get("WORKFLOW_ENGINE_REQUIRE_SERVICES") == "1"
 
 

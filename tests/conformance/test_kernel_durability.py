@@ -28,7 +28,6 @@ from django_workflow_engine.kernel import (
     RerunFrom,
 )
 from django_workflow_engine.kernel.plugins import PluginRunner, define_plugin
-from tests.harness import make_kernel  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
 

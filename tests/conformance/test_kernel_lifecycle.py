@@ -15,7 +15,6 @@ from django_workflow_engine.errors import (
 )
 from django_workflow_engine.kernel import CancelRun, ClaimPendingRuns, CreateRun, RerunFrom, TransitionRun
 from tests import flows
-from tests.harness import make_kernel  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
 
