@@ -9,15 +9,25 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 
 from ..core.context import check_blob_key
-from ..core.errors import BlobNotFound
+from ..core.errors import BlobNotFound, InvalidBlobKey
 
 
 class StorageBlobStore:
-    """JSON blobs stored as files named ``<prefix>/<key>`` in the storage ``alias``."""
+    """JSON blobs stored as files named ``<prefix>/<key>`` in the storage ``alias``.
+
+    Args:
+        alias: a key of ``settings.STORAGES``.
+        prefix: the folder every key lives under (``""`` for the storage root).
+
+    Keys are relative paths (``runs/doc/abc/summarize/output.json``); empty keys, absolute paths, backslashes
+    and ``.``/``..`` segments raise :class:`~django_workflow_engine.core.errors.InvalidBlobKey`.
+    """
 
     def __init__(self, alias: str = "default", prefix: str = "workflow-engine"):
         self.alias = alias
         self.prefix = prefix.strip("/")
+        if self.prefix:
+            check_blob_key(self.prefix)
 
     @property
     def storage(self):  # type: ignore[no-untyped-def]
@@ -29,10 +39,17 @@ class StorageBlobStore:
 
     def put(self, key: str, data: Any) -> None:
         name = self._name(key)
+        content = json.dumps(data, separators=(",", ":")).encode("utf-8")
         storage = self.storage
-        if storage.exists(name):
-            storage.delete(name)
-        storage.save(name, ContentFile(json.dumps(data, separators=(",", ":")).encode("utf-8")))
+        for _ in range(3):
+            if storage.exists(name):
+                storage.delete(name)
+            saved = storage.save(name, ContentFile(content))
+            if saved == name:
+                return
+            # A concurrent put recreated the file and the storage picked another name: undo ours, try again.
+            storage.delete(saved)
+        raise OSError(f"Could not write blob {key!r}: the storage kept renaming it.")
 
     def get(self, key: str) -> Any:
         name = self._name(key)
@@ -51,19 +68,22 @@ class StorageBlobStore:
             self.storage.delete(name)
 
     def list(self, prefix: str) -> list[str]:
-        """Keys starting with ``prefix`` (walks folders with ``listdir``)."""
-        base = self.prefix + "/" if self.prefix else ""
+        """Keys starting with ``prefix``, sorted (walks folders with ``listdir``)."""
+        if prefix.startswith("/") or "\\" in prefix or ".." in prefix.split("/"):
+            raise InvalidBlobKey(f"Invalid blob key prefix {prefix!r}: use a relative path like 'runs/'.")
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         found: list[str] = []
         self._walk(folder, found)
-        return sorted(k for k in (f[len(base) :] for f in found) if k.startswith(prefix))
+        return sorted(k for k in found if k.startswith(prefix))
 
     def _walk(self, folder: str, found: list[str]) -> None:
-        full = f"{self.prefix}/{folder}".strip("/") if self.prefix else folder
+        """Collect the keys (relative to ``prefix``) of every file under ``folder``."""
+        full = "/".join(p for p in (self.prefix, folder) if p)
         try:
             dirs, files = self.storage.listdir(full)
         except (FileNotFoundError, NotADirectoryError):
             return
-        found.extend(f"{full}/{name}" for name in files)
+        base = f"{folder}/" if folder else ""
+        found.extend(base + name for name in files)
         for name in dirs:
-            self._walk(f"{folder}/{name}".strip("/"), found)
+            self._walk(base + name, found)

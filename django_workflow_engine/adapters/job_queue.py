@@ -1,25 +1,46 @@
 """ORM implementation of the kernel's :class:`~django_workflow_engine.kernel.ports.JobQueue` port.
 
-Claims are safe under concurrency: on PostgreSQL the next due row is picked with ``FOR UPDATE SKIP LOCKED``
-(workers never wait for each other); on SQLite, whose writers are serialized, a conditional UPDATE makes the
-claim atomic.
+Claims are safe under concurrency: a claim is one ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING id``
+statement, whose inner SELECT uses ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (workers never wait for each other)
+and which SQLite, with its single writer, runs without interleaving (see
+:func:`~django_workflow_engine.adapters.persistence.claim_one`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import datetime
+from typing import Any
 
-from django.db import connections, transaction
-from django.db.models import F
+from django.db import transaction
+from django.db.models import F, Q
 
 from ..core.errors import WorkflowEngineError
 from ..core.ids import new_id
 from ..kernel.records import JobRecord, NewJob, Status
 from ..models import WorkflowJob
+from .persistence import claim_one
 
 JOB_FIELDS = [f.name for f in fields(JobRecord)]
+
+_last_id = 0
+_id_lock = threading.Lock()
+
+
+def _ordered_id() -> str:
+    """A :func:`~django_workflow_engine.core.ids.new_id` that is also strictly increasing in this process.
+
+    Jobs enqueued at the same instant (one batch, or a frozen test clock) then dequeue in insertion order,
+    because ``id`` is the last FIFO tie-break after ``created_at``, as in the in-memory queue.
+    """
+    global _last_id
+    candidate = int(new_id(), 16)
+    with _id_lock:
+        candidate = max(candidate, _last_id + 1)
+        _last_id = candidate
+    return f"{candidate:032x}"
 
 
 def job_record(row: WorkflowJob) -> JobRecord:
@@ -31,30 +52,31 @@ class OrmJobQueue:
 
     Args:
         using: database alias.
-        on_enqueue: called with the ids of jobs that became PENDING, after the surrounding transaction
-            commits (the Redis doorbell uses this).
+        on_enqueue: the doorbell. Called after the surrounding transaction commits (robustly: an exception
+            is logged, not raised) with the ids of jobs that became PENDING: new jobs, jobs re-queued by
+            :meth:`fail` with a retry, and jobs released by :meth:`release_stale`. Jobs due now are passed
+            as ``on_enqueue(ids)``; jobs due later as ``on_enqueue(ids, at=when)``, so the doorbell can ring
+            when they become due (:func:`~django_workflow_engine.adapters.rq.ring` schedules the message).
     """
 
-    def __init__(self, using: str = "default", on_enqueue: Callable[[list[str]], object] | None = None):
+    def __init__(self, using: str = "default", on_enqueue: Callable[..., object] | None = None):
         self.using = using
         self.on_enqueue = on_enqueue
 
     def _jobs(self):  # type: ignore[no-untyped-def]
         return WorkflowJob.objects.using(self.using)
 
-    @property
-    def _pg(self) -> bool:
-        return connections[self.using].vendor == "postgresql"
-
-    def _ring(self, ids: list[str]) -> None:
-        if self.on_enqueue is not None and ids:
-            callback = self.on_enqueue
-            transaction.on_commit(lambda: callback(ids), using=self.using, robust=True)
+    def _ring(self, ids: list[str], at: datetime | None = None) -> None:
+        if self.on_enqueue is None or not ids:
+            return
+        callback = self.on_enqueue
+        kwargs: dict[str, Any] = {} if at is None else {"at": at}
+        transaction.on_commit(lambda: callback(ids, **kwargs), using=self.using, robust=True)
 
     def enqueue(self, jobs: Sequence[NewJob], now: datetime) -> list[str]:
         rows = [
             WorkflowJob(
-                id=new_id(),
+                id=_ordered_id(),
                 created_at=now,
                 updated_at=now,
                 run_id=job.run_id,
@@ -68,51 +90,53 @@ class OrmJobQueue:
             for job in jobs
         ]
         self._jobs().bulk_create(rows)
-        ids = [r.id for r in rows]
-        self._ring(ids)
-        return ids
+        by_due: dict[datetime | None, list[str]] = {}
+        for row in rows:
+            by_due.setdefault(row.available_at if row.available_at > now else None, []).append(row.id)
+        for at, ids in by_due.items():
+            self._ring(ids, at)
+        return [r.id for r in rows]
 
-    def _take(self, job_id: str, worker_id: str, now: datetime) -> JobRecord | None:
-        taken = (
-            self._jobs()
-            .filter(pk=job_id, status=Status.PENDING, available_at__lte=now)
-            .update(
-                status=Status.RUNNING,
-                attempt=F("attempt") + 1,
-                worker_id=worker_id,
-                locked_at=now,
-                started_at=now,
-                updated_at=now,
-            )
-        )
-        return job_record(self._jobs().get(pk=job_id)) if taken else None
+    def _take_values(self, worker_id: str, now: datetime) -> dict[str, Any]:
+        return {
+            "status": Status.RUNNING,
+            "attempt": F("attempt") + 1,
+            "worker_id": worker_id,
+            "locked_at": now,
+            "started_at": now,
+            "updated_at": now,
+        }
 
     def dequeue(self, worker_id: str, now: datetime) -> JobRecord | None:
-        for _ in range(10):
-            with transaction.atomic(using=self.using):
-                qs = self._jobs().due(now)
-                if self._pg:
-                    qs = qs.select_for_update(skip_locked=True)
-                candidate = qs.values_list("pk", flat=True).first()
-                if candidate is None:
-                    return None
-                job = self._take(candidate, worker_id, now)
-                if job is not None:
-                    return job
-        return None
+        with transaction.atomic(using=self.using):
+            job_id = claim_one(
+                self.using,
+                self._jobs().due(now),
+                Q(status=Status.PENDING, available_at__lte=now),
+                **self._take_values(worker_id, now),
+            )
+            return job_record(self._jobs().get(pk=job_id)) if job_id is not None else None
 
     def claim(self, job_id: str, worker_id: str, now: datetime) -> JobRecord | None:
         with transaction.atomic(using=self.using):
-            return self._take(job_id, worker_id, now)
+            taken = (
+                self._jobs()
+                .filter(pk=job_id, status=Status.PENDING, available_at__lte=now)
+                .update(**self._take_values(worker_id, now))
+            )
+            return job_record(self._jobs().get(pk=job_id)) if taken else None
 
     def get_job(self, job_id: str) -> JobRecord | None:
         row = self._jobs().filter(pk=job_id).first()
         return job_record(row) if row else None
 
-    def _update(self, job_id: str, **values: object) -> None:
-        updated = self._jobs().filter(pk=job_id).exclude(status=Status.CANCELLED).update(**values)
-        if not updated and not self._jobs().filter(pk=job_id).exists():
+    def _update(self, job_id: str, **values: Any) -> bool:
+        """Update the job unless it is CANCELLED (a cancelled job stays cancelled). True if written."""
+        if self._jobs().filter(pk=job_id).exclude(status=Status.CANCELLED).update(**values):
+            return True
+        if not self._jobs().filter(pk=job_id).exists():
             raise WorkflowEngineError(f"Job {job_id!r} does not exist.")
+        return False
 
     def complete(self, job_id: str, now: datetime) -> None:
         self._update(job_id, status=Status.COMPLETED, completed_at=now, worker_id=None, locked_at=None, updated_at=now)
@@ -124,36 +148,33 @@ class OrmJobQueue:
 
     def fail(self, job_id: str, error: str, retry_at: datetime | None, now: datetime) -> None:
         common = {"last_error": error, "worker_id": None, "locked_at": None, "updated_at": now}
-        if retry_at is not None:
-            self._update(job_id, status=Status.PENDING, available_at=retry_at, **common)
-            if self.on_enqueue is not None:
-                callback = self.on_enqueue
-                transaction.on_commit(lambda: callback([job_id], at=retry_at), using=self.using, robust=True)  # type: ignore[call-arg]
-        else:
+        if retry_at is None:
             self._update(job_id, status=Status.FAILED, completed_at=now, **common)
+        elif self._update(job_id, status=Status.PENDING, available_at=retry_at, **common):
+            self._ring([job_id], retry_at if retry_at > now else None)
 
     def touch(self, job_id: str, worker_id: str, now: datetime) -> bool:
         return bool(self._jobs().filter(pk=job_id, status=Status.RUNNING, worker_id=worker_id).update(locked_at=now))
 
     def release_stale(self, cutoff: datetime, now: datetime) -> list[JobRecord]:
         with transaction.atomic(using=self.using):
-            qs = self._jobs().filter(status=Status.RUNNING, locked_at__lt=cutoff)
-            if self._pg:
-                qs = qs.select_for_update(skip_locked=True)
-            ids = list(qs.values_list("pk", flat=True)[:1000])
+            # Lock what we release (PostgreSQL; SQLite's writer lock serializes) so a heartbeat racing this
+            # either lands first, and the job is no longer stale, or waits and then finds the lease gone.
+            ids = list(self._jobs().stale(cutoff).select_for_update(skip_locked=True).values_list("pk", flat=True))
             if not ids:
                 return []
-            self._jobs().filter(pk__in=ids, status=Status.RUNNING, locked_at__lt=cutoff).update(
+            self._jobs().filter(pk__in=ids).update(
                 status=Status.PENDING, worker_id=None, locked_at=None, available_at=now, updated_at=now
             )
-            released = [job_record(r) for r in self._jobs().filter(pk__in=ids, status=Status.PENDING)]
+            released = [job_record(r) for r in self._jobs().filter(pk__in=ids).order_by("created_at", "id")]
         self._ring([j.id for j in released])
         return released
 
     def cancel_by_run(self, run_id: str, now: datetime) -> int:
         return (
             self._jobs()
-            .filter(run_id=run_id, status__in=[Status.PENDING, Status.SUSPENDED])
+            .for_run(run_id)
+            .filter(status__in=[Status.PENDING, Status.SUSPENDED])
             .update(status=Status.CANCELLED, completed_at=now, updated_at=now)
         )
 
@@ -163,8 +184,7 @@ class OrmJobQueue:
         )
 
     def jobs_for_run(self, run_id: str) -> list[JobRecord]:
-        return [job_record(r) for r in self._jobs().filter(run_id=run_id).order_by("created_at", "id")]
+        return [job_record(r) for r in self._jobs().for_run(run_id).order_by("created_at", "id")]
 
     def due_pending(self, now: datetime, older_than: datetime, limit: int) -> list[JobRecord]:
-        rows = self._jobs().due(now).filter(updated_at__lte=older_than)[:limit]
-        return [job_record(r) for r in rows]
+        return [job_record(r) for r in self._jobs().due(now).filter(updated_at__lte=older_than)[:limit]]

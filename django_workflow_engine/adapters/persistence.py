@@ -44,9 +44,9 @@ def claim_one(using: str, candidates: QuerySet, guard: Q, **values: Any) -> Any:
     model = candidates.model
     manager = model._default_manager.using(using)
     connection = connections[using]
-    pick = candidates.select_for_update(skip_locked=True).values("pk")[:1]
+    locked = candidates.select_for_update(skip_locked=True)
     if connection.vendor in SINGLE_STATEMENT_CLAIM_VENDORS:
-        query = manager.filter(guard, pk=Subquery(pick)).query.chain(UpdateQuery)
+        query = manager.filter(guard, pk=Subquery(locked.values("pk")[:1])).query.chain(UpdateQuery)
         query.add_update_values(values)
         sql, params = query.get_compiler(using).as_sql()
         pk_column = connection.ops.quote_name(model._meta.pk.column)
@@ -55,7 +55,7 @@ def claim_one(using: str, candidates: QuerySet, guard: Q, **values: Any) -> Any:
             row = cursor.fetchone()
         return row[0] if row else None
     for _ in range(10):
-        pk = pick.values_list("pk", flat=True).first()
+        pk = locked.values_list("pk", flat=True).first()
         if pk is None:
             return None
         if manager.filter(guard, pk=pk).update(**values):
@@ -373,10 +373,12 @@ class OrmPersistence:
                     continue
                 if row.result != IN_PROGRESS:
                     return IdempotencyClaim("replay", row.result)
-                if stale_after_seconds is not None and now - row.created_at >= timedelta(seconds=stale_after_seconds):
-                    # Conditional on the marker we read: of two racers only one moves created_at.
-                    if keys.filter(pk=row.pk, created_at=row.created_at).update(created_at=now):
-                        return IdempotencyClaim("acquired")
+                stale = stale_after_seconds is not None and now - row.created_at >= timedelta(
+                    seconds=stale_after_seconds
+                )
+                # Conditional on the marker we read: of two racers only one moves created_at.
+                if stale and keys.filter(pk=row.pk, created_at=row.created_at).update(created_at=now):
+                    return IdempotencyClaim("acquired")
                 return IdempotencyClaim("in_progress")
         return IdempotencyClaim("in_progress")
 
