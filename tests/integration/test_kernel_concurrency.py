@@ -71,7 +71,8 @@ def test_two_claim_loops_never_claim_a_run_twice():
             claimed += [c.run_id for c in batch]
 
     a, b = race(loop, loop)
-    assert not isinstance(a, Exception) and not isinstance(b, Exception)
+    assert not isinstance(a, Exception)
+    assert not isinstance(b, Exception)
     assert not set(a) & set(b)
     assert set(a) | set(b) == ids
     assert WorkflowJob.objects.count() == 40
