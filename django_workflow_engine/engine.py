@@ -173,6 +173,15 @@ class Engine:
         self.kernel.dispatch(RerunFrom(run_id=str(run_id), stage_id=stage_id, idempotency_key=idempotency_key))
         return WorkflowRun.objects.using(self.using).get(pk=run_id)
 
+    def annotate(self, run_id: str, attributes: Mapping[str, Any], **options: Any) -> list[Any]:
+        """Attach annotations to a run (see :meth:`Annotations.attach`)."""
+        return self.kernel.annotations.attach(str(run_id), attributes, **options)
+
+    def annotations(self, run_id: str, **filters: Any) -> list[Any]:
+        """List a run's annotations (filters: key, key_prefix, scope, scope_id, actor_id, actor_kind, attempt,
+        since, until, limit)."""
+        return self.kernel.annotations.list(str(run_id), **filters)
+
     def transition(self, run_id: str) -> str:
         return self.kernel.dispatch(TransitionRun(run_id=str(run_id))).action
 

@@ -96,6 +96,13 @@ class Kernel:
         self.deps = Deps(persistence, jobs, blobs, sink, clock, registry, options or KernelOptions(), ai_factory)
 
     @property
+    def annotations(self) -> Any:
+        """:class:`~django_workflow_engine.kernel.annotations.Annotations`: ``attach`` and ``list``."""
+        from .annotations import Annotations
+
+        return Annotations(self.deps)
+
+    @property
     def persistence(self) -> Persistence:
         return self.deps.persistence
 
