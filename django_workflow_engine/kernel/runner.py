@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
 from .commands import ClaimPendingRuns, ExecuteJob, ExecuteResult, TransitionRun
-from .kernel import Kernel
-from .records import JobRecord
+from .events import STAGE_FAILED, WORKFLOW_FAILED, event
+from .kernel import Deps, Kernel
+from .records import JobRecord, Status
 
 logger = logging.getLogger("django_workflow_engine.worker")
 
@@ -47,14 +49,19 @@ def run_job(kernel: Kernel, job: JobRecord, *, on_error: Callable[[BaseException
     """
     deps = kernel.deps
     started = deps.clock.now()
-    result: ExecuteResult = kernel.dispatch(
-        ExecuteJob(
-            run_id=job.run_id,
-            workflow_id=job.workflow_id,
-            stage_id=job.stage_id,
-            idempotency_key=f"job:{job.id}:attempt:{job.attempt}",
+    try:
+        result: ExecuteResult = kernel.dispatch(
+            ExecuteJob(
+                run_id=job.run_id,
+                workflow_id=job.workflow_id,
+                stage_id=job.stage_id,
+                idempotency_key=f"job:{job.id}:attempt:{job.attempt}",
+            )
         )
-    )
+    except (WorkflowNotFound, StageNotFound, RunNotFound) as exc:
+        # A job that can never run (its workflow or stage was removed, its run deleted) is quarantined:
+        # failed for good with the reason, so it cannot crash-loop through lease expiry and redelivery.
+        return quarantine(kernel, job, f"Job quarantined: {exc}", started)
     now = deps.clock.now()
     duration_ms = int((now - started).total_seconds() * 1000)
     transition = None
@@ -106,6 +113,45 @@ def run_job(kernel: Kernel, job: JobRecord, *, on_error: Callable[[BaseException
         f": {result.error}" if result.error else "",
     )
     return record
+
+
+def quarantine(kernel: Kernel, job: JobRecord, message: str, started: datetime | None = None) -> JobOutcome:
+    """Fail a job for good, and its stage and run with it (if they still exist and are not finished)."""
+    deps = kernel.deps
+    now = deps.clock.now()
+    logger.error("%s (job %s, stage %s, run %s)", message, job.id, job.stage_id, job.run_id)
+    with deps.persistence.atomic():
+        deps.jobs.fail(job.id, message, None, now)
+        fail_stage_and_run(deps, job.run_id, job.stage_id, message, now)
+    duration = int((now - (started or now)).total_seconds() * 1000)
+    return JobOutcome(job.id, job.run_id, job.stage_id, job.attempt, "failed", duration, message)
+
+
+def fail_stage_and_run(deps: Deps, run_id: str, stage_id: str, message: str, now: datetime) -> None:
+    """Inside a transaction: mark the stage FAILED and the run FAILED (if RUNNING), with events."""
+    persistence = deps.persistence
+    run = persistence.lock_run(run_id)
+    if run is None or run.status != Status.RUNNING:
+        return
+    stage = persistence.get_stage(run_id, stage_id)
+    events = []
+    if stage is not None and stage.status in (Status.PENDING, Status.RUNNING):
+        persistence.update_stage(
+            stage.id, {"status": Status.FAILED, "completed_at": now, "error_message": message}, now
+        )
+        events.append(event(STAGE_FAILED, run_id, now, stage_id=stage_id, stage_name=stage.stage_name, error=message))
+    persistence.update_run(
+        run_id,
+        {
+            "status": Status.FAILED,
+            "completed_at": now,
+            "output": {"error": {"code": "STAGE_FAILED", "stage_id": stage_id, "message": message}},
+        },
+        now,
+    )
+    deps.jobs.cancel_by_run(run_id, now)
+    events.append(event(WORKFLOW_FAILED, run_id, now, error=message, stage_id=stage_id))
+    persistence.append_events(events, f"quarantine:{run_id}:{stage_id}")
 
 
 @dataclass

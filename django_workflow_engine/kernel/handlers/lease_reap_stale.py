@@ -11,7 +11,17 @@ RESULT = ReapStaleResult
 
 
 def handle(command: ReapStaleLeases, deps: Deps, causation_id: str) -> ReapStaleResult:
+    from ..runner import fail_stage_and_run
+
     now = deps.clock.now()
     with deps.persistence.atomic():
         released = deps.jobs.release_stale(now - timedelta(seconds=command.stale_after_seconds), now)
+        # A job whose worker died on every attempt (say, the stage exhausts memory) must not be redelivered
+        # forever: once it has used its attempts, it fails the stage and the run.
+        for job in released:
+            if job.attempt >= job.max_attempts:
+                message = f"Stage {job.stage_id!r} lost its worker on all {job.attempt} attempts (lease expired)."
+                deps.jobs.claim(job.id, "lease-reaper", now)
+                deps.jobs.fail(job.id, message, None, now)
+                fail_stage_and_run(deps, job.run_id, job.stage_id, message, now)
     return ReapStaleResult(len(released))
