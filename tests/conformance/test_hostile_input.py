@@ -166,7 +166,7 @@ def test_corrupted_event_is_dead_lettered_not_a_crash_loop(make_kernel):
     h.start("reader", {"text": "hi"})
     for _ in range(3):
         h.dispatch(FlushOutbox())
-    dead = [e for e in h.persistence.get_unpublished_events(100)]
+    dead = list(h.persistence.get_unpublished_events(100))
     assert all(e.event_type != "workflow:created" for e in dead)
     result = h.dispatch(FlushOutbox())
     assert result.failed == 0
