@@ -18,14 +18,16 @@ from django.db.models.functions import Coalesce, TruncDate
 
 def _aggregates() -> dict[str, Any]:
     zero_money = Value(0, output_field=models.DecimalField(max_digits=20, decimal_places=10))
+    # Order matters: an aggregate named like a field shadows that field for the aggregates after it, so the
+    # ones filtering on ``cost`` come before the ``cost`` sum.
     return {
         "calls": Count("id"),
+        "unpriced": Count("id", filter=Q(cost__isnull=True)),
+        "errors": Count("id", filter=Q(error__isnull=False)),
         "input_tokens": Coalesce(Sum("input_tokens"), 0),
         "output_tokens": Coalesce(Sum("output_tokens"), 0),
         "cached_tokens": Coalesce(Sum("cached_tokens"), 0),
         "cost": Coalesce(Sum("cost"), zero_money),
-        "unpriced": Count("id", filter=Q(cost__isnull=True)),
-        "errors": Count("id", filter=Q(error__isnull=False)),
     }
 
 

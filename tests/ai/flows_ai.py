@@ -1,0 +1,73 @@
+"""Workflows for the AI tests. ``PLAN`` tells the stages which model to call, how often and with what options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from pydantic import BaseModel
+
+from django_workflow_engine import WorkflowBuilder, define_stage
+from django_workflow_engine.core.batch import CompletionError, NotReady, Ready, Suspend, define_async_batch_stage
+
+PLAN: dict[str, Any] = {}
+
+
+def reset() -> None:
+    PLAN.clear()
+    PLAN.update(model="gpt-4o-mini", calls=1, options={"mock_response": "ok"}, connection={})
+
+
+reset()
+
+
+class Topic(BaseModel):
+    topic: str
+
+
+class Text(BaseModel):
+    text: str
+
+
+@define_stage(id="write", name="Write", input=Topic, output=Text)
+def write(ctx):
+    ai = ctx.ai()
+    texts = [
+        ai.generate_text(PLAN["model"], f"Write about {ctx.input.topic}", **PLAN["options"]).text
+        for _ in range(PLAN["calls"])
+    ]
+    return Text(text=" | ".join(texts))
+
+
+@define_stage(id="polish", name="Polish", input=Text, output=Text)
+def polish(ctx):
+    result = ctx.ai().generate_text(PLAN["model"], f"Polish: {ctx.input.text}", **PLAN["options"])
+    return Text(text=result.text)
+
+
+ai_text = WorkflowBuilder("ai-text", "AI text", input=Topic, output=Text).pipe(write).pipe(polish).build()
+
+
+class Answers(BaseModel):
+    answers: dict[str, str]
+
+
+def check_batch(state, ctx):
+    results = ctx.ai().get_batch_results(state, **PLAN["connection"])
+    if not results.done:
+        return NotReady(next_check_in=0)
+    if not results.completed:
+        return CompletionError(f"batch {results.batch_id} ended {results.status}")
+    return Ready(output={"answers": {item.id: item.text or item.error for item in results.items}})
+
+
+@define_async_batch_stage(id="batch", name="Batch", input=Topic, output=Answers, check_completion=check_batch)
+def batch(ctx):
+    requests = [{"id": f"q{i}", "prompt": f"{ctx.input.topic} #{i}"} for i in (1, 2)]
+    handle = ctx.ai().submit_batch(PLAN["model"], requests, **PLAN["connection"])
+    return Suspend(state=handle.to_state(), next_poll_at=timezone.now(), poll_interval=0.01)
+
+
+ai_batch = WorkflowBuilder("ai-batch", "AI batch", input=Topic, output=Answers).pipe(batch).build()
+
+WORKFLOWS = [ai_text, ai_batch]
