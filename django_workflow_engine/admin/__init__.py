@@ -1,0 +1,11 @@
+"""The workflow engine's admin: read-only pages for runs, stages, logs, artifacts and AI calls, a cost report,
+and the permission-checked cancel and rerun actions. Importing this package registers everything with
+``django.contrib.admin.site`` (Django's admin autodiscovery imports it)."""
+
+from .ai_calls import AICallAdmin
+from .artifacts import WorkflowArtifactAdmin
+from .logs import WorkflowLogAdmin
+from .runs import WorkflowRunAdmin
+from .stages import WorkflowStageAdmin
+
+__all__ = ["AICallAdmin", "WorkflowArtifactAdmin", "WorkflowLogAdmin", "WorkflowRunAdmin", "WorkflowStageAdmin"]

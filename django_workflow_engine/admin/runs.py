@@ -1,0 +1,295 @@
+"""Workflow runs: the changelist, the read-only run page, and the URLs of the cancel and rerun buttons."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from ..core.ids import short_id
+from ..models import AICall, OutboxEvent, Status, WorkflowArtifact, WorkflowLog, WorkflowRun, WorkflowStage
+from . import actions
+from .common import (
+    ACTIVE,
+    RERUNNABLE,
+    ReadOnlyAdmin,
+    WorkflowFilter,
+    badge,
+    elapsed_ms,
+    fmt_cost,
+    fmt_duration,
+    fmt_int,
+    level_badge,
+    pretty_json,
+)
+from .timeline import build_rows, render_timeline
+
+HEX = re.compile(r"^[0-9a-f]{4,32}$")
+LOGS_PER_PAGE = 50
+EVENTS_SHOWN = 100
+ARTIFACTS_SHOWN = 100
+
+
+def workflow_plan(workflow_id: str) -> tuple[tuple[Any, ...], ...] | None:
+    from ..registry import registry
+
+    workflow = registry.get(workflow_id)
+    return workflow.execution_plan() if workflow is not None else None
+
+
+def stage_total(workflow_id: str) -> int | None:
+    from ..registry import registry
+
+    workflow = registry.get(workflow_id)
+    return len(workflow.stage_ids()) if workflow is not None else None
+
+
+@admin.register(WorkflowRun)
+class WorkflowRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "short_run_id",
+        "workflow",
+        "status_badge",
+        "progress",
+        "cost",
+        "tokens",
+        "duration",
+        "created_at",
+    )
+    list_display_links = ("short_run_id",)
+    list_filter = ("status", WorkflowFilter, ("created_at", admin.DateFieldListFilter))
+    search_fields = ("id", "workflow_id")
+    search_help_text = "A run id (full or the short id shown in the list) or a workflow id."
+    ordering = ("-created_at", "-id")
+    changelist_defer = ("input", "output", "config", "metadata")
+    actions = [actions.cancel_selected_runs, actions.rerun_selected_runs]
+    run_template = "admin/django_workflow_engine/workflowrun/run_detail.html"
+
+    # -- permissions (checked by the actions and by the run page's buttons) --------------------------------
+
+    def has_cancel_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.cancel_workflowrun")
+
+    def has_rerun_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.rerun_workflowrun")
+
+    # -- changelist ----------------------------------------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        # Completed stages per run, as a correlated subquery: evaluated only for the rows of the page shown,
+        # through the (run, stage_id) unique index, and still one query for the whole page.
+        completed = (
+            WorkflowStage.objects.filter(run=OuterRef("pk"), status=Status.COMPLETED)
+            .order_by()
+            .values("run")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(completed_stages=Coalesce(Subquery(completed, output_field=IntegerField()), 0))
+        )
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> tuple[Any, bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = Q(workflow_id=term) | Q(workflow_id__istartswith=term)
+        if HEX.match(term.lower()):
+            term = term.lower()
+            # Full ids hit the primary key; the 8-character short id is a suffix.
+            condition |= Q(pk=term) if len(term) == 32 else Q(id__endswith=term)
+        return queryset.filter(condition), False
+
+    @admin.display(description="run", ordering="id")
+    def short_run_id(self, obj: WorkflowRun) -> Any:
+        return format_html('<code title="{}">{}</code>', obj.pk, short_id(obj.pk))
+
+    @admin.display(description="workflow", ordering="workflow_id")
+    def workflow(self, obj: WorkflowRun) -> str:
+        return obj.workflow_id
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: WorkflowRun) -> Any:
+        return badge(obj.status)
+
+    @admin.display(description="progress")
+    def progress(self, obj: WorkflowRun) -> str:
+        total = stage_total(obj.workflow_id)
+        done = getattr(obj, "completed_stages", None)
+        if done is None:
+            done = obj.stages.filter(status=Status.COMPLETED).count()
+        return f"{done}/{total if total is not None else '?'} stages"
+
+    @admin.display(description="cost", ordering="total_cost")
+    def cost(self, obj: WorkflowRun) -> str:
+        return fmt_cost(obj.total_cost)
+
+    @admin.display(description="tokens", ordering="total_tokens")
+    def tokens(self, obj: WorkflowRun) -> str:
+        return fmt_int(obj.total_tokens)
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, obj: WorkflowRun) -> str:
+        return fmt_duration(elapsed_ms(obj.started_at, obj.completed_at, obj.duration_ms))
+
+    # -- URLs ----------------------------------------------------------------------------------------------
+
+    def get_urls(self) -> list[Any]:
+        info = self.opts.app_label, self.opts.model_name
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/cancel/",
+                wrap(self.cancel_view),
+                name="{}_{}_cancel".format(*info),
+            ),
+            path(
+                "<path:object_id>/rerun/",
+                wrap(self.rerun_view),
+                name="{}_{}_rerun".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return actions.cancel_run_view(self, request, object_id)
+
+    def rerun_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return actions.rerun_run_view(self, request, object_id)
+
+    # -- the run page --------------------------------------------------------------------------------------
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        run = WorkflowRun.objects.filter(pk=object_id).first()
+        if run is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            **run_page_context(request, run),
+            "opts": self.opts,
+            "title": f"{run.workflow_name or run.workflow_id} run {run.short_id}",
+            "subtitle": None,
+            "can_cancel": self.has_cancel_permission(request, run) and run.status not in actions.TERMINAL,
+            "can_rerun": self.has_rerun_permission(request, run) and run.status in RERUNNABLE,
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.run_template, context)
+
+
+def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
+    """Everything the run page shows, in a fixed number of queries however large the run's history is."""
+    stages = list(WorkflowStage.objects.filter(run=run).order_by("execution_group", "stage_number"))
+    suspended_at = {
+        e["payload"].get("stage_id"): e["occurred_at"]
+        for e in OutboxEvent.objects.filter(run_id=run.pk, event_type="stage:suspended")
+        .order_by("sequence")
+        .values("payload", "occurred_at")
+        if isinstance(e["payload"], dict)
+    }
+    plan = workflow_plan(run.workflow_id)
+    now = timezone.now()
+    stage_rows = [
+        {
+            "obj": s,
+            "status": badge(s.status),
+            "duration": fmt_duration(elapsed_ms(s.started_at, s.completed_at, s.duration_ms)),
+            "output": pretty_json(s.output_data) if s.output_data is not None else None,
+        }
+        for s in stages
+    ]
+
+    # Logs: level filter and pagination ride on the run page's own query string.
+    level = request.GET.get("level") or ""
+    if level not in WorkflowLog.Level.values:
+        level = ""
+    logs_qs = WorkflowLog.objects.filter(run=run).select_related("stage").order_by("created_at", "id")
+    if level:
+        logs_qs = logs_qs.filter(level=level)
+    log_page = Paginator(logs_qs, LOGS_PER_PAGE).get_page(request.GET.get("logs_page"))
+    logs = [
+        {"obj": log, "level": level_badge(log.level), "stage": log.stage.stage_id if log.stage else ""}
+        for log in log_page.object_list
+    ]
+
+    ai_by_model = list(
+        AICall.objects.filter(run=run)
+        .order_by()
+        .values("model_id")
+        .annotate(
+            calls=Count("pk"),
+            in_tokens=Sum("input_tokens"),
+            out_tokens=Sum("output_tokens"),
+            total_cost=Sum("cost"),
+            unpriced=Count("pk", filter=Q(cost__isnull=True)),
+        )
+        .order_by("model_id")
+    )
+    for row in ai_by_model:
+        row["cost_display"] = fmt_cost(row["total_cost"]) + (
+            f" (+{row['unpriced']} unpriced)" if row["unpriced"] else ""
+        )
+
+    events = list(OutboxEvent.objects.filter(run_id=run.pk).order_by("-sequence")[:EVENTS_SHOWN])
+    events.reverse()
+    artifacts = list(
+        WorkflowArtifact.objects.filter(run=run)
+        .select_related("stage")
+        .only("key", "type", "size", "created_at", "stage__stage_id")
+        .order_by("key")[:ARTIFACTS_SHOWN]
+    )
+    total = sum(len(g) for g in plan) if plan is not None else None
+    done = sum(1 for s in stages if s.status == Status.COMPLETED)
+    refresh = 5 if run.status in (Status.RUNNING, Status.PENDING) else (30 if run.status in ACTIVE else None)
+    app = WorkflowRun._meta.app_label
+    return {
+        "run": run,
+        "original": run,
+        "status": badge(run.status),
+        "duration": fmt_duration(elapsed_ms(run.started_at, run.completed_at, run.duration_ms)),
+        "cost": fmt_cost(run.total_cost),
+        "max_cost": fmt_cost(run.max_cost) if run.max_cost is not None else "no limit",
+        "tokens": fmt_int(run.total_tokens),
+        "progress": f"{done}/{total if total is not None else '?'} stages",
+        "input_json": pretty_json(run.input),
+        "config_json": pretty_json(run.config),
+        "output_json": pretty_json(run.output),
+        "metadata_json": pretty_json(run.metadata) if run.metadata else None,
+        "timeline": render_timeline(run, build_rows(stages, plan, suspended_at), now),
+        "stage_rows": stage_rows,
+        "logs": logs,
+        "log_page": log_page,
+        "log_level": level,
+        "log_levels": WorkflowLog.Level.values,
+        "ai_by_model": ai_by_model,
+        "events": [(e, pretty_json(e.payload)) for e in events],
+        "events_total": run.event_seq,
+        "events_shown": EVENTS_SHOWN,
+        "artifacts": artifacts,
+        "refresh_seconds": refresh,
+        "urls": {
+            "logs": reverse(f"admin:{app}_workflowlog_changelist") + f"?run={run.pk}",
+            "ai_calls": reverse(f"admin:{app}_aicall_changelist") + f"?run={run.pk}",
+            "stages": reverse(f"admin:{app}_workflowstage_changelist") + f"?run={run.pk}",
+            "artifacts": reverse(f"admin:{app}_workflowartifact_changelist") + f"?run={run.pk}",
+            "cancel": reverse(f"admin:{app}_workflowrun_cancel", args=[run.pk]),
+            "rerun": reverse(f"admin:{app}_workflowrun_rerun", args=[run.pk]),
+            "history": reverse(f"admin:{app}_workflowrun_history", args=[run.pk]),
+        },
+    }

@@ -1,0 +1,184 @@
+"""The cost report: AI spend by model, workflow, stage and day for a date range, a daily chart, CSV export.
+
+Each table is one aggregate query over the range (the ``created_at`` index bounds it); totals are summed from
+the per-model rows in Python, so the page costs four queries however many calls the range holds.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+
+from ..models import AICall
+from .charts import daily_cost_chart
+from .common import fmt_cost, fmt_int
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 731
+TABLES = {
+    "model": ("model", ["Model"], ["model_id"]),
+    "workflow": ("workflow", ["Workflow"], ["run__workflow_id"]),
+    "stage": ("stage", ["Workflow", "Stage"], ["run__workflow_id", "stage__stage_id"]),
+    "day": ("day", ["Day"], ["day"]),
+}
+AGGREGATES = {
+    "calls": Count("pk"),
+    "in_tokens": Sum("input_tokens"),
+    "out_tokens": Sum("output_tokens"),
+    "total_cost": Sum("cost"),
+    "unpriced": Count("pk", filter=Q(cost__isnull=True)),
+}
+
+
+class RangeForm(forms.Form):
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        end = data.get("end") or timezone.localdate()
+        start = data.get("start") or end - timedelta(days=DEFAULT_DAYS - 1)
+        if start > end:
+            raise forms.ValidationError("The start date must not be after the end date.")
+        if (end - start).days >= MAX_DAYS:
+            raise forms.ValidationError(f"Choose a range of at most {MAX_DAYS} days.")
+        data["start"], data["end"] = start, end
+        return data
+
+
+def date_range(request: HttpRequest) -> tuple[RangeForm, date, date]:
+    form = RangeForm(request.GET or None)
+    if form.is_bound and form.is_valid():
+        start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+    else:
+        end = timezone.localdate()
+        start = end - timedelta(days=DEFAULT_DAYS - 1)
+        if not form.is_bound:
+            form = RangeForm(initial={"start": start, "end": end})
+    return form, start, end
+
+
+def calls_in_range(start: date, end: date) -> Any:
+    tz = timezone.get_current_timezone()
+    lo = timezone.make_aware(datetime.combine(start, time.min), tz)
+    hi = timezone.make_aware(datetime.combine(end + timedelta(days=1), time.min), tz)
+    return AICall.objects.filter(created_at__gte=lo, created_at__lt=hi).order_by()
+
+
+def table_rows(key: str, start: date, end: date) -> list[dict[str, Any]]:
+    """One aggregate query: rows of ``{labels: [...], calls, in_tokens, out_tokens, total_cost, unpriced}``."""
+    _, _, group_by = TABLES[key]
+    qs = calls_in_range(start, end)
+    if key == "day":
+        qs = qs.annotate(day=TruncDate("created_at"))
+        ordering: list[Any] = ["day"]
+    else:
+        ordering = [F("total_cost").desc(nulls_last=True), *group_by]
+    rows = list(qs.values(*group_by).annotate(**AGGREGATES).order_by(*ordering))
+    for row in rows:
+        row["labels"] = [row[g] if row[g] is not None else "(none)" for g in group_by]
+    return rows
+
+
+def costs_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    form, start, end = date_range(request)
+    tables = []
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for key in ("model", "workflow", "stage", "day"):
+        by_key[key] = rows = table_rows(key, start, end)
+        if key == "day":
+            continue
+        title, headers, _ = TABLES[key]
+        tables.append({"key": key, "title": title, "headers": headers, "rows": [_display(r) for r in rows]})
+    day_costs = {r["day"]: r["total_cost"] or Decimal(0) for r in by_key["day"]}
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    series = [(d, day_costs.get(d, Decimal(0))) for d in days]
+    tables.append(
+        {"key": "day", "title": "day", "headers": ["Day"], "rows": [_display(r) for r in reversed(by_key["day"])]}
+    )
+    models = by_key["model"]
+    total_cost = sum((r["total_cost"] or Decimal(0) for r in models), Decimal(0))
+    unpriced = sum(r["unpriced"] for r in models)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "title": "AI costs",
+        "subtitle": None,
+        "form": form,
+        "start": start,
+        "end": end,
+        "days": days,
+        "tz": timezone.get_current_timezone_name(),
+        "tables": tables,
+        "chart": daily_cost_chart(series),
+        "totals": {
+            "calls": fmt_int(sum(r["calls"] for r in models)),
+            "input_tokens": fmt_int(sum(r["in_tokens"] or 0 for r in models)),
+            "output_tokens": fmt_int(sum(r["out_tokens"] or 0 for r in models)),
+            "cost": fmt_cost(total_cost),
+            "unpriced": unpriced,
+        },
+        "csv_url": reverse(f"admin:{model_admin.opts.app_label}_aicall_costs_csv")
+        + "?"
+        + urlencode({"start": start.isoformat(), "end": end.isoformat()}),
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/django_workflow_engine/aicall/costs.html", context)
+
+
+def _display(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "labels": [str(label) for label in row["labels"]],
+        "calls": fmt_int(row["calls"]),
+        "input_tokens": fmt_int(row["in_tokens"] or 0),
+        "output_tokens": fmt_int(row["out_tokens"] or 0),
+        "cost": fmt_cost(row["total_cost"] or 0),
+        "unpriced": row["unpriced"],
+    }
+
+
+def costs_csv_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    key = request.GET.get("table") or "day"
+    if key not in TABLES:
+        return HttpResponse(f"Unknown table {key!r}; choose one of: {', '.join(TABLES)}.", status=400)
+    _, start, end = date_range(request)
+    _, headers, _ = TABLES[key]
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="ai-costs-by-{key}-{start:%Y%m%d}-{end:%Y%m%d}.csv"'
+    writer = csv.writer(response)
+    writer.writerow([h.lower() for h in headers] + ["calls", "input_tokens", "output_tokens", "cost", "unpriced_calls"])
+    for row in table_rows(key, start, end):
+        cost = row["total_cost"]
+        writer.writerow(
+            [_cell(label) for label in row["labels"]]
+            + [row["calls"], row["in_tokens"] or 0, row["out_tokens"] or 0, "" if cost is None else _decimal(cost)]
+            + [row["unpriced"]]
+        )
+    return response
+
+
+def _decimal(value: Decimal) -> str:
+    text = format(Decimal(value).normalize(), "f")
+    return text
+
+
+def _cell(value: Any) -> str:
+    """Neutralize spreadsheet formulas in user-controlled labels (model ids, workflow and stage ids)."""
+    text = value.isoformat() if isinstance(value, date) else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
