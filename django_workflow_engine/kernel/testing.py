@@ -579,8 +579,10 @@ class InMemoryJobQueue:
 
     def jobs_for_run(self, run_id: str) -> list[JobRecord]:
         with self._shared.lock:
-            jobs = [_copy_job(j) for j in self.store.jobs.values() if j.run_id == run_id]
-        return sorted(jobs, key=lambda j: (j.created_at, j.id))
+            jobs = [j for j in self.store.jobs.values() if j.run_id == run_id]
+            # created_at ties are broken by insertion order, as in dequeue
+            jobs.sort(key=lambda j: (j.created_at, j.__dict__.get("_seq", 0)))
+            return [_copy_job(j) for j in jobs]
 
     def due_pending(self, now: datetime, older_than: datetime, limit: int) -> list[JobRecord]:
         with self._shared.lock:
