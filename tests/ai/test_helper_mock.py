@@ -38,7 +38,9 @@ def test_generate_text_records_one_priced_row():
     assert (row.topic, row.call_type, row.model_key, row.model_id) == ("task.t1", "text", "gpt-4o-mini", "gpt-4o-mini")
     assert (row.prompt, row.response, row.input_tokens, row.output_tokens) == ("Say hi", "hi there", 10, 20)
     assert row.cost == GPT4O_MINI_COST
-    assert row.error is None and row.run_id is None and row.latency_ms is not None
+    assert row.error is None
+    assert row.run_id is None
+    assert row.latency_ms is not None
     assert row.metadata["finish_reason"] == "stop"
 
 
@@ -53,7 +55,8 @@ def test_unknown_price_is_recorded_as_unpriced_not_zero():
     result = create_ai_helper("task.t3").generate_text("openai/private-model", "hi", mock_response="ok")
     assert result.cost is None
     row = AICall.objects.get()
-    assert row.cost is None and row.input_tokens == 10
+    assert row.cost is None
+    assert row.input_tokens == 10
     assert AICall.objects.unpriced().count() == 1
     assert AICall.objects.totals()["unpriced"] == 1
 
@@ -67,10 +70,16 @@ def test_ai_models_are_not_written_into_litellm_global_state():
 
 def test_messages_and_system_prompt():
     ai = create_ai_helper("task")
-    messages = [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}, {"role": "user", "content": "3"}]
+    messages = [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "two"},
+        {"role": "user", "content": "3"},
+    ]
     ai.generate_text("gpt-4o-mini", messages, system="be brief", mock_response="ok")
     prompt = AICall.objects.get().prompt
-    assert '"be brief"' in prompt and '"one"' in prompt and '"3"' in prompt
+    assert '"be brief"' in prompt
+    assert '"one"' in prompt
+    assert '"3"' in prompt
 
 
 def test_generate_object_native_structured_output():
@@ -78,9 +87,11 @@ def test_generate_object_native_structured_output():
         "gpt-4o-mini", "Who?", schema=Person, mock_response='{"name": "Ada", "age": 36}'
     )
     assert result.object == Person(name="Ada", age=36)
-    assert result.cost == GPT4O_MINI_COST and result.attempts == 1
+    assert result.cost == GPT4O_MINI_COST
+    assert result.attempts == 1
     row = AICall.objects.get()
-    assert row.call_type == "object" and row.error is None
+    assert row.call_type == "object"
+    assert row.error is None
 
 
 def test_generate_object_invalid_twice_names_the_failing_fields():
@@ -97,14 +108,17 @@ def test_generate_object_invalid_twice_names_the_failing_fields():
 def test_embed_single_and_many():
     ai = create_ai_helper("task")
     one = ai.embed("text-embedding-3-small", "hello", mock_response=[0.1, 0.2, 0.3])
-    assert one.embedding == [0.1, 0.2, 0.3] and one.dimensions == 3
+    assert one.embedding == [0.1, 0.2, 0.3]
+    assert one.dimensions == 3
     many = ai.embed("text-embedding-3-small", ["a", "b"], mock_response=[0.5, 0.5])
     assert many.embeddings[0] == [0.5, 0.5]
     assert many.cost == Decimal("0.0000002")  # 10 prompt tokens x 2e-8
     rows = list(AICall.objects.order_by("id"))
     assert [r.call_type for r in rows] == ["embed", "embed"]
-    assert rows[0].prompt == "hello" and rows[1].prompt == '["a", "b"]'
-    assert rows[1].output_tokens == 0 and rows[1].metadata["text_count"] == 2
+    assert rows[0].prompt == "hello"
+    assert rows[1].prompt == '["a", "b"]'
+    assert rows[1].output_tokens == 0
+    assert rows[1].metadata["text_count"] == 2
 
 
 def test_stream_text_records_usage_once_when_the_stream_ends():
@@ -113,10 +127,13 @@ def test_stream_text_records_usage_once_when_the_stream_ends():
     chunks = list(stream)
     assert "".join(chunks) == "one two three four" == stream.text
     row = AICall.objects.get()
-    assert row.call_type == "stream" and row.response == "one two three four"
-    assert row.metadata["completed"] is True and row.metadata["stream_chunks"] >= 2
+    assert row.call_type == "stream"
+    assert row.response == "one two three four"
+    assert row.metadata["completed"] is True
+    assert row.metadata["stream_chunks"] >= 2
     assert (row.input_tokens, row.output_tokens) == (stream.usage.input_tokens, stream.usage.output_tokens)
-    assert row.input_tokens > 0 and row.cost == stream.cost is not None
+    assert row.input_tokens > 0
+    assert row.cost == stream.cost is not None
     list(stream)  # exhausted streams do not record again
     assert AICall.objects.count() == 1
 
@@ -126,7 +143,8 @@ def test_stream_closed_early_records_what_arrived():
     first = next(stream)
     stream.close()
     row = AICall.objects.get()
-    assert row.metadata["completed"] is False and row.response == first
+    assert row.metadata["completed"] is False
+    assert row.response == first
 
 
 class AddArgs(BaseModel):
@@ -155,7 +173,8 @@ def test_tools_loop_until_no_more_tool_calls(monkeypatch):
 
     monkeypatch.setattr(litellm, "completion", completion)
     result = create_ai_helper("task.tools").generate_text("gpt-4o-mini", "2+3?", tools=[add], mock_response="5")
-    assert result.text == "5" and result.steps == 2
+    assert result.text == "5"
+    assert result.steps == 2
     assert [(c.name, c.arguments, c.result) for c in result.tool_calls] == [("add", AddArgs(a=2, b=3), {"sum": 5})]
     assert result.cost == 2 * GPT4O_MINI_COST
     assert seen[0]["tools"][0]["function"]["name"] == "add"
@@ -168,7 +187,8 @@ def test_tools_loop_until_no_more_tool_calls(monkeypatch):
     ]
     tool_row = rows[1]
     assert (tool_row.cost, tool_row.input_tokens, tool_row.output_tokens) == (Decimal(0), 0, 0)
-    assert tool_row.prompt == '{"a": 2, "b": 3}' and tool_row.response == '{"sum": 5}'
+    assert tool_row.prompt == '{"a": 2, "b": 3}'
+    assert tool_row.response == '{"sum": 5}'
 
 
 def test_tool_functions_must_take_one_pydantic_argument():
@@ -185,7 +205,8 @@ def test_provider_errors_are_recorded_and_reraised():
     with pytest.raises(litellm.RateLimitError):
         create_ai_helper("task").generate_text("gpt-4o-mini", "hi", mock_response=error)
     row = AICall.objects.get()
-    assert row.error.startswith("RateLimitError") and "slow down" in row.error
+    assert row.error.startswith("RateLimitError")
+    assert "slow down" in row.error
     assert (row.input_tokens, row.output_tokens, row.cost) == (0, 0, Decimal(0))
 
 
@@ -223,7 +244,8 @@ def test_prompt_logging_policy(policy, expected_prompt, expected_response):
         create_ai_helper("task").generate_text("gpt-4o-mini", "secret prompt", mock_response="secret answer")
     row = AICall.objects.get()
     if policy == "redact":
-        assert row.prompt.startswith(expected_prompt) and row.response.startswith(expected_response)
+        assert row.prompt.startswith(expected_prompt)
+        assert row.response.startswith(expected_response)
         assert "secret" not in row.prompt + row.response
     else:
         assert (row.prompt, row.response) == (expected_prompt, expected_response)
