@@ -254,6 +254,12 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
         .only("key", "type", "size", "created_at", "stage__stage_id")
         .order_by("key")[:ARTIFACTS_SHOWN]
     )
+    # Stage artifacts live in blob storage; the stage's output record names them.
+    blob_artifacts = [
+        {"name": name, "key": key, "stage": s.stage_id}
+        for s in stages
+        for name, key in sorted(((s.output_data or {}).get("artifact_keys") or {}).items())
+    ]
     total = sum(len(g) for g in plan) if plan is not None else None
     done = sum(1 for s in stages if s.status == Status.COMPLETED)
     refresh = 5 if run.status in (Status.RUNNING, Status.PENDING) else (30 if run.status in ACTIVE else None)
@@ -282,6 +288,7 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
         "events_total": run.event_seq,
         "events_shown": EVENTS_SHOWN,
         "artifacts": artifacts,
+        "blob_artifacts": blob_artifacts,
         "refresh_seconds": refresh,
         "urls": {
             "logs": reverse(f"admin:{app}_workflowlog_changelist") + f"?run={run.pk}",
