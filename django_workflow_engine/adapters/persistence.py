@@ -21,7 +21,15 @@ from django.db.models.sql import UpdateQuery
 from ..core.errors import RunNotFound, StaleVersionError, WorkflowEngineError
 from ..kernel.records import AnnotationRecord, IdempotencyClaim, LogRecord, OutboxRecord, RunRecord, StageRecord, Status
 from ..kernel.testing import IN_PROGRESS
-from ..models import IdempotencyKey, OutboxEvent, WorkflowAnnotation, WorkflowLog, WorkflowRun, WorkflowStage
+from ..models import (
+    IdempotencyKey,
+    OutboxEvent,
+    WorkflowAnnotation,
+    WorkflowJob,
+    WorkflowLog,
+    WorkflowRun,
+    WorkflowStage,
+)
 
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
 STAGE_FIELDS = [f.name for f in fields(StageRecord)]
@@ -180,11 +188,12 @@ class OrmPersistence:
             | Q(status=Status.SUSPENDED, next_poll_at__gt=cutoff)
             | Q(status=Status.SUSPENDED, max_wait_until__gt=cutoff)
         )
+        live_job = WorkflowJob.objects.filter(run=OuterRef("pk"), status__in=[Status.PENDING, Status.RUNNING])
         rows = (
             self._runs()
             .running()
             .filter(updated_at__lte=cutoff)
-            .filter(~Exists(active_stage))
+            .filter(~Exists(active_stage), ~Exists(live_job))
             .order_by("updated_at", "created_at", "id")[:limit]
         )
         return [run_record(r) for r in rows]

@@ -97,9 +97,7 @@ def run_maintenance_tick(
     return result
 
 
-def redispatch_lost_messages(
-    kernel: Any, older_than_seconds: float = 30, limit: int = 500
-) -> int:
+def redispatch_lost_messages(kernel: Any, older_than_seconds: float = 30, limit: int = 500) -> int:
     """Re-send RQ messages for due PENDING jobs nobody picked up for a while (e.g. Redis restarted empty).
 
     A duplicate message is harmless: only one claim of the row can succeed.

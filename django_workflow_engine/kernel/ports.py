@@ -77,9 +77,10 @@ class Persistence(Protocol):
         ...
 
     def get_stuck_runs(self, cutoff: datetime, limit: int = 100) -> list[RunRecord]:
-        """RUNNING runs whose updated_at and every stage's updated_at are <= cutoff, and that have no
-        SUSPENDED stage still waiting (``next_poll_at`` or ``max_wait_until`` in the future counts as
-        activity); oldest updated_at first."""
+        """RUNNING runs whose updated_at and every stage's updated_at are <= cutoff, that have no SUSPENDED
+        stage still waiting (``next_poll_at`` or ``max_wait_until`` after the cutoff counts as activity) and
+        no PENDING or RUNNING job (a queued job is waiting for a worker; a running one is leased and
+        heartbeating, or will be released by the lease reaper); oldest updated_at first."""
         ...
 
     def add_run_totals(self, run_id: str, cost: Decimal, tokens: int) -> None:

@@ -182,6 +182,11 @@ class InMemoryPersistence:
                     continue
                 if any(_suspended_waiting(s, cutoff) for s in stages):
                     continue
+                if any(
+                    j.run_id == run.id and j.status in (Status.PENDING, Status.RUNNING)
+                    for j in self.store.jobs.values()
+                ):
+                    continue
                 result.append(copy.deepcopy(run))
             result.sort(key=lambda r: r.updated_at)
             return result[:limit]

@@ -171,15 +171,38 @@ def test_long_suspended_wait_is_not_reaped_as_stuck(h):
 
 def test_run_with_no_activity_is_reaped_with_clear_error(h):
     run_id = h.start("simple-batch", {"mode": "ok"})
-    job = h.jobs.dequeue("w", h.clock.now())  # a worker took it and vanished
-    assert job is not None
+    job = h.jobs.dequeue("w", h.clock.now())
     h.persistence.update_stage(h.stages(run_id)["prep"].id, {"status": "RUNNING"}, h.clock.now())
     h.clock.advance(seconds=1000)
+    # while the job exists (leased, or released back to the queue by the lease reaper) the run is not stuck
+    assert h.dispatch(ReapStuckRuns(stuck_after_seconds=900)).failed == 0
+    h.delete_job(job.id)  # the job row is gone: nothing will ever finish the RUNNING stage
     assert h.dispatch(ReapStuckRuns(stuck_after_seconds=900)).failed == 1
     run = h.run(run_id)
     assert run.status == "FAILED"
     assert run.output["error"]["code"] == "STUCK_RUN_REAPED"
     assert run.output["error"]["stage_statuses"] == [{"stage_id": "prep", "status": "RUNNING"}]
+
+
+def test_queued_job_waiting_for_a_worker_is_not_stuck(h):
+    run_id = h.start("simple-batch", {"mode": "ok"})
+    h.clock.advance(hours=2)  # a long backlog: no worker has reached this run yet
+    assert h.dispatch(ReapStuckRuns(stuck_after_seconds=900)).failed == 0
+    h.drain()
+    assert h.stages(run_id)["batch"].status == "SUSPENDED"
+
+
+def test_settled_run_that_never_transitioned_is_advanced_by_the_reaper(h):
+    from django_workflow_engine.kernel import ExecuteJob
+
+    run_id = h.start("simple-batch", {"mode": "ok"})
+    job = h.jobs.dequeue("w", h.clock.now())
+    h.dispatch(ExecuteJob(run_id, "simple-batch", "prep"))
+    h.jobs.complete(job.id, h.clock.now())  # the worker died before transitioning the run
+    h.clock.advance(seconds=1000)
+    result = h.dispatch(ReapStuckRuns(stuck_after_seconds=900))
+    assert (result.failed, result.requeued) == (0, 1)
+    assert h.stages(run_id)["batch"].status == "PENDING"
 
 
 def test_pending_stage_that_lost_its_job_is_requeued_not_failed(h):

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from ..commands import ReapStaleLeases, ReapStaleResult
 from ..kernel import Deps
+from ..records import TERMINAL_RUN_STATUSES
 
 RESULT = ReapStaleResult
 
@@ -19,6 +20,11 @@ def handle(command: ReapStaleLeases, deps: Deps, causation_id: str) -> ReapStale
         # A job whose worker died on every attempt (say, the stage exhausts memory) must not be redelivered
         # forever: once it has used its attempts, it fails the stage and the run.
         for job in released:
+            run = deps.persistence.get_run(job.run_id)
+            if run is None or run.status in TERMINAL_RUN_STATUSES:
+                # The run finished (or was cancelled) while this job's worker was gone: nothing to redeliver.
+                deps.jobs.cancel_by_run(job.run_id, now)
+                continue
             if job.attempt >= job.max_attempts:
                 message = f"Stage {job.stage_id!r} lost its worker on all {job.attempt} attempts (lease expired)."
                 deps.jobs.claim(job.id, "lease-reaper", now)

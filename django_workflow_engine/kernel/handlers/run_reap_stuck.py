@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ...core.errors import StaleVersionError
-from ..commands import ReapStuckResult, ReapStuckRuns
+from ..commands import ReapStuckResult, ReapStuckRuns, TransitionRun
 from ..events import WORKFLOW_FAILED, event
 from ..kernel import Deps
 from ..records import NewJob, Status
+from . import run_transition as transition_handler
 
 RESULT = ReapStuckResult
 
@@ -55,6 +56,13 @@ def handle(command: ReapStuckRuns, deps: Deps, causation_id: str) -> ReapStuckRe
                 persistence.update_run(run.id, {}, now)
                 requeued += len(orphans)
                 continue
+            # Every stage settled but the run never advanced (say, a worker died between recording a stage
+            # and transitioning the run): advance it now rather than failing it.
+            handled = transition_handler.handle(TransitionRun(run.id), deps)
+            if handled.result.action != "noop":
+                persistence.append_events(handled.events, causation_id)
+                requeued += len(handled.result.job_ids)
+                continue
             message = f"Run stuck for more than {int(command.stuck_after_seconds)} s with no activity; reaped."
             try:
                 persistence.update_run(
@@ -75,6 +83,7 @@ def handle(command: ReapStuckRuns, deps: Deps, causation_id: str) -> ReapStuckRe
                 )
             except StaleVersionError:
                 continue
+            deps.jobs.cancel_by_run(run.id, now)
             persistence.create_log(run.id, None, "ERROR", message, None, now)
             persistence.append_events(
                 [event(WORKFLOW_FAILED, run.id, now, error=message, code="STUCK_RUN_REAPED")], causation_id

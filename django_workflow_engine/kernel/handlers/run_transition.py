@@ -63,6 +63,7 @@ def handle(command: TransitionRun, deps: Deps) -> Handled:
         }
         if not claim(fields):
             return NOOP
+        deps.jobs.cancel_by_run(run.id, now)
         return Handled(
             TransitionResult("failed"),
             [event(WORKFLOW_FAILED, run.id, now, error=message, stage_id=first.stage_id)],
