@@ -176,13 +176,17 @@ class EstimatedCountPaginator(Paginator):
         if query is not None and not query.where and not query.distinct:
             connection = connections[qs.db]
             if connection.vendor == "postgresql":
+                table = qs.model._meta.db_table
+                # One statement: PostgreSQL runs the uncorrelated COUNT(*) sub-select (an InitPlan) only when
+                # the CASE reaches it, i.e. only for tables the planner believes are small.
                 with connection.cursor() as cursor:
                     cursor.execute(
-                        "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", [qs.model._meta.db_table]
+                        "SELECT CASE WHEN (SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)) > %s "
+                        "THEN (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)) "
+                        f"ELSE (SELECT COUNT(*) FROM {connection.ops.quote_name(table)}) END",
+                        [table, self.ESTIMATE_ABOVE, table],
                     )
-                    row = cursor.fetchone()
-                if row and row[0] is not None and row[0] > self.ESTIMATE_ABOVE:
-                    return int(row[0])
+                    return int(cursor.fetchone()[0])
         return super().count
 
 

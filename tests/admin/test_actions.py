@@ -13,7 +13,7 @@ from django_workflow_engine import engine
 from django_workflow_engine.models import WorkflowRun, WorkflowStage
 from tests import flows
 
-from .conftest import seed_runs
+from .factories import seed_runs
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +47,8 @@ def test_bulk_cancel_confirms_then_cancels_and_skips_finished(admin_client_):
     assert page.status_code == 200
     html = page.content.decode()
     assert "Are you sure you want to cancel the following runs?" in html
-    assert "Skipped (already finished)" in html and done.short_id in html
+    assert "Skipped (already finished)" in html
+    assert done.short_id in html
     assert html.count('name="_selected_action"') == 3
     for run in (r1, r2):
         run.refresh_from_db()
@@ -115,7 +116,8 @@ def test_bulk_rerun_lists_the_stages_then_reruns(admin_client_):
     html = page.content.decode()
     for stage_id in ("a", "b", "c", "d"):
         assert f'name="stage" value="{stage_id}"' in html
-    assert "Group 2" in html and "runs in parallel" in html
+    assert "Group 2" in html
+    assert "runs in parallel" in html
     assert "Skipped (only completed or failed runs can be rerun)" in html
 
     response = admin_client_.post(
@@ -123,9 +125,7 @@ def test_bulk_rerun_lists_the_stages_then_reruns(admin_client_):
         {"action": "rerun_selected_runs", "_selected_action": selected, "post": "yes", "stage": "c"},
         follow=True,
     )
-    assert "Rerunning 2 runs from stage 'c'; skipped 1 run that were not completed or failed." in messages_of(
-        response
-    )
+    assert "Rerunning 2 runs from stage 'c'; skipped 1 run that were not completed or failed." in messages_of(response)
     flows.CALLS.clear()
     engine.run_until_idle()
     for run in (a, b):
@@ -193,7 +193,8 @@ def test_rerun_of_a_cancelled_run_is_skipped(admin_client_):
     run = engine.start("diamond", {"value": 1})
     engine.cancel(run.pk)
     response = admin_client_.post(
-        CHANGELIST, {"action": "rerun_selected_runs", "_selected_action": [run.pk], "post": "yes", "stage": "a"},
+        CHANGELIST,
+        {"action": "rerun_selected_runs", "_selected_action": [run.pk], "post": "yes", "stage": "a"},
         follow=True,
     )
     assert any("only completed or failed runs can be rerun" in m for m in messages_of(response))
@@ -231,7 +232,9 @@ def test_actions_need_a_csrf_token(login):
     assert run.status == "CANCELLED"
 
     token = _token(client.get(url("workflowrun_rerun", done.pk)).content.decode())
-    response = client.post(url("workflowrun_rerun", done.pk), {"post": "yes", "stage": "a", "csrfmiddlewaretoken": token})
+    response = client.post(
+        url("workflowrun_rerun", done.pk), {"post": "yes", "stage": "a", "csrfmiddlewaretoken": token}
+    )
     assert response.status_code == 302
     done.refresh_from_db()
     assert done.status == "RUNNING"

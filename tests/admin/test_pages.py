@@ -14,7 +14,7 @@ from django_workflow_engine import engine
 from django_workflow_engine.models import AICall, WorkflowArtifact, WorkflowLog, WorkflowRun, WorkflowStage
 from tests import flows
 
-from .conftest import seed_runs
+from .factories import seed_runs
 
 pytestmark = pytest.mark.django_db
 
@@ -68,14 +68,16 @@ def test_run_changelist_newest_first_and_filters(admin_client_):
     assert html.index(newer.short_id) < html.index(older.short_id)
 
     html = admin_client_.get(url("workflowrun_changelist") + "?status__exact=FAILED").content.decode()
-    assert newer.short_id in html and older.short_id not in html
+    assert newer.short_id in html
+    assert older.short_id not in html
 
     midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     html = admin_client_.get(
         url("workflowrun_changelist"),
         {"created_at__gte": str(midnight), "created_at__lt": str(midnight + timedelta(days=1))},
     ).content.decode()
-    assert newer.short_id in html and older.short_id not in html
+    assert newer.short_id in html
+    assert older.short_id not in html
 
     html = admin_client_.get(url("workflowrun_changelist") + "?workflow=triple").content.decode()
     assert newer.short_id not in html
@@ -98,8 +100,10 @@ def test_run_page_sections(admin_client_, finished_run):
     html = response.content.decode()
     for section in ("dwe-timeline", "dwe-stages", "dwe-logs", "dwe-ai-calls", "dwe-events", "dwe-artifacts"):
         assert f'id="{section}"' in html
-    assert "<svg" in html and 'class="dwe-bar"' in html
-    assert 'data-stage="b"' in html and 'data-stage="c"' in html
+    assert "<svg" in html
+    assert 'class="dwe-bar"' in html
+    assert 'data-stage="b"' in html
+    assert 'data-stage="c"' in html
     assert "stages in parallel" in html  # group 2 (b || c) is bracketed
     assert "&quot;value&quot;: 5" in html  # input as indented, escaped JSON
     assert "doubling" in html  # the run's log
@@ -123,11 +127,13 @@ def test_run_page_log_level_filter_and_pagination(admin_client_):
     page = url("workflowrun_change", run.pk)
     html = admin_client_.get(page).content.decode()
     assert "page 1 of 3 (130 logs)" in html
-    assert "log line 0 of run 0" in html and "log line 60 of run 0" not in html
+    assert "log line 0 of run 0" in html
+    assert "log line 60 of run 0" not in html
     html = admin_client_.get(page, {"logs_page": 2}).content.decode()
     assert "log line 60 of run 0" in html
     html = admin_client_.get(page, {"level": "ERROR"}).content.decode()
-    assert "log line 2 of run 0" in html and "log line 1 of run 0" not in html
+    assert "log line 2 of run 0" in html
+    assert "log line 1 of run 0" not in html
     html = admin_client_.get(page, {"level": "<bogus>"}).content.decode()
     assert "page 1 of 3" in html
 
@@ -135,13 +141,14 @@ def test_run_page_log_level_filter_and_pagination(admin_client_):
 def test_run_page_ai_cost_per_model(admin_client_):
     run = seed_runs(1, ai_calls=3)[0]
     html = admin_client_.get(url("workflowrun_change", run.pk)).content.decode()
-    assert "gpt-4o-mini" in html and "claude-3-haiku" in html
+    assert "gpt-4o-mini" in html
+    assert "claude-3-haiku" in html
     assert "(+1 unpriced)" in html  # unpriced-model: cost unknown, not zero
 
 
 def test_unknown_run_redirects_with_a_message(admin_client_):
     response = admin_client_.get(url("workflowrun_change", "nope"), follow=True)
-    assert "doesn’t exist" in response.content.decode()
+    assert "doesn\u2019t exist" in response.content.decode()
 
 
 def test_suspended_wait_is_drawn(admin_client_):
@@ -194,18 +201,21 @@ def test_other_changelists_and_detail_pages(admin_client_, finished_run, model):
 
 
 def test_log_filters_and_search(admin_client_):
-    run, other = seed_runs(2, logs=4)
+    run, _other = seed_runs(2, logs=4)
     base = url("workflowlog_changelist")
     html = admin_client_.get(base, {"run": run.pk}).content.decode()
-    assert "of run 0" in html and "of run 1" not in html
+    assert "of run 0" in html
+    assert "of run 1" not in html
     html = admin_client_.get(base, {"level__exact": "ERROR"}).content.decode()
-    assert "log line 2 of run" in html and "log line 1 of run" not in html
+    assert "log line 2 of run" in html
+    assert "log line 1 of run" not in html
     html = admin_client_.get(base, {"stage_id": "a"}).content.decode()
     assert "log line 0 of run 0" in html
     html = admin_client_.get(base, {"stage_id": "b"}).content.decode()
     assert "log line 0 of run 0" not in html
     html = admin_client_.get(base, {"q": "line 3 of run 1"}).content.decode()
-    assert "log line 3 of run 1" in html and "log line 3 of run 0" not in html
+    assert "log line 3 of run 1" in html
+    assert "log line 3 of run 0" not in html
 
 
 def test_stage_changelist_filters(admin_client_):
@@ -282,15 +292,23 @@ def test_costs_csv_export(admin_client_):
         rows = list(csv.reader(io.StringIO(response.content.decode())))
         assert rows[0][0] == header
         assert rows[0][-5:] == ["calls", "input_tokens", "output_tokens", "cost", "unpriced_calls"]
-    rows = list(csv.reader(io.StringIO(admin_client_.get(url("aicall_costs_csv"), {"table": "model"}).content.decode())))
-    assert {r[0]: r[-2] for r in rows[1:]} == {"gpt-4o-mini": "0.0125", "claude-3-haiku": "0.0125", "unpriced-model": ""}
+    rows = list(
+        csv.reader(io.StringIO(admin_client_.get(url("aicall_costs_csv"), {"table": "model"}).content.decode()))
+    )
+    assert {r[0]: r[-2] for r in rows[1:]} == {
+        "gpt-4o-mini": "0.0125",
+        "claude-3-haiku": "0.0125",
+        "unpriced-model": "",
+    }
     assert admin_client_.get(url("aicall_costs_csv"), {"table": "nope"}).status_code == 400
 
 
 def test_csv_neutralizes_formulas(admin_client_):
     run = seed_runs(1, ai_calls=1)[0]
     AICall.objects.filter(run=run).update(model_id="=HYPERLINK(1)")
-    rows = list(csv.reader(io.StringIO(admin_client_.get(url("aicall_costs_csv"), {"table": "model"}).content.decode())))
+    rows = list(
+        csv.reader(io.StringIO(admin_client_.get(url("aicall_costs_csv"), {"table": "model"}).content.decode()))
+    )
     assert rows[1][0] == "'=HYPERLINK(1)"
 
 
@@ -311,6 +329,8 @@ def test_nothing_can_be_added_changed_or_deleted(admin_client_, finished_run):
     assert response.status_code == 200  # the read-only page; the POST changed nothing
     finished_run.refresh_from_db()
     assert finished_run.status == "COMPLETED"
-    actions = [a for a, _ in admin_client_.get(url("workflowrun_changelist")).context["action_form"].fields["action"].choices]
+    actions = [
+        a for a, _ in admin_client_.get(url("workflowrun_changelist")).context["action_form"].fields["action"].choices
+    ]
     assert "delete_selected" not in actions
     assert WorkflowRun.objects.count() == 1
