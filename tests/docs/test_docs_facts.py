@@ -99,3 +99,14 @@ def test_public_names_are_documented():
     text = "\n".join(read(DOCS / p) for p in OUR_PAGES) + read(ROOT / "README.md")
     undocumented = [n for n in django_workflow_engine.__all__ if n not in text]
     assert undocumented == []
+
+
+def test_the_pytest_plugin_imports_without_django_set_up():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, django_workflow_engine.testing.plugin, django_workflow_engine.testing; "
+        "assert 'django.db' not in sys.modules, 'django.db was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={"PATH": ""}, timeout=60)
