@@ -70,6 +70,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.append(
             _error("WORKFLOW_ENGINE['AI_MODELS'] must be a dict of model name to prices.", "See the AI docs.", 7)
         )
+    if not _valid_budget_setting(settings.AI_DEFAULT_MAX_COST):
+        errors.append(
+            _error(
+                f"WORKFLOW_ENGINE['AI_DEFAULT_MAX_COST'] is {settings.AI_DEFAULT_MAX_COST!r}.",
+                "Use None, a number >= 0, or a dict of workflow id to number, e.g. {'doc-pipeline': 0.5}.",
+                10,
+            )
+        )
     if settings.TRANSPORT == "rq":
         from django.conf import settings as dj
 
@@ -83,6 +91,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
     return errors
+
+
+def _valid_budget_setting(value: Any) -> bool:
+    def amount(v: Any) -> bool:
+        return not isinstance(v, bool) and isinstance(v, int | float | str) and _non_negative(v)
+
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and amount(v) for k, v in value.items())
+    return amount(value)
+
+
+def _non_negative(value: Any) -> bool:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return Decimal(str(value)) >= 0
+    except InvalidOperation:
+        return False
 
 
 @checks.register()

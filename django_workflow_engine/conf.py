@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_PLUGINS": [],
     "AI_MODELS": {},
     "AI_LOG_PROMPTS": True,
+    # AI spend budget for runs started without max_cost: a number for every run, or {workflow_id: number}.
+    "AI_DEFAULT_MAX_COST": None,
 }
 
 

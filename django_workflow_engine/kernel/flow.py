@@ -163,15 +163,37 @@ def prepare_group(deps: Deps, run: RunRecord, workflow: Workflow, group: int, at
 
 
 def sum_metrics(stages: Sequence[StageRecord]) -> tuple[Any, int]:
+    """Cost and tokens of ``stages`` from their metrics.
+
+    A stage counts the larger of its ``total_cost`` custom metric and the ``ai_cost`` the AI helper recorded
+    (likewise ``total_tokens`` / ``ai_tokens``): a stage that reports its AI spend as ``total_cost`` is not
+    counted twice.
+    """
     from decimal import Decimal
 
     cost = Decimal(0)
     tokens = 0
     for stage in stages:
         metrics = stage.metrics or {}
-        cost += Decimal(str(metrics.get("total_cost") or 0))
-        tokens += int(metrics.get("total_tokens") or 0)
+        cost += max(Decimal(str(metrics.get("total_cost") or 0)), Decimal(str(metrics.get("ai_cost") or 0)))
+        tokens += max(int(metrics.get("total_tokens") or 0), int(metrics.get("ai_tokens") or 0))
     return cost, tokens
+
+
+def add_ai_metrics(metrics: Mapping[str, Any] | None, ctx: Any) -> dict[str, Any]:
+    """``metrics`` plus the AI spend ``ctx.ai()`` recorded on ``ctx`` (``ai_cost``/``ai_tokens``/``ai_calls``),
+    added to what the metrics already hold (a batch stage spends in ``execute`` and in ``check_completion``)."""
+    from decimal import Decimal
+
+    merged = dict(metrics or {})
+    usage = getattr(ctx, "ai_usage", None)
+    if usage is None:
+        return merged
+    spent = usage.metrics()
+    merged["ai_cost"] = str(Decimal(str(merged.get("ai_cost") or 0)) + Decimal(str(spent["ai_cost"])))
+    merged["ai_tokens"] = int(merged.get("ai_tokens") or 0) + int(spent["ai_tokens"])
+    merged["ai_calls"] = int(merged.get("ai_calls") or 0) + int(spent["ai_calls"])
+    return merged
 
 
 def error_message(exc: BaseException) -> str:

@@ -1,5 +1,6 @@
 from django.db import models
 
+from ..ai.queries import AICallQuerySet
 from .run import MONEY, WorkflowRun
 from .stage import WorkflowStage
 
@@ -24,6 +25,8 @@ class AICall(models.Model):
     metadata = models.JSONField(null=True, blank=True)
     run = models.ForeignKey(WorkflowRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="ai_calls")
     stage = models.ForeignKey(WorkflowStage, on_delete=models.SET_NULL, null=True, blank=True, related_name="ai_calls")
+
+    objects = AICallQuerySet.as_manager()
 
     class Meta:
         verbose_name = "AI call"

@@ -55,6 +55,21 @@ def ai_workflows():
 def fake():
     with FakeOpenAI() as server:
         yield server
+    _close_litellm_clients()
+
+
+def _close_litellm_clients() -> None:
+    """Close the HTTP clients litellm cached for the fake server, so no socket outlives its test."""
+    import inspect
+
+    from django_workflow_engine.ai.costs import load_litellm
+
+    cache = load_litellm().in_memory_llm_clients_cache
+    for client in list(cache.cache_dict.values()):
+        close = getattr(client, "close", None)
+        if callable(close) and not inspect.iscoroutinefunction(close):
+            close()
+    cache.flush_cache()
 
 
 @pytest.fixture

@@ -121,9 +121,31 @@ def test_server_error_fails_the_stage(fake, conn):
     assert run.output["error"]["stage_id"] == "write"
     assert "InternalServerError" in run.output["error"]["message"]
     rows = AICall.objects.for_run(run)
-    assert rows.count() == 3
+    assert rows.count() == 3  # one per stage attempt (MAX_ATTEMPTS = 3)
     assert all(r.error.startswith("InternalServerError") for r in rows)
     assert run.total_cost == 0
+    assert WorkflowStage.objects.get(run=run, stage_id="write").metrics["ai_calls"] == 3
+
+
+def test_stage_metrics_add_up_over_retries(fake, conn):
+    flows_ai.PLAN.update(model="fake-model", options={**conn, "max_retries": 0}, calls=2)
+    # Attempt 1: the first call succeeds, the second gets a 500. Attempt 2: both succeed.
+    fake.reply_next(content="first")
+    fake.requests.clear()
+    original = fake._dispatch
+
+    def dispatch(h, method, raw):
+        if len(fake.requests) == 1:
+            fake.fail_next(500)
+        original(h, method, raw)
+
+    fake._dispatch = dispatch
+    run = _run()
+    assert run.status == "COMPLETED"
+    write = WorkflowStage.objects.get(run=run, stage_id="write")
+    assert (write.metrics["ai_cost"], write.metrics["ai_calls"]) == ("0.0006", 4)  # 3 paid calls + 1 failed
+    assert run.total_cost == 4 * Decimal("0.0002")  # 3 in write + 1 in polish
+    assert AICall.objects.for_run(run).totals()["cost"] == run.total_cost
 
 
 def test_rate_limit_then_success_completes_the_run(fake, conn):
@@ -157,6 +179,8 @@ def test_provider_batch_in_an_async_batch_stage(fake, conn):
     rows = AICall.objects.for_run(run)
     assert rows.count() == 2
     assert all(r.is_batch for r in rows)
+    stage.refresh_from_db()  # check_completion's spend (the recorded results) is in the stage's metrics
+    assert (stage.metrics["ai_cost"], stage.metrics["ai_tokens"], stage.metrics["ai_calls"]) == ("0.00009", 600, 2)
 
 
 def test_prompt_policy_false_keeps_no_prompt_text_anywhere():

@@ -31,7 +31,7 @@ from ..events import (
     event,
 )
 from ..executor import Outcome, execute_stage, parse_config
-from ..flow import MISSING, MissingGroupOutput, load_output, stage_input, store_output, workflow_context
+from ..flow import MISSING, MissingGroupOutput, add_ai_metrics, load_output, stage_input, store_output, workflow_context
 from ..kernel import Deps
 from ..records import AnnotationRecord, RunRecord, StageRecord, Status
 
@@ -162,6 +162,9 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
             outcome = Outcome(
                 "failed", error=f"Could not store the output of stage {stage_def.id!r}: {error_message(exc)}"
             )
+    if getattr(ctx, "ai_usage", None) is not None:  # set by ctx.ai(): AI spend joins the stage's metrics
+        spent = add_ai_metrics(record.metrics, ctx)  # added to earlier attempts' spend
+        outcome.metrics = {**outcome.metrics, **{k: v for k, v in spent.items() if k.startswith("ai_")}}
     progress = [event(STAGE_PROGRESS, run.id, finished, **p) for p in (ctx.progress_events if ctx is not None else [])]
     annotations = _annotations(ctx, run, record) if ctx is not None else []
     try:

@@ -7,6 +7,7 @@ caller transitions the runs listed in ``resumed_run_ids``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from ...core.stage import run_callable, to_json_output
 from ..commands import PollResult, PollSuspended
 from ..events import STAGE_COMPLETED, STAGE_FAILED, WORKFLOW_FAILED, event
 from ..executor import parse_config
-from ..flow import error_message, store_output
+from ..flow import add_ai_metrics, error_message, store_output
 from ..kernel import Deps
 from ..records import RunRecord, StageRecord, Status
 
@@ -72,6 +73,8 @@ def handle(command: PollSuspended, deps: Deps, causation_id: str) -> PollResult:
             if _fail(deps, run, stage, result.error, causation_id):
                 failed += 1
         elif isinstance(result, Ready):
+            # AI spend of this check (e.g. recording a provider batch's results) joins the stage's metrics.
+            stage = dataclasses.replace(stage, metrics=add_ai_metrics(stage.metrics, ctx))
             if _complete(deps, run, stage, stage_def, result, causation_id):
                 resumed += 1
                 resumed_ids.append(run.id)
