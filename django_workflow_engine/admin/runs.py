@@ -70,7 +70,7 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
     list_filter = ("status", WorkflowFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("id", "workflow_id")
     search_help_text = "A run id (full or the short id shown in the list) or a workflow id."
-    ordering = ("-created_at", "-id")
+    ordering = ("-created_at",)
     changelist_defer = ("input", "output", "config", "metadata")
     actions = [actions.cancel_selected_runs, actions.rerun_selected_runs]
     run_template = "admin/django_workflow_engine/workflowrun/run_detail.html"
@@ -112,7 +112,7 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
             condition |= Q(pk=term) if len(term) == 32 else Q(id__endswith=term)
         return queryset.filter(condition), False
 
-    @admin.display(description="run", ordering="id")
+    @admin.display(description="run")
     def short_run_id(self, obj: WorkflowRun) -> Any:
         return format_html('<code title="{}">{}</code>', obj.pk, short_id(obj.pk))
 
@@ -125,12 +125,14 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         return badge(obj.status)
 
     @admin.display(description="progress")
-    def progress(self, obj: WorkflowRun) -> str:
+    def progress(self, obj: WorkflowRun) -> Any:
         total = stage_total(obj.workflow_id)
         done = getattr(obj, "completed_stages", None)
         if done is None:
             done = obj.stages.filter(status=Status.COMPLETED).count()
-        return f"{done}/{total if total is not None else '?'} stages"
+        return format_html(
+            '<span style="white-space:nowrap">{}/{} stages</span>', done, total if total is not None else "?"
+        )
 
     @admin.display(description="cost", ordering="total_cost")
     def cost(self, obj: WorkflowRun) -> str:

@@ -176,10 +176,12 @@ def _render_row(row: Row, y: int, x: Any, now: datetime) -> str:
             f"work{' (still waiting)' if row.status == 'SUSPENDED' else ''}</title></rect>"
         )
     out.append("</g>")
-    text_x = min(x1 + 4, WIDTH - RIGHT_PAD - 60)
+    # The duration goes right of the bar, or left of it when the bar ends near the right edge.
+    after = x1 + 4 <= WIDTH - RIGHT_PAD - 60
+    text_x, anchor = (x1 + 4, "start") if after else (x0 - 4, "end")
     out.append(
-        f'<text x="{text_x:.1f}" y="{y + ROW_H / 2 + 4:.1f}" fill="{fg}">{escape(duration)}'
-        f"{' ⏸' if row.status == 'SUSPENDED' else ''}</text>"
+        f'<text x="{text_x:.1f}" y="{y + ROW_H / 2 + 4:.1f}" text-anchor="{anchor}" fill="{fg}">'
+        f"{escape(duration)}{' ⏸' if row.status == 'SUSPENDED' else ''}</text>"
     )
     return "".join(out)
 

@@ -146,7 +146,7 @@ def _display(row: dict[str, Any]) -> dict[str, Any]:
         "calls": fmt_int(row["calls"]),
         "input_tokens": fmt_int(row["in_tokens"] or 0),
         "output_tokens": fmt_int(row["out_tokens"] or 0),
-        "cost": fmt_cost(row["total_cost"] or 0),
+        "cost": fmt_cost(row["total_cost"]),  # "—" when every call was unpriced: unknown, not $0
         "unpriced": row["unpriced"],
     }
 
