@@ -129,16 +129,23 @@ class OrmPersistence:
         expected_version: int | None,
         missing: Exception,
     ) -> int:
+        """One ``UPDATE ... RETURNING version`` (it is on the hot path of every stage); only when no row
+        matched does a second query tell a missing row from a stale version."""
         qs = self._objects(model).filter(pk=pk)
-        with transaction.atomic(using=self.using):
-            guarded = qs if expected_version is None else qs.filter(version=expected_version)
-            if guarded.update(**values) == 0:
-                actual = qs.values_list("version", flat=True).first()
-                if actual is None:
-                    raise missing
-                raise StaleVersionError(model.__name__, pk, expected_version or 0, actual)
-            # Same transaction as the UPDATE, which holds the row lock: this is the version we wrote.
-            return qs.values_list("version", flat=True).get()
+        guarded = qs if expected_version is None else qs.filter(version=expected_version)
+        connection = connections[self.using]
+        query = guarded.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        sql, params = query.get_compiler(self.using).as_sql()
+        with connection.cursor() as cursor:
+            cursor.execute(f"{sql} RETURNING {connection.ops.quote_name('version')}", params)
+            row = cursor.fetchone()
+        if row is not None:
+            return int(row[0])
+        actual = qs.values_list("version", flat=True).first()
+        if actual is None:
+            raise missing
+        raise StaleVersionError(model.__name__, pk, expected_version or 0, actual)
 
     # -- runs -----------------------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, now: datetime) -> RunRecord:
@@ -211,7 +218,7 @@ class OrmPersistence:
         row = self._stages().filter(run_id=run_id, stage_id=stage_id).first()
         return stage_record(row) if row else None
 
-    def create_stages(self, stages: Sequence[StageRecord], now: datetime) -> list[StageRecord]:
+    def create_stages(self, stages: Sequence[StageRecord], now: datetime, known_new: bool = False) -> list[StageRecord]:
         if not stages:
             return []
         rows = []
@@ -219,7 +226,11 @@ class OrmPersistence:
             data = {name: copy.deepcopy(getattr(stage, name)) for name in STAGE_FIELDS}
             data.update(created_at=now, updated_at=now, version=1)
             rows.append(WorkflowStage(**data))
-        with transaction.atomic(using=self.using):
+        if known_new:
+            # The caller holds the run lock and saw none of these rows: a plain INSERT, no read-back.
+            self._stages().bulk_create(rows)
+            return [stage_record(r) for r in rows]
+        with transaction.atomic(using=self.using, savepoint=False):
             # ON CONFLICT DO NOTHING / INSERT OR IGNORE: an existing (run, stage_id) keeps its row untouched.
             self._stages().bulk_create(rows, ignore_conflicts=True)
             wanted = Q()
@@ -291,7 +302,8 @@ class OrmPersistence:
         for event in events:
             by_run.setdefault(event["workflow_run_id"], []).append(event)
         rows = []
-        with transaction.atomic(using=self.using):
+        # savepoint=False: inside the caller's transaction this adds no SAVEPOINT round trips.
+        with transaction.atomic(using=self.using, savepoint=False):
             for run_id, items in by_run.items():
                 first = self._reserve_sequences(run_id, len(items)) - len(items) + 1
                 for offset, event in enumerate(items):

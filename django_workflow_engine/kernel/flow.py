@@ -130,9 +130,18 @@ def stage_input(workflow: Workflow, run: RunRecord, group: int, context: Mapping
         ) from None
 
 
-def prepare_group(deps: Deps, run: RunRecord, workflow: Workflow, group: int, attempt: int, now: datetime) -> list[str]:
+def prepare_group(
+    deps: Deps,
+    run: RunRecord,
+    workflow: Workflow,
+    group: int,
+    attempt: int,
+    now: datetime,
+    existing: Sequence[StageRecord] | None = None,
+) -> list[str]:
     """Create PENDING stage records for ``group`` (existing records are left alone) and enqueue a job for
-    each record that is PENDING. Returns the job ids."""
+    each record that is PENDING. Returns the job ids. ``existing``: the run's stage records, read under
+    the run lock, which lets a group with no records yet be inserted without a read-back."""
     new_records = [
         StageRecord(
             id=new_id(),
@@ -147,7 +156,8 @@ def prepare_group(deps: Deps, run: RunRecord, workflow: Workflow, group: int, at
         )
         for stage in workflow.group(group)
     ]
-    stored = deps.persistence.create_stages(new_records, now)
+    known_new = existing is not None and not any(s.execution_group == group for s in existing)
+    stored = deps.persistence.create_stages(new_records, now, known_new=known_new)
     jobs = [
         NewJob(
             run_id=run.id,

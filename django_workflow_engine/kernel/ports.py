@@ -94,9 +94,10 @@ class Persistence(Protocol):
 
     def get_stage(self, run_id: str, stage_id: str) -> StageRecord | None: ...
 
-    def create_stages(self, stages: Sequence[StageRecord], now: datetime) -> list[StageRecord]:
+    def create_stages(self, stages: Sequence[StageRecord], now: datetime, known_new: bool = False) -> list[StageRecord]:
         """Insert stage records (ids set by caller) unless a record for (run_id, stage_id) exists already;
-        returns the records as stored (existing ones untouched), in input order."""
+        returns the records as stored (existing ones untouched), in input order. ``known_new``: the caller
+        holds the run lock and knows none exists, so a plain insert will do."""
         ...
 
     def update_stage(

@@ -50,13 +50,10 @@ def run_job(kernel: Kernel, job: JobRecord, *, on_error: Callable[[BaseException
     deps = kernel.deps
     started = deps.clock.now()
     try:
+        # No idempotency key: the claimed job row is the guard (each delivery is a new attempt, and a stage
+        # that already COMPLETED is never executed again).
         result: ExecuteResult = kernel.dispatch(
-            ExecuteJob(
-                run_id=job.run_id,
-                workflow_id=job.workflow_id,
-                stage_id=job.stage_id,
-                idempotency_key=f"job:{job.id}:attempt:{job.attempt}",
-            )
+            ExecuteJob(run_id=job.run_id, workflow_id=job.workflow_id, stage_id=job.stage_id, job_id=job.id)
         )
     except (WorkflowNotFound, StageNotFound, RunNotFound) as exc:
         # A job that can never run (its workflow or stage was removed, its run deleted) is quarantined:
@@ -66,9 +63,14 @@ def run_job(kernel: Kernel, job: JobRecord, *, on_error: Callable[[BaseException
     duration_ms = int((now - started).total_seconds() * 1000)
     transition = None
     if result.outcome == "completed":
-        deps.jobs.complete(job.id, now)
-        transition = kernel.dispatch(TransitionRun(job.run_id)).action
+        if result.transition is None:  # not recorded in the outcome transaction (e.g. a duplicate delivery)
+            deps.jobs.complete(job.id, now)
+            transition = kernel.dispatch(TransitionRun(job.run_id)).action
+        else:
+            transition = result.transition
         outcome = "completed"
+    elif result.outcome == "suspended" and result.transition is not None:
+        outcome = "suspended"
     elif result.outcome == "suspended":
         next_poll_at = (
             datetime.fromisoformat(result.next_poll_at)
@@ -179,10 +181,11 @@ def drain(
     """
     totals = DrainResult()
     while max_jobs is None or totals.jobs < max_jobs:
-        claimed = kernel.dispatch(ClaimPendingRuns(worker_id=worker_id, max_claims=100)).claimed
-        totals.claimed_runs += len(claimed)
         job = kernel.deps.jobs.dequeue(worker_id, kernel.deps.clock.now())
         if job is None:
+            # Only when idle: claiming PENDING runs costs a transaction even when there is none.
+            claimed = kernel.dispatch(ClaimPendingRuns(worker_id=worker_id, max_claims=100)).claimed
+            totals.claimed_runs += len(claimed)
             if claimed:
                 continue
             break

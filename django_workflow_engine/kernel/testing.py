@@ -212,7 +212,7 @@ class InMemoryPersistence:
                     return copy.deepcopy(stage)
         return None
 
-    def create_stages(self, stages: Sequence[StageRecord], now: datetime) -> list[StageRecord]:
+    def create_stages(self, stages: Sequence[StageRecord], now: datetime, known_new: bool = False) -> list[StageRecord]:
         out = []
         with self._shared.lock:
             for stage in stages:

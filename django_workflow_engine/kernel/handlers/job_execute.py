@@ -11,8 +11,9 @@ The run row is not updated by this command, so parallel siblings do not contend 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ...core.batch import Suspend
@@ -34,6 +35,7 @@ from ..executor import Outcome, execute_stage, parse_config
 from ..flow import MISSING, MissingGroupOutput, add_ai_metrics, load_output, stage_input, store_output, workflow_context
 from ..kernel import Deps
 from ..records import AnnotationRecord, RunRecord, StageRecord, Status
+from . import run_transition as transition
 
 RESULT = ExecuteResult
 logger = logging.getLogger("django_workflow_engine.kernel")
@@ -56,60 +58,55 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
     if workflow is None:
         raise WorkflowNotFound(command.workflow_id, deps.registry.ids())
     stage_def = workflow.stage(command.stage_id)
-    run = persistence.get_run(command.run_id)
-    if run is None:
-        raise RunNotFound(command.run_id)
-    if run.status != Status.RUNNING:
-        return ghost(run.id, str(run.status), "before execution")
-    stages = persistence.get_stages(run.id)
-    record = next((s for s in stages if s.stage_id == command.stage_id), None)
-    if record is not None and record.status == Status.COMPLETED:
-        output = load_output(deps, record)
-        return ExecuteResult("completed", output=None if output is MISSING else output)
-    context = workflow_context(deps, stages)
-
-    # Phase 1: the stage is RUNNING, committed before any user code runs.
+    # Phase 1 (one transaction, run row locked): check the run, read its stages, mark this stage RUNNING
+    # and record stage:started. It commits before any user code runs.
     started = deps.clock.now()
-    try:
-        with persistence.atomic():
-            locked = persistence.lock_run(run.id)
-            if locked is None or locked.status != Status.RUNNING:
-                raise _Ghost(str(locked.status) if locked else "deleted")
-            if record is None:
-                record = persistence.create_stages(
-                    [
-                        StageRecord(
-                            id=new_id(),
-                            run_id=run.id,
-                            stage_id=stage_def.id,
-                            stage_name=stage_def.name,
-                            stage_number=workflow.stage_number(stage_def.id),
-                            execution_group=workflow.group_of(stage_def.id),
-                            status=Status.RUNNING,
-                            started_at=started,
-                            config=dict(run.config.get(stage_def.id) or {}),
-                        )
-                    ],
-                    started,
-                )[0]
-            else:
-                persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": started}, started)
-            persistence.append_events(
+    with persistence.atomic():
+        run = persistence.lock_run(command.run_id)
+        if run is None:
+            raise RunNotFound(command.run_id)
+        if run.status != Status.RUNNING:
+            return ghost(run.id, str(run.status), "before execution")
+        stages = persistence.get_stages(run.id)
+        record = next((s for s in stages if s.stage_id == command.stage_id), None)
+        if record is not None and record.status == Status.COMPLETED:
+            # a duplicate delivery of a finished stage: never executed twice
+            output = load_output(deps, record)
+            return ExecuteResult("completed", output=None if output is MISSING else output)
+        if record is None:
+            record = persistence.create_stages(
                 [
-                    event(
-                        STAGE_STARTED,
-                        run.id,
-                        started,
+                    StageRecord(
+                        id=new_id(),
+                        run_id=run.id,
                         stage_id=stage_def.id,
                         stage_name=stage_def.name,
-                        stage_number=record.stage_number,
-                        attempt=record.attempt,
+                        stage_number=workflow.stage_number(stage_def.id),
+                        execution_group=workflow.group_of(stage_def.id),
+                        status=Status.RUNNING,
+                        started_at=started,
+                        config=dict(run.config.get(stage_def.id) or {}),
                     )
                 ],
-                causation_id,
-            )
-    except _Ghost as exc:
-        return ghost(run.id, exc.status, "before execution")
+                started,
+            )[0]
+        else:
+            persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": started}, started)
+        persistence.append_events(
+            [
+                event(
+                    STAGE_STARTED,
+                    run.id,
+                    started,
+                    stage_id=stage_def.id,
+                    stage_name=stage_def.name,
+                    stage_number=record.stage_number,
+                    attempt=record.attempt,
+                )
+            ],
+            causation_id,
+        )
+    context = workflow_context(deps, stages)
 
     # Phase 2: user code, no transaction open.
     def log_sink(level: str, message: str, meta: dict[str, Any]) -> None:
@@ -173,6 +170,16 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
             if locked is None or locked.status != Status.RUNNING:
                 raise _Ghost(str(locked.status) if locked else "deleted")
             result, events = _write_outcome(deps, run, record, stage_def, outcome, output_data, finished, duration_ms)
+            if command.job_id is not None and result.outcome in ("completed", "suspended"):
+                if result.outcome == "completed":
+                    deps.jobs.complete(command.job_id, finished)
+                    # Same transaction, run row already locked: the next group is enqueued on this commit.
+                    advanced = transition.advance(deps, locked, finished)
+                    events += advanced.events
+                    result = dataclasses.replace(result, transition=advanced.result.action)
+                else:
+                    deps.jobs.suspend(command.job_id, datetime.fromisoformat(result.next_poll_at), finished)
+                    result = dataclasses.replace(result, transition="noop")
             if annotations:
                 persistence.append_annotations([row for row, _ in annotations], finished)
             emitted = [

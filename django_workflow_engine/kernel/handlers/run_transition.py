@@ -6,26 +6,34 @@ exactly one of them acts; the version-guarded update is a second line of defence
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ...core.errors import StaleVersionError
 from ..commands import TransitionResult, TransitionRun
 from ..events import WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_STARTED, event
 from ..flow import Handled, MissingGroupOutput, group_output, prepare_group, sum_metrics, workflow_context
 from ..kernel import Deps
-from ..records import ACTIVE_STAGE_STATUSES, TERMINAL_RUN_STATUSES, Status
+from ..records import ACTIVE_STAGE_STATUSES, TERMINAL_RUN_STATUSES, RunRecord, Status
 
 RESULT = TransitionResult
 NOOP = Handled(TransitionResult("noop"))
 
 
 def handle(command: TransitionRun, deps: Deps) -> Handled:
+    run = deps.persistence.lock_run(command.run_id)
+    if run is None:
+        return NOOP
+    return advance(deps, run, deps.clock.now())
+
+
+def advance(deps: Deps, run: RunRecord, now: datetime) -> Handled:
+    """The transition itself, for a run whose row the caller has locked in the current transaction."""
     persistence = deps.persistence
-    run = persistence.lock_run(command.run_id)
-    if run is None or run.status in TERMINAL_RUN_STATUSES or run.status == Status.PENDING:
+    if run.status in TERMINAL_RUN_STATUSES or run.status == Status.PENDING:
         return NOOP
     workflow = deps.registry.get(run.workflow_id)
     if workflow is None:
         return NOOP
-    now = deps.clock.now()
     stages = persistence.get_stages(run.id)
 
     def claim(fields: dict) -> bool:
@@ -72,9 +80,8 @@ def handle(command: TransitionRun, deps: Deps) -> Handled:
     max_group = max(s.execution_group for s in stages)
     attempt = max(s.attempt for s in stages)
     if workflow.group(max_group + 1):
-        if not claim({}):
-            return NOOP
-        job_ids = prepare_group(deps, run, workflow, max_group + 1, attempt, now)
+        # The run row is locked by the caller, so no concurrent transition can get here: no version claim.
+        job_ids = prepare_group(deps, run, workflow, max_group + 1, attempt, now, existing=stages)
         return Handled(TransitionResult("advanced", max_group + 1, job_ids))
 
     context = workflow_context(deps, stages)
