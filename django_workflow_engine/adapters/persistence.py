@@ -71,6 +71,36 @@ def claim_one(using: str, candidates: QuerySet, guard: Q, **values: Any) -> Any:
     return None
 
 
+def _in_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _run_in_thread(fn: Any, using: str) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections[using].close()
+
+    thread = threading.Thread(target=target, name="dwe-async-log")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
 def run_record(row: WorkflowRun) -> RunRecord:
     return RunRecord(**{name: getattr(row, name) for name in RUN_FIELDS})
 
@@ -279,14 +309,22 @@ class OrmPersistence:
         metadata: Mapping[str, Any] | None,
         now: datetime,
     ) -> None:
-        self._objects(WorkflowLog).create(
-            created_at=now,
-            run_id=run_id,
-            stage_id=stage_pk,
-            level=level,
-            message=message,
-            metadata=dict(metadata) if metadata else None,
-        )
+        def write() -> None:
+            self._objects(WorkflowLog).create(
+                created_at=now,
+                run_id=run_id,
+                stage_id=stage_pk,
+                level=level,
+                message=message,
+                metadata=dict(metadata) if metadata else None,
+            )
+
+        if _in_event_loop():
+            # ``ctx.log`` called from an ``async def`` stage: Django refuses sync queries on a thread that runs
+            # an event loop, so write from a short-lived thread with its own connection.
+            _run_in_thread(write, self.using)
+        else:
+            write()
 
     def get_logs(self, run_id: str) -> list[LogRecord]:
         return [

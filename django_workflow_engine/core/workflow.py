@@ -112,6 +112,8 @@ class Workflow:
         Raises:
             InvalidInput: naming every failing field.
         """
+        if self.input is None and raw is None:
+            return {}  # a workflow without an input schema started with no input
         if self.input is not None:
             if isinstance(raw, BaseModel):
                 raw = raw.model_dump(mode="python")

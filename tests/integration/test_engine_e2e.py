@@ -145,3 +145,26 @@ def _drain_and_close():
         engine.run_until_idle()
     finally:
         connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_stage_logs_are_stored_and_none_input_is_accepted():
+    from django_workflow_engine import WorkflowBuilder, define_stage
+    from django_workflow_engine.registry import registry
+
+    @define_stage(id="talk", name="Talk")
+    async def talk(ctx):
+        ctx.log("INFO", "from async", n=1)
+        return {"ok": True}
+
+    flow = WorkflowBuilder("async-logs", "Async logs").pipe(talk).build()
+    registry.register(flow)
+    try:
+        run = engine.start("async-logs", None)
+        engine.run_until_idle()
+        run.refresh_from_db()
+        assert run.status == "COMPLETED"
+        assert run.input == {}
+        assert list(WorkflowLog.objects.filter(run=run).values_list("message", flat=True)) == ["from async"]
+    finally:
+        registry.unregister("async-logs")
