@@ -90,3 +90,13 @@ LOGGING = {
     "handlers": {"null": {"class": "logging.NullHandler"}},
     "loggers": {"django_workflow_engine": {"handlers": ["null"], "level": "INFO"}},
 }
+
+# Fault injection: shift this process's engine clock (the chaos tests run workers with skewed clocks).
+_CLOCK_SKEW = float(os.environ.get("DWE_CLOCK_SKEW_SECONDS", "0") or 0)
+if _CLOCK_SKEW:
+    from datetime import timedelta
+
+    from django_workflow_engine.kernel import testing as _kernel_testing
+
+    _true_now = _kernel_testing.SystemClock.now
+    _kernel_testing.SystemClock.now = lambda self: _true_now(self) + timedelta(seconds=_CLOCK_SKEW)

@@ -15,6 +15,21 @@ import pytest
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
+CHAOS_SUMMARY: list[dict] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if not CHAOS_SUMMARY:
+        return
+    columns = ["test", "runs", "faults", "completed", "lost", "seconds"]
+    widths = {c: max(len(c), *(len(str(row[c])) for row in CHAOS_SUMMARY)) for c in columns}
+    terminalreporter.section("chaos summary")
+    terminalreporter.write_line("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in CHAOS_SUMMARY:
+        terminalreporter.write_line("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+    total = sum(row["runs"] for row in CHAOS_SUMMARY)
+    lost = sum(row["lost"] for row in CHAOS_SUMMARY)
+    terminalreporter.write_line(f"total runs {total}, lost {lost}")
 
 
 def database_url() -> str:
@@ -35,7 +50,10 @@ class Processes:
         self.procs: list[subprocess.Popen] = []
         self.files: list = []
 
-    def start(self, *args: str, engine_settings: dict | None = None, name: str = "proc") -> subprocess.Popen:
+    def start(
+        self, *args: str, engine_settings: dict | None = None, name: str = "proc", env: dict | None = None
+    ) -> subprocess.Popen:
+        extra_env = env or {}
         env = dict(os.environ)
         env.update(
             {
@@ -44,6 +62,7 @@ class Processes:
                 "DWE_ENGINE_SETTINGS": json.dumps(engine_settings or {}),
                 "WORKFLOW_ENGINE_TEST_TMP": str(self.tmp),
                 "PYTHONPATH": str(ROOT),
+                **extra_env,
             }
         )
         log = open(self.tmp / f"{name}-{len(self.procs)}.log", "w")  # noqa: SIM115 (closed with the process)

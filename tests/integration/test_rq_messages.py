@@ -1,0 +1,79 @@
+"""What the engine puts in Redis: only job ids, JSON-serialized; nothing is ever unpickled."""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+
+import pytest
+
+from django_workflow_engine import engine
+from django_workflow_engine.adapters.rq import JOB_FUNCTION, get_queue
+from django_workflow_engine.models import WorkflowJob
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def rq_settings(settings):
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "TRANSPORT": "rq"}
+    queue = get_queue()
+    queue.connection.flushdb()
+    yield queue
+    queue.connection.flushdb()
+
+
+def test_start_enqueues_one_json_message_per_job_carrying_only_its_id(rq_settings):
+    queue = rq_settings
+    secret = "top secret document text"
+    run = engine.start("triple", {"n": 1, "sleep": 0}, metadata={"note": secret})
+    job_ids = list(WorkflowJob.objects.filter(run=run).values_list("id", flat=True))
+    assert len(queue) == len(job_ids) == 1
+    rq_job = queue.jobs[0]
+    assert rq_job.func_name == JOB_FUNCTION
+    assert rq_job.args == [job_ids[0]] or list(rq_job.args) == job_ids
+    raw = zlib.decompress(queue.connection.hget(rq_job.key, "data"))  # RQ compresses the serialized call
+    decoded = json.loads(raw)  # JSON, not a pickle
+    assert decoded[0] == JOB_FUNCTION
+    assert decoded[2] == [job_ids[0]]
+    # nothing from the run's input or config travels through Redis
+    for key in queue.connection.keys("*"):
+        if queue.connection.type(key) == b"hash":
+            for value in queue.connection.hvals(key):
+                for blob in (value, _maybe_inflate(value)):
+                    assert secret.encode() not in blob
+                    assert b'"sleep"' not in blob
+
+
+def _maybe_inflate(value: bytes) -> bytes:
+    try:
+        return zlib.decompress(value)
+    except zlib.error:
+        return value
+
+
+def test_worker_rejects_pickled_payloads(rq_settings):
+    """A pickled job planted in the queue is not executed by the engine's JSON worker."""
+    import pickle
+    import subprocess
+    import sys
+
+    from rq import Queue
+
+    queue = rq_settings
+    evil = Queue(queue.name, connection=queue.connection)  # default serializer: pickle
+    marker = "/tmp/dwe-pickle-marker"  # noqa: S108
+    if os.path.exists(marker):
+        os.unlink(marker)
+    evil.enqueue("os.system", f"touch {marker}")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DWE_ENGINE_SETTINGS": json.dumps({"TRANSPORT": "rq"}),
+        "PYTHONPATH": os.getcwd(),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "django", "runworker", "--burst"], env=env, timeout=60, capture_output=True, check=False
+    )
+    assert not os.path.exists(marker)
