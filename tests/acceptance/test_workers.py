@@ -169,3 +169,59 @@ def test_runworker_rejects_bad_arguments():
     )
     assert out.returncode != 0
     assert "--worker-id" in out.stderr
+
+
+@pytest.mark.slow
+def test_heartbeat_keeps_a_long_stage_leased(processes, settings):
+    """A stage running longer than the lease is not re-delivered while its worker heartbeats."""
+    short = {"TRANSPORT": "database", "WORKER_POLL_SECONDS": 0.2, "LEASE_SECONDS": 2, "HEARTBEAT_SECONDS": 0.5}
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **short}
+    processes.start("runworker", "--worker-id", "slow", "--with-maintenance", engine_settings=short, name="slow")
+    processes.start("runworker", "--worker-id", "idle", engine_settings=short, name="idle")
+    run = engine.start("triple", {"n": 5, "sleep": 6})
+    try:
+        wait_until(lambda: _all_finished([run.id]), timeout=60, message="the long run")
+    except AssertionError:
+        print(processes.logs())
+        raise
+    run.refresh_from_db()
+    assert run.status == "COMPLETED"
+    job = run.jobs.get(stage_id="ingest")
+    assert job.attempt == 1
+    assert WorkflowLog.objects.filter(run=run, message="executed ingest").count() == 1
+
+
+def test_runworker_with_maintenance_claims_pending_runs_in_burst_mode(processes):
+    db = {"TRANSPORT": "database", "WORKER_POLL_SECONDS": 0.1, "MAINTENANCE_INTERVAL_SECONDS": 0.2}
+    run = engine.create("triple", {"n": 4})  # PENDING: someone has to claim it
+    worker = processes.start("runworker", "--burst", "--with-maintenance", engine_settings=db, name="burst")
+    assert worker.wait(timeout=60) == 0, processes.logs()
+    run.refresh_from_db()
+    assert run.status == "COMPLETED"
+    assert run.output == {"sum": 8}
+
+
+def test_startrun_inline_prints_progress_and_output(processes):
+    proc = processes.start("startrun", "triple", "--input", '{"n": 3}', "--inline", name="startrun")
+    assert proc.wait(timeout=60) == 0, processes.logs()
+    out = processes.logs()
+    assert "Started run" in out
+    assert "4/4" in out
+    assert '"sum": 6' in out
+
+
+def test_startrun_rejects_bad_json_and_unknown_workflows(processes):
+    bad = processes.start("startrun", "triple", "--input", "{not json", name="bad-json")
+    assert bad.wait(timeout=60) != 0
+    unknown = processes.start("startrun", "no-such-flow", "--input", "{}", name="unknown")
+    assert unknown.wait(timeout=60) != 0
+    logs = processes.logs()
+    assert "not valid JSON" in logs
+    assert "'no-such-flow' is not registered" in logs
+
+
+def test_runmaintenance_once_reports_what_it_did(processes):
+    engine.create("triple", {"n": 1})
+    proc = processes.start("runmaintenance", "--once", name="once")
+    assert proc.wait(timeout=60) == 0, processes.logs()
+    assert "claimed=1" in processes.logs()
