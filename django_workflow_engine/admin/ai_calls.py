@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
@@ -13,6 +14,7 @@ from ..models import AICall
 from . import views
 from .common import ReadOnlyAdmin, RunFilter, fmt_cost, fmt_int, pretty_json, run_link
 
+MAX_MODEL_CHOICES = 200
 CALL_TYPES = ("text", "object", "embed", "stream", "batch", "tool")
 STAGE_HEAVY = ("stage__output_data", "stage__config", "stage__suspended_state", "stage__metrics")
 
@@ -28,6 +30,31 @@ class CallTypeFilter(admin.SimpleListFilter):
 
     def queryset(self, request: Any, queryset: Any) -> Any:
         return queryset.filter(call_type=self.value()) if self.value() else queryset
+
+
+class ModelFilter(admin.SimpleListFilter):
+    """Distinct model ids by a "loose index scan": one recursive query that jumps from one model id to the next
+    through the ``(model_id, created_at)`` index, instead of ``SELECT DISTINCT`` reading every call."""
+
+    title = "model"
+    parameter_name = "model_id"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        table = connection.ops.quote_name(AICall._meta.db_table)
+        sql = (
+            f"WITH RECURSIVE m(model_id) AS ("
+            f"  SELECT * FROM (SELECT model_id FROM {table} ORDER BY model_id LIMIT 1) AS first"
+            f"  UNION ALL"
+            f"  SELECT (SELECT t.model_id FROM {table} t WHERE t.model_id > m.model_id ORDER BY t.model_id LIMIT 1)"
+            f"  FROM m WHERE m.model_id IS NOT NULL"
+            f") SELECT model_id FROM m WHERE model_id IS NOT NULL LIMIT %s"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [MAX_MODEL_CHOICES])
+            return [(row[0], row[0]) for row in cursor.fetchall()]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        return queryset.filter(model_id=self.value()) if self.value() else queryset
 
 
 def totals(queryset: Any) -> dict[str, Any]:
@@ -63,7 +90,7 @@ class AICallAdmin(ReadOnlyAdmin):
         "latency",
     )
     list_display_links = ("created_at",)
-    list_filter = ("model_id", CallTypeFilter, ("created_at", admin.DateFieldListFilter), "is_batch", RunFilter)
+    list_filter = (ModelFilter, CallTypeFilter, ("created_at", admin.DateFieldListFilter), "is_batch", RunFilter)
     list_select_related = ("stage",)
     search_fields = ("=model_id", "=topic")
     search_help_text = "An exact model id or topic."

@@ -21,7 +21,9 @@ class WorkflowLogAdmin(ReadOnlyAdmin):
     list_select_related = ("stage",)
     search_fields = ("message",)
     search_help_text = "Words in the log message."
-    ordering = ("-created_at", "-id")
+    # Log ids grow with insertion, so newest first is a backward scan of the primary key index (the table is
+    # indexed on created_at only together with the run).
+    ordering = ("-id",)
     list_per_page = 100
     changelist_defer = ("metadata", *STAGE_HEAVY)
     fields = ("created_at", "level_badge", "run_col", "stage_col", "message", "metadata_json")

@@ -51,7 +51,9 @@ class WorkflowStageAdmin(ReadOnlyAdmin):
     list_select_related = ("run",)
     search_fields = ("=stage_id", "=run__id")
     search_help_text = "An exact stage id (e.g. summarize) or a full run id."
-    ordering = ("-created_at", "-id")
+    # Stage ids are time-ordered (a millisecond timestamp prefix), so newest first is a backward scan of the
+    # primary key index; the table has no index on created_at.
+    ordering = ("-id",)
     changelist_defer = ("output_data", "config", "suspended_state", "metrics", *RUN_HEAVY)
     fields = (
         "run_col",
