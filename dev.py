@@ -25,7 +25,7 @@ STAMP = VENV / ".dev-install-stamp"
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 MANAGE = ROOT / "example_project" / "manage.py"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/dwe_tests"
-POSTGRES_TEST_PATHS = ["tests/conformance", "tests/integration", "tests/acceptance"]
+POSTGRES_TEST_PATHS = ["tests/conformance", "tests/integration", "tests/acceptance", "tests/admin", "tests/ai"]
 # Variables that would silently switch the "embedded default" runs onto other services.
 SERVICE_VARS = ("DATABASE_URL", "REDIS_URL")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -70,11 +71,32 @@ def model_defaults(schema: type[BaseModel] | None) -> dict[str, Any]:
 
 
 def run_callable(fn: Callable[..., Any], *args: Any) -> Any:
-    """Call a stage function that may be ``async def``; coroutines are run to completion."""
+    """Call a stage function that may be ``async def``; coroutines are run to completion.
+
+    When the calling thread already runs an event loop (Jupyter, an ASGI view, Playwright's sync API), the
+    coroutine gets a fresh loop on a helper thread instead.
+    """
     result = fn(*args)
-    if inspect.isawaitable(result):
+    if not inspect.isawaitable(result):
+        return result
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
         return asyncio.run(_await(result))
-    return result
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(_await(result))
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="dwe-async-stage")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 async def _await(awaitable: Any) -> Any:

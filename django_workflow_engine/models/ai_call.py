@@ -36,6 +36,7 @@ class AICall(models.Model):
             models.Index(fields=["model_id", "created_at"], name="dwe_aicall_model_idx"),
             models.Index(fields=["run"], name="dwe_aicall_run_idx"),
             models.Index(fields=["topic"], name="dwe_aicall_topic_idx"),
+            models.Index(fields=["call_type", "created_at"], name="dwe_aicall_type_idx"),
         ]
 
     def __str__(self) -> str:

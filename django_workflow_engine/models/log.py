@@ -24,6 +24,7 @@ class WorkflowLog(models.Model):
         indexes = [
             models.Index(fields=["run", "created_at"], name="dwe_log_run_idx"),
             models.Index(fields=["stage"], name="dwe_log_stage_idx"),
+            models.Index(fields=["level", "created_at"], name="dwe_log_level_idx"),
         ]
 
     def __str__(self) -> str:

@@ -166,3 +166,18 @@ def test_core_and_kernel_do_not_import_django_or_litellm():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_async_stage_runs_inside_a_running_event_loop():
+    import asyncio
+
+    from django_workflow_engine.core.stage import run_callable
+
+    async def stage(ctx):
+        await asyncio.sleep(0)
+        return {"ctx": ctx}
+
+    async def caller():
+        return run_callable(stage, 7)
+
+    assert asyncio.run(caller()) == {"ctx": 7}
