@@ -100,16 +100,22 @@ def run_maintenance_tick(
 def redispatch_lost_messages(kernel: Any, older_than_seconds: float = 30, limit: int = 500) -> int:
     """Re-send RQ messages for due PENDING jobs nobody picked up for a while (e.g. Redis restarted empty).
 
-    A duplicate message is harmless: only one claim of the row can succeed.
+    A backlog is not a loss: while the queue holds at least as many messages as there are waiting jobs,
+    nothing is re-sent (re-sending into a backlog would only grow it). Otherwise the oldest waiting jobs,
+    as many as messages seem to be missing, are rung again. A duplicate message is harmless: only one
+    claim of the row can succeed.
     """
-    from ..adapters.rq import ring
+    from ..adapters.rq import get_queue, ring
     from ..models import WorkflowJob
 
     now = kernel.clock.now()
     jobs = kernel.jobs.due_pending(now, now - timedelta(seconds=older_than_seconds), limit)
     if not jobs:
         return 0
-    ids = [j.id for j in jobs]
+    missing = len(jobs) - get_queue().count
+    if missing <= 0:
+        return 0
+    ids = [j.id for j in jobs[:missing]]
     # Touch the rows so the next tick does not ring again before a worker had a chance.
     WorkflowJob.objects.filter(id__in=ids, status="PENDING").update(updated_at=now)
     return ring(ids)
