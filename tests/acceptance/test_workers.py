@@ -225,3 +225,13 @@ def test_runmaintenance_once_reports_what_it_did(processes):
     proc = processes.start("runmaintenance", "--once", name="once")
     assert proc.wait(timeout=60) == 0, processes.logs()
     assert "claimed=1" in processes.logs()
+
+
+def test_run_and_wait_returns_the_finished_run(processes, settings):
+    db = {"TRANSPORT": "database", "WORKER_POLL_SECONDS": 0.1}
+    processes.start("runworker", "--worker-id", "w", engine_settings=db, name="w")
+    run = engine.run_and_wait("triple", {"n": 2}, timeout=60)
+    assert run.status == "COMPLETED"
+    assert run.output == {"sum": 4}
+    with pytest.raises(TimeoutError, match="still"):
+        engine.run_and_wait("triple", {"n": 2, "sleep": 5}, timeout=0.5)
