@@ -180,8 +180,9 @@ def _strip_fences(text: str) -> str:
 
 
 def _run_db(fn: Callable[[], Any]) -> Any:
-    """Run ORM work; inside a running event loop (an ``async def`` stage) it runs on a helper thread, since
-    Django refuses synchronous queries there."""
+    """Run ORM work or a provider call; inside a running event loop (an ``async def`` stage) it runs on a
+    helper thread, since Django refuses synchronous queries there and litellm, seeing a running loop, would
+    leave its async logging tasks on a loop that is about to close."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -417,7 +418,9 @@ class AIHelper:
         litellm = load_litellm()
         started = time.monotonic()
         try:
-            response = litellm.embedding(model=spec.model_id, input=items, **{**spec.params, **options})
+            response = _run_db(
+                lambda: litellm.embedding(model=spec.model_id, input=items, **{**spec.params, **options})
+            )
         except Exception as exc:
             self._record_failure(spec, "embed", prompt_text, exc, started, {"text_count": len(items)})
             raise
@@ -490,7 +493,9 @@ class AIHelper:
         litellm = load_litellm()
         started = time.monotonic()
         try:
-            response = litellm.completion(model=spec.model_id, messages=messages, **{**spec.params, **options})
+            response = _run_db(
+                lambda: litellm.completion(model=spec.model_id, messages=messages, **{**spec.params, **options})
+            )
         except Exception as exc:
             self._record_failure(spec, call_type, prompt_text, exc, started, metadata)
             raise

@@ -56,6 +56,25 @@ def fake():
     with FakeOpenAI() as server:
         yield server
     _close_litellm_clients()
+    _close_litellm_event_loop()
+
+
+def _close_litellm_event_loop() -> None:
+    """litellm's service logging calls ``asyncio.get_event_loop()`` after a real HTTP call, which gives this
+    thread a default event loop that nobody closes; a later ``asyncio.run`` (an ``async def`` stage) drops it
+    unclosed. Close it here."""
+    import asyncio
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = asyncio.get_event_loop()
+        except RuntimeError:  # none set (after set_event_loop(None), none is created)
+            return
+    if not loop.is_running():
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 def _close_litellm_clients() -> None:
@@ -65,11 +84,12 @@ def _close_litellm_clients() -> None:
     from django_workflow_engine.ai.costs import load_litellm
 
     cache = load_litellm().in_memory_llm_clients_cache
-    for client in list(cache.cache_dict.values()):
+    for key, client in list(cache.cache_dict.items()):
         close = getattr(client, "close", None)
+        # Only synchronous clients are ours to close here; async ones belong to an event loop.
         if callable(close) and not inspect.iscoroutinefunction(close):
             close()
-    cache.flush_cache()
+            cache.delete_cache(key)
 
 
 @pytest.fixture

@@ -45,6 +45,14 @@ def polish(ctx):
     return Text(text=result.text)
 
 
+@define_stage(id="async-write", name="Async write", input=Topic, output=Text)
+async def async_write(ctx):
+    result = ctx.ai().generate_text(PLAN["model"], f"Write about {ctx.input.topic}", **PLAN["options"])
+    return Text(text=result.text)
+
+
+ai_async = WorkflowBuilder("ai-async", "AI async", input=Topic, output=Text).pipe(async_write).build()
+
 ai_text = WorkflowBuilder("ai-text", "AI text", input=Topic, output=Text).pipe(write).pipe(polish).build()
 
 
@@ -70,4 +78,4 @@ def batch(ctx):
 
 ai_batch = WorkflowBuilder("ai-batch", "AI batch", input=Topic, output=Answers).pipe(batch).build()
 
-WORKFLOWS = [ai_text, ai_batch]
+WORKFLOWS = [ai_text, ai_batch, ai_async]

@@ -195,3 +195,15 @@ def test_prompt_policy_false_keeps_no_prompt_text_anywhere():
     texts += [str(s.error_message) for s in WorkflowStage.objects.filter(run=run)]
     assert texts
     assert not any("otters" in t or "classified" in t for t in texts)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_stage_can_use_the_helper():
+    # Django refuses sync queries inside an event loop; the helper does its writes on a helper thread.
+    run = engine.start("ai-async", {"topic": "eels"})
+    engine.run_until_idle()
+    run.refresh_from_db()
+    assert run.status == "COMPLETED"
+    assert run.output == {"text": "ok"}
+    assert run.total_cost == CALL
+    assert AICall.objects.for_run(run).get().stage.stage_id == "async-write"
