@@ -1,0 +1,1 @@
+"""A Django app holding the benchmark workflow (autodiscovered ``workflows.py``)."""

@@ -1,0 +1,35 @@
+"""The benchmark workflow: ``pipe(a).parallel([b, c]).pipe(d)`` of no-op stages (4 stages, 3 groups).
+
+The stages take no input schema and return an empty dict, so the measured cost is the engine's own.
+"""
+
+from django_workflow_engine import WorkflowBuilder, define_stage
+
+
+@define_stage(id="a", name="A")
+def bench_a(ctx):
+    return {}
+
+
+@define_stage(id="b", name="B")
+def bench_b(ctx):
+    return {}
+
+
+@define_stage(id="c", name="C")
+def bench_c(ctx):
+    return {}
+
+
+@define_stage(id="d", name="D")
+def bench_d(ctx):
+    return {}
+
+
+bench = (
+    WorkflowBuilder("bench", "Benchmark", "a then b||c then d (no-op stages)")
+    .pipe(bench_a)
+    .parallel([bench_b, bench_c])
+    .pipe(bench_d)
+    .build()
+)
