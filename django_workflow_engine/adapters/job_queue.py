@@ -170,11 +170,12 @@ class OrmJobQueue:
         self._ring([j.id for j in released])
         return released
 
-    def cancel_by_run(self, run_id: str, now: datetime) -> int:
+    def cancel_by_run(self, run_id: str, now: datetime, include_running: bool = False) -> int:
+        statuses = [Status.PENDING, Status.SUSPENDED] + ([Status.RUNNING] if include_running else [])
         return (
             self._jobs()
             .for_run(run_id)
-            .filter(status__in=[Status.PENDING, Status.SUSPENDED])
+            .filter(status__in=statuses)
             .update(status=Status.CANCELLED, completed_at=now, updated_at=now)
         )
 

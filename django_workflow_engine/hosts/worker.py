@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from django.db import close_old_connections, connections
+from django.db import connections
 from django.db.utils import InterfaceError, OperationalError
 
 from ..kernel.records import JobRecord
@@ -68,6 +68,20 @@ class Heartbeat:
             connections.close_all()
 
 
+def drop_broken_connections() -> None:
+    """Between jobs: close only connections that saw an error (and no longer answer).
+
+    Unlike ``close_old_connections`` this ignores ``CONN_MAX_AGE``: a worker keeps its connection across
+    jobs (reconnecting for every stage costs more than the stage itself), and a connection broken by a
+    database restart is replaced before the next job.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and conn.errors_occurred and not conn.is_usable():
+            conn.close()
+        elif conn.connection is not None:
+            conn.errors_occurred = False
+
+
 def execute_claimed(kernel: Any, job: JobRecord, worker_id: str) -> JobOutcome:
     from ..conf import settings
 
@@ -79,7 +93,7 @@ def execute_job_by_id(job_id: str) -> JobOutcome | None:
     """Claim and execute one job by id (the RQ path). ``None`` if it was not claimable."""
     from ..engine import engine
 
-    close_old_connections()
+    drop_broken_connections()
     kernel = engine.kernel
     worker_id = current_worker_id()
     job = kernel.jobs.claim(job_id, worker_id, kernel.clock.now())
@@ -193,7 +207,7 @@ class Worker:
         backoff = 0.5
         while not self._stopping.is_set():
             try:
-                close_old_connections()
+                drop_broken_connections()
                 kernel = engine.kernel
                 job = kernel.jobs.dequeue(self.worker_id, kernel.clock.now())
                 if job is None:

@@ -227,8 +227,9 @@ class JobQueue(Protocol):
         Returns the released jobs."""
         ...
 
-    def cancel_by_run(self, run_id: str, now: datetime) -> int:
-        """PENDING and SUSPENDED jobs of the run -> CANCELLED. RUNNING jobs are left to finish as ghosts."""
+    def cancel_by_run(self, run_id: str, now: datetime, include_running: bool = False) -> int:
+        """PENDING and SUSPENDED jobs of the run -> CANCELLED. RUNNING jobs are left to finish as ghosts,
+        unless ``include_running`` (a rerun retires the previous generation's jobs, live or not)."""
         ...
 
     def complete_suspended(self, run_id: str, stage_id: str, now: datetime) -> None:

@@ -563,11 +563,16 @@ class InMemoryJobQueue:
                     released.append(_copy_job(job))
         return released
 
-    def cancel_by_run(self, run_id: str, now: datetime) -> int:
+    def cancel_by_run(self, run_id: str, now: datetime, include_running: bool = False) -> int:
+        statuses = (
+            (Status.PENDING, Status.SUSPENDED, Status.RUNNING)
+            if include_running
+            else (Status.PENDING, Status.SUSPENDED)
+        )
         count = 0
         with self._shared.lock:
             for job in self.store.jobs.values():
-                if job.run_id == run_id and job.status in (Status.PENDING, Status.SUSPENDED):
+                if job.run_id == run_id and job.status in statuses:
                     job.status = Status.CANCELLED
                     job.completed_at = now
                     job.updated_at = now
