@@ -212,9 +212,14 @@ class Worker:
                 job = kernel.jobs.dequeue(self.worker_id, kernel.clock.now())
                 if job is None:
                     if self.burst and not self._maintenance_pending(kernel):
-                        return
-                    self._stopping.wait(settings.WORKER_POLL_SECONDS)
-                    continue
+                        # The maintenance thread may have claimed a run between our dequeue and our claim:
+                        # look once more before calling the queue drained.
+                        job = kernel.jobs.dequeue(self.worker_id, kernel.clock.now())
+                        if job is None and not self._runs_in_flight():
+                            return
+                    if job is None:
+                        self._stopping.wait(settings.WORKER_POLL_SECONDS)
+                        continue
                 execute_claimed(kernel, job, self.worker_id)
                 self.jobs_processed += 1
                 backoff = 0.5
@@ -223,6 +228,17 @@ class Worker:
                 connections.close_all()
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 10)
+
+    def _runs_in_flight(self) -> bool:
+        """In burst mode with maintenance: runs still RUNNING may get new jobs (a transition, a poll)."""
+        if not self.with_maintenance:
+            return False
+        from ..models import WorkflowJob, WorkflowRun
+
+        return (
+            WorkflowRun.objects.filter(status="RUNNING").exists()
+            and WorkflowJob.objects.filter(status__in=["PENDING", "RUNNING"]).exists()
+        )
 
     def _maintenance_pending(self, kernel: Any) -> bool:
         """In burst mode with maintenance: keep going while claims are possible."""
