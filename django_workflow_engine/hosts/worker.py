@@ -230,14 +230,15 @@ class Worker:
                 backoff = min(backoff * 2, 10)
 
     def _runs_in_flight(self) -> bool:
-        """In burst mode with maintenance: runs still RUNNING may get new jobs (a transition, a poll)."""
+        """In burst mode with maintenance: work may still appear while a run waits to be claimed (another
+        claimer may hold it, uncommitted) or a job is queued or running."""
         if not self.with_maintenance:
             return False
         from ..models import WorkflowJob, WorkflowRun
 
         return (
-            WorkflowRun.objects.filter(status="RUNNING").exists()
-            and WorkflowJob.objects.filter(status__in=["PENDING", "RUNNING"]).exists()
+            WorkflowRun.objects.filter(status="PENDING").exists()
+            or WorkflowJob.objects.filter(status__in=["PENDING", "RUNNING"]).exists()
         )
 
     def _maintenance_pending(self, kernel: Any) -> bool:
