@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_POLL_SECONDS": 1.0,
     "MAINTENANCE_INTERVAL_SECONDS": 5.0,
     "REDELIVER_SECONDS": 30,
+    # A worker whose stage starts the next group executes that group's first stage itself, at once.
+    "EAGER_EXECUTION": True,
     "EVENT_PLUGINS": [],
     "AI_MODELS": {},
     "AI_LOG_PROMPTS": True,

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q
+from django.db.models.functions import Greatest
 
 from ..core.errors import WorkflowEngineError
 from ..core.ids import new_id
@@ -41,6 +42,11 @@ def _ordered_id() -> str:
         candidate = max(candidate, _last_id + 1)
         _last_id = candidate
     return f"{candidate:032x}"
+
+
+def _taken(worker_id: str, now: datetime) -> dict[str, Any]:
+    """Column values of a job inserted already claimed by ``worker_id`` (see ``NewJob.claimed_by``)."""
+    return {"status": Status.RUNNING, "attempt": 1, "worker_id": worker_id, "locked_at": now, "started_at": now}
 
 
 def job_record(row: WorkflowJob) -> JobRecord:
@@ -86,12 +92,15 @@ class OrmJobQueue:
                 max_attempts=job.max_attempts,
                 payload=job.payload,
                 available_at=job.available_at or now,
+                **(_taken(job.claimed_by, now) if job.claimed_by is not None else {}),
             )
             for job in jobs
         ]
         self._jobs().bulk_create(rows)
         by_due: dict[datetime | None, list[str]] = {}
         for row in rows:
+            if row.status != Status.PENDING:
+                continue
             by_due.setdefault(row.available_at if row.available_at > now else None, []).append(row.id)
         for at, ids in by_due.items():
             self._ring(ids, at)
@@ -152,6 +161,24 @@ class OrmJobQueue:
             self._update(job_id, status=Status.FAILED, completed_at=now, **common)
         elif self._update(job_id, status=Status.PENDING, available_at=retry_at, **common):
             self._ring([job_id], retry_at if retry_at > now else None)
+
+    def release(self, job_id: str, worker_id: str, now: datetime) -> bool:
+        released = (
+            self._jobs()
+            .filter(pk=job_id, status=Status.RUNNING, worker_id=worker_id)
+            .update(
+                status=Status.PENDING,
+                attempt=Greatest(F("attempt") - 1, 0),
+                worker_id=None,
+                locked_at=None,
+                started_at=None,
+                available_at=now,
+                updated_at=now,
+            )
+        )
+        if released:
+            self._ring([job_id])
+        return bool(released)
 
     def touch(self, job_id: str, worker_id: str, now: datetime) -> bool:
         return bool(self._jobs().filter(pk=job_id, status=Status.RUNNING, worker_id=worker_id).update(locked_at=now))

@@ -3,6 +3,9 @@
 * :func:`handle_job` executes the job named in a queue message (``{"job_id": ...}``).
 * :func:`process_available_jobs` executes up to ``max_jobs`` due jobs from the job table.
 * :func:`run_maintenance_tick` runs one maintenance pass (call it from a cron every few seconds/minutes).
+
+Each call executes exactly the jobs it names or counts (no eager continuation, which could outlast the
+platform's time limit): the next group's jobs wait in the queue for the next message or call.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def handle_job(message: Mapping[str, Any] | str, *, worker_id: str | None = None
     job = kernel.jobs.claim(job_id, worker, kernel.clock.now())
     if job is None:
         return JobResult("skipped")
-    outcome = execute_claimed(kernel, job, worker)
+    outcome = execute_claimed(kernel, job, worker, eager=False)
     return JobResult(outcome.outcome, outcome.error)
 
 
@@ -64,7 +67,7 @@ def process_available_jobs(max_jobs: int = 1, *, worker_id: str | None = None) -
         job = kernel.jobs.dequeue(worker, kernel.clock.now())
         if job is None:
             break
-        outcome = execute_claimed(kernel, job, worker)
+        outcome = execute_claimed(kernel, job, worker, eager=False)
         processed += 1
         if outcome.outcome in ("completed", "suspended"):
             succeeded += 1

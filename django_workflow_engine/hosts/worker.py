@@ -25,6 +25,7 @@ from ..kernel.runner import JobOutcome, run_job
 logger = logging.getLogger("django_workflow_engine.worker")
 
 _WORKER_ID: str | None = None
+_STOPPING = threading.Event()
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 
 
@@ -82,11 +83,36 @@ def drop_broken_connections() -> None:
             conn.errors_occurred = False
 
 
-def execute_claimed(kernel: Any, job: JobRecord, worker_id: str) -> JobOutcome:
+def execute_claimed(kernel: Any, job: JobRecord, worker_id: str, *, eager: bool | None = None) -> JobOutcome:
+    """Execute a claimed job with a lease heartbeat, then, with ``eager`` (default: ``EAGER_EXECUTION``),
+    the stages its run's transitions start for this worker, one after another (each with its own
+    heartbeat), until a transition starts none or the worker is asked to stop. Returns the first job's
+    outcome."""
     from ..conf import settings
 
-    with Heartbeat(kernel, job, worker_id, settings.HEARTBEAT_SECONDS):
-        return run_job(kernel, job)
+    eager = bool(settings.EAGER_EXECUTION) if eager is None else eager
+    first: JobOutcome | None = None
+    started = None
+    while True:
+        with Heartbeat(kernel, job, worker_id, settings.HEARTBEAT_SECONDS):
+            outcome = run_job(
+                kernel,
+                job,
+                continue_as=worker_id if eager else None,
+                continue_if=_not_stopping,
+                started=started,
+            )
+        first = first or outcome
+        # A continuation was started before any stop request reached this process: it runs, like the
+        # current stage would; the stop request then ends the chain at its transition.
+        started = outcome.continuation
+        if started is None:
+            return first
+        job = started.job
+
+
+def _not_stopping() -> bool:
+    return not _STOPPING.is_set()
 
 
 def execute_job_by_id(job_id: str) -> JobOutcome | None:
@@ -154,6 +180,7 @@ class Worker:
     def run(self) -> int:
         global _WORKER_ID
         _WORKER_ID = self.worker_id
+        _STOPPING.clear()
         self.preload()
         connections.close_all()  # nothing inherited by forks or threads
         if self.with_maintenance:
@@ -179,6 +206,7 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+        _STOPPING.set()
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -187,6 +215,7 @@ class Worker:
         def on_signal(signum: int, frame: Any) -> None:
             self._signals += 1
             if self._signals == 1:
+                _STOPPING.set()
                 logger.info(
                     "worker %s: finishing the current stage, then exiting (signal again to abort)", self.worker_id
                 )
@@ -258,7 +287,7 @@ class Worker:
         from rq.serializers import JSONSerializer
 
         queues = [django_rq.get_queue(name, serializer=JSONSerializer) for name in self.queues]
-        worker_class = ForkingWorker if self.fork else SimpleWorker
+        worker_class = _rq_worker_class(ForkingWorker if self.fork else SimpleWorker)
         rq_worker = worker_class(
             queues,
             connection=queues[0].connection,
@@ -267,3 +296,16 @@ class Worker:
         )
         rq_worker.work(burst=self.burst, with_scheduler=True, logging_level="WARNING")
         self.jobs_processed = rq_worker.successful_job_count + rq_worker.failed_job_count
+
+
+def _rq_worker_class(base: type) -> type:
+    """``base`` (an RQ worker class) that also tells the engine when a warm shutdown is requested, so a
+    chain of eager continuations ends after the current stage."""
+
+    class EngineRQWorker(base):  # type: ignore[misc, valid-type]
+        def request_stop(self, signum: Any, frame: Any) -> None:
+            _STOPPING.set()
+            super().request_stop(signum, frame)
+
+    EngineRQWorker.__name__ = base.__name__
+    return EngineRQWorker

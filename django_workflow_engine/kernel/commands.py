@@ -6,8 +6,12 @@ Results hold only JSON-friendly values so they can be cached for idempotent repl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .records import StartedStage
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,13 @@ class ExecuteJob(Command):
     # The claimed job row, if any: its outcome (completed, suspended) and the run's transition are then
     # written in the same transaction as the stage outcome: one commit instead of three.
     job_id: str | None = None
+    # The worker executing the job. When set, the first stage of a group this stage's transition starts is
+    # started in that same transaction for this worker (eager continuation: no queue round trip).
+    worker_id: str | None = None
+    # Asked in the outcome transaction, when set: continue only while it returns True (a stopping worker).
+    continue_if: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
+    # Set when executing such a continuation: the records the previous transaction wrote and read.
+    started: StartedStage | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,8 @@ class ExecuteResult:
     ghost: bool = False
     retryable: bool = True
     transition: str | None = None  # the run.transition action, when it ran in the outcome transaction
+    # The next stage, started for ``ExecuteJob.worker_id`` in the outcome transaction (not cached for replay).
+    continuation: StartedStage | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

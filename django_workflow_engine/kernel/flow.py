@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import BlobNotFound
 from ..core.ids import new_id
-from .records import NewJob, RunRecord, StageRecord, Status
+from .records import JobRecord, NewJob, RunRecord, StageRecord, StartedStage, Status
 
 if TYPE_CHECKING:
     from ..core.workflow import Workflow
@@ -26,6 +26,7 @@ class Handled:
     result: Any
     events: list[dict[str, Any]] = field(default_factory=list)
     after_commit: Any = None
+    started: StartedStage | None = None  # run.transition: the next stage, started for the calling worker
 
 
 def stage_prefix(workflow_type: str, run_id: str, stage_id: str) -> str:
@@ -142,6 +143,35 @@ def prepare_group(
     """Create PENDING stage records for ``group`` (existing records are left alone) and enqueue a job for
     each record that is PENDING. Returns the job ids. ``existing``: the run's stage records, read under
     the run lock, which lets a group with no records yet be inserted without a read-back."""
+    return start_group(deps, run, workflow, group, attempt, now, existing).job_ids
+
+
+@dataclass
+class StartedGroup:
+    """What :func:`start_group` did: the job ids enqueued, and the stage started for ``claim_for``."""
+
+    job_ids: list[str]
+    started: StartedStage | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def start_group(
+    deps: Deps,
+    run: RunRecord,
+    workflow: Workflow,
+    group: int,
+    attempt: int,
+    now: datetime,
+    existing: Sequence[StageRecord] | None = None,
+    claim_for: str | None = None,
+) -> StartedGroup:
+    """:func:`prepare_group`, and with ``claim_for`` (a worker id, and ``existing`` given) the group's first
+    stage is started for that worker in the same transaction: its record is inserted RUNNING, its job
+    already claimed, and ``stage:started`` returned in ``events`` for the caller to append."""
+    from .events import STAGE_STARTED, event
+
+    known_new = existing is not None and not any(s.execution_group == group for s in existing)
+    eager = claim_for is not None and known_new
     new_records = [
         StageRecord(
             id=new_id(),
@@ -150,14 +180,15 @@ def prepare_group(
             stage_name=stage.name,
             stage_number=workflow.stage_number(stage.id),
             execution_group=group,
-            status=Status.PENDING,
+            status=Status.RUNNING if eager and index == 0 else Status.PENDING,
+            started_at=now if eager and index == 0 else None,
             attempt=attempt,
             config=dict(run.config.get(stage.id) or {}),
         )
-        for stage in workflow.group(group)
+        for index, stage in enumerate(workflow.group(group))
     ]
-    known_new = existing is not None and not any(s.execution_group == group for s in existing)
     stored = deps.persistence.create_stages(new_records, now, known_new=known_new)
+    taken = stored[0] if eager else None
     jobs = [
         NewJob(
             run_id=run.id,
@@ -165,11 +196,42 @@ def prepare_group(
             stage_id=record.stage_id,
             priority=run.priority,
             max_attempts=workflow.stage(record.stage_id).max_attempts or deps.options.max_attempts,
+            claimed_by=claim_for if record is taken else None,
         )
         for record in stored
-        if record.status == Status.PENDING
+        if record.status == Status.PENDING or record is taken
     ]
-    return deps.jobs.enqueue(jobs, now) if jobs else []
+    job_ids = deps.jobs.enqueue(jobs, now) if jobs else []
+    if taken is None:
+        return StartedGroup(job_ids)
+    first = jobs[0]
+    job = JobRecord(
+        id=job_ids[0],
+        run_id=run.id,
+        workflow_id=run.workflow_id,
+        stage_id=taken.stage_id,
+        status=Status.RUNNING,
+        priority=first.priority,
+        attempt=1,
+        max_attempts=first.max_attempts,
+        worker_id=claim_for,
+        locked_at=now,
+        available_at=now,
+        started_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    started = StartedStage(job=job, run=run, stages=[*existing, *stored], record=taken)  # type: ignore[misc]
+    started_event = event(
+        STAGE_STARTED,
+        run.id,
+        now,
+        stage_id=taken.stage_id,
+        stage_name=taken.stage_name,
+        stage_number=taken.stage_number,
+        attempt=taken.attempt,
+    )
+    return StartedGroup(job_ids, started, [started_event])
 
 
 def sum_metrics(stages: Sequence[StageRecord]) -> tuple[Any, int]:

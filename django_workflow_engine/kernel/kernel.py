@@ -166,6 +166,7 @@ class Kernel:
 
 def _cacheable(result: Any) -> dict[str, Any]:
     data = dataclasses.asdict(result)
+    data.pop("continuation", None)  # records of a live lease: meaningless in a replay
     # Stage outputs can be large and are stored with the stage; a replay reads them from there if needed.
     if "output" in data and "outcome" in data:
         data["output"] = None

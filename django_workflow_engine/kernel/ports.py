@@ -190,7 +190,10 @@ class Persistence(Protocol):
 @runtime_checkable
 class JobQueue(Protocol):
     def enqueue(self, jobs: Sequence[NewJob], now: datetime) -> list[str]:
-        """Insert PENDING jobs (attempt 0; available_at defaults to now). Returns their ids in order."""
+        """Insert PENDING jobs (attempt 0; available_at defaults to now). Returns their ids in order.
+
+        A job with ``claimed_by`` is inserted already taken by that worker, as :meth:`claim` would leave it
+        (RUNNING, attempt 1, locked_at = started_at = now), and is not announced to other workers."""
         ...
 
     def dequeue(self, worker_id: str, now: datetime) -> JobRecord | None:
@@ -216,6 +219,11 @@ class JobQueue(Protocol):
     def fail(self, job_id: str, error: str, retry_at: datetime | None, now: datetime) -> None:
         """With ``retry_at``: RUNNING -> PENDING, available_at = retry_at, last_error, lease cleared.
         Without: -> FAILED, completed_at = now, last_error. A CANCELLED job stays CANCELLED."""
+        ...
+
+    def release(self, job_id: str, worker_id: str, now: datetime) -> bool:
+        """Give back a RUNNING job held by ``worker_id`` that it has not started executing: PENDING, due now,
+        lease cleared, attempt decremented (the attempt was never made). False if it is no longer held."""
         ...
 
     def touch(self, job_id: str, worker_id: str, now: datetime) -> bool:

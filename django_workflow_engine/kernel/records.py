@@ -88,6 +88,9 @@ class NewJob:
     max_attempts: int = 3
     payload: dict[str, Any] = field(default_factory=dict)
     available_at: datetime | None = None
+    # Inserted already RUNNING (attempt 1, leased to this worker id) and not announced to any other worker:
+    # the worker that finished the previous group executes it next (eager continuation).
+    claimed_by: str | None = None
 
 
 @dataclass
@@ -160,3 +163,15 @@ class IdempotencyClaim:
 
     state: str
     result: Any = None
+
+
+@dataclass(frozen=True)
+class StartedStage:
+    """A stage that a transaction has already started for a worker (eager continuation): its job is RUNNING
+    and leased to that worker, its stage record RUNNING, and ``stage:started`` recorded. ``run`` and ``stages``
+    are what that transaction read under the run lock, so executing it needs no further reads."""
+
+    job: JobRecord
+    run: RunRecord
+    stages: list[StageRecord]
+    record: StageRecord

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,7 @@ from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
 from .commands import ClaimPendingRuns, ExecuteJob, ExecuteResult, TransitionRun
 from .events import STAGE_FAILED, WORKFLOW_FAILED, event
 from .kernel import Deps, Kernel
-from .records import JobRecord, Status
+from .records import JobRecord, StartedStage, Status
 
 logger = logging.getLogger("django_workflow_engine.worker")
 
@@ -34,6 +34,9 @@ class JobOutcome:
     error: str | None = None
     ghost: bool = False
     transition: str | None = None
+    # The next stage of the run, already started for this worker (eager continuation): run it next with
+    # ``run_job(kernel, continuation.job, started=continuation)``, or give it back with ``jobs.release``.
+    continuation: StartedStage | None = field(default=None, repr=False, compare=False)
 
 
 def retry_delay(job: JobRecord, base_seconds: float) -> timedelta:
@@ -41,26 +44,48 @@ def retry_delay(job: JobRecord, base_seconds: float) -> timedelta:
     return timedelta(seconds=base_seconds * (2 ** max(0, job.attempt - 1)))
 
 
-def run_job(kernel: Kernel, job: JobRecord, *, on_error: Callable[[BaseException], None] | None = None) -> JobOutcome:
+def run_job(
+    kernel: Kernel,
+    job: JobRecord,
+    *,
+    on_error: Callable[[BaseException], None] | None = None,
+    continue_as: str | None = None,
+    continue_if: Callable[[], bool] | None = None,
+    started: StartedStage | None = None,
+) -> JobOutcome:
     """Execute a job already claimed (RUNNING, leased) and record its outcome.
 
     Infrastructure errors (database down, workflow removed) propagate; the job keeps its lease and is
     re-delivered when the lease expires.
+
+    Args:
+        continue_as: a worker id: when the stage completes and its run's next group starts, the group's
+            first stage is started for this worker in the same transaction (``JobOutcome.continuation``).
+        continue_if: asked at that moment; a continuation is started only if it returns True.
+        started: execute this continuation (``job`` is ``started.job``) without its phase 1.
     """
     deps = kernel.deps
-    started = deps.clock.now()
+    began = deps.clock.now()
     try:
         # No idempotency key: the claimed job row is the guard (each delivery is a new attempt, and a stage
         # that already COMPLETED is never executed again).
         result: ExecuteResult = kernel.dispatch(
-            ExecuteJob(run_id=job.run_id, workflow_id=job.workflow_id, stage_id=job.stage_id, job_id=job.id)
+            ExecuteJob(
+                run_id=job.run_id,
+                workflow_id=job.workflow_id,
+                stage_id=job.stage_id,
+                job_id=job.id,
+                worker_id=continue_as,
+                continue_if=continue_if,
+                started=started,
+            )
         )
     except (WorkflowNotFound, StageNotFound, RunNotFound) as exc:
         # A job that can never run (its workflow or stage was removed, its run deleted) is quarantined:
         # failed for good with the reason, so it cannot crash-loop through lease expiry and redelivery.
-        return quarantine(kernel, job, f"Job quarantined: {exc}", started)
+        return quarantine(kernel, job, f"Job quarantined: {exc}", began)
     now = deps.clock.now()
-    duration_ms = int((now - started).total_seconds() * 1000)
+    duration_ms = int((now - began).total_seconds() * 1000)
     transition = None
     if result.outcome == "completed":
         if result.transition is None:  # not recorded in the outcome transaction (e.g. a duplicate delivery)
@@ -102,7 +127,16 @@ def run_job(kernel: Kernel, job: JobRecord, *, on_error: Callable[[BaseException
                     if on_error:
                         on_error(exc)
     record = JobOutcome(
-        job.id, job.run_id, job.stage_id, job.attempt, outcome, duration_ms, result.error, result.ghost, transition
+        job.id,
+        job.run_id,
+        job.stage_id,
+        job.attempt,
+        outcome,
+        duration_ms,
+        result.error,
+        result.ghost,
+        transition,
+        result.continuation,
     )
     log = logger.warning if outcome in ("failed", "retrying") else logger.info
     log(
@@ -174,22 +208,17 @@ def drain(
     worker_id: str = "in-process",
     max_jobs: int | None = None,
     on_job: Callable[[JobOutcome], Any] | None = None,
+    eager: bool = False,
 ) -> DrainResult:
     """Claim pending runs and execute due jobs in this process until nothing is runnable.
 
-    Suspended stages that are not due and retries whose backoff has not elapsed are left waiting.
+    Suspended stages that are not due and retries whose backoff has not elapsed are left waiting. With
+    ``eager``, a stage that starts its run's next group is followed at once by that group's first stage
+    (as workers do); without it, jobs run strictly in queue order.
     """
     totals = DrainResult()
-    while max_jobs is None or totals.jobs < max_jobs:
-        job = kernel.deps.jobs.dequeue(worker_id, kernel.deps.clock.now())
-        if job is None:
-            # Only when idle: claiming PENDING runs costs a transaction even when there is none.
-            claimed = kernel.dispatch(ClaimPendingRuns(worker_id=worker_id, max_claims=100)).claimed
-            totals.claimed_runs += len(claimed)
-            if claimed:
-                continue
-            break
-        outcome = run_job(kernel, job)
+
+    def count(outcome: JobOutcome) -> None:
         totals.jobs += 1
         if outcome.outcome == "completed":
             totals.completed += 1
@@ -201,4 +230,24 @@ def drain(
             totals.suspended += 1
         if on_job is not None:
             on_job(outcome)
+
+    continue_as = worker_id if eager else None
+    while max_jobs is None or totals.jobs < max_jobs:
+        job = kernel.deps.jobs.dequeue(worker_id, kernel.deps.clock.now())
+        if job is None:
+            # Only when idle: claiming PENDING runs costs a transaction even when there is none.
+            claimed = kernel.dispatch(ClaimPendingRuns(worker_id=worker_id, max_claims=100)).claimed
+            totals.claimed_runs += len(claimed)
+            if claimed:
+                continue
+            break
+        outcome = run_job(kernel, job, continue_as=continue_as)
+        count(outcome)
+        while outcome.continuation is not None:
+            started = outcome.continuation
+            if max_jobs is not None and totals.jobs >= max_jobs:
+                kernel.deps.jobs.release(started.job.id, worker_id, kernel.deps.clock.now())
+                break
+            outcome = run_job(kernel, started.job, continue_as=continue_as, started=started)
+            count(outcome)
     return totals

@@ -465,6 +465,8 @@ class InMemoryJobQueue:
                     # created_at ties are broken by insertion order, kept in this counter
                     last_error=None,
                 )
+                if job.claimed_by is not None:
+                    self._take(self.store.jobs[job_id], job.claimed_by, now)
                 self.store.jobs[job_id].__dict__["_seq"] = self.store.next_int()
                 ids.append(job_id)
         return ids
@@ -541,6 +543,20 @@ class InMemoryJobQueue:
             else:
                 job.status = Status.FAILED
                 job.completed_at = now
+
+    def release(self, job_id: str, worker_id: str, now: datetime) -> bool:
+        with self._shared.lock:
+            job = self.store.jobs.get(job_id)
+            if job is None or job.status != Status.RUNNING or job.worker_id != worker_id:
+                return False
+            job.status = Status.PENDING
+            job.attempt = max(0, job.attempt - 1)
+            job.worker_id = None
+            job.locked_at = None
+            job.started_at = None
+            job.available_at = now
+            job.updated_at = now
+            return True
 
     def touch(self, job_id: str, worker_id: str, now: datetime) -> bool:
         with self._shared.lock:

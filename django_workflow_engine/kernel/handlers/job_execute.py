@@ -1,7 +1,8 @@
 """``job.execute``: run one stage of one run in three steps.
 
-1. Pre-flight reads (no transaction); a run that is no longer RUNNING makes this a ghost job.
-2. Phase 1 transaction: the stage becomes RUNNING (visible at once) and ``stage:started`` is recorded.
+1. Phase 1 transaction (run row locked): a run that is no longer RUNNING makes this a ghost job; else the
+   stage becomes RUNNING (visible at once) and ``stage:started`` is recorded. An eager continuation
+   (``ExecuteJob.started``) skips it: the previous stage's outcome transaction did it.
 3. The stage code runs with **no transaction open**, so a slow model call holds no locks.
 4. Phase 3 transaction: lock the run row, re-check it is RUNNING (else discard the result: ghost), then
    write the outcome, annotations and events together.
@@ -60,52 +61,57 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
     stage_def = workflow.stage(command.stage_id)
     # Phase 1 (one transaction, run row locked): check the run, read its stages, mark this stage RUNNING
     # and record stage:started. It commits before any user code runs.
-    started = deps.clock.now()
-    with persistence.atomic():
-        run = persistence.lock_run(command.run_id)
-        if run is None:
-            raise RunNotFound(command.run_id)
-        if run.status != Status.RUNNING:
-            return ghost(run.id, str(run.status), "before execution")
-        stages = persistence.get_stages(run.id)
-        record = next((s for s in stages if s.stage_id == command.stage_id), None)
-        if record is not None and record.status == Status.COMPLETED:
-            # a duplicate delivery of a finished stage: never executed twice
-            output = load_output(deps, record)
-            return ExecuteResult("completed", output=None if output is MISSING else output)
-        if record is None:
-            record = persistence.create_stages(
+    if command.started is not None:
+        # An eager continuation: the previous stage's outcome transaction already did phase 1 for us.
+        run, stages, record = command.started.run, command.started.stages, command.started.record
+        started = record.started_at or deps.clock.now()
+    else:
+        started = deps.clock.now()
+        with persistence.atomic():
+            run = persistence.lock_run(command.run_id)
+            if run is None:
+                raise RunNotFound(command.run_id)
+            if run.status != Status.RUNNING:
+                return ghost(run.id, str(run.status), "before execution")
+            stages = persistence.get_stages(run.id)
+            record = next((s for s in stages if s.stage_id == command.stage_id), None)
+            if record is not None and record.status == Status.COMPLETED:
+                # a duplicate delivery of a finished stage: never executed twice
+                output = load_output(deps, record)
+                return ExecuteResult("completed", output=None if output is MISSING else output)
+            if record is None:
+                record = persistence.create_stages(
+                    [
+                        StageRecord(
+                            id=new_id(),
+                            run_id=run.id,
+                            stage_id=stage_def.id,
+                            stage_name=stage_def.name,
+                            stage_number=workflow.stage_number(stage_def.id),
+                            execution_group=workflow.group_of(stage_def.id),
+                            status=Status.RUNNING,
+                            started_at=started,
+                            config=dict(run.config.get(stage_def.id) or {}),
+                        )
+                    ],
+                    started,
+                )[0]
+            else:
+                persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": started}, started)
+            persistence.append_events(
                 [
-                    StageRecord(
-                        id=new_id(),
-                        run_id=run.id,
+                    event(
+                        STAGE_STARTED,
+                        run.id,
+                        started,
                         stage_id=stage_def.id,
                         stage_name=stage_def.name,
-                        stage_number=workflow.stage_number(stage_def.id),
-                        execution_group=workflow.group_of(stage_def.id),
-                        status=Status.RUNNING,
-                        started_at=started,
-                        config=dict(run.config.get(stage_def.id) or {}),
+                        stage_number=record.stage_number,
+                        attempt=record.attempt,
                     )
                 ],
-                started,
-            )[0]
-        else:
-            persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": started}, started)
-        persistence.append_events(
-            [
-                event(
-                    STAGE_STARTED,
-                    run.id,
-                    started,
-                    stage_id=stage_def.id,
-                    stage_name=stage_def.name,
-                    stage_number=record.stage_number,
-                    attempt=record.attempt,
-                )
-            ],
-            causation_id,
-        )
+                causation_id,
+            )
     context = workflow_context(deps, stages)
 
     # Phase 2: user code, no transaction open.
@@ -174,9 +180,14 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
                 if result.outcome == "completed":
                     deps.jobs.complete(command.job_id, finished)
                     # Same transaction, run row already locked: the next group is enqueued on this commit.
-                    advanced = transition.advance(deps, locked, finished)
+                    claim_for = command.worker_id
+                    if claim_for is not None and command.continue_if is not None and not command.continue_if():
+                        claim_for = None
+                    advanced = transition.advance(deps, locked, finished, claim_for=claim_for)
                     events += advanced.events
-                    result = dataclasses.replace(result, transition=advanced.result.action)
+                    result = dataclasses.replace(
+                        result, transition=advanced.result.action, continuation=advanced.started
+                    )
                 else:
                     deps.jobs.suspend(command.job_id, datetime.fromisoformat(result.next_poll_at), finished)
                     result = dataclasses.replace(result, transition="noop")

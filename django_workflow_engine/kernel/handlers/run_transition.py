@@ -11,7 +11,15 @@ from datetime import datetime
 from ...core.errors import StaleVersionError
 from ..commands import TransitionResult, TransitionRun
 from ..events import WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_STARTED, event
-from ..flow import Handled, MissingGroupOutput, group_output, prepare_group, sum_metrics, workflow_context
+from ..flow import (
+    Handled,
+    MissingGroupOutput,
+    group_output,
+    prepare_group,
+    start_group,
+    sum_metrics,
+    workflow_context,
+)
 from ..kernel import Deps
 from ..records import ACTIVE_STAGE_STATUSES, TERMINAL_RUN_STATUSES, RunRecord, Status
 
@@ -26,8 +34,11 @@ def handle(command: TransitionRun, deps: Deps) -> Handled:
     return advance(deps, run, deps.clock.now())
 
 
-def advance(deps: Deps, run: RunRecord, now: datetime) -> Handled:
-    """The transition itself, for a run whose row the caller has locked in the current transaction."""
+def advance(deps: Deps, run: RunRecord, now: datetime, claim_for: str | None = None) -> Handled:
+    """The transition itself, for a run whose row the caller has locked in the current transaction.
+
+    ``claim_for``: a worker id; when the next group starts, its first stage is started for that worker
+    (``Handled.started``), which executes it next without a queue round trip."""
     persistence = deps.persistence
     if run.status in TERMINAL_RUN_STATUSES or run.status == Status.PENDING:
         return NOOP
@@ -81,8 +92,10 @@ def advance(deps: Deps, run: RunRecord, now: datetime) -> Handled:
     attempt = max(s.attempt for s in stages)
     if workflow.group(max_group + 1):
         # The run row is locked by the caller, so no concurrent transition can get here: no version claim.
-        job_ids = prepare_group(deps, run, workflow, max_group + 1, attempt, now, existing=stages)
-        return Handled(TransitionResult("advanced", max_group + 1, job_ids))
+        started = start_group(deps, run, workflow, max_group + 1, attempt, now, stages, claim_for)
+        return Handled(
+            TransitionResult("advanced", max_group + 1, started.job_ids), started.events, started=started.started
+        )
 
     context = workflow_context(deps, stages)
     try:
