@@ -14,7 +14,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 
@@ -22,7 +22,7 @@ from ..core.errors import WorkflowEngineError
 from ..core.ids import new_id
 from ..kernel.records import JobRecord, NewJob, Status
 from ..models import WorkflowJob
-from .persistence import claim_one
+from .persistence import SINGLE_STATEMENT_CLAIM_VENDORS, claim_one, update_returning
 
 JOB_FIELDS = [f.name for f in fields(JobRecord)]
 
@@ -116,23 +116,28 @@ class OrmJobQueue:
             "updated_at": now,
         }
 
+    def _single_statement(self) -> bool:
+        return connections[self.using].vendor in SINGLE_STATEMENT_CLAIM_VENDORS
+
     def dequeue(self, worker_id: str, now: datetime) -> JobRecord | None:
+        # One UPDATE ... RETURNING on PostgreSQL and SQLite (Django wants FOR UPDATE inside a transaction).
         with transaction.atomic(using=self.using):
-            job_id = claim_one(
+            row = claim_one(
                 self.using,
                 self._jobs().due(now),
                 Q(status=Status.PENDING, available_at__lte=now),
                 **self._take_values(worker_id, now),
             )
-            return job_record(self._jobs().get(pk=job_id)) if job_id is not None else None
+            return job_record(row) if row is not None else None
 
     def claim(self, job_id: str, worker_id: str, now: datetime) -> JobRecord | None:
+        candidates = self._jobs().filter(pk=job_id, status=Status.PENDING, available_at__lte=now)
+        values = self._take_values(worker_id, now)
+        if self._single_statement():
+            row = update_returning(self.using, candidates, values)
+            return job_record(row) if row is not None else None
         with transaction.atomic(using=self.using):
-            taken = (
-                self._jobs()
-                .filter(pk=job_id, status=Status.PENDING, available_at__lte=now)
-                .update(**self._take_values(worker_id, now))
-            )
+            taken = candidates.update(**values)
             return job_record(self._jobs().get(pk=job_id)) if taken else None
 
     def get_job(self, job_id: str) -> JobRecord | None:

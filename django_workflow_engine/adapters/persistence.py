@@ -39,36 +39,75 @@ SINGLE_STATEMENT_CLAIM_VENDORS = frozenset({"postgresql", "sqlite"})
 
 
 def claim_one(using: str, candidates: QuerySet, guard: Q, **values: Any) -> Any:
-    """Apply ``values`` to the first row of ``candidates`` (filtered and ordered) and return its pk, or
-    ``None`` when there is no candidate. Two concurrent callers never claim the same row.
+    """Apply ``values`` to the first row of ``candidates`` (filtered and ordered) and return it as a model
+    instance (as it is after the update), or ``None`` when there is no candidate. Two concurrent callers
+    never claim the same row.
 
     On PostgreSQL and SQLite this is one statement,
     ``UPDATE t SET ... WHERE pk = (SELECT pk ... ORDER BY ... LIMIT 1 [FOR UPDATE SKIP LOCKED]) AND guard
-    RETURNING pk``: PostgreSQL lets concurrent claimers skip each other's locked rows instead of queueing
-    behind them; SQLite runs one writer at a time, so a statement cannot interleave with another claim.
-    Elsewhere, the first candidate is read (``SKIP LOCKED`` where supported) and taken by a conditional
-    UPDATE on ``guard``, retried a few times when another caller wins the row. Call inside ``atomic()``.
+    RETURNING <every column>``, atomic on its own: PostgreSQL lets concurrent claimers skip each other's
+    locked rows instead of queueing behind them; SQLite runs one writer at a time, so a statement cannot
+    interleave with another claim. Elsewhere, the first candidate is read (``SKIP LOCKED`` where supported)
+    and taken by a conditional UPDATE on ``guard``, retried a few times when another caller wins the row;
+    call it inside ``atomic()`` there.
     """
     model = candidates.model
     manager = model._default_manager.using(using)
     connection = connections[using]
     locked = candidates.select_for_update(skip_locked=True)
     if connection.vendor in SINGLE_STATEMENT_CLAIM_VENDORS:
-        query = manager.filter(guard, pk=Subquery(locked.values("pk")[:1])).query.chain(UpdateQuery)
-        query.add_update_values(values)
-        sql, params = query.get_compiler(using).as_sql()
-        pk_column = connection.ops.quote_name(model._meta.pk.column)
-        with connection.cursor() as cursor:
-            cursor.execute(f"{sql} RETURNING {pk_column}", params)
-            row = cursor.fetchone()
-        return row[0] if row else None
+        return update_returning(using, manager.filter(guard, pk=Subquery(locked.values("pk")[:1])), values)
     for _ in range(10):
         pk = locked.values_list("pk", flat=True).first()
         if pk is None:
             return None
         if manager.filter(guard, pk=pk).update(**values):
-            return pk
+            return manager.get(pk=pk)
     return None
+
+
+def update_returning(using: str, queryset: QuerySet, values: Mapping[str, Any]) -> Any:
+    """``queryset.update(**values)`` for at most one row, returning that row as updated (a model instance)
+    or ``None``: one ``UPDATE ... RETURNING`` statement (PostgreSQL, SQLite)."""
+    model = queryset.model
+    connection = connections[using]
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    sql, params = query.get_compiler(using).as_sql()
+    names, columns, read = _row_reader(model, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {columns}", params)
+        row = cursor.fetchone()
+    return None if row is None else model.from_db(using, names, read(row))
+
+
+_READERS: dict[tuple[type, str], Any] = {}
+
+
+def _row_reader(model: type[Model], connection: Any) -> Any:
+    """``(attnames, "col1, col2, ...", convert)`` for reading whole rows of ``model`` from raw SQL the way the
+    ORM would (the backend's and the fields' converters: JSON, datetimes, decimals)."""
+    key = (model, connection.alias)
+    cached = _READERS.get(key)
+    if cached is not None:
+        return cached
+    fields = model._meta.concrete_fields
+    table = model._meta.db_table
+    cols = [f.get_col(table) for f in fields]
+    converters = [[*connection.ops.get_db_converters(col), *col.get_db_converters(connection)] for col in cols]
+    qn = connection.ops.quote_name
+
+    def convert(row: Sequence[Any]) -> list[Any]:
+        values = []
+        for value, col, convs in zip(row, cols, converters, strict=True):
+            for conv in convs:
+                value = conv(value, col, connection)
+            values.append(value)
+        return values
+
+    reader = ([f.attname for f in fields], ", ".join(qn(f.column) for f in fields), convert)
+    _READERS[key] = reader
+    return reader
 
 
 def _in_event_loop() -> bool:
@@ -208,7 +247,7 @@ class OrmPersistence:
 
     def claim_next_pending_run(self, now: datetime) -> RunRecord | None:
         with transaction.atomic(using=self.using):
-            run_id = claim_one(
+            row = claim_one(
                 self.using,
                 self._runs().pending().order_by("-priority", "created_at", "id"),
                 Q(status=Status.PENDING),
@@ -217,7 +256,7 @@ class OrmPersistence:
                 updated_at=now,
                 version=F("version") + 1,
             )
-            return run_record(self._runs().get(pk=run_id)) if run_id is not None else None
+            return run_record(row) if row is not None else None
 
     def get_stuck_runs(self, cutoff: datetime, limit: int = 100) -> list[RunRecord]:
         active_stage = WorkflowStage.objects.filter(run=OuterRef("pk")).filter(
@@ -343,6 +382,8 @@ class OrmPersistence:
         # savepoint=False: inside the caller's transaction this adds no SAVEPOINT round trips.
         with transaction.atomic(using=self.using, savepoint=False):
             for run_id, items in by_run.items():
+                if self._pg and self._append_in_one_statement(run_id, items, causation_id):
+                    continue
                 first = self._reserve_sequences(run_id, len(items)) - len(items) + 1
                 for offset, event in enumerate(items):
                     occurred_at = datetime.fromisoformat(event["timestamp"])
@@ -358,6 +399,35 @@ class OrmPersistence:
                         )
                     )
             self._objects(OutboxEvent).bulk_create(rows)
+
+    def _append_in_one_statement(self, run_id: str, items: Sequence[Mapping[str, Any]], causation_id: str) -> bool:
+        """PostgreSQL: reserve the run's next sequences and insert its events in one statement
+        (``WITH seq AS (UPDATE run ... RETURNING event_seq) INSERT INTO outbox SELECT ... FROM seq, VALUES``).
+        False, with nothing written, when the run row does not exist."""
+        connection = connections[self.using]
+        qn = connection.ops.quote_name
+        meta = OutboxEvent._meta
+        payload_field = meta.get_field("payload")
+        occurred_field = meta.get_field("occurred_at")
+        values_sql = []
+        params: list[Any] = [len(items), run_id]
+        for offset, event in enumerate(items):
+            occurred_at = occurred_field.get_db_prep_save(datetime.fromisoformat(event["timestamp"]), connection)
+            values_sql.append("(%s::integer, %s::timestamptz, %s, %s::jsonb)")
+            params += [offset, occurred_at, event["type"], payload_field.get_db_prep_save(dict(event), connection)]
+        columns = ", ".join(
+            qn(c) for c in ("created_at", "run_id", "sequence", "event_type", "payload", "causation_id", "occurred_at")
+        )
+        sql = (
+            f"WITH seq AS (UPDATE {qn(WorkflowRun._meta.db_table)} SET {qn('event_seq')} = {qn('event_seq')} + %s "
+            f"WHERE {qn('id')} = %s RETURNING {qn('event_seq')}) "
+            f"INSERT INTO {qn(meta.db_table)} ({columns}, {qn('retry_count')}) "
+            "SELECT v.occurred_at, %s, seq.event_seq - %s + 1 + v.k, v.event_type, v.payload, %s, v.occurred_at, 0 "
+            f"FROM seq, (VALUES {', '.join(values_sql)}) AS v(k, occurred_at, event_type, payload)"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params[:2], run_id, len(items), causation_id, *params[2:]])
+            return cursor.rowcount > 0
 
     def _reserve_sequences(self, run_id: str, count: int) -> int:
         """Advance the run's event counter by ``count`` and return its new value (the last sequence reserved).

@@ -167,10 +167,15 @@ class Worker:
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     def preload(self) -> None:
-        """Import everything heavy once, before any fork: the registry and, when configured, litellm."""
+        """Import everything heavy once, before any fork: the registry and, when some registered stage uses
+        ``ctx.ai()`` (or a work horse is forked per job), litellm. A worker with no AI stage stays small
+        (litellm alone adds ~130 MB); a stage that reaches the AI helper some other way imports it on first
+        use, once per worker process."""
         from ..registry import registry
 
-        registry.ids()
+        workflows = registry.all()
+        if not (self.fork or any(stage_uses_ai(stage) for workflow in workflows for stage in workflow.stages())):
+            return
         try:
             from ..ai import preload as ai_preload
         except ImportError:
@@ -296,6 +301,15 @@ class Worker:
         )
         rq_worker.work(burst=self.burst, with_scheduler=True, logging_level="WARNING")
         self.jobs_processed = rq_worker.successful_job_count + rq_worker.failed_job_count
+
+
+def stage_uses_ai(stage: Any) -> bool:
+    """Whether a stage's own functions call ``ctx.ai()`` (they name the attribute ``ai``)."""
+    for fn in (stage.execute, getattr(stage, "check_completion", None)):
+        code = getattr(getattr(fn, "__wrapped__", fn), "__code__", None)
+        if code is not None and "ai" in code.co_names:
+            return True
+    return False
 
 
 def _rq_worker_class(base: type) -> type:
