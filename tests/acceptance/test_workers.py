@@ -11,7 +11,7 @@ from django.db.models import Count
 
 from django_workflow_engine import engine
 from django_workflow_engine.hosts import serverless
-from django_workflow_engine.models import WorkflowLog, WorkflowRun, WorkflowStage
+from django_workflow_engine.models import WorkflowJob, WorkflowLog, WorkflowRun, WorkflowStage
 
 from .conftest import wait_until
 
@@ -123,6 +123,47 @@ def test_sigterm_lets_the_current_stage_finish(processes, settings):
     assert run.jobs.get(stage_id="ingest").status == "COMPLETED"
     # the next group was enqueued but not started by the stopping worker
     assert not WorkflowStage.objects.filter(run=run, status="RUNNING").exists()
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_sigterm_to_an_rq_worker_ends_its_chain_of_continuations(processes, redis_conn, settings):
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **RQ}
+    worker = processes.start("runworker", "--worker-id", "busy-rq", engine_settings=RQ, name="busy-rq")
+    time.sleep(2)
+    run = engine.start("triple", {"n": 1, "sleep": 3})
+    wait_until(
+        lambda: WorkflowStage.objects.filter(run=run, stage_id="ingest", status="RUNNING").exists(),
+        timeout=30,
+        message="ingest to start",
+    )
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, processes.logs()
+    assert WorkflowStage.objects.get(run=run, stage_id="ingest").status == "COMPLETED"
+    # the next group went to the queue for other workers: no stage was started for the stopping worker
+    assert set(run.jobs.exclude(stage_id="ingest").values_list("status", "worker_id")) == {("PENDING", None)}
+    assert not WorkflowStage.objects.filter(run=run, status="RUNNING").exists()
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_rq_worker_continues_a_run_eagerly_with_half_the_messages(processes, redis_conn, settings):
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **RQ}
+    run_ids = [engine.start("triple", {"n": i}).id for i in range(5)]
+    processes.start("runworker", "--worker-id", "solo", "--burst", engine_settings=RQ, name="solo")
+    try:
+        wait_until(lambda: _all_finished(run_ids), timeout=60, message="5 runs to finish")
+    except AssertionError:
+        print(processes.logs())
+        raise
+    jobs = WorkflowJob.objects.filter(run_id__in=run_ids)
+    assert set(jobs.values_list("status", "attempt")) == {("COMPLETED", 1)}
+    # ingest and one sibling were queued (2 messages a run); the other sibling and join were continuations
+    assert jobs.count() == 20
+    for run_id in run_ids:
+        ingest = WorkflowStage.objects.get(run_id=run_id, stage_id="ingest")
+        continued = WorkflowStage.objects.filter(run_id=run_id, started_at=ingest.completed_at)
+        assert continued.count() == 1
 
 
 def test_serverless_functions_drive_a_run_to_completion():
