@@ -61,6 +61,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from rich.console import Console
+        from rich.markup import escape
 
         count = options["tickets"]
         if not 1 <= count <= len(SAMPLE_TICKETS):
@@ -71,9 +72,8 @@ class Command(BaseCommand):
         console = Console(highlight=False)
         started_at = time.monotonic()
 
-        console.rule(
-            "ticket-intelligence: ingest -> [summarize, classify, extract] -> embed -> score (batch) -> report"
-        )
+        console.rule("ticket-intelligence")
+        console.print(escape("ingest -> [summarize, classify, extract] -> embed -> score (provider batch) -> report"))
         if offline:
             start_offline_ai()  # already started by the app's ready() under manage.py; idempotent
             console.print(
