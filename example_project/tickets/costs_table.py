@@ -23,7 +23,7 @@ def cost_tables(runs: Sequence[WorkflowRun]) -> list[Any]:
         ("AI cost by stage", calls.by_stage(), "stage_name"),
     ):
         table = Table(title=title, title_justify="left")
-        table.add_column("model" if key == "model_id" else "stage")
+        table.add_column("model" if key == "model_id" else "stage", no_wrap=True, min_width=22)
         for name in ("calls", "input tokens", "output tokens", "cost (USD)", "unpriced"):
             table.add_column(name, justify="right")
         for row in rows:
