@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,11 @@ class _BatchObject:
 @dataclass(frozen=True)
 class _FileContent:
     content: bytes
+
+
+def _new_id(kind: str) -> str:
+    # Unique across processes: batch results are recorded once per batch id, and AICall rows outlive a mock.
+    return f"{kind}-mock-{uuid.uuid4().hex[:20]}"
 
 
 def _message_text(message: Mapping[str, Any]) -> str:
@@ -366,19 +372,19 @@ class MockAI:
             content = content.read()
         data = bytes(content)
         with self._lock:
-            file_id = f"file-mock-{len(self._files) + 1}"
+            file_id = _new_id("file")
             self._files[file_id] = data
         return _FileObject(id=file_id, purpose=purpose, bytes=len(data))
 
     def _create_batch(self, *, input_file_id: str, **_: Any) -> _BatchObject:
         with self._lock:
             lines = self._files.get(input_file_id)
-            batch_id = f"batch-mock-{len(self._batches) + 1}"
+            batch_id = _new_id("batch")
         if lines is None:
             raise MockAIError(f"mock_ai: no uploaded file {input_file_id!r} to create a batch from.")
         output = [self._batch_line(batch_id, json.loads(line)) for line in lines.decode().splitlines() if line.strip()]
         with self._lock:
-            output_file_id = f"file-mock-{len(self._files) + 1}"
+            output_file_id = _new_id("file")
             self._files[output_file_id] = "\n".join(json.dumps(line) for line in output).encode()
             self._batches[batch_id] = _Batch(batch_id, input_file_id, output_file_id)
         return _BatchObject(batch_id, "validating", input_file_id, None)

@@ -322,3 +322,16 @@ def test_a_mock_cannot_start_twice():
 def test_bad_scripts_are_refused(script, message):
     with pytest.raises(ValueError, match=message):
         script(MockAI())
+
+
+def test_batch_ids_are_unique_across_mocks(mock_ai):
+    # Results are recorded once per batch id, and rows outlive a mock (a second demo run on the same database).
+    mock_ai.text("ok")
+    ai = create_ai_helper("task.batch")
+    first = ai.submit_batch("gpt-4o-mini", [{"id": "x", "prompt": "p"}])
+    ai.get_batch_results(first)
+    with MockAI().text("ok"):
+        second = ai.submit_batch("gpt-4o-mini", [{"id": "x", "prompt": "p"}])
+        ai.get_batch_results(second)
+    assert first.batch_id != second.batch_id
+    assert AICall.objects.filter(is_batch=True).count() == 2
