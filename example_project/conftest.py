@@ -1,8 +1,8 @@
-"""Lets the repository's test run (``tests.settings``) collect the example app's tests.
+"""Lets the repository's test run (``tests.settings``) collect the example apps' tests.
 
-pytest-django sets Django up before any conftest is imported, so ``documents`` cannot be added to
-``INSTALLED_APPS`` from here. The app has no models; all its tests need is its workflow in the registry, which
-the ``document_insights`` fixture provides. Under the example project's own settings (where ``documents`` is
+pytest-django sets Django up before any conftest is imported, so ``documents`` and ``tickets`` cannot be added to
+``INSTALLED_APPS`` from here. The apps have no models; all their tests need is their workflows in the registry,
+which the ``document_insights`` fixture, or the plugin's ``workflow_runner`` given the workflow, provides. Under the example project's own settings (where ``documents`` is
 installed and autodiscovered) the fixture finds it already registered and changes nothing.
 """
 

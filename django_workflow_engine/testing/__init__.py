@@ -47,6 +47,7 @@ from ..kernel.testing import (
     InMemoryStore,
     SystemClock,
 )
+from .mock_ai import MockAI, MockAIError, MockCall, active_mock
 
 if TYPE_CHECKING:
     from ..core.workflow import Workflow
@@ -62,8 +63,12 @@ __all__ = [
     "InMemoryPersistence",
     "InMemoryStore",
     "MemoryHarness",
+    "MockAI",
+    "MockAIError",
+    "MockCall",
     "SystemClock",
     "WorkflowRunner",
+    "active_mock",
     "registered_workflows",
 ]
 

@@ -10,6 +10,10 @@ workflows.
 * ``fake_clock_engine``: an ``Engine(clock=fake_clock)`` on the ORM, for stepping time through suspend/poll and
   retry backoff; ``fake_clock`` is first moved to the current wall-clock time. Requests the ``db`` fixture.
 * ``fake_clock_runner``: a :class:`WorkflowRunner` over ``fake_clock_engine``.
+* ``mock_ai``: an active :class:`~django_workflow_engine.testing.MockAI`: script replies with
+  ``mock_ai.text(...)``, ``mock_ai.object(...)``, ``mock_ai.embedding(...)``; every AI helper call in the test is
+  answered by it (through litellm's ``mock_response``, so ``AICall`` rows and costs are recorded) and listed in
+  ``mock_ai.calls``. litellm is restored when the test ends.
 
 This module imports nothing from Django at import time (it loads in any pytest session); the fixtures import
 what they need.
@@ -73,3 +77,14 @@ def fake_clock_runner(fake_clock_engine: Any) -> Iterator[Any]:
     runner = WorkflowRunner(fake_clock_engine)
     yield runner
     runner.close()
+
+
+@pytest.fixture
+def mock_ai() -> Iterator[Any]:
+    """Scripted AI replies for this test: ``mock_ai.text("...")``, ``mock_ai.object({...})``, ``mock_ai.calls``."""
+    from .mock_ai import MockAI
+
+    mock = MockAI()
+    mock.start()
+    yield mock
+    mock.stop()

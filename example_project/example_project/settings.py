@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "django_rq",
     "django_workflow_engine",
     "documents",
+    "tickets",
 ]
 
 MIDDLEWARE = [
@@ -73,6 +74,11 @@ else:
     }
 
 WORKFLOW_ENGINE = {"TRANSPORT": "database"}
+
+# The ticket-intelligence pipeline calls OpenAI through litellm when a key is set; without one, the commands that
+# run stages answer its AI calls offline with deterministic mock responses (tickets/offline.py), still recorded
+# and priced as AICall rows.
+TICKETS_AI_MODE = "live" if os.environ.get("OPENAI_API_KEY") else "offline"
 
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:

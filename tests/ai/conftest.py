@@ -25,15 +25,6 @@ def engine_settings(**extra):
     return {**settings.WORKFLOW_ENGINE, "AI_MODELS": {"fake-model": FAKE_MODEL}, **extra}
 
 
-def pytest_collection_modifyitems(config, items):
-    # litellm's streaming types make pydantic warn (once, on first use) that a TypedDict uses ReadOnly; that
-    # is litellm's to fix, and the suite turns warnings into errors.
-    here = str(__file__).rsplit("/", 1)[0]
-    for item in items:
-        if str(item.fspath).startswith(here):
-            item.add_marker(pytest.mark.filterwarnings("ignore:Item .* is using the `ReadOnly` qualifier"))
-
-
 @pytest.fixture(autouse=True)
 def ai_settings():
     with override_settings(WORKFLOW_ENGINE=engine_settings()):

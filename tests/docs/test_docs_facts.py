@@ -75,7 +75,7 @@ def test_every_plugin_fixture_is_documented():
     from django_workflow_engine.testing import plugin
 
     text = read(DOCS / "testing.md")
-    fixtures = ["fake_clock", "memory_harness", "workflow_runner", "fake_clock_engine", "fake_clock_runner"]
+    fixtures = ["fake_clock", "memory_harness", "workflow_runner", "fake_clock_engine", "fake_clock_runner", "mock_ai"]
     for name in fixtures:
         assert hasattr(plugin, name), name
         assert f"`{name}`" in text, name

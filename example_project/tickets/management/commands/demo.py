@@ -1,0 +1,176 @@
+"""``manage.py demo``: run the ticket-intelligence AI pipeline on sample tickets, in this process, and show it.
+
+Starts one run per sample ticket, drives them with ``engine.run_until_idle()`` (waiting for the scoring batch
+between polls), shows per-stage progress as it happens, then prints each run's output, the AI cost by model and
+by stage, and how to open the admin with a freshly generated login.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from django_workflow_engine import engine
+from django_workflow_engine.ai.costs import display
+from django_workflow_engine.models import WorkflowStage
+from tickets.costs_table import cost_tables
+from tickets.offline import start_offline_ai
+from tickets.progress import StageProgress
+from tickets.samples import SAMPLE_TICKETS
+from tickets.workflows import ticket_intelligence
+
+
+def positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+class Command(BaseCommand):
+    help = "Run the ticket-intelligence AI pipeline on sample support tickets and print what happens."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--tickets",
+            type=int,
+            default=len(SAMPLE_TICKETS),
+            help=f"how many sample tickets (1-{len(SAMPLE_TICKETS)})",
+        )
+        parser.add_argument(
+            "--poll-seconds",
+            type=positive_float,
+            default=None,
+            help="how often the score stage polls its batch (default: 1 offline, 30 with a provider)",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=positive_float,
+            default=None,
+            help="give up waiting after this many seconds; runs keep going under runmaintenance (default: 60 offline, 1800 live)",
+        )
+        parser.add_argument("--documents", action="store_true", help="also run the non-AI document-insights demo")
+        parser.add_argument("--no-admin-user", action="store_true", help="do not create/reset the 'admin' user")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from rich.console import Console
+        from rich.markup import escape
+
+        count = options["tickets"]
+        if not 1 <= count <= len(SAMPLE_TICKETS):
+            raise CommandError(f"--tickets must be between 1 and {len(SAMPLE_TICKETS)}, not {count}.")
+        offline = getattr(settings, "TICKETS_AI_MODE", "live") == "offline"
+        poll = options["poll_seconds"] or (1.0 if offline else 30.0)
+        timeout = options["timeout"] or (60.0 if offline else 1800.0)
+        console = Console(highlight=False)
+        started_at = time.monotonic()
+
+        console.rule("ticket-intelligence")
+        console.print(escape("ingest -> [summarize, classify, extract] -> embed -> score (provider batch) -> report"))
+        if offline:
+            start_offline_ai()  # already started by the app's ready() under manage.py; idempotent
+            console.print(
+                "[bold yellow]OFFLINE MODE[/]: no OPENAI_API_KEY in the environment, so every AI call is answered "
+                "by deterministic mock responses (tickets/offline.py, through litellm's mock_response) and nothing "
+                "leaves this machine. Calls are still recorded and priced as gpt-4o-mini / text-embedding-3-small "
+                "would be. Set OPENAI_API_KEY to call OpenAI for real."
+            )
+        else:
+            console.print(
+                "[bold green]LIVE MODE[/]: OPENAI_API_KEY is set, so the stages call OpenAI through litellm and you "
+                "pay for it (a few cents at most). The scoring batch can take minutes; the demo waits up to "
+                f"{timeout:.0f} s."
+            )
+
+        tickets = SAMPLE_TICKETS[:count]
+        config = {"score": {"poll_seconds": poll}}
+        runs = [engine.start(ticket_intelligence.id, ticket, config=config) for ticket in tickets]
+        labels = {run.id: ticket["ticket_id"] for run, ticket in zip(runs, tickets, strict=True)}
+        console.print(f"Started {len(runs)} runs: " + ", ".join(f"{labels[r.id]}={r.id}" for r in runs) + "\n")
+
+        with StageProgress(console, runs, labels, ticket_intelligence.stage_ids()) as progress:
+            timed_out = not drive(progress, poll, deadline=time.monotonic() + timeout)
+        runs_took = time.monotonic() - started_at
+
+        for run in runs:
+            run.refresh_from_db()
+            console.rule(
+                f"{labels[run.id]}: {run.status}  (AI cost {display(run.total_cost)} USD, {run.total_tokens} tokens)"
+            )
+            console.print_json(json.dumps(run.output, ensure_ascii=False))
+
+        console.print()
+        for table in cost_tables(runs):
+            console.print(table)
+
+        if options["documents"]:
+            self.document_insights(console)
+
+        console.rule("admin")
+        console.print("Browse the runs, stages, logs and AI calls (with the costs page) in the admin:")
+        console.print("  python example_project/manage.py runserver")
+        console.print("  then open http://127.0.0.1:8000/admin/")
+        if not options["no_admin_user"]:
+            password = reset_admin_password()
+            console.print(f"  login: [bold]admin[/]  password: [bold]{password}[/]  (a new one on every demo run)")
+        console.print(f"\nThe runs took {runs_took:.1f} s.")
+
+        if timed_out:
+            console.print(
+                f"[yellow]Stopped waiting after {timeout:.0f} s; the unfinished runs carry on under "
+                "`python example_project/manage.py runmaintenance`.[/]"
+            )
+        # Not a pass/fail tool, but a demo that did not complete should not look like success to a script.
+        if any(run.status != "COMPLETED" for run in runs):
+            raise SystemExit(1)
+
+    def document_insights(self, console: Any) -> None:
+        from documents.samples import SAMPLES
+        from rich.markup import escape
+
+        console.rule(escape("document-insights (no AI): ingest -> [keywords, stats] -> report"))
+        runs = [engine.start("document-insights", doc) for doc in SAMPLES]
+        engine.run_until_idle()
+        for run in runs:
+            run.refresh_from_db()
+            console.print(f"  {run.status:<9} {run.output.get('summary', run.output)}")
+
+
+def drive(progress: StageProgress, poll: float, *, deadline: float) -> bool:
+    """Run everything runnable, then sleep until the next suspended stage's poll is due, until the runs finish.
+
+    Returns ``False`` if ``deadline`` (a ``time.monotonic()`` value) passed first.
+    """
+    while True:
+        engine.run_until_idle(on_stage=progress.refresh)
+        progress.refresh()
+        if progress.finished:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        due = (
+            WorkflowStage.objects.filter(run_id__in=progress.run_ids, status="SUSPENDED", next_poll_at__isnull=False)
+            .order_by("next_poll_at")
+            .values_list("next_poll_at", flat=True)
+            .first()
+        )
+        wait = (due - timezone.now()).total_seconds() if due else poll
+        time.sleep(min(max(wait, 0.05), poll, max(deadline - time.monotonic(), 0)))
+
+
+def reset_admin_password() -> str:
+    """Create or update the superuser ``admin`` with a new random password, and return it."""
+    password = secrets.token_urlsafe(12)
+    user_model = get_user_model()
+    user, _ = user_model.objects.get_or_create(username="admin", defaults={"email": "admin@example.com"})
+    user.is_staff = user.is_superuser = user.is_active = True
+    user.set_password(password)
+    user.save()
+    return password
