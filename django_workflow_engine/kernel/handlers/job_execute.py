@@ -175,7 +175,9 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
             locked = persistence.lock_run(run.id)
             if locked is None or locked.status != Status.RUNNING:
                 raise _Ghost(str(locked.status) if locked else "deleted")
-            result, events = _write_outcome(deps, run, record, stage_def, outcome, output_data, finished, duration_ms)
+            result, events, written = _write_outcome(
+                deps, run, record, stage_def, outcome, output_data, finished, duration_ms
+            )
             if command.job_id is not None and result.outcome in ("completed", "suspended"):
                 if result.outcome == "completed":
                     deps.jobs.complete(command.job_id, finished)
@@ -183,7 +185,12 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
                     claim_for = command.worker_id
                     if claim_for is not None and command.continue_if is not None and not command.continue_if():
                         claim_for = None
-                    advanced = transition.advance(deps, locked, finished, claim_for=claim_for)
+                    # The only stage of its group: no other stage of the run changed since phase 1 read them
+                    # (later groups start only from here; cancel and rerun change the locked run row).
+                    known = None
+                    if len(workflow.group(record.execution_group)) == 1:
+                        known = [s for s in stages if s.id != record.id] + [written]
+                    advanced = transition.advance(deps, locked, finished, claim_for=claim_for, stages=known)
                     events += advanced.events
                     result = dataclasses.replace(
                         result, transition=advanced.result.action, continuation=advanced.started
@@ -224,28 +231,36 @@ def _write_outcome(
     output_data: dict[str, Any] | None,
     now: Any,
     duration_ms: int,
-) -> tuple[ExecuteResult, list[dict[str, Any]]]:
+) -> tuple[ExecuteResult, list[dict[str, Any]], StageRecord]:
+    """Write the stage outcome; returns the result, its events and the stage record as written."""
     persistence = deps.persistence
     metrics = {**(record.metrics or {}), **outcome.metrics, "duration_ms": duration_ms}
     if outcome.kind == "completed":
-        persistence.update_stage(
-            record.id,
-            {
-                "status": Status.COMPLETED,
-                "completed_at": now,
-                "duration_ms": duration_ms,
-                "output_data": output_data,
-                "metrics": metrics,
-                "error_message": None,
-                "next_poll_at": None,
-            },
-            now,
+        fields = {
+            "status": Status.COMPLETED,
+            "completed_at": now,
+            "duration_ms": duration_ms,
+            "output_data": output_data,
+            "metrics": metrics,
+            "error_message": None,
+            "next_poll_at": None,
+        }
+        persistence.update_stage(record.id, fields, now)
+        written = dataclasses.replace(record, **fields, updated_at=now)
+        return (
+            ExecuteResult("completed", output=outcome.output),
+            [
+                event(
+                    STAGE_COMPLETED,
+                    run.id,
+                    now,
+                    stage_id=stage_def.id,
+                    stage_name=stage_def.name,
+                    duration_ms=duration_ms,
+                )
+            ],
+            written,
         )
-        return ExecuteResult("completed", output=outcome.output), [
-            event(
-                STAGE_COMPLETED, run.id, now, stage_id=stage_def.id, stage_name=stage_def.name, duration_ms=duration_ms
-            )
-        ]
     if outcome.kind == "suspended":
         suspend: Suspend = outcome.suspend  # type: ignore[assignment]
         interval = suspend.poll_interval_delta
@@ -265,17 +280,21 @@ def _write_outcome(
             },
             now,
         )
-        return ExecuteResult("suspended", next_poll_at=next_poll_at.isoformat()), [
-            event(
-                STAGE_SUSPENDED,
-                run.id,
-                now,
-                stage_id=stage_def.id,
-                stage_name=stage_def.name,
-                next_poll_at=next_poll_at.isoformat(),
-            ),
-            event(WORKFLOW_SUSPENDED, run.id, now, stage_id=stage_def.id),
-        ]
+        return (
+            ExecuteResult("suspended", next_poll_at=next_poll_at.isoformat()),
+            [
+                event(
+                    STAGE_SUSPENDED,
+                    run.id,
+                    now,
+                    stage_id=stage_def.id,
+                    stage_name=stage_def.name,
+                    next_poll_at=next_poll_at.isoformat(),
+                ),
+                event(WORKFLOW_SUSPENDED, run.id, now, stage_id=stage_def.id),
+            ],
+            record,
+        )
     persistence.update_stage(
         record.id,
         {
@@ -287,9 +306,11 @@ def _write_outcome(
         },
         now,
     )
-    return ExecuteResult("failed", error=outcome.error, retryable=outcome.retryable), [
-        event(STAGE_FAILED, run.id, now, stage_id=stage_def.id, stage_name=stage_def.name, error=outcome.error)
-    ]
+    return (
+        ExecuteResult("failed", error=outcome.error, retryable=outcome.retryable),
+        [event(STAGE_FAILED, run.id, now, stage_id=stage_def.id, stage_name=stage_def.name, error=outcome.error)],
+        record,
+    )
 
 
 def _annotations(ctx: StageContext, run: RunRecord, record: StageRecord) -> list[tuple[AnnotationRecord, bool]]:

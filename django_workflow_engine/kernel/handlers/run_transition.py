@@ -21,7 +21,7 @@ from ..flow import (
     workflow_context,
 )
 from ..kernel import Deps
-from ..records import ACTIVE_STAGE_STATUSES, TERMINAL_RUN_STATUSES, RunRecord, Status
+from ..records import ACTIVE_STAGE_STATUSES, TERMINAL_RUN_STATUSES, RunRecord, StageRecord, Status
 
 RESULT = TransitionResult
 NOOP = Handled(TransitionResult("noop"))
@@ -34,18 +34,26 @@ def handle(command: TransitionRun, deps: Deps) -> Handled:
     return advance(deps, run, deps.clock.now())
 
 
-def advance(deps: Deps, run: RunRecord, now: datetime, claim_for: str | None = None) -> Handled:
+def advance(
+    deps: Deps,
+    run: RunRecord,
+    now: datetime,
+    claim_for: str | None = None,
+    stages: list[StageRecord] | None = None,
+) -> Handled:
     """The transition itself, for a run whose row the caller has locked in the current transaction.
 
     ``claim_for``: a worker id; when the next group starts, its first stage is started for that worker
-    (``Handled.started``), which executes it next without a queue round trip."""
+    (``Handled.started``), which executes it next without a queue round trip. ``stages``: the run's stage
+    records as they are now, when the caller knows them (else they are read)."""
     persistence = deps.persistence
     if run.status in TERMINAL_RUN_STATUSES or run.status == Status.PENDING:
         return NOOP
     workflow = deps.registry.get(run.workflow_id)
     if workflow is None:
         return NOOP
-    stages = persistence.get_stages(run.id)
+    if stages is None:
+        stages = persistence.get_stages(run.id)
 
     def claim(fields: dict) -> bool:
         try:
