@@ -22,7 +22,8 @@ from ..core.errors import WorkflowEngineError
 from ..core.ids import new_id
 from ..kernel.records import JobRecord, NewJob, Status
 from ..models import WorkflowJob
-from .persistence import SINGLE_STATEMENT_CLAIM_VENDORS, claim_one, update_returning
+from . import deferred
+from .persistence import SINGLE_STATEMENT_CLAIM_VENDORS, claim_one, insert_sql, update_returning, update_sql
 
 JOB_FIELDS = [f.name for f in fields(JobRecord)]
 
@@ -42,6 +43,14 @@ def _ordered_id() -> str:
         candidate = max(candidate, _last_id + 1)
         _last_id = candidate
     return f"{candidate:032x}"
+
+
+def _exactly(count: int, error: Exception) -> Callable[[int], None]:
+    def check(actual: int) -> None:
+        if actual != count:
+            raise error
+
+    return check
 
 
 def _taken(worker_id: str, now: datetime) -> dict[str, Any]:
@@ -96,7 +105,12 @@ class OrmJobQueue:
             )
             for job in jobs
         ]
-        self._jobs().bulk_create(rows)
+        if deferred.deferring(self.using):
+            sql, params = insert_sql(self.using, WorkflowJob, rows)
+            error = WorkflowEngineError(f"Could not insert {len(rows)} job(s).")
+            deferred.defer(self.using, deferred.Write(sql, params, check=_exactly(len(rows), error)))
+        else:
+            self._jobs().bulk_create(rows)
         by_due: dict[datetime | None, list[str]] = {}
         for row in rows:
             if row.status != Status.PENDING:
@@ -145,8 +159,20 @@ class OrmJobQueue:
         return job_record(row) if row else None
 
     def _update(self, job_id: str, **values: Any) -> bool:
-        """Update the job unless it is CANCELLED (a cancelled job stays cancelled). True if written."""
-        if self._jobs().filter(pk=job_id).exclude(status=Status.CANCELLED).update(**values):
+        """Update the job unless it is CANCELLED (a cancelled job stays cancelled). True if written (when
+        deferred, :mod:`.deferred`: True, and a missing job raises at the flush)."""
+        candidates = self._jobs().filter(pk=job_id).exclude(status=Status.CANCELLED)
+        if deferred.deferring(self.using):
+            sql, params = update_sql(self.using, candidates, values)
+
+            def check(count: int) -> None:
+                if count == 0 and not self._jobs().filter(pk=job_id).exists():
+                    raise WorkflowEngineError(f"Job {job_id!r} does not exist.")
+
+            rows = frozenset({(WorkflowJob._meta.db_table, job_id)})
+            deferred.defer(self.using, deferred.Write(sql, params, rows, check))
+            return True
+        if candidates.update(**values):
             return True
         if not self._jobs().filter(pk=job_id).exists():
             raise WorkflowEngineError(f"Job {job_id!r} does not exist.")

@@ -8,7 +8,7 @@ argument, never from the database or ``timezone.now()``, so a fake clock drives 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import IntegrityError, connections, transaction
 from django.db.models import Exists, F, Max, Model, OuterRef, Q, QuerySet, Subquery
-from django.db.models.sql import UpdateQuery
+from django.db.models.sql import InsertQuery, UpdateQuery
 
 from ..core.errors import RunNotFound, StaleVersionError, WorkflowEngineError
 from ..kernel.records import AnnotationRecord, IdempotencyClaim, LogRecord, OutboxRecord, RunRecord, StageRecord, Status
@@ -30,6 +30,7 @@ from ..models import (
     WorkflowRun,
     WorkflowStage,
 )
+from . import deferred
 
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
 STAGE_FIELDS = [f.name for f in fields(StageRecord)]
@@ -79,6 +80,33 @@ def update_returning(using: str, queryset: QuerySet, values: Mapping[str, Any]) 
         cursor.execute(f"{sql} RETURNING {columns}", params)
         row = cursor.fetchone()
     return None if row is None else model.from_db(using, names, read(row))
+
+
+def update_sql(using: str, queryset: QuerySet, values: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """The SQL and parameters of ``queryset.update(**values)``."""
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    sql, params = query.get_compiler(using).as_sql()
+    return sql, list(params)
+
+
+def insert_sql(using: str, model: type[Model], objs: Sequence[Model]) -> tuple[str, list[Any]]:
+    """The SQL and parameters of one multi-row ``INSERT`` of ``objs`` (every concrete field, pks given)."""
+    query = InsertQuery(model)
+    query.insert_values(list(model._meta.concrete_fields), objs, raw=False)
+    statements = query.get_compiler(using=using).as_sql()
+    if len(statements) != 1:
+        raise WorkflowEngineError(f"Expected one INSERT statement for {model.__name__}, got {len(statements)}.")
+    sql, params = statements[0]
+    return sql, list(params)
+
+
+def _expect(count: int, error: Exception) -> Callable[[int], None]:
+    def check(actual: int) -> None:
+        if actual != count:
+            raise error
+
+    return check
 
 
 _READERS: dict[tuple[type, str], Any] = {}
@@ -178,7 +206,12 @@ class OrmPersistence:
     def _pg(self) -> bool:
         return connections[self.using].vendor == "postgresql"
 
-    def atomic(self):  # type: ignore[no-untyped-def]
+    def atomic(self, defer_writes: bool = False):  # type: ignore[no-untyped-def]
+        """A transaction. ``defer_writes``: on PostgreSQL, writes whose results are not needed at once leave
+        together in one statement before the next read and before commit (:mod:`.deferred`); in such a block
+        ``update_run``/``update_stage`` without ``expected_version`` return 0 instead of the new version."""
+        if defer_writes:
+            return deferred.deferred_atomic(self.using)
         return transaction.atomic(using=self.using)
 
     def _objects(self, model: type[Model]):  # type: ignore[no-untyped-def]
@@ -203,9 +236,11 @@ class OrmPersistence:
         qs = self._objects(model).filter(pk=pk)
         guarded = qs if expected_version is None else qs.filter(version=expected_version)
         connection = connections[self.using]
-        query = guarded.query.chain(UpdateQuery)
-        query.add_update_values(values)
-        sql, params = query.get_compiler(self.using).as_sql()
+        sql, params = update_sql(self.using, guarded, values)
+        if expected_version is None and deferred.deferring(self.using):
+            rows = frozenset({(model._meta.db_table, pk)})
+            deferred.defer(self.using, deferred.Write(sql, params, rows, _expect(1, missing)))
+            return 0
         with connection.cursor() as cursor:
             cursor.execute(f"{sql} RETURNING {connection.ops.quote_name('version')}", params)
             row = cursor.fetchone()
@@ -297,7 +332,12 @@ class OrmPersistence:
             rows.append(WorkflowStage(**data))
         if known_new:
             # The caller holds the run lock and saw none of these rows: a plain INSERT, no read-back.
-            self._stages().bulk_create(rows)
+            if deferred.deferring(self.using):
+                sql, params = insert_sql(self.using, WorkflowStage, rows)
+                error = WorkflowEngineError(f"Could not insert {len(rows)} stage record(s).")
+                deferred.defer(self.using, deferred.Write(sql, params, check=_expect(len(rows), error)))
+            else:
+                self._stages().bulk_create(rows)
             return [stage_record(r) for r in rows]
         with transaction.atomic(using=self.using, savepoint=False):
             # ON CONFLICT DO NOTHING / INSERT OR IGNORE: an existing (run, stage_id) keeps its row untouched.
@@ -403,30 +443,45 @@ class OrmPersistence:
     def _append_in_one_statement(self, run_id: str, items: Sequence[Mapping[str, Any]], causation_id: str) -> bool:
         """PostgreSQL: reserve the run's next sequences and insert its events in one statement
         (``WITH seq AS (UPDATE run ... RETURNING event_seq) INSERT INTO outbox SELECT ... FROM seq, VALUES``).
-        False, with nothing written, when the run row does not exist."""
+        False, with nothing written, when the run row does not exist. Deferred (:mod:`.deferred`) when writes
+        are; a missing run then raises ``RunNotFound`` at the flush."""
         connection = connections[self.using]
         qn = connection.ops.quote_name
         meta = OutboxEvent._meta
         payload_field = meta.get_field("payload")
         occurred_field = meta.get_field("occurred_at")
+        reserve = (
+            f"UPDATE {qn(WorkflowRun._meta.db_table)} SET {qn('event_seq')} = {qn('event_seq')} + %s "
+            f"WHERE {qn('id')} = %s RETURNING {qn('event_seq')}"
+        )
+        reserve_params = [len(items), run_id]
         values_sql = []
-        params: list[Any] = [len(items), run_id]
+        insert_params: list[Any] = [run_id, len(items), causation_id]
         for offset, event in enumerate(items):
             occurred_at = occurred_field.get_db_prep_save(datetime.fromisoformat(event["timestamp"]), connection)
             values_sql.append("(%s::integer, %s::timestamptz, %s, %s::jsonb)")
-            params += [offset, occurred_at, event["type"], payload_field.get_db_prep_save(dict(event), connection)]
+            insert_params += [
+                offset,
+                occurred_at,
+                event["type"],
+                payload_field.get_db_prep_save(dict(event), connection),
+            ]
         columns = ", ".join(
             qn(c) for c in ("created_at", "run_id", "sequence", "event_type", "payload", "causation_id", "occurred_at")
         )
-        sql = (
-            f"WITH seq AS (UPDATE {qn(WorkflowRun._meta.db_table)} SET {qn('event_seq')} = {qn('event_seq')} + %s "
-            f"WHERE {qn('id')} = %s RETURNING {qn('event_seq')}) "
+        seq = deferred.AUX
+        insert = (
             f"INSERT INTO {qn(meta.db_table)} ({columns}, {qn('retry_count')}) "
-            "SELECT v.occurred_at, %s, seq.event_seq - %s + 1 + v.k, v.event_type, v.payload, %s, v.occurred_at, 0 "
-            f"FROM seq, (VALUES {', '.join(values_sql)}) AS v(k, occurred_at, event_type, payload)"
+            f"SELECT v.occurred_at, %s, {seq}.event_seq - %s + 1 + v.k, v.event_type, v.payload, %s, v.occurred_at, 0 "
+            f"FROM {seq}, (VALUES {', '.join(values_sql)}) AS v(k, occurred_at, event_type, payload)"
         )
+        if deferred.deferring(self.using):
+            rows = frozenset({(WorkflowRun._meta.db_table, run_id)})
+            check = _expect(len(items), RunNotFound(run_id))
+            deferred.defer(self.using, deferred.Write(insert, insert_params, rows, check, reserve, reserve_params))
+            return True
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*params[:2], run_id, len(items), causation_id, *params[2:]])
+            cursor.execute(f"WITH seq AS ({reserve}) {insert.replace(seq, 'seq')}", reserve_params + insert_params)
             return cursor.rowcount > 0
 
     def _reserve_sequences(self, run_id: str, count: int) -> int:

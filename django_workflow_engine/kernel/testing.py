@@ -122,8 +122,8 @@ class InMemoryPersistence:
         self.store = store or InMemoryStore()
         self._shared = _shared(self.store)
 
-    def atomic(self):  # type: ignore[no-untyped-def]
-        return self._shared.atomic()
+    def atomic(self, defer_writes: bool = False):  # type: ignore[no-untyped-def]
+        return self._shared.atomic()  # writes here are immediate; deferring them would change nothing
 
     # -- runs -----------------------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, now: datetime) -> RunRecord:

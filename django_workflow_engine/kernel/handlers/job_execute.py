@@ -67,7 +67,7 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
         started = record.started_at or deps.clock.now()
     else:
         started = deps.clock.now()
-        with persistence.atomic():
+        with persistence.atomic(defer_writes=True):
             run = persistence.lock_run(command.run_id)
             if run is None:
                 raise RunNotFound(command.run_id)
@@ -171,7 +171,7 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
     progress = [event(STAGE_PROGRESS, run.id, finished, **p) for p in (ctx.progress_events if ctx is not None else [])]
     annotations = _annotations(ctx, run, record) if ctx is not None else []
     try:
-        with persistence.atomic():
+        with persistence.atomic(defer_writes=True):
             locked = persistence.lock_run(run.id)
             if locked is None or locked.status != Status.RUNNING:
                 raise _Ghost(str(locked.status) if locked else "deleted")

@@ -1,0 +1,131 @@
+"""Deferred writes: on PostgreSQL, the writes of one short transaction leave in one statement.
+
+Inside ``OrmPersistence.atomic(defer_writes=True)`` the adapters queue the writes whose results the kernel does
+not need at once (stage and job updates, inserts of new rows, outbox appends) instead of executing them. The
+queue is flushed as a single statement, ``WITH w0 AS (UPDATE ... RETURNING 1), w1 AS (INSERT ... RETURNING 1)
+SELECT (SELECT count(*) FROM w0), ...``, right before any other statement runs on the connection (a read sees
+every earlier write) and before the transaction commits. Each write's row count is then checked as if it had
+run alone (a missing row still raises).
+
+Two writes to one row never share a statement (PostgreSQL would apply only one of them): such a write flushes
+the queue first. SQLite and other databases execute every write at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connections, transaction
+
+AUX = "__dwe_aux__"
+
+
+@dataclass
+class Write:
+    """One queued write.
+
+    ``sql`` is a data-modifying statement without ``RETURNING``. ``aux_sql`` is an optional data-modifying
+    statement ``sql`` reads from under the name ``__dwe_aux__`` (it must have a ``RETURNING`` clause).
+    ``rows``: ``(table, pk)`` pairs it updates. ``check(count)`` is called with its row count after the flush.
+    """
+
+    sql: str
+    params: Sequence[Any]
+    rows: frozenset[tuple[str, str]] = frozenset()
+    check: Callable[[int], None] | None = None
+    aux_sql: str | None = None
+    aux_params: Sequence[Any] = ()
+
+
+@dataclass
+class _Queue:
+    writes: list[Write] = field(default_factory=list)
+    rows: set[tuple[str, str]] = field(default_factory=set)
+    flushing: bool = False
+
+
+def _queue(using: str) -> _Queue | None:
+    return getattr(connections[using], "_dwe_deferred", None)
+
+
+def deferring(using: str) -> bool:
+    """Whether writes on ``using`` are being deferred right now."""
+    return _queue(using) is not None
+
+
+def defer(using: str, write: Write) -> None:
+    """Queue ``write`` (call only while :func:`deferring`)."""
+    queue = _queue(using)
+    assert queue is not None, "defer() outside atomic(defer_writes=True)"
+    if queue.rows & write.rows:
+        flush(using)
+    queue.writes.append(write)
+    queue.rows |= write.rows
+
+
+def flush(using: str) -> None:
+    """Execute the queued writes in one statement and check their row counts."""
+    queue = _queue(using)
+    if queue is None or not queue.writes or queue.flushing:
+        return
+    writes, queue.writes, queue.rows = queue.writes, [], set()
+    connection = connections[using]
+    queue.flushing = True
+    try:
+        with connection.cursor() as cursor:
+            if len(writes) == 1 and writes[0].aux_sql is None:
+                cursor.execute(writes[0].sql, list(writes[0].params))
+                counts = [cursor.rowcount]
+            else:
+                sql, params = _combined(writes)
+                cursor.execute(sql, params)
+                counts = list(cursor.fetchone())
+    finally:
+        queue.flushing = False
+    for write, count in zip(writes, counts, strict=True):
+        if write.check is not None:
+            write.check(int(count))
+
+
+def _combined(writes: Sequence[Write]) -> tuple[str, list[Any]]:
+    ctes: list[str] = []
+    params: list[Any] = []
+    selects: list[str] = []
+    for n, write in enumerate(writes):
+        main = write.sql
+        if write.aux_sql is not None:
+            ctes.append(f"a{n} AS ({write.aux_sql})")
+            params += write.aux_params
+            main = main.replace(AUX, f"a{n}")
+        ctes.append(f"w{n} AS ({main} RETURNING 1)")
+        params += write.params
+        selects.append(f"(SELECT count(*) FROM w{n})")
+    return f"WITH {', '.join(ctes)} SELECT {', '.join(selects)}", params
+
+
+@contextmanager
+def deferred_atomic(using: str) -> Iterator[None]:
+    """``transaction.atomic(using)`` in which writes are deferred (PostgreSQL; elsewhere a plain atomic)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql" or deferring(using):
+        with transaction.atomic(using=using):
+            yield
+        return
+
+    def flush_first(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        queue = _queue(using)
+        if queue is not None and queue.writes and not queue.flushing:
+            flush(using)
+        return execute(sql, params, many, context)
+
+    with transaction.atomic(using=using):
+        connection._dwe_deferred = _Queue()  # type: ignore[attr-defined]
+        try:
+            with connection.execute_wrapper(flush_first):
+                yield
+                flush(using)
+        finally:
+            del connection._dwe_deferred  # type: ignore[attr-defined]
