@@ -10,6 +10,10 @@ class WorkflowEngineConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers system checks)
+        from .ai.journal import on_workflow_event
         from .registry import registry
+        from .signals import workflow_event
 
+        # Drops the AI call journal's replay data once a run (or, with prompt logging off, a stage) is done.
+        workflow_event.connect(on_workflow_event, dispatch_uid="django_workflow_engine.ai.journal")
         registry.autodiscover()

@@ -149,3 +149,28 @@ triple = (
     .pipe(join)
     .build()
 )
+
+
+# The same shape with an AI stage: two mocked litellm calls (no network), each followed by a pause so that
+# SIGKILLs land between an AI call and the stage's completion (the AI call journal's case).
+AI_PAUSE_SECONDS = 0.1
+
+
+@define_stage(id="right", name="Right (AI)", input=Step, output=Step)
+def right_ai(ctx):
+    import time
+
+    ai = ctx.ai()
+    for i in (1, 2):
+        ai.generate_text("gpt-4o-mini", f"run {ctx.input.n}, question {i}", mock_response=f"answer {i}")
+        time.sleep(AI_PAUSE_SECONDS)
+    return _work(ctx, "right")
+
+
+triple_ai = (
+    WorkflowBuilder("triple-ai", "Triple with an AI stage", "ingest -> left||right(AI) -> join", input=Job)
+    .pipe(ingest)
+    .parallel([left, right_ai])
+    .pipe(join)
+    .build()
+)

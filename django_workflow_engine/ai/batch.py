@@ -176,6 +176,11 @@ def submit_batch(
             **dict(request.get("options") or {}),
         }
         lines.append(json.dumps({"custom_id": request_id, "method": "POST", "url": ENDPOINT, "body": body}))
+    # Inside a stage's execute the submission is journaled: a re-executed stage gets its handle back
+    # instead of submitting (and paying for) the batch twice.
+    row, key = helper._lookup(helper._key("batch", spec, {"lines": lines, "options": connection}))
+    if row is not None:
+        return BatchHandle.from_state(row.replay)
     helper._check_budget()
     started = time.monotonic()
     try:
@@ -195,7 +200,7 @@ def submit_batch(
     except Exception as exc:
         helper._record_failure(spec, "batch", f"[{len(ids)} requests]", exc, started, {"phase": "submit"})
         raise
-    return BatchHandle(
+    handle = BatchHandle(
         batch_id=batch.id,
         model=model,
         provider=provider,
@@ -203,6 +208,21 @@ def submit_batch(
         request_ids=tuple(ids),
         submitted_at=time.time(),
     )
+    if key is not None:
+        helper._record(
+            spec,
+            "batch",
+            f"[{len(ids)} requests]",
+            f"[batch {batch.id}]",
+            Usage(),
+            ZERO,
+            started,
+            metadata={"phase": "submit", "batch_id": batch.id, "requests": len(ids)},
+            call_key=key,
+            replay=handle.to_state(),
+            check_budget=False,
+        )
+    return handle
 
 
 def get_batch_results(

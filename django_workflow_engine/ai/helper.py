@@ -22,8 +22,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..core.context import StageContext
 from ..core.errors import BudgetExceeded, WorkflowEngineError, format_validation_errors
 from .costs import ModelSpec, default_budget, load_litellm, resolve_model, response_cost
+from .journal import AlreadyRecorded, CallJournal, completion_from, completion_payload, logger, scope_for
 
 Prompt = str | Sequence[Mapping[str, Any]]
 ZERO = Decimal(0)
@@ -179,6 +181,10 @@ def _strip_fences(text: str) -> str:
     return match.group(1) if match else (text or "")
 
 
+def _row_tokens(row: Any) -> tuple[int, int, int]:
+    return row.input_tokens, row.output_tokens, row.cached_tokens
+
+
 def _run_db(fn: Callable[[], Any]) -> Any:
     """Run ORM work or a provider call; inside a running event loop (an ``async def`` stage) it runs on a
     helper thread, since Django refuses synchronous queries there and litellm, seeing a running loop, would
@@ -256,16 +262,20 @@ class AIHelper:
         run_id: str | None = None,
         stage_pk: str | None = None,
         usage_sink: Any = None,
+        journal: CallJournal | None = None,
     ):
         self.topic = topic
         self.run_id = run_id
         self.stage_pk = stage_pk
         self._usage_sink = usage_sink
+        self._journal = journal  # set inside a stage's execute: its calls are memoized (see journal.py)
 
     def child(self, segment: str, id: str | None = None) -> AIHelper:
         """A helper for ``<topic>.<segment>[.<id>]`` sharing this one's run and stage."""
         topic = f"{self.topic}.{segment}" + (f".{id}" if id else "")
-        return AIHelper(topic, run_id=self.run_id, stage_pk=self.stage_pk, usage_sink=self._usage_sink)
+        return AIHelper(
+            topic, run_id=self.run_id, stage_pk=self.stage_pk, usage_sink=self._usage_sink, journal=self._journal
+        )
 
     # -- public methods -----------------------------------------------------------------------------------
 
@@ -364,25 +374,27 @@ class AIHelper:
         usages: list[Usage] = []
         costs: list[Decimal | None] = []
         errors: list[Any] = []
+
+        def validate(text: str) -> str | None:
+            try:
+                schema.model_validate_json(_strip_fences(text))
+            except ValidationError as exc:
+                return f"invalid structured output: {format_validation_errors(exc.errors())}"
+            return None
+
         for attempt in (1, 2):
-            parsed: list[Any] = []
-
-            def validate(text: str, parsed: list[Any] = parsed) -> str | None:
-                try:
-                    parsed.append(schema.model_validate_json(_strip_fences(text)))
-                except ValidationError as exc:
-                    errors[:] = exc.errors()
-                    return f"invalid structured output: {format_validation_errors(errors)}"
-                return None
-
             response, usage, cost = self._complete(
                 spec, messages, options, "object", prompt_text, {"attempt": attempt}, validate=validate
             )
             usages.append(usage)
             costs.append(cost)
-            if parsed:
+            try:
+                parsed = schema.model_validate_json(_strip_fences(response.choices[0].message.content or ""))
+            except ValidationError as exc:
+                errors[:] = exc.errors()
+            else:
                 return ObjectResult(
-                    object=parsed[0],
+                    object=parsed,
                     usage=sum(usages, Usage()),
                     cost=_sum_costs(costs),
                     model=model,
@@ -414,6 +426,10 @@ class AIHelper:
         if dimensions is not None:
             options["dimensions"] = dimensions
         prompt_text = items[0] if len(items) == 1 else json.dumps(items, ensure_ascii=False)
+        row, key = self._lookup(self._key("embed", spec, {"input": items, "options": options}))
+        if row is not None:
+            usage, cost = self._replayed(row)
+            return EmbedResult(embeddings=row.replay["embeddings"], usage=usage, cost=cost, model=model)
         self._check_budget()
         litellm = load_litellm()
         started = time.monotonic()
@@ -436,6 +452,8 @@ class AIHelper:
             cost,
             started,
             metadata={"text_count": len(items), "dimensions": len(vectors[0]) if vectors else 0},
+            call_key=key,
+            replay={"embeddings": vectors} if key else None,
         )
         return EmbedResult(embeddings=vectors, usage=usage, cost=cost, model=model, raw=response)
 
@@ -446,7 +464,11 @@ class AIHelper:
         ends (or is closed early, with ``metadata.completed = false``); then ``stream.text``, ``stream.usage``
         and ``stream.cost`` are set. ``stream_options={"include_usage": True}`` is sent unless given.
         """
-        return TextStream(self, resolve_model(model), _messages(prompt, system), options, _prompt_text(prompt, system))
+        spec = resolve_model(model)
+        messages = _messages(prompt, system)
+        # The key is taken now, in call order, even though the request is sent when iteration starts.
+        key = self._key("stream", spec, {"messages": messages, "options": options})
+        return TextStream(self, spec, messages, options, _prompt_text(prompt, system), call_key=key)
 
     def submit_batch(self, model: str, requests: Sequence[Mapping[str, Any]], **options: Any) -> Any:
         """Submit a provider batch; see :func:`django_workflow_engine.ai.batch.submit_batch`."""
@@ -489,6 +511,10 @@ class AIHelper:
         metadata: dict[str, Any],
         validate: Callable[[str], str | None] | None = None,
     ) -> tuple[Any, Usage, Decimal | None]:
+        row, key = self._lookup(self._key(call_type, spec, {"messages": messages, "options": options}))
+        if row is not None:
+            usage, cost = self._replayed(row)
+            return completion_from(row.replay), usage, cost
         self._check_budget()
         litellm = load_litellm()
         started = time.monotonic()
@@ -506,7 +532,7 @@ class AIHelper:
         error = validate(text) if validate is not None else None
         calls = getattr(choice.message, "tool_calls", None) or []
         shown = text or json.dumps([{"tool": c.function.name, "arguments": c.function.arguments} for c in calls])
-        self._record(
+        winner = self._record(
             spec,
             call_type,
             prompt_text,
@@ -516,7 +542,13 @@ class AIHelper:
             started,
             error=error,
             metadata={**metadata, "finish_reason": choice.finish_reason, "response_model": response.model},
+            call_key=key,
+            replay=completion_payload(response) if key else None,
         )
+        if winner is not None and winner.replay is not None:
+            # Another execution of this stage recorded this call first: continue with its answer, so the
+            # stage's result agrees with the ledger.
+            return completion_from(winner.replay), Usage(*_row_tokens(winner)), winner.cost
         return response, usage, cost
 
     def _run_tool(self, spec: ModelSpec, tool: _Tool, call: Any) -> ToolCall:
@@ -524,23 +556,82 @@ class AIHelper:
         raw_args = call.function.arguments or "{}"
         meta = {"tool_name": tool.name, "tool_call_id": call.id}
         topic = f"{self.topic}.tool.{tool.name}"
+        # The tool itself runs again on a re-execution (it is stage code); its row is written once.
+        key = self._key("tool", spec, {"tool": tool.name, "arguments": raw_args}, topic=topic)
+        journal = self._journal
+        done = key is not None and journal is not None and _run_db(lambda: journal.recorded(key)) is not None
         try:
             args = tool.args_model.model_validate_json(raw_args)
         except ValidationError as exc:
             # The model sent bad arguments: tell it (as the tool's result) so it can correct itself.
             result: Any = {"error": f"invalid arguments: {format_validation_errors(exc.errors())}"}
-            self._record(spec, "tool", raw_args, json.dumps(result), Usage(), ZERO, started, metadata=meta, topic=topic)
+            if not done:
+                self._record_tool(spec, raw_args, json.dumps(result), started, meta, topic, key)
             return ToolCall(id=call.id, name=tool.name, arguments=None, result=result)
         try:
             result = tool.fn(args)
         except Exception as exc:
-            self._record(
-                spec, "tool", raw_args, "", Usage(), ZERO, started, error=_error_text(exc), metadata=meta, topic=topic
-            )
+            self._record_tool(spec, raw_args, "", started, meta, topic, None, error=_error_text(exc))  # not memoized
             raise
         shown = json.dumps(_jsonable(result), default=str)
-        self._record(spec, "tool", raw_args, shown, Usage(), ZERO, started, metadata=meta, topic=topic)
+        if not done:  # else recorded by an earlier execution of this stage
+            self._record_tool(spec, raw_args, shown, started, meta, topic, key)
         return ToolCall(id=call.id, name=tool.name, arguments=args, result=result)
+
+    def _record_tool(
+        self,
+        spec: ModelSpec,
+        arguments: str,
+        shown: str,
+        started: float,
+        meta: dict[str, Any],
+        topic: str,
+        key: str | None,
+        error: str | None = None,
+    ) -> None:
+        self._record(
+            spec,
+            "tool",
+            arguments,
+            shown,
+            Usage(),
+            ZERO,
+            started,
+            error=error,
+            metadata=meta,
+            topic=topic,
+            call_key=key,
+        )
+
+    # -- the journal ----------------------------------------------------------------------------------------
+
+    def _key(self, call_type: str, spec: ModelSpec, request: dict[str, Any], topic: str | None = None) -> str | None:
+        """The logical key of the next call, inside a stage's execute; ``None`` elsewhere (not memoized)."""
+        if self._journal is None:
+            return None
+        return self._journal.next_key(call_type, spec.key, spec.model_id, topic or self.topic, request)
+
+    def _lookup(self, key: str | None) -> tuple[Any, str | None]:
+        """``(recorded row, key)``: the row to replay, or ``(None, key)`` to call the provider and record under
+        ``key``. A row whose replay data was already dropped cannot be replayed: the call is made again and
+        recorded without a key."""
+        if key is None or self._journal is None:
+            return None, key
+        journal = self._journal
+        row = _run_db(lambda: journal.recorded(key))
+        if row is None:
+            return None, key
+        if row.replay is None:
+            return None, None
+        return row, key
+
+    def _replayed(self, row: Any) -> tuple[Usage, Decimal | None]:
+        """A recorded call given back: nothing is sent or written. A call that passed the budget when it was made
+        passes it again now."""
+        usage = Usage(*_row_tokens(row))
+        if row.cost or usage.total_tokens:
+            self._check_budget(after=True)
+        return usage, row.cost
 
     def _budget(self) -> tuple[Decimal | None, Decimal]:
         from ..models import WorkflowRun
@@ -583,8 +674,61 @@ class AIHelper:
         topic: str | None = None,
         is_batch: bool = False,
         check_budget: bool = True,
-    ) -> None:
+        call_key: str | None = None,
+        replay: Any = None,
+    ) -> Any:
+        """Write the row; returns ``None``, or the row another execution of the stage recorded first under
+        ``call_key`` (then nothing is written: the journal keeps one row per logical call)."""
         latency_ms = int((time.monotonic() - started) * 1000)
+        try:
+            self._write(
+                spec,
+                call_type,
+                prompt,
+                response,
+                usage,
+                cost,
+                latency_ms,
+                error,
+                metadata,
+                topic,
+                is_batch,
+                call_key,
+                replay,
+            )
+        except AlreadyRecorded as exc:
+            logger.warning(
+                "AI call %s of stage %s was recorded by another execution of the stage first; this execution's "
+                "provider call (cost %s) is not recorded.",
+                call_key.rsplit(":", 1)[0] if call_key else "?",
+                self.stage_pk,
+                _fmt(cost) if cost is not None else "unpriced",
+            )
+            if check_budget and (cost or usage.total_tokens):
+                self._check_budget(after=True)
+            return exc.row
+        if self._usage_sink is not None and call_type != "tool":
+            self._usage_sink.add(cost or ZERO, usage.total_tokens)
+        if check_budget and (cost or usage.total_tokens):
+            self._check_budget(after=True)
+        return None
+
+    def _write(
+        self,
+        spec: ModelSpec,
+        call_type: str,
+        prompt: str | None,
+        response: str | None,
+        usage: Usage,
+        cost: Decimal | None,
+        latency_ms: int,
+        error: str | None,
+        metadata: dict[str, Any] | None,
+        topic: str | None,
+        is_batch: bool,
+        call_key: str | None,
+        replay: Any,
+    ) -> None:
         record_call(
             topic=topic or self.topic,
             call_type=call_type,
@@ -600,11 +744,9 @@ class AIHelper:
             run_id=self.run_id,
             stage_pk=self.stage_pk,
             is_batch=is_batch,
+            call_key=call_key,
+            replay=replay,
         )
-        if self._usage_sink is not None and call_type != "tool":
-            self._usage_sink.add(cost or ZERO, usage.total_tokens)
-        if check_budget and (cost or usage.total_tokens):
-            self._check_budget(after=True)
 
 
 class TextStream:
@@ -613,12 +755,20 @@ class TextStream:
     After the stream ends: ``text`` (everything), ``usage``, ``cost``, ``finish_reason``.
     """
 
-    def __init__(self, helper: AIHelper, spec: ModelSpec, messages: list[dict[str, Any]], options: Any, prompt: str):
+    def __init__(
+        self,
+        helper: AIHelper,
+        spec: ModelSpec,
+        messages: list[dict[str, Any]],
+        options: Any,
+        prompt: str,
+        call_key: str | None = None,
+    ):
         self.text = ""
         self.usage: Usage | None = None
         self.cost: Decimal | None = None
         self.finish_reason: str | None = None
-        self._gen = self._run(helper, spec, messages, dict(options), prompt)
+        self._gen = self._run(helper, spec, messages, dict(options), prompt, call_key)
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -637,8 +787,21 @@ class TextStream:
         self.close()
 
     def _run(
-        self, helper: AIHelper, spec: ModelSpec, messages: list[dict[str, Any]], options: dict[str, Any], prompt: str
+        self,
+        helper: AIHelper,
+        spec: ModelSpec,
+        messages: list[dict[str, Any]],
+        options: dict[str, Any],
+        prompt: str,
+        call_key: str | None,
     ) -> Iterator[str]:
+        row, call_key = helper._lookup(call_key)
+        if row is not None:  # recorded by an earlier execution of this stage: given back as one chunk
+            self.usage, self.cost = helper._replayed(row)
+            self.text, self.finish_reason = row.replay["text"], row.replay.get("finish_reason")
+            if self.text:
+                yield self.text
+            return
         helper._check_budget()
         litellm = load_litellm()
         options.setdefault("stream_options", {"include_usage": True})
@@ -676,6 +839,7 @@ class TextStream:
             usage, cost = self._usage(litellm, spec, chunks, messages)
             self.usage, self.cost = usage, cost
             meta.update(stream_chunks=len(chunks), finish_reason=self.finish_reason)
+            whole = meta["completed"] and error is None  # only a whole answer is memoized
             helper._record(
                 spec,
                 "stream",
@@ -687,6 +851,8 @@ class TextStream:
                 error=_error_text(error) if error is not None else None,
                 metadata=meta,
                 check_budget=meta["completed"],
+                call_key=call_key if whole else None,
+                replay={"text": self.text, "finish_reason": self.finish_reason} if whole and call_key else None,
             )
 
     @staticmethod
@@ -733,9 +899,16 @@ def record_call(
     run_id: str | None = None,
     stage_pk: str | None = None,
     is_batch: bool = False,
+    call_key: str | None = None,
+    replay: Any = None,
 ) -> Any:
-    """Write one ``AICall`` row and add its cost and tokens to the run's totals, in one transaction."""
-    from django.db import transaction
+    """Write one ``AICall`` row and add its cost and tokens to the run's totals, in one transaction.
+
+    Raises:
+        AlreadyRecorded: a row with this ``call_key`` exists for the stage (another execution of the stage
+            recorded the logical call first); nothing was written.
+    """
+    from django.db import IntegrityError, transaction
     from django.db.models import F
     from django.utils import timezone
 
@@ -760,14 +933,22 @@ def record_call(
             metadata=metadata or None,
             run_id=run_id,
             stage_id=stage_pk,
+            call_key=call_key,
+            replay=replay,
         )
-        with transaction.atomic():
-            row.save()
-            if run_id and (cost or usage.total_tokens):
-                WorkflowRun.objects.filter(pk=run_id).update(
-                    total_cost=F("total_cost") + (cost or ZERO),
-                    total_tokens=F("total_tokens") + usage.total_tokens,
-                )
+        try:
+            with transaction.atomic():
+                row.save()
+                if run_id and (cost or usage.total_tokens):
+                    WorkflowRun.objects.filter(pk=run_id).update(
+                        total_cost=F("total_cost") + (cost or ZERO),
+                        total_tokens=F("total_tokens") + usage.total_tokens,
+                    )
+        except IntegrityError:
+            winner = AICall.objects.filter(stage_id=stage_pk, call_key=call_key).first() if call_key else None
+            if winner is None:
+                raise
+            raise AlreadyRecorded(winner) from None
         return row
 
     return _run_db(write)
@@ -781,9 +962,14 @@ def _fmt(value: Decimal) -> str:
 
 class StageUsage:
     """AI spend of one stage execution, kept on the stage context; the kernel stores it in the stage's
-    metrics as ``ai_cost`` / ``ai_tokens`` / ``ai_calls``."""
+    metrics as ``ai_cost`` / ``ai_tokens`` / ``ai_calls``, added to what its earlier executions stored.
 
-    def __init__(self) -> None:
+    With a stage row, the spend is read from its ``AICall`` rows (less what the stage's metrics already hold), so
+    a call recorded by an execution that died before storing its metrics is counted once, and a call replayed
+    from the journal is not counted again: the stage's metrics always sum its rows (tool rows aside)."""
+
+    def __init__(self, stage_pk: str | None = None) -> None:
+        self.stage_pk = stage_pk
         self.cost = ZERO
         self.tokens = 0
         self.calls = 0
@@ -794,7 +980,25 @@ class StageUsage:
         self.calls += 1
 
     def metrics(self) -> dict[str, Any]:
+        if self.stage_pk:
+            return _run_db(self._unmetered)
         return {"ai_cost": _fmt(self.cost), "ai_tokens": self.tokens, "ai_calls": self.calls}
+
+    def _unmetered(self) -> dict[str, Any]:
+        from django.db.models import Count, F, Sum
+
+        from ..models import AICall, WorkflowStage
+
+        rows = (
+            AICall.objects.filter(stage_id=self.stage_pk)
+            .exclude(call_type="tool")
+            .aggregate(cost=Sum("cost"), tokens=Sum(F("input_tokens") + F("output_tokens")), calls=Count("id"))
+        )
+        stored = WorkflowStage.objects.filter(pk=self.stage_pk).values_list("metrics", flat=True).first() or {}
+        cost = (rows["cost"] or ZERO) - Decimal(str(stored.get("ai_cost") or 0))
+        tokens = (rows["tokens"] or 0) - int(stored.get("ai_tokens") or 0)
+        calls = rows["calls"] - int(stored.get("ai_calls") or 0)
+        return {"ai_cost": _fmt(max(cost, ZERO)), "ai_tokens": max(tokens, 0), "ai_calls": max(calls, 0)}
 
 
 def helper_for_context(ctx: Any) -> AIHelper:
@@ -802,13 +1006,20 @@ def helper_for_context(ctx: Any) -> AIHelper:
     stage rows. Helpers of one context share its :class:`StageUsage`."""
     sink = getattr(ctx, "ai_usage", None)
     if sink is None:
-        sink = StageUsage()
+        sink = StageUsage(ctx.stage_record_id)
         ctx.ai_usage = sink
+    journal = getattr(ctx, "ai_journal", None)
+    if journal is None and isinstance(ctx, StageContext) and ctx.stage_record_id:
+        # Only execute is memoized: check_completion is polled again on purpose, and records batch results
+        # once by itself.
+        journal = CallJournal(ctx.stage_record_id, scope_for(ctx.resume_state))
+        ctx.ai_journal = journal
     return AIHelper(
         f"workflow.{ctx.run_id}.stage.{ctx.stage_id}",
         run_id=ctx.run_id,
         stage_pk=ctx.stage_record_id,
         usage_sink=sink,
+        journal=journal,
     )
 
 

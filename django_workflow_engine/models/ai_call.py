@@ -6,7 +6,11 @@ from .stage import WorkflowStage
 
 
 class AICall(models.Model):
-    """One provider call (text, object, embed, stream, batch, tool). ``cost`` NULL means unpriced."""
+    """One provider call (text, object, embed, stream, batch, tool). ``cost`` NULL means unpriced.
+
+    Calls made inside a stage carry a ``call_key``; a re-execution of the stage making the same call is given
+    the recorded result (``replay``) instead of calling the provider again.
+    """
 
     created_at = models.DateTimeField()
     topic = models.CharField(max_length=300)
@@ -25,6 +29,15 @@ class AICall(models.Model):
     metadata = models.JSONField(null=True, blank=True)
     run = models.ForeignKey(WorkflowRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="ai_calls")
     stage = models.ForeignKey(WorkflowStage, on_delete=models.SET_NULL, null=True, blank=True, related_name="ai_calls")
+    call_key = models.CharField(
+        max_length=120,
+        null=True,
+        blank=True,
+        help_text="Logical key of a call made inside a stage (scope:ordinal:request hash); see ai/journal.py.",
+    )
+    replay = models.JSONField(
+        null=True, blank=True, help_text="What a re-execution of the stage is given back; dropped when it is done."
+    )
 
     objects = AICallQuerySet.as_manager()
 
@@ -37,6 +50,14 @@ class AICall(models.Model):
             models.Index(fields=["run"], name="dwe_aicall_run_idx"),
             models.Index(fields=["topic"], name="dwe_aicall_topic_idx"),
             models.Index(fields=["call_type", "created_at"], name="dwe_aicall_type_idx"),
+        ]
+        constraints = [
+            # One row per logical call of a stage: of two concurrent executions, one records it.
+            models.UniqueConstraint(
+                fields=["stage", "call_key"],
+                condition=models.Q(call_key__isnull=False),
+                name="dwe_aicall_stage_key_uniq",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import random
 import subprocess
 import time
+from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Sum
 
 from django_workflow_engine import engine
-from django_workflow_engine.models import WorkflowLog, WorkflowRun, WorkflowStage
+from django_workflow_engine.models import AICall, WorkflowJob, WorkflowLog, WorkflowRun, WorkflowStage
 
 from .conftest import CHAOS_SUMMARY, wait_until
 
@@ -72,29 +73,76 @@ def _start_runs(n: int) -> list[str]:
     return [engine.start("triple", {"n": i, "sleep": 0.02}).id for i in range(n)]
 
 
-def test_random_worker_sigkills_lose_no_run(processes, redis_conn, settings):
+AI_CALL = Decimal("0.0000135")  # one mocked gpt-4o-mini call: 10 x 1.5e-7 + 20 x 6e-7
+
+
+def _worker_after_an_ai_call(run_ids, live: dict[str, subprocess.Popen]) -> str | None:
+    """A live worker now executing an AI stage that has already recorded a call (the kill the journal is for)."""
+    busy = AICall.objects.filter(run_id__in=run_ids, stage__stage_id="right", stage__status="RUNNING").values("run")
+    holders = WorkflowJob.objects.filter(run__in=busy, stage_id="right", status="RUNNING").values_list(
+        "worker_id", flat=True
+    )
+    return next((worker for worker in holders if worker in live), None)
+
+
+def test_random_worker_sigkills_lose_no_run_and_pay_no_ai_call_twice(processes, redis_conn, settings):
     settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **CHAOS}
-    workers = [
-        processes.start("runworker", "--worker-id", f"w{i}", engine_settings=CHAOS, name=f"w{i}") for i in range(3)
-    ]
+    workers = {
+        f"w{i}": processes.start("runworker", "--worker-id", f"w{i}", engine_settings=CHAOS, name=f"w{i}")
+        for i in range(3)
+    }
     processes.start("runmaintenance", engine_settings=CHAOS, name="maintenance")
     started = time.monotonic()
-    run_ids = _start_runs(500)
-    kills = 0
+    run_ids = [engine.start("triple-ai", {"n": i, "sleep": 0.02}).id for i in range(500)]
+    kills = after_ai_call = 0
     rng = random.Random(7)
     deadline = time.monotonic() + 400
     while _unfinished(run_ids) and time.monotonic() < deadline:
         time.sleep(rng.uniform(1.5, 3))
         if kills < 12:
-            victim = rng.randrange(len(workers))
+            # every other kill targets a worker between an AI call and its stage's completion
+            victim = None
+            for _ in range(20 if kills % 2 else 0):  # look for up to ~1 s
+                victim = _worker_after_an_ai_call(run_ids, workers)
+                if victim:
+                    break
+                time.sleep(0.05)
+            after_ai_call += victim is not None
+            victim = victim or rng.choice(sorted(workers))
             workers[victim].kill()
             workers[victim].wait()
+            del workers[victim]
             kills += 1
-            workers[victim] = processes.start(
-                "runworker", "--worker-id", f"w{victim}-{kills}", engine_settings=CHAOS, name=f"w{victim}-{kills}"
-            )
+            name = f"w{kills}-{victim}"
+            workers[name] = processes.start("runworker", "--worker-id", name, engine_settings=CHAOS, name=name)
     wait_until(lambda: not _unfinished(run_ids), timeout=max(10, deadline - time.monotonic()), message="runs")
-    _verify(run_ids, "worker SIGKILL", {"sigkill": kills}, started)
+    ai_stages = WorkflowStage.objects.filter(run_id__in=run_ids, stage_id="right")
+    # AI calls recorded by an execution that died, given back to the one that completed the stage
+    replayed = sum(
+        AICall.objects.filter(stage=stage, created_at__lt=stage.started_at).count()
+        for stage in ai_stages.filter(ai_calls__isnull=False).distinct()
+    )
+    faults = {"sigkill": kills, "sigkill_after_ai_call": after_ai_call, "ai_calls_replayed": replayed}
+    _verify(run_ids, "worker SIGKILL (AI stage)", faults, started)
+
+    # No duplicate AI cost rows: exactly one row per logical call (two per AI stage, ordinals 1 and 2) ...
+    rows = AICall.objects.filter(run_id__in=run_ids)
+    assert rows.count() == 2 * len(run_ids)
+    per_key = rows.values("stage", "call_key").annotate(n=Count("id"))
+    assert {row["n"] for row in per_key} == {1}
+    assert {key.split(":")[1] for key in rows.values_list("call_key", flat=True)} == {"1", "2"}
+    assert not rows.filter(stage__isnull=True).exists()
+    # ... and every total agrees with the rows: run totals, and the AI stage's metrics
+    per_run = {r["run"]: r for r in rows.values("run").annotate(n=Count("id"), cost=Sum("cost"))}
+    for run in WorkflowRun.objects.filter(id__in=run_ids):
+        assert (per_run[run.id]["n"], per_run[run.id]["cost"]) == (2, 2 * AI_CALL), run.id
+        assert (run.total_cost, run.total_tokens) == (2 * AI_CALL, 60), run.id
+    metrics = {(s.metrics["ai_cost"], s.metrics["ai_tokens"], s.metrics["ai_calls"]) for s in ai_stages}
+    assert metrics == {("0.000027", 60, 2)}
+    # the journal's replay data is dropped once each run has finished (when its events are published)
+    wait_until(lambda: not rows.filter(replay__isnull=False).exists(), timeout=60, message="replay data dropped")
+    assert after_ai_call >= 1
+    assert replayed >= 1
 
 
 def _pg_restart() -> None:

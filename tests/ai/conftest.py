@@ -34,12 +34,14 @@ def ai_settings():
 @pytest.fixture(autouse=True)
 def ai_workflows():
     flows_ai.reset()
+    flows_ai.reset_journal()
     for workflow in flows_ai.WORKFLOWS:
         registry.register(workflow)
     yield
     for workflow in flows_ai.WORKFLOWS:
         registry.unregister(workflow.id)
     flows_ai.reset()
+    flows_ai.reset_journal()
 
 
 @pytest.fixture

@@ -79,3 +79,82 @@ def batch(ctx):
 ai_batch = WorkflowBuilder("ai-batch", "AI batch", input=Topic, output=Answers).pipe(batch).build()
 
 WORKFLOWS = [ai_text, ai_batch, ai_async]
+
+
+# -- the journal: a stage that makes AI calls and then dies -------------------------------------------------
+
+JOURNAL: dict[str, Any] = {}
+
+
+class WorkerKilled(BaseException):  # a BaseException: escapes the engine like a dead process
+    """Raised by a stage to stop as a killed worker does: nothing after it runs, the job stays leased."""
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+class LookupArgs(BaseModel):
+    city: str
+
+
+def lookup(args: LookupArgs) -> dict:
+    """Population of a city."""
+    JOURNAL["tool_runs"] += 1
+    return {"city": args.city, "population": 700000}
+
+
+def reset_journal(**plan: Any) -> None:
+    JOURNAL.clear()
+    JOURNAL.update(kind="text", prompts=["first", "second"], crashes=[], options={}, tool_runs=0, **plan)
+
+
+def _call(ai: Any, prompt: str) -> str:
+    kind, options = JOURNAL["kind"], JOURNAL["options"]
+    if kind == "text":
+        return ai.generate_text("fake-model", prompt, **options).text
+    if kind == "object":
+        return ai.generate_object("fake-model", prompt, schema=City, **options).object.name
+    if kind == "embed":
+        return str(ai.embed("openai/text-embedding-3-small", [prompt], **options).embedding)
+    if kind == "stream":
+        return "".join(ai.stream_text("fake-model", prompt, **options))
+    if kind == "tools":
+        return ai.generate_text("fake-model", prompt, tools=[lookup], **options).text
+    raise ValueError(kind)
+
+
+@define_stage(id="think", name="Think", input=Topic, output=Text)
+def think(ctx):
+    """Makes one AI call per prompt of ``JOURNAL["prompts"]``; ``JOURNAL["crashes"]`` holds, per execution,
+    ``(after_calls, "kill" | "raise")`` or ``None``."""
+    ai = ctx.ai()
+    crash = JOURNAL["crashes"].pop(0) if JOURNAL["crashes"] else None
+    parts = []
+    for i, prompt in enumerate(JOURNAL["prompts"]):
+        if crash is not None and crash[0] == i:
+            break
+        parts.append(_call(ai, f"{ctx.input.topic}: {prompt}"))
+    if crash is not None:
+        if crash[1] == "kill":
+            raise WorkerKilled
+        raise RuntimeError("flaky step after the AI calls")
+    return Text(text=" | ".join(parts))
+
+
+@define_async_batch_stage(id="submit", name="Submit", input=Topic, output=Answers, check_completion=check_batch)
+def submit(ctx):
+    handle = ctx.ai().submit_batch("gpt-4o-mini", [{"id": "q1", "prompt": ctx.input.topic}], **PLAN["connection"])
+    if JOURNAL["crashes"] and JOURNAL["crashes"].pop(0):
+        raise WorkerKilled
+    return Suspend(state=handle.to_state(), next_poll_at=timezone.now(), poll_interval=0.01)
+
+
+ai_journal = WorkflowBuilder("ai-journal", "AI journal", input=Topic, output=Text).pipe(think).build()
+ai_journal_batch = (
+    WorkflowBuilder("ai-journal-batch", "AI journal batch", input=Topic, output=Answers).pipe(submit).build()
+)
+
+WORKFLOWS += [ai_journal, ai_journal_batch]
+reset_journal()

@@ -129,7 +129,8 @@ def test_server_error_fails_the_stage(fake, conn):
 
 def test_stage_metrics_add_up_over_retries(fake, conn):
     flows_ai.PLAN.update(model="fake-model", options={**conn, "max_retries": 0}, calls=2)
-    # Attempt 1: the first call succeeds, the second gets a 500. Attempt 2: both succeed.
+    # Attempt 1: the first call succeeds, the second gets a 500. Attempt 2: the first call is replayed from
+    # the journal (not sent again), the second succeeds.
     fake.reply_next(content="first")
     fake.requests.clear()
     original = fake._dispatch
@@ -143,8 +144,9 @@ def test_stage_metrics_add_up_over_retries(fake, conn):
     run = _run()
     assert run.status == "COMPLETED"
     write = WorkflowStage.objects.get(run=run, stage_id="write")
-    assert (write.metrics["ai_cost"], write.metrics["ai_calls"]) == ("0.0006", 4)  # 3 paid calls + 1 failed
-    assert run.total_cost == 4 * Decimal("0.0002")  # 3 in write + 1 in polish
+    assert (write.metrics["ai_cost"], write.metrics["ai_calls"]) == ("0.0004", 3)  # 2 paid calls + 1 failed
+    assert len(fake.requests) == 4  # write: 1 + 1 failed + 1 (attempt 2), polish: 1
+    assert run.total_cost == 3 * Decimal("0.0002")  # 2 in write + 1 in polish
     assert AICall.objects.for_run(run).totals()["cost"] == run.total_cost
 
 
@@ -177,10 +179,13 @@ def test_provider_batch_in_an_async_batch_stage(fake, conn):
     assert run.total_cost == 2 * Decimal("0.000045")  # 200 x 7.5e-8 + 100 x 3e-7 per request (batch prices)
     assert run.total_tokens == 600
     rows = AICall.objects.for_run(run)
-    assert rows.count() == 2
-    assert all(r.is_batch for r in rows)
+    assert rows.filter(is_batch=True).count() == 2
+    # the submission is journaled (a re-executed execute gets its handle back): one zero-cost row
+    submitted = rows.get(is_batch=False)
+    assert (submitted.call_type, submitted.cost, submitted.metadata["phase"]) == ("batch", 0, "submit")
+    assert submitted.metadata["batch_id"] == "batch_1"
     stage.refresh_from_db()  # check_completion's spend (the recorded results) is in the stage's metrics
-    assert (stage.metrics["ai_cost"], stage.metrics["ai_tokens"], stage.metrics["ai_calls"]) == ("0.00009", 600, 2)
+    assert (stage.metrics["ai_cost"], stage.metrics["ai_tokens"], stage.metrics["ai_calls"]) == ("0.00009", 600, 3)
 
 
 def test_prompt_policy_false_keeps_no_prompt_text_anywhere():
@@ -191,6 +196,8 @@ def test_prompt_policy_false_keeps_no_prompt_text_anywhere():
     for row in AICall.objects.all():
         assert row.prompt is None
         assert row.response is None
+        assert row.replay is None  # the journal's copy of the response is dropped once the run has finished
+        assert "otters" not in (row.call_key or "")  # a hash of the request, not its text
     texts = [log.message + str(log.metadata) for log in WorkflowLog.objects.filter(run=run)]
     texts += [str(s.error_message) for s in WorkflowStage.objects.filter(run=run)]
     assert texts

@@ -1,5 +1,5 @@
 """Autodiscovered by the registry, like a user's ``workflows.py``."""
 
-from tests.flows import diamond, triple
+from tests.flows import diamond, triple, triple_ai
 
-__all__ = ["diamond", "triple"]
+__all__ = ["diamond", "triple", "triple_ai"]
