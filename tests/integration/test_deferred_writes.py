@@ -82,7 +82,7 @@ def test_a_read_sees_the_writes_queued_before_it(ports):
 
 
 def test_two_writes_to_one_row_are_both_applied(ports):
-    persistence, _, run, stage, _ = ports
+    persistence, _, _, stage, _ = ports
     with CaptureQueriesContext(connection) as ctx, persistence.atomic(defer_writes=True):
         persistence.update_stage(stage.id, {"status": Status.RUNNING}, NOW)
         persistence.update_stage(stage.id, {"error_message": "second"}, NOW)
@@ -91,26 +91,41 @@ def test_two_writes_to_one_row_are_both_applied(ports):
     assert (row.status, row.error_message, row.version) == (Status.RUNNING, "second", 3)
 
 
-def test_a_missing_row_raises_inside_the_block_and_rolls_everything_back(ports):
-    persistence, jobs, run, stage, job_id = ports
-    with pytest.raises(WorkflowEngineError, match="does not exist"), persistence.atomic(defer_writes=True):
+def _complete_stage_then_a_missing_one(persistence, stage):
+    with persistence.atomic(defer_writes=True):
         persistence.update_stage(stage.id, {"status": Status.COMPLETED}, NOW)
         persistence.update_stage("no-such-stage", {"status": Status.COMPLETED}, NOW)
-    assert WorkflowStage.objects.get(pk=stage.id).status == Status.PENDING
 
-    with pytest.raises(RunNotFound), persistence.atomic(defer_writes=True):
+
+def _complete_job_then_events_of_a_missing_run(persistence, jobs, job_id):
+    with persistence.atomic(defer_writes=True):
         jobs.complete(job_id, NOW)
         persistence.append_events(
             [{"type": "stage:completed", "workflow_run_id": "no-such-run", "timestamp": NOW.isoformat()}], "x"
         )
+
+
+def _complete_stage_then_raise(persistence, stage):
+    with persistence.atomic(defer_writes=True):
+        persistence.update_stage(stage.id, {"status": Status.COMPLETED}, NOW)
+        raise RuntimeError("boom")
+
+
+def test_a_missing_row_raises_inside_the_block_and_rolls_everything_back(ports):
+    persistence, jobs, _, stage, job_id = ports
+    with pytest.raises(WorkflowEngineError, match="does not exist"):
+        _complete_stage_then_a_missing_one(persistence, stage)
+    assert WorkflowStage.objects.get(pk=stage.id).status == Status.PENDING
+
+    with pytest.raises(RunNotFound):
+        _complete_job_then_events_of_a_missing_run(persistence, jobs, job_id)
     assert WorkflowJob.objects.get(pk=job_id).status == Status.PENDING
 
 
 def test_an_error_in_the_block_discards_the_queued_writes(ports):
     persistence, _, _, stage, _ = ports
-    with pytest.raises(RuntimeError), persistence.atomic(defer_writes=True):
-        persistence.update_stage(stage.id, {"status": Status.COMPLETED}, NOW)
-        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError):
+        _complete_stage_then_raise(persistence, stage)
     assert WorkflowStage.objects.get(pk=stage.id).status == Status.PENDING
     with persistence.atomic(defer_writes=True):  # the next block starts with an empty queue
         pass

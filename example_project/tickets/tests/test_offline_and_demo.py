@@ -46,7 +46,7 @@ def test_offline_answers_fit_each_sample_ticket(fake_clock_runner, fake_clock):
         assert got == EXPECTED[out["ticket_id"]], out["ticket_id"]
         assert out["ai_mode"] == "mock"
         assert out["summary"].startswith(run.input["customer"].split(" (")[0] + " reports: ")
-        assert AICall.objects.for_run(run).count() == 7  # 3 direct, 1 embedding, 3 batch requests
+        assert AICall.objects.for_run(run).count() == 8  # 3 direct, 1 embedding, the batch submission, 3 requests
         assert run.total_cost > 0
     t1002 = next(run for run in runs if run.output["ticket_id"] == "T-1002")
     assert t1002.output["entities"]["error_codes"] == ["E-4012"]

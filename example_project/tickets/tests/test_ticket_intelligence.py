@@ -78,7 +78,7 @@ def test_every_call_is_recorded_and_priced_by_stage(mock_ai, fake_clock_runner, 
         "classify": (1, TEXT_OR_OBJECT),
         "extract": (1, TEXT_OR_OBJECT),
         "embed": (1, EMBED),
-        "score": (3, 3 * BATCH_ITEM),
+        "score": (4, 3 * BATCH_ITEM),  # the journaled (zero-cost) submission and the three requests
     }
     assert AICall.objects.for_run(run).filter(is_batch=True).count() == 3
     assert run.total_cost == 3 * TEXT_OR_OBJECT + EMBED + 3 * BATCH_ITEM
