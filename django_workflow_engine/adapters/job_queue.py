@@ -23,7 +23,14 @@ from ..core.ids import new_id
 from ..kernel.records import JobRecord, NewJob, Status
 from ..models import WorkflowJob
 from . import deferred
-from .persistence import SINGLE_STATEMENT_CLAIM_VENDORS, claim_one, insert_sql, update_returning, update_sql
+from .persistence import (
+    SINGLE_STATEMENT_CLAIM_VENDORS,
+    claim_one,
+    expect_rows,
+    insert_sql,
+    update_returning,
+    update_sql,
+)
 
 JOB_FIELDS = [f.name for f in fields(JobRecord)]
 
@@ -43,14 +50,6 @@ def _ordered_id() -> str:
         candidate = max(candidate, _last_id + 1)
         _last_id = candidate
     return f"{candidate:032x}"
-
-
-def _exactly(count: int, error: Exception) -> Callable[[int], None]:
-    def check(actual: int) -> None:
-        if actual != count:
-            raise error
-
-    return check
 
 
 def _taken(worker_id: str, now: datetime) -> dict[str, Any]:
@@ -108,7 +107,7 @@ class OrmJobQueue:
         if deferred.deferring(self.using):
             sql, params = insert_sql(self.using, WorkflowJob, rows)
             error = WorkflowEngineError(f"Could not insert {len(rows)} job(s).")
-            deferred.defer(self.using, deferred.Write(sql, params, check=_exactly(len(rows), error)))
+            deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(rows), error)))
         else:
             self._jobs().bulk_create(rows)
         by_due: dict[datetime | None, list[str]] = {}

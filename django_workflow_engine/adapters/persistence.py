@@ -101,7 +101,9 @@ def insert_sql(using: str, model: type[Model], objs: Sequence[Model]) -> tuple[s
     return sql, list(params)
 
 
-def _expect(count: int, error: Exception) -> Callable[[int], None]:
+def expect_rows(count: int, error: Exception) -> Callable[[int], None]:
+    """A deferred write's row-count check: raise ``error`` unless exactly ``count`` rows were written."""
+
     def check(actual: int) -> None:
         if actual != count:
             raise error
@@ -239,7 +241,7 @@ class OrmPersistence:
         sql, params = update_sql(self.using, guarded, values)
         if expected_version is None and deferred.deferring(self.using):
             rows = frozenset({(model._meta.db_table, pk)})
-            deferred.defer(self.using, deferred.Write(sql, params, rows, _expect(1, missing)))
+            deferred.defer(self.using, deferred.Write(sql, params, rows, expect_rows(1, missing)))
             return 0
         with connection.cursor() as cursor:
             cursor.execute(f"{sql} RETURNING {connection.ops.quote_name('version')}", params)
@@ -335,7 +337,7 @@ class OrmPersistence:
             if deferred.deferring(self.using):
                 sql, params = insert_sql(self.using, WorkflowStage, rows)
                 error = WorkflowEngineError(f"Could not insert {len(rows)} stage record(s).")
-                deferred.defer(self.using, deferred.Write(sql, params, check=_expect(len(rows), error)))
+                deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(rows), error)))
             else:
                 self._stages().bulk_create(rows)
             return [stage_record(r) for r in rows]
@@ -477,7 +479,7 @@ class OrmPersistence:
         )
         if deferred.deferring(self.using):
             rows = frozenset({(WorkflowRun._meta.db_table, run_id)})
-            check = _expect(len(items), RunNotFound(run_id))
+            check = expect_rows(len(items), RunNotFound(run_id))
             deferred.defer(self.using, deferred.Write(insert, insert_params, rows, check, reserve, reserve_params))
             return True
         with connection.cursor() as cursor:

@@ -168,8 +168,6 @@ def start_group(
     """:func:`prepare_group`, and with ``claim_for`` (a worker id, and ``existing`` given) the group's first
     stage is started for that worker in the same transaction: its record is inserted RUNNING, its job
     already claimed, and ``stage:started`` returned in ``events`` for the caller to append."""
-    from .events import STAGE_STARTED, event
-
     known_new = existing is not None and not any(s.execution_group == group for s in existing)
     eager = claim_for is not None and known_new
     new_records = [
@@ -222,16 +220,22 @@ def start_group(
         updated_at=now,
     )
     started = StartedStage(job=job, run=run, stages=[*existing, *stored], record=taken)  # type: ignore[misc]
-    started_event = event(
+    return StartedGroup(job_ids, started, [stage_started_event(taken, now)])
+
+
+def stage_started_event(record: StageRecord, now: datetime) -> dict[str, Any]:
+    """The ``stage:started`` event of a stage record that starts now."""
+    from .events import STAGE_STARTED, event
+
+    return event(
         STAGE_STARTED,
-        run.id,
+        record.run_id,
         now,
-        stage_id=taken.stage_id,
-        stage_name=taken.stage_name,
-        stage_number=taken.stage_number,
-        attempt=taken.attempt,
+        stage_id=record.stage_id,
+        stage_name=record.stage_name,
+        stage_number=record.stage_number,
+        attempt=record.attempt,
     )
-    return StartedGroup(job_ids, started, [started_event])
 
 
 def sum_metrics(stages: Sequence[StageRecord]) -> tuple[Any, int]:

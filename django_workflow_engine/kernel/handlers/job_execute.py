@@ -27,13 +27,21 @@ from ..events import (
     STAGE_COMPLETED,
     STAGE_FAILED,
     STAGE_PROGRESS,
-    STAGE_STARTED,
     STAGE_SUSPENDED,
     WORKFLOW_SUSPENDED,
     event,
 )
 from ..executor import Outcome, execute_stage, parse_config
-from ..flow import MISSING, MissingGroupOutput, add_ai_metrics, load_output, stage_input, store_output, workflow_context
+from ..flow import (
+    MISSING,
+    MissingGroupOutput,
+    add_ai_metrics,
+    load_output,
+    stage_input,
+    stage_started_event,
+    store_output,
+    workflow_context,
+)
 from ..kernel import Deps
 from ..records import AnnotationRecord, RunRecord, StageRecord, Status
 from . import run_transition as transition
@@ -98,20 +106,7 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
                 )[0]
             else:
                 persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": started}, started)
-            persistence.append_events(
-                [
-                    event(
-                        STAGE_STARTED,
-                        run.id,
-                        started,
-                        stage_id=stage_def.id,
-                        stage_name=stage_def.name,
-                        stage_number=record.stage_number,
-                        attempt=record.attempt,
-                    )
-                ],
-                causation_id,
-            )
+            persistence.append_events([stage_started_event(record, started)], causation_id)
     context = workflow_context(deps, stages)
 
     # Phase 2: user code, no transaction open.
