@@ -25,10 +25,10 @@ from ..models import WorkflowJob
 from . import deferred
 from .persistence import (
     SINGLE_STATEMENT_CLAIM_VENDORS,
+    _row_reader,
     claim_one,
     expect_rows,
     insert_sql,
-    update_returning,
     update_sql,
 )
 
@@ -144,14 +144,33 @@ class OrmJobQueue:
             return job_record(row) if row is not None else None
 
     def claim(self, job_id: str, worker_id: str, now: datetime) -> JobRecord | None:
+        if self._single_statement():
+            return self._claim_by_id(job_id, worker_id, now)
         candidates = self._jobs().filter(pk=job_id, status=Status.PENDING, available_at__lte=now)
         values = self._take_values(worker_id, now)
-        if self._single_statement():
-            row = update_returning(self.using, candidates, values)
-            return job_record(row) if row is not None else None
         with transaction.atomic(using=self.using):
             taken = candidates.update(**values)
             return job_record(self._jobs().get(pk=job_id)) if taken else None
+
+    def _claim_by_id(self, job_id: str, worker_id: str, now: datetime) -> JobRecord | None:
+        """The RQ path's claim: one hand-written ``UPDATE ... RETURNING`` in autocommit (every queue-delivered
+        stage starts with it)."""
+        connection = connections[self.using]
+        names, columns, convert = _row_reader(WorkflowJob, connection)
+        stamp = WorkflowJob._meta.get_field("locked_at").get_db_prep_save(now, connection)
+        sql = (
+            f"UPDATE {connection.ops.quote_name(WorkflowJob._meta.db_table)} "
+            'SET "status" = %s, "attempt" = "attempt" + 1, "worker_id" = %s, "locked_at" = %s, "started_at" = %s, '
+            f'"updated_at" = %s WHERE "id" = %s AND "status" = %s AND "available_at" <= %s RETURNING {columns}'
+        )
+        params = [Status.RUNNING, worker_id, stamp, stamp, stamp, job_id, Status.PENDING, stamp]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = dict(zip(names, convert(row), strict=True))
+        return JobRecord(**{name: values[name] for name in JOB_FIELDS})
 
     def get_job(self, job_id: str) -> JobRecord | None:
         row = self._jobs().filter(pk=job_id).first()

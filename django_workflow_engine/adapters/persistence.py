@@ -90,6 +90,30 @@ def update_sql(using: str, queryset: QuerySet, values: Mapping[str, Any]) -> tup
     return sql, list(params)
 
 
+def _versioned_update_sql(
+    connection: Any, model: type[Model], pk: str, values: Mapping[str, Any], expected_version: int | None
+) -> tuple[str, list[Any]]:
+    """``UPDATE t SET ... WHERE id = %s [AND version = %s]`` for :func:`_update_values` output, written by hand:
+    every stage runs several of these, and compiling them with the ORM costs more than executing them."""
+    meta = model._meta
+    qn = connection.ops.quote_name
+    sets: list[str] = []
+    params: list[Any] = []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        if name == "version" and not isinstance(value, int):  # F("version") + 1
+            sets.append(f"{qn(field.column)} = {qn(field.column)} + 1")
+            continue
+        sets.append(f"{qn(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    sql = f"UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {qn(meta.pk.column)} = %s"
+    params.append(pk)
+    if expected_version is not None:
+        sql += f" AND {qn('version')} = %s"
+        params.append(expected_version)
+    return sql, params
+
+
 def insert_sql(using: str, model: type[Model], objs: Sequence[Model]) -> tuple[str, list[Any]]:
     """The SQL and parameters of one multi-row ``INSERT`` of ``objs`` (every concrete field, pks given)."""
     query = InsertQuery(model)
@@ -236,9 +260,8 @@ class OrmPersistence:
         """One ``UPDATE ... RETURNING version`` (it is on the hot path of every stage); only when no row
         matched does a second query tell a missing row from a stale version."""
         qs = self._objects(model).filter(pk=pk)
-        guarded = qs if expected_version is None else qs.filter(version=expected_version)
         connection = connections[self.using]
-        sql, params = update_sql(self.using, guarded, values)
+        sql, params = _versioned_update_sql(connection, model, pk, values, expected_version)
         if expected_version is None and deferred.deferring(self.using):
             rows = frozenset({(model._meta.db_table, pk)})
             deferred.defer(self.using, deferred.Write(sql, params, rows, expect_rows(1, missing)))
@@ -267,14 +290,33 @@ class OrmPersistence:
             raise
         return copy.deepcopy(run_record(row))
 
+    def _select(
+        self, model: type[Model], where: str, params: Sequence[Any], order_by: str = "", lock: bool = False
+    ) -> list[dict[str, Any]]:
+        """Rows of ``model`` as ``{attname: value}`` dicts, read with hand-written SQL (these reads are on the
+        hot path of every stage, where building them with the ORM costs more than running them) and
+        converted the way the ORM would. ``lock``: ``FOR UPDATE`` on PostgreSQL (SQLite serializes writers)."""
+        connection = connections[self.using]
+        names, columns, convert = _row_reader(model, connection)
+        sql = f"SELECT {columns} FROM {connection.ops.quote_name(model._meta.db_table)} WHERE {where}"
+        if order_by:
+            sql += f" ORDER BY {order_by}"
+        if lock and self._pg:
+            sql += " FOR UPDATE"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, list(params))
+            rows = cursor.fetchall()
+        return [dict(zip(names, convert(row), strict=True)) for row in rows]
+
+    def _run_by_id(self, run_id: str, lock: bool) -> RunRecord | None:
+        rows = self._select(WorkflowRun, '"id" = %s', [run_id], lock=lock)
+        return RunRecord(**{name: rows[0][name] for name in RUN_FIELDS}) if rows else None
+
     def get_run(self, run_id: str) -> RunRecord | None:
-        row = self._runs().filter(pk=run_id).first()
-        return run_record(row) if row else None
+        return self._run_by_id(run_id, lock=False)
 
     def lock_run(self, run_id: str) -> RunRecord | None:
-        # FOR UPDATE on PostgreSQL; SQLite has no row locks (its writers are serialized) and Django omits it.
-        row = self._runs().select_for_update().filter(pk=run_id).first()
-        return run_record(row) if row else None
+        return self._run_by_id(run_id, lock=True)
 
     def update_run(
         self, run_id: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None
@@ -318,7 +360,8 @@ class OrmPersistence:
 
     # -- stages ---------------------------------------------------------------------------------------------
     def get_stages(self, run_id: str) -> list[StageRecord]:
-        return [stage_record(r) for r in self._stages().for_run(run_id).order_by("execution_group", "stage_number")]
+        rows = self._select(WorkflowStage, '"run_id" = %s', [run_id], '"execution_group", "stage_number"')
+        return [StageRecord(**{name: row[name] for name in STAGE_FIELDS}) for row in rows]
 
     def get_stage(self, run_id: str, stage_id: str) -> StageRecord | None:
         row = self._stages().filter(run_id=run_id, stage_id=stage_id).first()

@@ -17,12 +17,25 @@ logger = logging.getLogger("django_workflow_engine.rq")
 JOB_FUNCTION = "django_workflow_engine.adapters.rq.execute_job"
 
 
+_SERVER_VERSIONS: dict[str, tuple[int, int, int]] = {}
+
+
 def get_queue(name: str | None = None):  # type: ignore[no-untyped-def]
+    """The engine's RQ queue. RQ asks Redis for its version (``INFO``) once per queue object, and django-rq
+    makes a new queue object per call: the version is remembered per server here, saving that round trip on
+    every enqueue."""
     import django_rq
 
     from ..conf import settings
 
-    return django_rq.get_queue(name or settings.RQ_QUEUE, serializer=JSONSerializer)
+    queue = django_rq.get_queue(name or settings.RQ_QUEUE, serializer=JSONSerializer)
+    server = repr(sorted(queue.connection.connection_pool.connection_kwargs.items()))
+    known = _SERVER_VERSIONS.get(server)
+    if known is not None:
+        queue.redis_server_version = known
+    else:
+        _SERVER_VERSIONS[server] = queue.get_redis_server_version()
+    return queue
 
 
 def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
