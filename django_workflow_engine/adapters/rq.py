@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from rq.serializers import JSONSerializer
 
@@ -17,24 +18,24 @@ logger = logging.getLogger("django_workflow_engine.rq")
 JOB_FUNCTION = "django_workflow_engine.adapters.rq.execute_job"
 
 
-_SERVER_VERSIONS: dict[str, tuple[int, int, int]] = {}
+_QUEUES: dict[tuple[str, str], Any] = {}
 
 
 def get_queue(name: str | None = None):  # type: ignore[no-untyped-def]
-    """The engine's RQ queue. RQ asks Redis for its version (``INFO``) once per queue object, and django-rq
-    makes a new queue object per call: the version is remembered per server here, saving that round trip on
-    every enqueue."""
+    """The engine's RQ queue, one object per process and configuration. django-rq builds a new queue, Redis
+    client and connection pool on every call, and each new connection costs a handshake (and RQ an ``INFO``
+    for the server version): reusing them keeps ringing the doorbell to one round trip."""
     import django_rq
+    from django.conf import settings as django_settings
 
     from ..conf import settings
 
-    queue = django_rq.get_queue(name or settings.RQ_QUEUE, serializer=JSONSerializer)
-    server = repr(sorted(queue.connection.connection_pool.connection_kwargs.items()))
-    known = _SERVER_VERSIONS.get(server)
-    if known is not None:
-        queue.redis_server_version = known
-    else:
-        _SERVER_VERSIONS[server] = queue.get_redis_server_version()
+    queue_name = name or settings.RQ_QUEUE
+    config = repr(sorted((getattr(django_settings, "RQ_QUEUES", {}) or {}).get(queue_name, {}).items()))
+    key = (queue_name, config)
+    queue = _QUEUES.get(key)
+    if queue is None:
+        queue = _QUEUES[key] = django_rq.get_queue(queue_name, serializer=JSONSerializer)
     return queue
 
 
