@@ -15,7 +15,9 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
 from tests.settings import *  # noqa: F403
 from tests.settings import DATABASES, INSTALLED_APPS
 
-INSTALLED_APPS = [*INSTALLED_APPS, "benchmarks.bench_app"]
+# Only the benchmark's workflow: the test app's workflows include an AI stage, which would make workers preload
+# litellm and measure a different footprint.
+INSTALLED_APPS = [*(app for app in INSTALLED_APPS if app != "tests.testapp"), "benchmarks.bench_app"]
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("BENCH_CONN_MAX_AGE", "0"))
 
 # Warnings and errors of the engine go to the process's stderr (the benchmark keeps one log file per process).
