@@ -25,10 +25,10 @@ from ..models import WorkflowJob
 from . import deferred
 from .persistence import (
     SINGLE_STATEMENT_CLAIM_VENDORS,
-    _row_reader,
     claim_one,
     expect_rows,
     insert_sql,
+    row_reader,
     update_sql,
 )
 
@@ -156,7 +156,7 @@ class OrmJobQueue:
         """The RQ path's claim: one hand-written ``UPDATE ... RETURNING`` in autocommit (every queue-delivered
         stage starts with it)."""
         connection = connections[self.using]
-        names, columns, convert = _row_reader(WorkflowJob, connection)
+        names, columns, convert = row_reader(WorkflowJob, connection)
         stamp = WorkflowJob._meta.get_field("locked_at").get_db_prep_save(now, connection)
         sql = (
             f"UPDATE {connection.ops.quote_name(WorkflowJob._meta.db_table)} "

@@ -75,7 +75,7 @@ def update_returning(using: str, queryset: QuerySet, values: Mapping[str, Any]) 
     query = queryset.query.chain(UpdateQuery)
     query.add_update_values(values)
     sql, params = query.get_compiler(using).as_sql()
-    names, columns, read = _row_reader(model, connection)
+    names, columns, read = row_reader(model, connection)
     with connection.cursor() as cursor:
         cursor.execute(f"{sql} RETURNING {columns}", params)
         row = cursor.fetchone()
@@ -138,7 +138,7 @@ def expect_rows(count: int, error: Exception) -> Callable[[int], None]:
 _READERS: dict[tuple[type, str], Any] = {}
 
 
-def _row_reader(model: type[Model], connection: Any) -> Any:
+def row_reader(model: type[Model], connection: Any) -> Any:
     """``(attnames, "col1, col2, ...", convert)`` for reading whole rows of ``model`` from raw SQL the way the
     ORM would (the backend's and the fields' converters: JSON, datetimes, decimals)."""
     key = (model, connection.alias)
@@ -297,7 +297,7 @@ class OrmPersistence:
         hot path of every stage, where building them with the ORM costs more than running them) and
         converted the way the ORM would. ``lock``: ``FOR UPDATE`` on PostgreSQL (SQLite serializes writers)."""
         connection = connections[self.using]
-        names, columns, convert = _row_reader(model, connection)
+        names, columns, convert = row_reader(model, connection)
         sql = f"SELECT {columns} FROM {connection.ops.quote_name(model._meta.db_table)} WHERE {where}"
         if order_by:
             sql += f" ORDER BY {order_by}"

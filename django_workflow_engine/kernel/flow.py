@@ -131,31 +131,16 @@ def stage_input(workflow: Workflow, run: RunRecord, group: int, context: Mapping
         ) from None
 
 
-def prepare_group(
-    deps: Deps,
-    run: RunRecord,
-    workflow: Workflow,
-    group: int,
-    attempt: int,
-    now: datetime,
-    existing: Sequence[StageRecord] | None = None,
-) -> list[str]:
-    """Create PENDING stage records for ``group`` (existing records are left alone) and enqueue a job for
-    each record that is PENDING. Returns the job ids. ``existing``: the run's stage records, read under
-    the run lock, which lets a group with no records yet be inserted without a read-back."""
-    return start_group(deps, run, workflow, group, attempt, now, existing).job_ids
-
-
 @dataclass
 class StartedGroup:
-    """What :func:`start_group` did: the job ids enqueued, and the stage started for ``claim_for``."""
+    """What :func:`prepare_group` did: the job ids enqueued, and the stage started for ``claim_for``."""
 
     job_ids: list[str]
     started: StartedStage | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-def start_group(
+def prepare_group(
     deps: Deps,
     run: RunRecord,
     workflow: Workflow,
@@ -165,9 +150,13 @@ def start_group(
     existing: Sequence[StageRecord] | None = None,
     claim_for: str | None = None,
 ) -> StartedGroup:
-    """:func:`prepare_group`, and with ``claim_for`` (a worker id, and ``existing`` given) the group's first
-    stage is started for that worker in the same transaction: its record is inserted RUNNING, its job
-    already claimed, and ``stage:started`` returned in ``events`` for the caller to append."""
+    """Create PENDING stage records for ``group`` (existing records are left alone) and enqueue a job for
+    each record that is PENDING. ``existing``: the run's stage records, read under the run lock, which lets a
+    group with no records yet be inserted without a read-back.
+
+    With ``claim_for`` (a worker id, and ``existing`` given) the group's first stage is started for that
+    worker in the same transaction: its record is inserted RUNNING, its job already claimed, and
+    ``stage:started`` returned in ``events`` for the caller to append."""
     known_new = existing is not None and not any(s.execution_group == group for s in existing)
     eager = claim_for is not None and known_new
     new_records = [

@@ -36,6 +36,17 @@ def _assert_each_stage_executed_once(run_ids) -> None:
     assert {c["n"] for c in counts} == {1}
 
 
+def _start_slow_triple_and_wait_for_ingest(n: int) -> WorkflowRun:
+    """Start a ``triple`` run whose stages take 3 s each; return once a worker is executing its first stage."""
+    run = engine.start("triple", {"n": n, "sleep": 3})
+    wait_until(
+        lambda: WorkflowStage.objects.filter(run=run, stage_id="ingest", status="RUNNING").exists(),
+        timeout=30,
+        message="ingest to start",
+    )
+    return run
+
+
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.slow
@@ -64,12 +75,7 @@ def test_killed_worker_mid_stage_run_completes_after_lease_expires(processes, re
     settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **RQ}
     victim = processes.start("runworker", "--worker-id", "victim", engine_settings=RQ, name="victim")
     time.sleep(2)
-    run = engine.start("triple", {"n": 3, "sleep": 3})
-    wait_until(
-        lambda: WorkflowStage.objects.filter(run=run, stage_id="ingest", status="RUNNING").exists(),
-        timeout=30,
-        message="ingest to start",
-    )
+    run = _start_slow_triple_and_wait_for_ingest(3)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     processes.start("runworker", "--worker-id", "rescuer", engine_settings=RQ, name="rescuer")
@@ -110,12 +116,7 @@ def test_redis_flushall_loses_messages_but_no_run(processes, redis_conn, setting
 def test_sigterm_lets_the_current_stage_finish(processes, settings):
     db = {"TRANSPORT": "database", "WORKER_POLL_SECONDS": 0.2}
     worker = processes.start("runworker", "--worker-id", "busy", engine_settings=db, name="busy")
-    run = engine.start("triple", {"n": 1, "sleep": 3})
-    wait_until(
-        lambda: WorkflowStage.objects.filter(run=run, stage_id="ingest", status="RUNNING").exists(),
-        timeout=30,
-        message="ingest to start",
-    )
+    run = _start_slow_triple_and_wait_for_ingest(1)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0, processes.logs()
     stage = WorkflowStage.objects.get(run=run, stage_id="ingest")
@@ -131,12 +132,7 @@ def test_sigterm_to_an_rq_worker_ends_its_chain_of_continuations(processes, redi
     settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **RQ}
     worker = processes.start("runworker", "--worker-id", "busy-rq", engine_settings=RQ, name="busy-rq")
     time.sleep(2)
-    run = engine.start("triple", {"n": 1, "sleep": 3})
-    wait_until(
-        lambda: WorkflowStage.objects.filter(run=run, stage_id="ingest", status="RUNNING").exists(),
-        timeout=30,
-        message="ingest to start",
-    )
+    run = _start_slow_triple_and_wait_for_ingest(1)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0, processes.logs()
     assert WorkflowStage.objects.get(run=run, stage_id="ingest").status == "COMPLETED"

@@ -49,7 +49,7 @@ def handle(command: ClaimPendingRuns, deps: Deps, causation_id: str) -> ClaimRes
                 workflow = deps.registry.get(run.workflow_id)
                 if workflow is None:
                     raise WorkflowNotFound(run.workflow_id, deps.registry.ids())
-                job_ids = prepare_group(deps, run, workflow, 1, 0, now)
+                job_ids = prepare_group(deps, run, workflow, 1, 0, now).job_ids
                 deps.persistence.append_events([event(WORKFLOW_STARTED, run.id, now)], causation_id)
                 outcome = ClaimedRun(run.id, run.workflow_id, job_ids)
         except WorkflowNotFound as exc:

@@ -59,7 +59,7 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
     run.status = Status.RUNNING
     # Jobs of the previous generation (a worker that died mid-stage, say) must not run next to the new ones.
     deps.jobs.cancel_by_run(run.id, now, include_running=True)
-    job_ids = prepare_group(deps, run, workflow, group, attempt, now)
+    job_ids = prepare_group(deps, run, workflow, group, attempt, now).job_ids
     prefixes = [stage_prefix(run.workflow_type, run.id, s.stage_id) for s in deleted]
     keep = tuple(attempt_prefix(run.workflow_type, run.id, s.stage_id, attempt) for s in deleted)
 

@@ -16,7 +16,6 @@ from ..flow import (
     MissingGroupOutput,
     group_output,
     prepare_group,
-    start_group,
     sum_metrics,
     workflow_context,
 )
@@ -65,7 +64,7 @@ def advance(
     if not stages:
         if not claim({}):
             return NOOP
-        job_ids = prepare_group(deps, run, workflow, 1, 0, now)
+        job_ids = prepare_group(deps, run, workflow, 1, 0, now).job_ids
         return Handled(TransitionResult("advanced", 1, job_ids), [event(WORKFLOW_STARTED, run.id, now)])
 
     if any(s.status in ACTIVE_STAGE_STATUSES for s in stages):
@@ -100,7 +99,7 @@ def advance(
     attempt = max(s.attempt for s in stages)
     if workflow.group(max_group + 1):
         # The run row is locked by the caller, so no concurrent transition can get here: no version claim.
-        started = start_group(deps, run, workflow, max_group + 1, attempt, now, stages, claim_for)
+        started = prepare_group(deps, run, workflow, max_group + 1, attempt, now, stages, claim_for)
         return Handled(
             TransitionResult("advanced", max_group + 1, started.job_ids), started.events, started=started.started
         )
