@@ -64,7 +64,7 @@ class Engine:
 
         return Kernel(
             persistence=OrmPersistence(using=self.using),
-            jobs=OrmJobQueue(using=self.using, on_enqueue=self._doorbell()),
+            jobs=OrmJobQueue(using=self.using, on_enqueue=self._doorbell(), on_withdraw=self._withdraw()),
             blobs=StorageBlobStore(settings.BLOB_STORAGE, prefix=settings.BLOB_PREFIX),
             sink=SignalEventSink(self._plugins()),
             clock=self._clock or SystemClock(),
@@ -81,6 +81,15 @@ class Engine:
         from .adapters.rq import ring
 
         return ring
+
+    def _withdraw(self) -> Callable[[list[str]], object] | None:
+        from .conf import settings
+
+        if settings.TRANSPORT != "rq":
+            return None
+        from .adapters.rq import withdraw
+
+        return withdraw
 
     def _plugins(self) -> list[Any]:
         from .conf import settings

@@ -71,11 +71,21 @@ class OrmJobQueue:
             :meth:`fail` with a retry, and jobs released by :meth:`release_stale`. Jobs due now are passed
             as ``on_enqueue(ids)``; jobs due later as ``on_enqueue(ids, at=when)``, so the doorbell can ring
             when they become due (:func:`~django_workflow_engine.adapters.rq.ring` schedules the message).
+        on_withdraw: called after commit (robustly) with the ids of PENDING jobs that :meth:`claim_stage` took
+            without their message: the doorbell may drop those messages
+            (:func:`~django_workflow_engine.adapters.rq.withdraw`); a message it does not drop is delivered
+            and skipped, because its job is no longer PENDING.
     """
 
-    def __init__(self, using: str = "default", on_enqueue: Callable[..., object] | None = None):
+    def __init__(
+        self,
+        using: str = "default",
+        on_enqueue: Callable[..., object] | None = None,
+        on_withdraw: Callable[[list[str]], object] | None = None,
+    ):
         self.using = using
         self.on_enqueue = on_enqueue
+        self.on_withdraw = on_withdraw
 
     def _jobs(self):  # type: ignore[no-untyped-def]
         return WorkflowJob.objects.using(self.using)
@@ -155,15 +165,48 @@ class OrmJobQueue:
     def _claim_by_id(self, job_id: str, worker_id: str, now: datetime) -> JobRecord | None:
         """The RQ path's claim: one hand-written ``UPDATE ... RETURNING`` in autocommit (every queue-delivered
         stage starts with it)."""
+        return self._claim_where('"id" = %s', [job_id], worker_id, now)
+
+    def claim_stage(self, run_id: str, stage_id: str, worker_id: str, now: datetime) -> JobRecord | None:
+        connection = connections[self.using]
+        if self._single_statement():
+            table = connection.ops.quote_name(WorkflowJob._meta.db_table)
+            stamp = WorkflowJob._meta.get_field("locked_at").get_db_prep_save(now, connection)
+            lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+            job = self._claim_where(
+                f'"id" = (SELECT "id" FROM {table} WHERE "run_id" = %s AND "stage_id" = %s AND "status" = %s '
+                f'AND "available_at" <= %s ORDER BY "created_at", "id" LIMIT 1{lock})',
+                [run_id, stage_id, Status.PENDING, stamp],
+                worker_id,
+                now,
+            )
+        else:
+            candidates = self._jobs().filter(
+                run_id=run_id, stage_id=stage_id, status=Status.PENDING, available_at__lte=now
+            )
+            with transaction.atomic(using=self.using):
+                row = claim_one(
+                    self.using,
+                    candidates.order_by("created_at", "id"),
+                    Q(status=Status.PENDING),
+                    **self._take_values(worker_id, now),
+                )
+            job = job_record(row) if row is not None else None
+        if job is not None and self.on_withdraw is not None:
+            callback, ids = self.on_withdraw, [job.id]
+            transaction.on_commit(lambda: callback(ids), using=self.using, robust=True)
+        return job
+
+    def _claim_where(self, where: str, where_params: list[Any], worker_id: str, now: datetime) -> JobRecord | None:
         connection = connections[self.using]
         names, columns, convert = row_reader(WorkflowJob, connection)
         stamp = WorkflowJob._meta.get_field("locked_at").get_db_prep_save(now, connection)
         sql = (
             f"UPDATE {connection.ops.quote_name(WorkflowJob._meta.db_table)} "
             'SET "status" = %s, "attempt" = "attempt" + 1, "worker_id" = %s, "locked_at" = %s, "started_at" = %s, '
-            f'"updated_at" = %s WHERE "id" = %s AND "status" = %s AND "available_at" <= %s RETURNING {columns}'
+            f'"updated_at" = %s WHERE {where} AND "status" = %s AND "available_at" <= %s RETURNING {columns}'
         )
-        params = [Status.RUNNING, worker_id, stamp, stamp, stamp, job_id, Status.PENDING, stamp]
+        params = [Status.RUNNING, worker_id, stamp, stamp, stamp, *where_params, Status.PENDING, stamp]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()

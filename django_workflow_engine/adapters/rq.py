@@ -7,6 +7,8 @@ database row stays the truth; a lost message is re-sent by ``runmaintenance``.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -52,7 +54,7 @@ def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
                 queue.enqueue_at(at, JOB_FUNCTION, job_id, result_ttl=0, failure_ttl=3600)
         else:
             with queue.connection.pipeline() as pipe:
-                queue.enqueue_many(
+                messages = queue.enqueue_many(
                     [
                         queue.prepare_data(JOB_FUNCTION, args=(job_id,), result_ttl=0, failure_ttl=3600)
                         for job_id in ids
@@ -60,12 +62,55 @@ def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
                     pipeline=pipe,
                 )
                 pipe.execute()
+            _remember(queue, ids, [message.id for message in messages])
     except Exception:
         logger.warning(
             "could not enqueue RQ messages for %d job(s); maintenance will re-send them", len(ids), exc_info=True
         )
         return 0
     return len(ids)
+
+
+# The messages this process rang last, by job id: a worker that takes a parallel sibling itself (its own
+# outcome transaction started the group, so it rang that sibling's message) can withdraw the message instead of
+# letting another worker pay for delivering it only to find the job taken.
+_RUNG: OrderedDict[str, tuple[str, str]] = OrderedDict()
+_RUNG_LIMIT = 4096
+_RUNG_LOCK = threading.Lock()
+
+
+def _remember(queue: Any, job_ids: list[str], message_ids: list[str]) -> None:
+    with _RUNG_LOCK:
+        for job_id, message_id in zip(job_ids, message_ids, strict=True):
+            _RUNG[job_id] = (queue.key, message_id)
+        while len(_RUNG) > _RUNG_LIMIT:
+            _RUNG.popitem(last=False)
+
+
+def withdraw(job_ids: Iterable[str]) -> int:
+    """Drop the queued RQ messages of jobs that were claimed without them, where this process rang them.
+
+    Best effort and never raises: a message that is not dropped (rung elsewhere, or already being delivered)
+    reaches a worker whose claim finds the job taken, and is skipped. Returns how many were dropped.
+    """
+    with _RUNG_LOCK:
+        known = [_RUNG.pop(job_id) for job_id in job_ids if job_id in _RUNG]
+    if not known:
+        return 0
+    try:
+        from rq.job import Job
+
+        queue = get_queue()
+        with queue.connection.pipeline(transaction=False) as pipe:
+            for queue_key, message_id in known:
+                # From the tail: the message was pushed moments ago, behind any backlog.
+                pipe.lrem(queue_key, -1, message_id)
+                pipe.delete(Job.key_for(message_id))
+            replies = pipe.execute()
+    except Exception:
+        logger.warning("could not withdraw %d RQ message(s); they will be skipped", len(known), exc_info=True)
+        return 0
+    return sum(1 for removed in replies[::2] if removed)
 
 
 def execute_job(job_id: str) -> str:

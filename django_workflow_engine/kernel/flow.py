@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -210,6 +210,28 @@ def prepare_group(
     )
     started = StartedStage(job=job, run=run, stages=[*existing, *stored], record=taken)  # type: ignore[misc]
     return StartedGroup(job_ids, started, [stage_started_event(taken, now)])
+
+
+def start_pending_sibling(
+    deps: Deps, run: RunRecord, stages: Sequence[StageRecord], worker_id: str, now: datetime
+) -> StartedGroup | None:
+    """Start, for ``worker_id``, a PENDING stage of the run's current group whose job no other worker has
+    claimed yet (the first such stage by number), in the caller's transaction with the run row locked: its
+    job is claimed, its record marked RUNNING and ``stage:started`` returned in ``events``. ``None`` if every
+    sibling is taken. A sibling still PENDING when another one finishes waited that long for a free worker,
+    so taking it costs no parallelism."""
+    for record in sorted(stages, key=lambda s: s.stage_number):
+        if record.status != Status.PENDING:
+            continue
+        job = deps.jobs.claim_stage(run.id, record.stage_id, worker_id, now)
+        if job is None:
+            continue
+        deps.persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": now}, now)
+        running = replace(record, status=Status.RUNNING, started_at=now, updated_at=now)
+        current = [running if s.id == record.id else s for s in stages]
+        started = StartedStage(job=job, run=run, stages=current, record=running)
+        return StartedGroup([job.id], started, [stage_started_event(running, now)])
+    return None
 
 
 def stage_started_event(record: StageRecord, now: datetime) -> dict[str, Any]:

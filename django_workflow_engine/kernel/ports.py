@@ -210,6 +210,13 @@ class JobQueue(Protocol):
         """Claim one specific job like :meth:`dequeue` would, if it is PENDING and due; else ``None``."""
         ...
 
+    def claim_stage(self, run_id: str, stage_id: str, worker_id: str, now: datetime) -> JobRecord | None:
+        """Claim the due PENDING job of one stage of a run like :meth:`claim` (the oldest, if there are
+        several), or ``None``; never waits for a job another claimer holds. A worker that finishes a parallel
+        stage takes a sibling that no other worker has picked up, and its queue message becomes useless: the
+        adapter withdraws it after commit where it can."""
+        ...
+
     def get_job(self, job_id: str) -> JobRecord | None: ...
 
     def complete(self, job_id: str, now: datetime) -> None:

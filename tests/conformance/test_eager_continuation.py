@@ -48,11 +48,9 @@ def test_eager_drain_completes_the_diamond_with_one_job_and_one_attempt_per_stag
         assert types[-1] == "workflow:completed"
         assert _sequences(h, run_id) == list(range(1, len(types) + 1))  # gapless, in order
     assert dict(flows.CALLS) == {"a": 3, "b": 3, "c": 3, "d": 3}
-    # a is followed at once by b (the first stage of its group); c waits in the queue; the stage finishing
-    # the group last (c) is followed at once by d.
-    first_run = [stage for run_id, stage in order if run_id == run_ids[0]]
-    assert first_run == ["a", "b", "c", "d"]
-    assert order[:2] == [(run_ids[0], "a"), (run_ids[0], "b")]
+    # a is followed at once by b (the first stage of its group); no other worker took c meanwhile, so b's
+    # worker takes it; the stage finishing the group (c) is followed at once by d: one run after the other.
+    assert order == [(run_id, stage) for run_id in run_ids for stage in "abcd"]
 
 
 def test_continuation_is_started_in_the_outcome_transaction(h):
@@ -77,8 +75,68 @@ def test_continuation_is_started_in_the_outcome_transaction(h):
     assert other.stage_id == "c"
     assert h.jobs.dequeue("w2", h.clock.now()) is None
 
-    assert run_job(h.kernel, started.job, continue_as="w1", started=started).outcome == "completed"
+    b_done = run_job(h.kernel, started.job, continue_as="w1", started=started)
+    assert b_done.outcome == "completed"
+    assert b_done.continuation is None  # its sibling is held by w2: nothing to take
     assert run_job(h.kernel, other, continue_as="w2").continuation.record.stage_id == "d"
+
+
+def test_a_worker_finishing_a_parallel_stage_takes_a_sibling_no_one_claimed(h):
+    run_id = h.start("diamond", {"value": 1})
+    b = run_job(h.kernel, h.jobs.dequeue("w1", h.clock.now()), continue_as="w1").continuation
+    before = len(h.event_types(run_id))
+
+    outcome = run_job(h.kernel, b.job, continue_as="w1", started=b)
+    taken = outcome.continuation
+    assert (outcome.outcome, outcome.transition) == ("completed", "noop")
+    assert taken is not None
+    assert (taken.record.stage_id, taken.job.stage_id) == ("c", "c")
+    stored = h.jobs.get_job(taken.job.id)
+    assert (stored.status, stored.attempt, stored.worker_id) == (Status.RUNNING, 1, "w1")
+    stages = h.stages(run_id)
+    assert (stages["b"].status, stages["c"].status) == (Status.COMPLETED, Status.RUNNING)
+    assert stages["c"].started_at == h.clock.now()
+    assert h.event_types(run_id)[before:] == ["stage:completed", "stage:started"]
+    assert h.jobs.dequeue("w2", h.clock.now()) is None  # c is no longer in the queue for others
+    assert {s.stage_id: s.status for s in taken.stages} == {
+        "a": Status.COMPLETED,
+        "b": Status.COMPLETED,
+        "c": Status.RUNNING,
+    }
+
+    d = run_job(h.kernel, taken.job, continue_as="w1", started=taken).continuation
+    assert d.record.stage_id == "d"
+    assert run_job(h.kernel, d.job, continue_as="w1", started=d).transition == "completed"
+    assert h.run(run_id).output == {"total": 3 + 12, "tags": ["b", "c"]}
+    assert {(j.stage_id, j.status, j.attempt) for j in h.jobs.jobs_for_run(run_id)} == {
+        (stage, Status.COMPLETED, 1) for stage in "abcd"
+    }
+    assert _sequences(h, run_id) == list(range(1, len(h.event_types(run_id)) + 1))
+
+
+def test_a_sibling_waiting_out_a_retry_backoff_is_not_taken_early(h):
+    flows.FAIL["c"] = "flaky"
+    run_id = h.start("diamond", {"value": 1})
+    b = run_job(h.kernel, h.jobs.dequeue("w1", h.clock.now()), continue_as="w1").continuation
+    assert run_job(h.kernel, h.jobs.dequeue("w2", h.clock.now())).outcome == "retrying"
+    flows.FAIL.clear()
+
+    outcome = run_job(h.kernel, b.job, continue_as="w1", started=b)
+    assert outcome.continuation is None  # c's retry is not due yet
+    assert h.stages(run_id)["c"].status != Status.RUNNING
+    h.clock.advance(seconds=60)
+    drain(h.kernel, eager=True)
+    assert h.run(run_id).status == Status.COMPLETED
+    assert flows.CALLS["c"] == 2
+
+
+def test_without_a_worker_id_a_finished_sibling_takes_nothing(h):
+    run_id = h.start("diamond", {"value": 1})
+    run_job(h.kernel, h.jobs.dequeue("w1", h.clock.now()))
+    b = h.jobs.dequeue("w1", h.clock.now())
+    assert run_job(h.kernel, b).continuation is None
+    assert h.stages(run_id)["c"].status == Status.PENDING
+    assert h.jobs.dequeue("w2", h.clock.now()).stage_id == "c"
 
 
 def test_without_a_worker_id_the_next_group_only_goes_to_the_queue(h):

@@ -331,3 +331,45 @@ def test_on_enqueue_errors_do_not_break_the_commit(rung, django_capture_on_commi
     with django_capture_on_commit_callbacks(execute=True):
         job_id = q.job("r1")
     assert q.jobs.get_job(job_id).status == Status.PENDING
+
+
+def test_claim_stage_takes_the_due_pending_job_of_that_stage_only(q):
+    mine = q.job("r1", "b")
+    q.job("r1", "c")
+    q.job("r2", "b")
+    assert q.jobs.claim_stage("r1", "x", "w", q.now()) is None  # no such stage
+    job = q.jobs.claim_stage("r1", "b", "w", q.now())
+    assert (job.id, job.status, job.attempt, job.worker_id, job.locked_at) == (
+        mine,
+        Status.RUNNING,
+        1,
+        "w",
+        q.now(),
+    )
+    assert q.jobs.claim_stage("r1", "b", "w2", q.now()) is None  # taken
+    assert sorted(q.jobs.dequeue("w2", q.now()).stage_id for _ in range(1)) == ["c"]
+
+
+def test_claim_stage_skips_jobs_not_due_and_not_pending(q):
+    later = q.job("r1", "b", available_at=q.now() + timedelta(seconds=5))
+    assert q.jobs.claim_stage("r1", "b", "w", q.now()) is None
+    q.clock.advance(seconds=5)
+    assert q.jobs.claim_stage("r1", "b", "w", q.now()).id == later
+    q.jobs.complete(later, q.now())
+    assert q.jobs.claim_stage("r1", "b", "w", q.now()) is None
+
+
+def test_claim_stage_withdraws_the_message_after_commit_only(django_capture_on_commit_callbacks):
+    bell, withdrawn = Bell(), []
+    q = orm_adapters(on_enqueue=bell, on_withdraw=withdrawn.append)
+    q.run("r1")
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = q.job("r1", "b")
+    with django_capture_on_commit_callbacks(execute=True), q.persistence.atomic():
+        assert q.jobs.claim_stage("r1", "b", "w", q.now()).id == job_id
+        assert withdrawn == []
+    assert withdrawn == [[job_id]]
+    assert bell.calls == [([job_id], None)]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert q.jobs.claim_stage("r1", "b", "w", q.now()) is None
+    assert withdrawn == [[job_id]]  # nothing taken, nothing withdrawn

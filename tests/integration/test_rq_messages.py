@@ -76,3 +76,30 @@ def test_worker_rejects_pickled_payloads(rq_settings):
         [sys.executable, "-m", "django", "runworker", "--burst"], env=env, timeout=60, capture_output=True, check=False
     )
     assert not os.path.exists(marker)
+
+
+def test_a_sibling_taken_by_the_worker_that_rang_it_leaves_no_message_behind(rq_settings, monkeypatch):
+    from django_workflow_engine.adapters import rq as doorbell
+    from django_workflow_engine.hosts.worker import execute_job_by_id
+    from django_workflow_engine.models import WorkflowRun
+
+    queue = rq_settings
+    run = engine.start("triple", {"n": 2, "sleep": 0})
+    ingest_message = queue.job_ids
+    assert len(ingest_message) == 1
+    queue.connection.set("probe", "1")  # a key that must survive
+    rung = []
+    ring = doorbell.ring
+    monkeypatch.setattr(doorbell, "ring", lambda ids, at=None: rung.extend(ids) or ring(ids, at))
+
+    outcome = execute_job_by_id(WorkflowJob.objects.get(run=run, stage_id="ingest").id)  # what RQ calls
+
+    assert outcome.outcome == "completed"
+    assert WorkflowRun.objects.get(pk=run.pk).status == "COMPLETED"
+    right = WorkflowJob.objects.get(run=run, stage_id="right")
+    assert rung == [right.id]  # rung when ingest started the group, then taken by the same worker
+    assert (right.status, right.attempt) == ("COMPLETED", 1)
+    assert queue.job_ids == ingest_message  # the sibling's message was withdrawn
+    assert sorted(k.decode() for k in queue.connection.keys("rq:job:*")) == [f"rq:job:{ingest_message[0]}"]
+    assert queue.connection.get("probe") == b"1"
+    assert doorbell.withdraw([right.id, "never-rung"]) == 0  # nothing this process still knows of

@@ -16,6 +16,7 @@ from ..flow import (
     MissingGroupOutput,
     group_output,
     prepare_group,
+    start_pending_sibling,
     sum_metrics,
     workflow_context,
 )
@@ -43,7 +44,8 @@ def advance(
     """The transition itself, for a run whose row the caller has locked in the current transaction.
 
     ``claim_for``: a worker id; when the next group starts, its first stage is started for that worker
-    (``Handled.started``), which executes it next without a queue round trip. ``stages``: the run's stage
+    (``Handled.started``), which executes it next without a queue round trip; while the current group is
+    still running, a sibling stage no worker has claimed yet is started for it instead. ``stages``: the run's stage
     records as they are now, when the caller knows them (else they are read)."""
     persistence = deps.persistence
     if run.status in TERMINAL_RUN_STATUSES or run.status == Status.PENDING:
@@ -68,7 +70,10 @@ def advance(
         return Handled(TransitionResult("advanced", 1, job_ids), [event(WORKFLOW_STARTED, run.id, now)])
 
     if any(s.status in ACTIVE_STAGE_STATUSES for s in stages):
-        return NOOP
+        sibling = start_pending_sibling(deps, run, stages, claim_for, now) if claim_for is not None else None
+        if sibling is None:
+            return NOOP
+        return Handled(TransitionResult("noop"), sibling.events, started=sibling.started)
 
     failed = [s for s in stages if s.status == Status.FAILED]
     if failed:
