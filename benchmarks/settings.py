@@ -27,3 +27,8 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler", "level": "WARNING"}},
     "loggers": {"django_workflow_engine": {"handlers": ["stderr"], "level": "WARNING"}},
 }
+
+# BENCH_SERVER_SIDE_BINDING=1: psycopg server-side parameter binding (Django's ``server_side_binding``
+# option), under which psycopg prepares a statement after its fifth execution.
+if os.environ.get("BENCH_SERVER_SIDE_BINDING") == "1" and "postgresql" in DATABASES["default"]["ENGINE"]:
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True

@@ -29,7 +29,6 @@ from .persistence import (
     expect_rows,
     insert_sql,
     row_reader,
-    update_sql,
 )
 
 JOB_FIELDS = [f.name for f in fields(JobRecord)]
@@ -222,9 +221,8 @@ class OrmJobQueue:
     def _update(self, job_id: str, **values: Any) -> bool:
         """Update the job unless it is CANCELLED (a cancelled job stays cancelled). True if written (when
         deferred, :mod:`.deferred`: True, and a missing job raises at the flush)."""
-        candidates = self._jobs().filter(pk=job_id).exclude(status=Status.CANCELLED)
         if deferred.deferring(self.using):
-            sql, params = update_sql(self.using, candidates, values)
+            sql, params = self._update_sql(job_id, values)
 
             def check(count: int) -> None:
                 if count == 0 and not self._jobs().filter(pk=job_id).exists():
@@ -233,11 +231,25 @@ class OrmJobQueue:
             rows = frozenset({(WorkflowJob._meta.db_table, job_id)})
             deferred.defer(self.using, deferred.Write(sql, params, rows, check))
             return True
-        if candidates.update(**values):
+        if self._jobs().filter(pk=job_id).exclude(status=Status.CANCELLED).update(**values):
             return True
         if not self._jobs().filter(pk=job_id).exists():
             raise WorkflowEngineError(f"Job {job_id!r} does not exist.")
         return False
+
+    def _update_sql(self, job_id: str, values: dict[str, Any]) -> tuple[str, list[Any]]:
+        """``UPDATE job SET ... WHERE id = %s AND status <> 'CANCELLED'``, written by hand (every stage's outcome
+        transaction has one; compiling it with the ORM cost more than running it)."""
+        connection = connections[self.using]
+        meta = WorkflowJob._meta
+        qn = connection.ops.quote_name
+        sets, params = [], []
+        for name, value in values.items():
+            field = meta.get_field(name)
+            sets.append(f"{qn(field.column)} = %s")
+            params.append(field.get_db_prep_save(value, connection))
+        sql = f'UPDATE {qn(meta.db_table)} SET {", ".join(sets)} WHERE "id" = %s AND NOT ("status" = %s)'
+        return sql, [*params, job_id, Status.CANCELLED]
 
     def complete(self, job_id: str, now: datetime) -> None:
         self._update(job_id, status=Status.COMPLETED, completed_at=now, worker_id=None, locked_at=None, updated_at=now)

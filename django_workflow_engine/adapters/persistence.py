@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import IntegrityError, connections, transaction
 from django.db.models import Exists, F, Max, Model, OuterRef, Q, QuerySet, Subquery
-from django.db.models.sql import InsertQuery, UpdateQuery
+from django.db.models.sql import UpdateQuery
 
 from ..core.errors import RunNotFound, StaleVersionError, WorkflowEngineError
 from ..kernel.records import AnnotationRecord, IdempotencyClaim, LogRecord, OutboxRecord, RunRecord, StageRecord, Status
@@ -82,14 +82,6 @@ def update_returning(using: str, queryset: QuerySet, values: Mapping[str, Any]) 
     return None if row is None else model.from_db(using, names, read(row))
 
 
-def update_sql(using: str, queryset: QuerySet, values: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """The SQL and parameters of ``queryset.update(**values)``."""
-    query = queryset.query.chain(UpdateQuery)
-    query.add_update_values(values)
-    sql, params = query.get_compiler(using).as_sql()
-    return sql, list(params)
-
-
 def _versioned_update_sql(
     connection: Any, model: type[Model], pk: str, values: Mapping[str, Any], expected_version: int | None
 ) -> tuple[str, list[Any]]:
@@ -115,14 +107,15 @@ def _versioned_update_sql(
 
 
 def insert_sql(using: str, model: type[Model], objs: Sequence[Model]) -> tuple[str, list[Any]]:
-    """The SQL and parameters of one multi-row ``INSERT`` of ``objs`` (every concrete field, pks given)."""
-    query = InsertQuery(model)
-    query.insert_values(list(model._meta.concrete_fields), objs, raw=False)
-    statements = query.get_compiler(using=using).as_sql()
-    if len(statements) != 1:
-        raise WorkflowEngineError(f"Expected one INSERT statement for {model.__name__}, got {len(statements)}.")
-    sql, params = statements[0]
-    return sql, list(params)
+    """The SQL and parameters of one multi-row ``INSERT`` of ``objs`` (every concrete field, pks given), written
+    by hand like :func:`_versioned_update_sql`; values go through the fields' ``get_db_prep_save``."""
+    connection = connections[using]
+    fields = model._meta.concrete_fields
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(f.column) for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs for f in fields]
+    return f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * len(objs))}", params
 
 
 def expect_rows(count: int, error: Exception) -> Callable[[int], None]:
@@ -259,7 +252,6 @@ class OrmPersistence:
     ) -> int:
         """One ``UPDATE ... RETURNING version`` (it is on the hot path of every stage); only when no row
         matched does a second query tell a missing row from a stale version."""
-        qs = self._objects(model).filter(pk=pk)
         connection = connections[self.using]
         sql, params = _versioned_update_sql(connection, model, pk, values, expected_version)
         if expected_version is None and deferred.deferring(self.using):
@@ -271,7 +263,7 @@ class OrmPersistence:
             row = cursor.fetchone()
         if row is not None:
             return int(row[0])
-        actual = qs.values_list("version", flat=True).first()
+        actual = self._objects(model).filter(pk=pk).values_list("version", flat=True).first()
         if actual is None:
             raise missing
         raise StaleVersionError(model.__name__, pk, expected_version or 0, actual)

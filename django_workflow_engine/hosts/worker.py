@@ -14,6 +14,8 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connections
@@ -37,36 +39,61 @@ def current_worker_id() -> str:
     return _WORKER_ID or default_worker_id()
 
 
-class Heartbeat:
-    """Refreshes a job's lease every ``interval`` seconds on its own thread (and its own DB connection)."""
+class LeaseKeeper:
+    """Refreshes the leases of the jobs this process executes, every ``interval`` seconds, on one thread of
+    its own (with its own DB connection) that lives as long as the process: holding a job costs no thread
+    start per stage.
 
-    def __init__(self, kernel: Any, job: JobRecord, worker_id: str, interval: float):
-        self.kernel = kernel
-        self.job = job
-        self.worker_id = worker_id
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.id[-8:]}", daemon=True)
+    Use :meth:`hold` around a job's execution. A job whose lease is found gone is logged and dropped."""
 
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[Any, JobRecord, str]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._interval = 60.0
+        self._wake = threading.Event()
 
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    @contextmanager
+    def hold(self, kernel: Any, job: JobRecord, worker_id: str, interval: float) -> Iterator[None]:
+        with self._lock:
+            self._held[job.id] = (kernel, job, worker_id)
+            if interval < self._interval:
+                self._interval = interval
+                self._wake.set()  # a shorter interval than the thread is sleeping for
+            if self._thread is None or not self._thread.is_alive():
+                self._interval = interval
+                self._thread = threading.Thread(target=self._run, name="dwe-lease-keeper", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.pop(job.id, None)
 
     def _run(self) -> None:
         try:
-            while not self._stop.wait(self.interval):
-                try:
-                    if not self.kernel.jobs.touch(self.job.id, self.worker_id, self.kernel.clock.now()):
-                        logger.warning("lost the lease of job %s (stage %s)", self.job.id, self.job.stage_id)
-                        return
-                except Exception:
-                    logger.warning("heartbeat of job %s failed", self.job.id, exc_info=True)
+            while True:
+                self._wake.wait(self._interval)
+                self._wake.clear()
+                with self._lock:
+                    held = list(self._held.values())
+                for kernel, job, worker_id in held:
+                    self._touch(kernel, job, worker_id)
         finally:
             connections.close_all()
+
+    def _touch(self, kernel: Any, job: JobRecord, worker_id: str) -> None:
+        try:
+            if not kernel.jobs.touch(job.id, worker_id, kernel.clock.now()):
+                logger.warning("lost the lease of job %s (stage %s)", job.id, job.stage_id)
+                with self._lock:
+                    self._held.pop(job.id, None)
+        except Exception:
+            logger.warning("heartbeat of job %s failed", job.id, exc_info=True)
+            connections.close_all()  # a broken connection is replaced at the next beat
+
+
+LEASES = LeaseKeeper()
 
 
 def drop_broken_connections() -> None:
@@ -85,8 +112,8 @@ def drop_broken_connections() -> None:
 
 def execute_claimed(kernel: Any, job: JobRecord, worker_id: str, *, eager: bool | None = None) -> JobOutcome:
     """Execute a claimed job with a lease heartbeat, then, with ``eager`` (default: ``EAGER_EXECUTION``),
-    the stages its run's transitions start for this worker, one after another (each with its own
-    heartbeat), until a transition starts none or the worker is asked to stop. Returns the first job's
+    the stages its run's transitions start for this worker, one after another (each leased while it runs),
+    until a transition starts none or the worker is asked to stop. Returns the first job's
     outcome."""
     from ..conf import settings
 
@@ -94,7 +121,7 @@ def execute_claimed(kernel: Any, job: JobRecord, worker_id: str, *, eager: bool 
     first: JobOutcome | None = None
     started = None
     while True:
-        with Heartbeat(kernel, job, worker_id, settings.HEARTBEAT_SECONDS):
+        with LEASES.hold(kernel, job, worker_id, settings.HEARTBEAT_SECONDS):
             outcome = run_job(
                 kernel,
                 job,
