@@ -28,7 +28,10 @@ LOGGING = {
     "loggers": {"django_workflow_engine": {"handlers": ["stderr"], "level": "WARNING"}},
 }
 
-# BENCH_SERVER_SIDE_BINDING=1: psycopg server-side parameter binding (Django's ``server_side_binding``
-# option), under which psycopg prepares a statement after its fifth execution.
-if os.environ.get("BENCH_SERVER_SIDE_BINDING") == "1" and "postgresql" in DATABASES["default"]["ENGINE"]:
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+# BENCH_PREPARE_THRESHOLD: psycopg's prepare_threshold (Django's default None prepares nothing); with a number,
+# psycopg prepares a statement after that many executions on a connection: the engine's hot statements, bound on
+# the server (``adapters/cursors.hot_cursor``), then skip parsing and planning. "none" leaves Django's default.
+if "postgresql" in DATABASES["default"]["ENGINE"]:
+    threshold = os.environ.get("BENCH_PREPARE_THRESHOLD", "none")
+    if threshold != "none":
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(threshold)

@@ -20,6 +20,8 @@ from typing import Any
 
 from django.db import connections, transaction
 
+from .cursors import hot_cursor
+
 AUX = "__dwe_aux__"
 
 
@@ -75,7 +77,7 @@ def flush(using: str) -> None:
     connection = connections[using]
     queue.flushing = True
     try:
-        with connection.cursor() as cursor:
+        with hot_cursor(connection) as cursor:
             if len(writes) == 1 and writes[0].aux_sql is None:
                 cursor.execute(writes[0].sql, list(writes[0].params))
                 counts = [cursor.rowcount]

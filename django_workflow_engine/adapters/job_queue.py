@@ -23,6 +23,7 @@ from ..core.ids import new_id
 from ..kernel.records import JobRecord, NewJob, Status
 from ..models import WorkflowJob
 from . import deferred
+from .cursors import hot_cursor
 from .persistence import (
     SINGLE_STATEMENT_CLAIM_VENDORS,
     claim_one,
@@ -206,7 +207,7 @@ class OrmJobQueue:
             f'"updated_at" = %s WHERE {where} AND "status" = %s AND "available_at" <= %s RETURNING {columns}'
         )
         params = [Status.RUNNING, worker_id, stamp, stamp, stamp, *where_params, Status.PENDING, stamp]
-        with connection.cursor() as cursor:
+        with hot_cursor(connection) as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         if row is None:

@@ -31,6 +31,7 @@ from ..models import (
     WorkflowStage,
 )
 from . import deferred
+from .cursors import hot_cursor
 
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
 STAGE_FIELDS = [f.name for f in fields(StageRecord)]
@@ -76,7 +77,7 @@ def update_returning(using: str, queryset: QuerySet, values: Mapping[str, Any]) 
     query.add_update_values(values)
     sql, params = query.get_compiler(using).as_sql()
     names, columns, read = row_reader(model, connection)
-    with connection.cursor() as cursor:
+    with hot_cursor(connection) as cursor:
         cursor.execute(f"{sql} RETURNING {columns}", params)
         row = cursor.fetchone()
     return None if row is None else model.from_db(using, names, read(row))
@@ -258,7 +259,7 @@ class OrmPersistence:
             rows = frozenset({(model._meta.db_table, pk)})
             deferred.defer(self.using, deferred.Write(sql, params, rows, expect_rows(1, missing)))
             return 0
-        with connection.cursor() as cursor:
+        with hot_cursor(connection) as cursor:
             cursor.execute(f"{sql} RETURNING {connection.ops.quote_name('version')}", params)
             row = cursor.fetchone()
         if row is not None:
@@ -295,7 +296,7 @@ class OrmPersistence:
             sql += f" ORDER BY {order_by}"
         if lock and self._pg:
             sql += " FOR UPDATE"
-        with connection.cursor() as cursor:
+        with hot_cursor(connection) as cursor:
             cursor.execute(sql, list(params))
             rows = cursor.fetchall()
         return [dict(zip(names, convert(row), strict=True)) for row in rows]
@@ -517,7 +518,7 @@ class OrmPersistence:
             check = expect_rows(len(items), RunNotFound(run_id))
             deferred.defer(self.using, deferred.Write(insert, insert_params, rows, check, reserve, reserve_params))
             return True
-        with connection.cursor() as cursor:
+        with hot_cursor(connection) as cursor:
             cursor.execute(f"WITH seq AS ({reserve}) {insert.replace(seq, 'seq')}", reserve_params + insert_params)
             return cursor.rowcount > 0
 

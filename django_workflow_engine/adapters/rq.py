@@ -7,8 +7,7 @@ database row stays the truth; a lost message is re-sent by ``runmaintenance``.
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -43,26 +42,39 @@ def get_queue(name: str | None = None):  # type: ignore[no-untyped-def]
 
 def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
     """Enqueue one RQ message per job id (at ``at`` if given and in the future). Never raises: if Redis
-    is down the jobs stay PENDING in the database and maintenance re-sends their messages."""
+    is down the jobs stay PENDING in the database and maintenance re-sends their messages.
+
+    A message's RQ id is its job's id, so whoever claims the job can :func:`withdraw` the message. The one
+    exception is a job rung from inside its own message (a retry): RQ deletes the running message's data when
+    it finishes, so that message gets an id of its own."""
     ids = list(job_ids)
     if not ids:
         return 0
     try:
+        from rq import get_current_job
+
         queue = get_queue()
+        current = get_current_job()
+        running = current.id if current is not None else None
+
+        def message_id(job_id: str) -> str:
+            return job_id if job_id != running else f"{job_id}-{uuid.uuid4().hex[:12]}"
+
         if at is not None and at > datetime.now(UTC):
             for job_id in ids:
-                queue.enqueue_at(at, JOB_FUNCTION, job_id, result_ttl=0, failure_ttl=3600)
+                queue.enqueue_at(at, JOB_FUNCTION, job_id, job_id=message_id(job_id), result_ttl=0, failure_ttl=3600)
         else:
             with queue.connection.pipeline() as pipe:
-                messages = queue.enqueue_many(
+                queue.enqueue_many(
                     [
-                        queue.prepare_data(JOB_FUNCTION, args=(job_id,), result_ttl=0, failure_ttl=3600)
+                        queue.prepare_data(
+                            JOB_FUNCTION, args=(job_id,), job_id=message_id(job_id), result_ttl=0, failure_ttl=3600
+                        )
                         for job_id in ids
                     ],
                     pipeline=pipe,
                 )
                 pipe.execute()
-            _remember(queue, ids, [message.id for message in messages])
     except Exception:
         logger.warning(
             "could not enqueue RQ messages for %d job(s); maintenance will re-send them", len(ids), exc_info=True
@@ -71,44 +83,26 @@ def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
     return len(ids)
 
 
-# The messages this process rang last, by job id: a worker that takes a parallel sibling itself (its own
-# outcome transaction started the group, so it rang that sibling's message) can withdraw the message instead of
-# letting another worker pay for delivering it only to find the job taken.
-_RUNG: OrderedDict[str, tuple[str, str]] = OrderedDict()
-_RUNG_LIMIT = 4096
-_RUNG_LOCK = threading.Lock()
-
-
-def _remember(queue: Any, job_ids: list[str], message_ids: list[str]) -> None:
-    with _RUNG_LOCK:
-        for job_id, message_id in zip(job_ids, message_ids, strict=True):
-            _RUNG[job_id] = (queue.key, message_id)
-        while len(_RUNG) > _RUNG_LIMIT:
-            _RUNG.popitem(last=False)
-
-
-def withdraw(job_ids: Iterable[str]) -> int:
-    """Drop the queued RQ messages of jobs that were claimed without them, where this process rang them.
-
-    Best effort and never raises: a message that is not dropped (rung elsewhere, or already being delivered)
-    reaches a worker whose claim finds the job taken, and is skipped. Returns how many were dropped.
-    """
-    with _RUNG_LOCK:
-        known = [_RUNG.pop(job_id) for job_id in job_ids if job_id in _RUNG]
-    if not known:
+def withdraw(job_ids: Iterable[str], *, oldest: bool = False) -> int:
+    """Drop the queued RQ messages of jobs that were claimed without them (a worker took a parallel sibling
+    itself, or took the next due job straight from the database). Best effort and never raises: a message
+    left behind (already being delivered, or re-sent by maintenance) reaches a worker whose claim finds the
+    job taken, and is skipped. ``oldest``: the message is near the head of the queue (else near the tail,
+    where a message rung moments ago is). Returns how many were dropped."""
+    ids = list(job_ids)
+    if not ids:
         return 0
     try:
         from rq.job import Job
 
         queue = get_queue()
         with queue.connection.pipeline(transaction=False) as pipe:
-            for queue_key, message_id in known:
-                # From the tail: the message was pushed moments ago, behind any backlog.
-                pipe.lrem(queue_key, -1, message_id)
-                pipe.delete(Job.key_for(message_id))
+            for job_id in ids:
+                pipe.lrem(queue.key, 1 if oldest else -1, job_id)
+                pipe.delete(Job.key_for(job_id))
             replies = pipe.execute()
     except Exception:
-        logger.warning("could not withdraw %d RQ message(s); they will be skipped", len(known), exc_info=True)
+        logger.warning("could not withdraw %d RQ message(s); they will be skipped", len(ids), exc_info=True)
         return 0
     return sum(1 for removed in replies[::2] if removed)
 

@@ -110,14 +110,20 @@ def drop_broken_connections() -> None:
             conn.errors_occurred = False
 
 
-def execute_claimed(kernel: Any, job: JobRecord, worker_id: str, *, eager: bool | None = None) -> JobOutcome:
-    """Execute a claimed job with a lease heartbeat, then, with ``eager`` (default: ``EAGER_EXECUTION``),
-    the stages its run's transitions start for this worker, one after another (each leased while it runs),
-    until a transition starts none or the worker is asked to stop. Returns the first job's
-    outcome."""
+def execute_claimed(
+    kernel: Any, job: JobRecord, worker_id: str, *, eager: bool | None = None, until: float | None = None
+) -> JobOutcome:
+    """Execute a claimed job with a lease, then, with ``eager`` (default: ``EAGER_EXECUTION``), the stages its
+    run's transitions start for this worker, one after another (each leased while it runs), until a
+    transition starts none, the worker is asked to stop, or ``time.monotonic()`` passes ``until``. Returns
+    the first job's outcome."""
     from ..conf import settings
 
     eager = bool(settings.EAGER_EXECUTION) if eager is None else eager
+
+    def may_continue() -> bool:
+        return not _STOPPING.is_set() and (until is None or time.monotonic() < until)
+
     first: JobOutcome | None = None
     started = None
     while True:
@@ -126,7 +132,7 @@ def execute_claimed(kernel: Any, job: JobRecord, worker_id: str, *, eager: bool 
                 kernel,
                 job,
                 continue_as=worker_id if eager else None,
-                continue_if=_not_stopping,
+                continue_if=may_continue,
                 started=started,
             )
         first = first or outcome
@@ -138,12 +144,14 @@ def execute_claimed(kernel: Any, job: JobRecord, worker_id: str, *, eager: bool 
         job = started.job
 
 
-def _not_stopping() -> bool:
-    return not _STOPPING.is_set()
-
-
 def execute_job_by_id(job_id: str) -> JobOutcome | None:
-    """Claim and execute one job by id (the RQ path). ``None`` if it was not claimable."""
+    """Claim and execute one job by id (the RQ path). ``None`` if it was not claimable.
+
+    With ``EAGER_EXECUTION``, the worker then keeps going without the queue while the database has due jobs:
+    it claims the next one (highest priority, oldest first) and withdraws its message, until nothing is due,
+    a stop is requested, or half of the message's RQ timeout has passed (RQ interrupts a message that runs
+    past its timeout; the other half is left for the stage running at that moment)."""
+    from ..conf import settings
     from ..engine import engine
 
     drop_broken_connections()
@@ -152,7 +160,34 @@ def execute_job_by_id(job_id: str) -> JobOutcome | None:
     job = kernel.jobs.claim(job_id, worker_id, kernel.clock.now())
     if job is None:
         return None
-    return execute_claimed(kernel, job, worker_id)
+    until = _message_deadline()
+    outcome = execute_claimed(kernel, job, worker_id, until=until)
+    if not settings.EAGER_EXECUTION:
+        return outcome
+    while not _STOPPING.is_set() and (until is None or time.monotonic() < until):
+        drop_broken_connections()
+        job = kernel.jobs.dequeue(worker_id, kernel.clock.now())
+        if job is None:
+            break
+        from ..adapters.rq import withdraw
+
+        withdraw([job.id], oldest=True)
+        execute_claimed(kernel, job, worker_id, until=until)
+    return outcome
+
+
+def _message_deadline() -> float | None:
+    """``time.monotonic()`` at half of the current RQ message's timeout; ``None`` outside RQ or without one."""
+    from rq import get_current_job
+    from rq.queue import Queue
+
+    message = get_current_job()
+    if message is None:
+        return None
+    timeout = message.timeout or Queue.DEFAULT_TIMEOUT
+    if timeout is None or timeout < 0:
+        return None
+    return time.monotonic() + timeout / 2
 
 
 class Worker:

@@ -103,3 +103,46 @@ def test_a_sibling_taken_by_the_worker_that_rang_it_leaves_no_message_behind(rq_
     assert sorted(k.decode() for k in queue.connection.keys("rq:job:*")) == [f"rq:job:{ingest_message[0]}"]
     assert queue.connection.get("probe") == b"1"
     assert doorbell.withdraw([right.id, "never-rung"]) == 0  # nothing this process still knows of
+
+
+def test_one_message_works_through_the_due_backlog_and_withdraws_its_messages(rq_settings):
+    from django_workflow_engine.hosts.worker import execute_job_by_id
+    from django_workflow_engine.models import WorkflowRun
+
+    queue = rq_settings
+    runs = [engine.start("triple", {"n": n, "sleep": 0}) for n in range(3)]
+    first = WorkflowJob.objects.get(run=runs[0], stage_id="ingest").id
+    assert queue.job_ids == [WorkflowJob.objects.get(run=r, stage_id="ingest").id for r in runs]  # id = job id
+    queue.remove(first)  # as RQ does when it delivers the message
+
+    outcome = execute_job_by_id(first)
+
+    assert outcome.outcome == "completed"
+    assert (
+        list(WorkflowRun.objects.filter(pk__in=[r.pk for r in runs]).values_list("status", flat=True))
+        == ["COMPLETED"] * 3
+    )
+    assert queue.job_ids == []
+    assert queue.connection.keys("rq:job:*") == [f"rq:job:{first}".encode()]  # RQ deletes the delivered one
+    assert set(WorkflowJob.objects.values_list("status", "attempt")) == {("COMPLETED", 1)}
+
+
+def test_a_message_stops_taking_work_at_half_its_rq_timeout(rq_settings, monkeypatch):
+    import rq
+
+    from django_workflow_engine.hosts.worker import execute_job_by_id
+
+    queue = rq_settings
+    runs = [engine.start("triple", {"n": n, "sleep": 0}) for n in range(2)]
+    first = WorkflowJob.objects.get(run=runs[0], stage_id="ingest").id
+    queue.remove(first)
+    message = type("Message", (), {"id": first, "timeout": 0.002})()  # 1 ms of budget: spent by the first stage
+    monkeypatch.setattr(rq, "get_current_job", lambda: message)
+
+    assert execute_job_by_id(first).outcome == "completed"
+
+    done = dict(WorkflowJob.objects.filter(status="COMPLETED").values_list("run_id", "stage_id"))
+    assert done == {runs[0].pk: "ingest"}  # no continuation, no job taken from the database
+    left = set(WorkflowJob.objects.filter(status="PENDING").values_list("id", flat=True))
+    assert set(queue.job_ids) == left  # everything else still has its message
+    assert len(left) == 3  # left and right of the first run, ingest of the second
