@@ -56,10 +56,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 4,
             )
         )
-    if not isinstance(settings.EAGER_EXECUTION, bool):
-        errors.append(
-            _error(f"WORKFLOW_ENGINE['EAGER_EXECUTION'] is {settings.EAGER_EXECUTION!r}.", "Use True or False.", 3)
-        )
+    for flag in ("EAGER_EXECUTION", "PREPARED_STATEMENTS"):
+        if not isinstance(getattr(settings, flag), bool):
+            errors.append(_error(f"WORKFLOW_ENGINE[{flag!r}] is {getattr(settings, flag)!r}.", "Use True or False.", 3))
     if settings.AI_LOG_PROMPTS not in (True, False, "redact"):
         errors.append(
             _error(

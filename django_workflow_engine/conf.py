@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "REDELIVER_SECONDS": 30,
     # A worker whose stage starts the next group executes that group's first stage itself, at once.
     "EAGER_EXECUTION": True,
+    # PostgreSQL: the engine's hot statements are prepared on their second execution on a connection.
+    "PREPARED_STATEMENTS": True,
     "EVENT_PLUGINS": [],
     "AI_MODELS": {},
     "AI_LOG_PROMPTS": True,

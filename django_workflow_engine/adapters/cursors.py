@@ -5,24 +5,42 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+# Statements seen per connection before they are prepared: a statement is prepared on its second execution.
+_SEEN_LIMIT = 512
+_NEVER = 2**31 - 1
+
 
 def hot_cursor(connection: Any) -> Any:
-    """A cursor for the engine's hand-written hot-path statements.
+    """A cursor for the engine's hand-written hot-path statements (claims, run and stage reads, versioned
+    updates, deferred writes, outbox appends).
 
     On PostgreSQL (psycopg 3) it binds parameters on the server, whatever the site's ``server_side_binding``
-    option: the values travel apart from the SQL text, so nothing is quoted into it in Python, and psycopg
-    prepares a statement it has executed ``prepare_threshold`` times (5 by default), after which PostgreSQL no
-    longer parses and plans it (the statements of a stage's transactions repeat for every stage). Set
-    ``OPTIONS["prepare_threshold"] = None`` to keep the binding without prepared statements (e.g. behind
-    PgBouncer before 1.21 in transaction mode). It is still a Django cursor: execute wrappers, query logging
-    and error translation apply. Elsewhere: ``connection.cursor()``."""
-    cursor_class = _server_binding_cursor() if connection.vendor == "postgresql" else None
-    if cursor_class is None:
+    option: the values travel apart from the SQL text, so nothing is quoted into it in Python. With
+    ``WORKFLOW_ENGINE["PREPARED_STATEMENTS"]`` (default on) a statement is also prepared on its second
+    execution on a connection, so PostgreSQL stops parsing and planning the statements every stage repeats;
+    turn it off behind a pooler that cannot keep prepared statements (PgBouncer before 1.21 in transaction
+    mode). Only these cursors are affected: the site's own queries keep Django's settings. It is still a
+    Django cursor: execute wrappers, query logging and error translation apply. Elsewhere:
+    ``connection.cursor()``."""
+    classes = _cursor_classes() if connection.vendor == "postgresql" else None
+    if classes is None:
         return connection.cursor()
+    from ..conf import settings
+
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        cursor = cursor_class(connection.connection)
+        binding, preparing = classes
+        raw = connection.connection
+        if settings.PREPARED_STATEMENTS:
+            if raw.prepare_threshold is None:
+                # psycopg prepares nothing while the threshold is None (Django's default), not even a statement
+                # executed with prepare=True. A threshold no statement reaches keeps every other cursor
+                # unprepared; these cursors ask for preparation themselves.
+                raw.prepare_threshold = _NEVER
+            cursor = preparing(raw)
+        else:
+            cursor = binding(raw)
         # As Django's create_cursor does: a cursor timezone only when the connection's differs.
         from django.db.backends.postgresql import base
 
@@ -33,9 +51,36 @@ def hot_cursor(connection: Any) -> Any:
 
 
 @cache
-def _server_binding_cursor() -> Any:
-    """Django's server-binding cursor class under psycopg 3; ``None`` under psycopg2."""
+def _cursor_classes() -> tuple[type, type] | None:
+    """Django's server-binding cursor class and a subclass that prepares repeated statements (psycopg 3);
+    ``None`` under psycopg2."""
     from django.db.backends.postgresql.base import ServerBindingCursor
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
-    return ServerBindingCursor if is_psycopg3 else None
+    if not is_psycopg3:
+        return None
+
+    class PreparingCursor(ServerBindingCursor):  # type: ignore[misc, valid-type]
+        def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, **kwargs: Any) -> Any:
+            if prepare is None:
+                seen = self.connection.__dict__.setdefault("_dwe_seen_statements", {})
+                if query in seen:
+                    prepare = True
+                elif len(seen) < _SEEN_LIMIT:
+                    seen[query] = True
+            result = super().execute(query, params, prepare=prepare, **kwargs)
+            if self._query is None:
+                # psycopg keeps no query for a prepared execution, and Django's query log reads it from there.
+                self._query = _Executed(query.encode() if isinstance(query, str) else query)
+            return result
+
+    return ServerBindingCursor, PreparingCursor
+
+
+class _Executed:
+    """Stands in for psycopg's query object after a prepared execution (``.query``: the SQL sent)."""
+
+    __slots__ = ("query",)
+
+    def __init__(self, query: bytes):
+        self.query = query
