@@ -143,7 +143,20 @@ class OrmJobQueue:
         return connections[self.using].vendor in SINGLE_STATEMENT_CLAIM_VENDORS
 
     def dequeue(self, worker_id: str, now: datetime) -> JobRecord | None:
-        # One UPDATE ... RETURNING on PostgreSQL and SQLite (Django wants FOR UPDATE inside a transaction).
+        if self._single_statement():
+            # One hand-written UPDATE ... RETURNING in autocommit: the inner SELECT walks the partial index of
+            # PENDING jobs in (priority desc, created_at, id) order and skips rows other claimers hold.
+            connection = connections[self.using]
+            table = connection.ops.quote_name(WorkflowJob._meta.db_table)
+            stamp = WorkflowJob._meta.get_field("available_at").get_db_prep_save(now, connection)
+            lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+            return self._claim_where(
+                f'"id" = (SELECT "id" FROM {table} WHERE "status" = %s AND "available_at" <= %s '
+                f'ORDER BY "priority" DESC, "created_at", "id" LIMIT 1{lock})',
+                [Status.PENDING, stamp],
+                worker_id,
+                now,
+            )
         with transaction.atomic(using=self.using):
             row = claim_one(
                 self.using,
