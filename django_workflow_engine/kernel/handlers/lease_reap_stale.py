@@ -27,7 +27,7 @@ def handle(command: ReapStaleLeases, deps: Deps, causation_id: str) -> ReapStale
                 continue
             if job.attempt >= job.max_attempts:
                 message = f"Stage {job.stage_id!r} lost its worker on all {job.attempt} attempts (lease expired)."
-                deps.jobs.claim(job.id, "lease-reaper", now)
+                # Failed as it stands: taking it first would count one more attempt than were made.
                 deps.jobs.fail(job.id, message, None, now)
                 fail_stage_and_run(deps, job.run_id, job.stage_id, message, now)
     return ReapStaleResult(len(released))
