@@ -323,6 +323,13 @@ def main() -> None:
     parser.add_argument("--conn-max-age", type=int, default=0, help="CONN_MAX_AGE of the workers (default 0)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the raw RQ baseline")
     parser.add_argument("--quick", action="store_true", help="smoke run: 100 runs, 30 paced")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the baseline and the engine configurations this many times, alternating (a shared machine's "
+        "speed drifts: each engine row is compared with its own round's baseline; medians are reported)",
+    )
     parser.add_argument("--name", default="throughput", help="results/<name>.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -345,7 +352,8 @@ def main() -> None:
     log_root = Path(tempfile.mkdtemp(prefix="dwe-bench-logs-"))
 
     results: list[dict[str, Any]] = []
-    for workers in worker_counts:
+    for round_no, workers in [(r, w) for r in range(args.rounds) for w in worker_counts]:
+        first = len(results)
         if not args.no_baseline:
             print(f"raw RQ: {args.runs * STAGES_PER_RUN} no-op jobs, {workers} worker(s)...", flush=True)
             results.append(run_raw_rq(args.runs * STAGES_PER_RUN, workers, timeout))
@@ -380,12 +388,14 @@ def main() -> None:
                     }
                 )
                 print(f"   FAILED: {results[-1]['error']} (logs: {log_dir})", flush=True)
+        for result in results[first:]:
+            result["round"] = round_no
 
     report(results, info, args)
 
 
 def report(results: list[dict[str, Any]], info: dict[str, Any], args: argparse.Namespace) -> None:
-    baseline = {r["workers"]: r["jobs_per_s"] for r in results if r["kind"] == "raw-rq"}
+    baseline = {(r["round"], r["workers"]): r["jobs_per_s"] for r in results if r["kind"] == "raw-rq"}
     rows = []
     for r in results:
         if r.get("error"):
@@ -410,7 +420,9 @@ def report(results: list[dict[str, Any]], info: dict[str, Any], args: argparse.N
                 ]
             )
             continue
-        ratio = r["backlog_stages_per_s"] / baseline[r["workers"]] if baseline.get(r["workers"]) else None
+        base = baseline.get((r["round"], r["workers"]))
+        ratio = r["backlog_stages_per_s"] / base if base else None
+        r["x_raw_rq"] = ratio
         rows.append(
             [
                 f"engine {r['database']}/{r['transport']}",
@@ -482,11 +494,45 @@ def report(results: list[dict[str, Any]], info: dict[str, Any], args: argparse.N
                 extra,
             )
         )
+    if args.rounds > 1:
+        print()
+        print(
+            table(
+                ["configuration", "workers", "rounds", "stages/s (median)", "x raw RQ (median)", "x raw RQ (each)"],
+                _medians(results),
+            )
+        )
     for r in results:
         if r.get("error"):
             print(f"FAILED: engine {r['database']}/{r['transport']}, {r['workers']} worker(s): {r['error']}")
     path = write_json(args.name, {"machine": info, "args": vars(args), "results": results})
     print(f"\nwrote {path}")
+
+
+def _medians(results: list[dict[str, Any]]) -> list[list[Any]]:
+    import statistics
+
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in results:
+        if r.get("error"):
+            continue
+        name = "raw RQ no-op jobs" if r["kind"] == "raw-rq" else f"engine {r['database']}/{r['transport']}"
+        groups.setdefault((name, r["workers"]), []).append(r)
+    rows = []
+    for (name, workers), items in groups.items():
+        rates = [r.get("jobs_per_s") or r.get("backlog_stages_per_s") for r in items]
+        ratios = [r["x_raw_rq"] for r in items if r.get("x_raw_rq")]
+        rows.append(
+            [
+                name,
+                workers,
+                len(items),
+                statistics.median(rates),
+                f"{statistics.median(ratios):.2f}" if ratios else "1.00",
+                " ".join(f"{x:.2f}" for x in ratios) or "-",
+            ]
+        )
+    return rows
 
 
 if __name__ == "__main__":
