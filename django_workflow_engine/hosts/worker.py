@@ -145,7 +145,7 @@ def execute_claimed(
 
 
 def execute_job_by_id(job_id: str) -> JobOutcome | None:
-    """Claim and execute one job by id (the RQ path). ``None`` if it was not claimable.
+    """Claim and execute one job by id (the RQ path); its outcome, or ``None`` if it was not claimable.
 
     With ``EAGER_EXECUTION``, the worker then keeps going without the queue while the database has due jobs:
     it claims the next one (highest priority, oldest first) and withdraws its message, until nothing is due,
@@ -158,10 +158,10 @@ def execute_job_by_id(job_id: str) -> JobOutcome | None:
     kernel = engine.kernel
     worker_id = current_worker_id()
     job = kernel.jobs.claim(job_id, worker_id, kernel.clock.now())
-    if job is None:
-        return None
     until = _message_deadline()
-    outcome = execute_claimed(kernel, job, worker_id, until=until)
+    # A message whose job is taken (a duplicate, or one withdrawn too late) still woke this worker: it looks
+    # in the database for due work like any other.
+    outcome = execute_claimed(kernel, job, worker_id, until=until) if job is not None else None
     if not settings.EAGER_EXECUTION:
         return outcome
     while not _STOPPING.is_set() and (until is None or time.monotonic() < until):

@@ -146,3 +146,19 @@ def test_a_message_stops_taking_work_at_half_its_rq_timeout(rq_settings, monkeyp
     left = set(WorkflowJob.objects.filter(status="PENDING").values_list("id", flat=True))
     assert set(queue.job_ids) == left  # everything else still has its message
     assert len(left) == 3  # left and right of the first run, ingest of the second
+
+
+def test_a_message_for_a_taken_job_still_wakes_its_worker_for_due_work(rq_settings):
+    from django_workflow_engine.hosts.worker import execute_job_by_id
+    from django_workflow_engine.models import WorkflowRun
+
+    queue = rq_settings
+    done = engine.start("triple", {"n": 1, "sleep": 0})
+    stale = WorkflowJob.objects.get(run=done, stage_id="ingest").id
+    assert execute_job_by_id(stale).outcome == "completed"  # the run finishes; its message stays queued
+    waiting = engine.start("triple", {"n": 2, "sleep": 0})
+    queue.connection.flushdb()  # the waiting run's message is lost: only the database knows about it
+
+    assert execute_job_by_id(stale) is None  # a duplicate delivery: nothing to claim ...
+
+    assert WorkflowRun.objects.get(pk=waiting.pk).status == "COMPLETED"  # ... but the due run was taken
