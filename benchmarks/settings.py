@@ -27,11 +27,3 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler", "level": "WARNING"}},
     "loggers": {"django_workflow_engine": {"handlers": ["stderr"], "level": "WARNING"}},
 }
-
-# BENCH_PREPARE_THRESHOLD: psycopg's prepare_threshold (Django's default None prepares nothing); with a number,
-# psycopg prepares a statement after that many executions on a connection: the engine's hot statements, bound on
-# the server (``adapters/cursors.hot_cursor``), then skip parsing and planning. "none" leaves Django's default.
-if "postgresql" in DATABASES["default"]["ENGINE"]:
-    threshold = os.environ.get("BENCH_PREPARE_THRESHOLD", "none")
-    if threshold != "none":
-        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(threshold)
