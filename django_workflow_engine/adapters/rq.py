@@ -46,7 +46,15 @@ def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
 
     A message's RQ id is its job's id, so whoever claims the job can :func:`withdraw` the message. The one
     exception is a job rung from inside its own message (a retry): RQ deletes the running message's data when
-    it finishes, so that message gets an id of its own."""
+    it finishes, so that message gets an id of its own.
+
+    With ``EAGER_EXECUTION``, jobs due now are not rung while the queue already holds messages: no worker is
+    idle then (an idle worker would have taken them), and whichever worker takes one of those messages goes
+    on to take due jobs from the database, these included (``hosts.worker.execute_job_by_id``). A worker
+    leaving that loop with work still due rings one message for it, and maintenance re-sends messages for due
+    jobs unclaimed after ``REDELIVER_SECONDS`` (a worker killed mid-loop). Returns how many were rung."""
+    from ..conf import settings
+
     ids = list(job_ids)
     if not ids:
         return 0
@@ -54,6 +62,9 @@ def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
         from rq import get_current_job
 
         queue = get_queue()
+        due_now = at is None or at <= datetime.now(UTC)
+        if due_now and settings.EAGER_EXECUTION and queue.connection.llen(queue.key) > 0:
+            return 0
         current = get_current_job()
         running = current.id if current is not None else None
 

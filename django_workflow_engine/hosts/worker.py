@@ -164,15 +164,19 @@ def execute_job_by_id(job_id: str) -> JobOutcome | None:
     outcome = execute_claimed(kernel, job, worker_id, until=until) if job is not None else None
     if not settings.EAGER_EXECUTION:
         return outcome
+    from ..adapters.rq import ring, withdraw
+
     while not _STOPPING.is_set() and (until is None or time.monotonic() < until):
         drop_broken_connections()
         job = kernel.jobs.dequeue(worker_id, kernel.clock.now())
         if job is None:
-            break
-        from ..adapters.rq import withdraw
-
+            return outcome
         withdraw([job.id], oldest=True)
         execute_claimed(kernel, job, worker_id, until=until)
+    # Leaving with work possibly due: while the queue held messages, new jobs were not rung (see ``ring``), so
+    # make sure one message announces the next due job to whichever worker is free.
+    now = kernel.clock.now()
+    ring([j.id for j in kernel.jobs.due_pending(now, now, 1)])
     return outcome
 
 

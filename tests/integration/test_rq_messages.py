@@ -87,6 +87,7 @@ def test_a_sibling_taken_by_the_worker_that_rang_it_leaves_no_message_behind(rq_
     run = engine.start("triple", {"n": 2, "sleep": 0})
     ingest_message = queue.job_ids
     assert len(ingest_message) == 1
+    queue.remove(ingest_message[0])  # as RQ does when it delivers it: the queue is empty, so ringing is not quiet
     queue.connection.set("probe", "1")  # a key that must survive
     rung = []
     ring = doorbell.ring
@@ -99,7 +100,7 @@ def test_a_sibling_taken_by_the_worker_that_rang_it_leaves_no_message_behind(rq_
     right = WorkflowJob.objects.get(run=run, stage_id="right")
     assert rung == [right.id]  # rung when ingest started the group, then taken by the same worker
     assert (right.status, right.attempt) == ("COMPLETED", 1)
-    assert queue.job_ids == ingest_message  # the sibling's message was withdrawn
+    assert queue.job_ids == []  # the sibling's message was withdrawn
     assert sorted(k.decode() for k in queue.connection.keys("rq:job:*")) == [f"rq:job:{ingest_message[0]}"]
     assert queue.connection.get("probe") == b"1"
     assert doorbell.withdraw([right.id, "never-rung"]) == 0  # nothing this process still knows of
@@ -112,7 +113,7 @@ def test_one_message_works_through_the_due_backlog_and_withdraws_its_messages(rq
     queue = rq_settings
     runs = [engine.start("triple", {"n": n, "sleep": 0}) for n in range(3)]
     first = WorkflowJob.objects.get(run=runs[0], stage_id="ingest").id
-    assert queue.job_ids == [WorkflowJob.objects.get(run=r, stage_id="ingest").id for r in runs]  # id = job id
+    assert queue.job_ids == [first]  # its id is the job's; the other runs were not rung: the queue held it
     queue.remove(first)  # as RQ does when it delivers the message
 
     outcome = execute_job_by_id(first)
@@ -143,22 +144,47 @@ def test_a_message_stops_taking_work_at_half_its_rq_timeout(rq_settings, monkeyp
 
     done = dict(WorkflowJob.objects.filter(status="COMPLETED").values_list("run_id", "stage_id"))
     assert done == {runs[0].pk: "ingest"}  # no continuation, no job taken from the database
-    left = set(WorkflowJob.objects.filter(status="PENDING").values_list("id", flat=True))
-    assert set(queue.job_ids) == left  # everything else still has its message
-    assert len(left) == 3  # left and right of the first run, ingest of the second
+    pending = set(WorkflowJob.objects.filter(status="PENDING").values_list("stage_id", "run_id"))
+    assert pending == {("left", runs[0].pk), ("right", runs[0].pk), ("ingest", runs[1].pk)}
+    # left and right were rung (the queue was empty); the second run was not (the queue held the first message)
+    assert set(queue.job_ids) == set(
+        WorkflowJob.objects.filter(run=runs[0], status="PENDING").values_list("id", flat=True)
+    )
 
 
-def test_a_message_for_a_taken_job_still_wakes_its_worker_for_due_work(rq_settings):
-    from django_workflow_engine.hosts.worker import execute_job_by_id
-    from django_workflow_engine.models import WorkflowRun
+def test_new_jobs_are_not_rung_while_the_queue_holds_messages(rq_settings):
+    queue = rq_settings
+    first = engine.start("triple", {"n": 1, "sleep": 0})
+    second = engine.start("triple", {"n": 2, "sleep": 0})  # a worker taking the first message drains it
+    assert queue.job_ids == [WorkflowJob.objects.get(run=first, stage_id="ingest").id]
+    queue.remove(queue.job_ids[0])
+    third = engine.start("triple", {"n": 3, "sleep": 0})
+    assert queue.job_ids == [WorkflowJob.objects.get(run=third, stage_id="ingest").id]  # empty queue: rung
+    assert WorkflowJob.objects.get(run=second, stage_id="ingest").status == "PENDING"
+
+
+def test_without_eager_execution_every_job_is_rung(rq_settings, settings):
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "EAGER_EXECUTION": False}
+    queue = rq_settings
+    runs = [engine.start("triple", {"n": n, "sleep": 0}) for n in range(2)]
+    assert queue.job_ids == [WorkflowJob.objects.get(run=r, stage_id="ingest").id for r in runs]
+
+
+def test_a_worker_leaving_with_work_due_rings_one_message_for_it(rq_settings):
+    from django_workflow_engine.hosts import worker
 
     queue = rq_settings
-    done = engine.start("triple", {"n": 1, "sleep": 0})
-    stale = WorkflowJob.objects.get(run=done, stage_id="ingest").id
-    assert execute_job_by_id(stale).outcome == "completed"  # the run finishes; its message stays queued
-    waiting = engine.start("triple", {"n": 2, "sleep": 0})
-    queue.connection.flushdb()  # the waiting run's message is lost: only the database knows about it
+    runs = [engine.start("triple", {"n": n, "sleep": 0}) for n in range(2)]  # the second is not rung
+    stale = WorkflowJob.objects.get(run=runs[0], stage_id="ingest")
+    stale.status = "CANCELLED"
+    stale.save()
+    queue.remove(stale.id)
+    assert queue.job_ids == []
 
-    assert execute_job_by_id(stale) is None  # a duplicate delivery: nothing to claim ...
+    worker._STOPPING.set()  # the worker is asked to stop: it takes nothing from the database
+    try:
+        assert worker.execute_job_by_id(stale.id) is None
+    finally:
+        worker._STOPPING.clear()
 
-    assert WorkflowRun.objects.get(pk=waiting.pk).status == "COMPLETED"  # ... but the due run was taken
+    assert queue.job_ids == [WorkflowJob.objects.get(run=runs[1], stage_id="ingest").id]  # announced for others
