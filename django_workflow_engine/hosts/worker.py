@@ -57,13 +57,14 @@ class LeaseKeeper:
     def hold(self, kernel: Any, job: JobRecord, worker_id: str, interval: float) -> Iterator[None]:
         with self._lock:
             self._held[job.id] = (kernel, job, worker_id)
-            if interval < self._interval:
-                self._interval = interval
-                self._wake.set()  # a shorter interval than the thread is sleeping for
             if self._thread is None or not self._thread.is_alive():
                 self._interval = interval
+                self._wake.clear()
                 self._thread = threading.Thread(target=self._run, name="dwe-lease-keeper", daemon=True)
                 self._thread.start()
+            elif interval < self._interval:
+                self._interval = interval
+                self._wake.set()  # a shorter interval than the thread is sleeping for
         try:
             yield
         finally:
