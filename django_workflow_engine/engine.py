@@ -87,9 +87,9 @@ class Engine:
 
         if settings.TRANSPORT != "rq":
             return None
-        from .adapters.rq import withdraw
+        from .adapters.rq import withdraw_later
 
-        return withdraw
+        return withdraw_later
 
     def _plugins(self) -> list[Any]:
         from .conf import settings

@@ -146,17 +146,7 @@ class OrmJobQueue:
         if self._single_statement():
             # One hand-written UPDATE ... RETURNING in autocommit: the inner SELECT walks the partial index of
             # PENDING jobs in (priority desc, created_at, id) order and skips rows other claimers hold.
-            connection = connections[self.using]
-            table = connection.ops.quote_name(WorkflowJob._meta.db_table)
-            stamp = WorkflowJob._meta.get_field("available_at").get_db_prep_save(now, connection)
-            lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-            return self._claim_where(
-                f'"id" = (SELECT "id" FROM {table} WHERE "status" = %s AND "available_at" <= %s '
-                f'ORDER BY "priority" DESC, "created_at", "id" LIMIT 1{lock})',
-                [Status.PENDING, stamp],
-                worker_id,
-                now,
-            )
+            return self._claim_next("", [], '"priority" DESC, "created_at", "id"', worker_id, now)
         with transaction.atomic(using=self.using):
             row = claim_one(
                 self.using,
@@ -181,17 +171,9 @@ class OrmJobQueue:
         return self._claim_where('"id" = %s', [job_id], worker_id, now)
 
     def claim_stage(self, run_id: str, stage_id: str, worker_id: str, now: datetime) -> JobRecord | None:
-        connection = connections[self.using]
         if self._single_statement():
-            table = connection.ops.quote_name(WorkflowJob._meta.db_table)
-            stamp = WorkflowJob._meta.get_field("locked_at").get_db_prep_save(now, connection)
-            lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-            job = self._claim_where(
-                f'"id" = (SELECT "id" FROM {table} WHERE "run_id" = %s AND "stage_id" = %s AND "status" = %s '
-                f'AND "available_at" <= %s ORDER BY "created_at", "id" LIMIT 1{lock})',
-                [run_id, stage_id, Status.PENDING, stamp],
-                worker_id,
-                now,
+            job = self._claim_next(
+                '"run_id" = %s AND "stage_id" = %s AND ', [run_id, stage_id], '"created_at", "id"', worker_id, now
             )
         else:
             candidates = self._jobs().filter(
@@ -209,6 +191,23 @@ class OrmJobQueue:
             callback, ids = self.on_withdraw, [job.id]
             transaction.on_commit(lambda: callback(ids), using=self.using, robust=True)
         return job
+
+    def _claim_next(
+        self, where: str, where_params: list[Any], order_by: str, worker_id: str, now: datetime
+    ) -> JobRecord | None:
+        """Claim the first due PENDING job matching ``where`` (an SQL prefix ending in ``AND``, or empty) in
+        ``order_by`` order, skipping rows other claimers hold: one ``UPDATE ... RETURNING``."""
+        connection = connections[self.using]
+        table = connection.ops.quote_name(WorkflowJob._meta.db_table)
+        stamp = WorkflowJob._meta.get_field("available_at").get_db_prep_save(now, connection)
+        lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+        return self._claim_where(
+            f'"id" = (SELECT "id" FROM {table} WHERE {where}"status" = %s AND "available_at" <= %s '
+            f"ORDER BY {order_by} LIMIT 1{lock})",
+            [*where_params, Status.PENDING, stamp],
+            worker_id,
+            now,
+        )
 
     def _claim_where(self, where: str, where_params: list[Any], worker_id: str, now: datetime) -> JobRecord | None:
         connection = connections[self.using]

@@ -7,6 +7,7 @@ database row stays the truth; a lost message is re-sent by ``runmaintenance``.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -20,6 +21,11 @@ JOB_FUNCTION = "django_workflow_engine.adapters.rq.execute_job"
 
 
 _QUEUES: dict[tuple[str, str], Any] = {}
+
+# Messages to withdraw in one round trip (see ``withdraw_later``), and how many wait at most.
+WITHDRAW_BATCH = 16
+_LATER: list[str] = []
+_LATER_LOCK = threading.Lock()
 
 
 def get_queue(name: str | None = None):  # type: ignore[no-untyped-def]
@@ -58,6 +64,10 @@ def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
     ids = list(job_ids)
     if not ids:
         return 0
+    if _LATER and not set(_LATER).isdisjoint(ids):
+        # A job taken with its message not yet withdrawn is rung again (a retry): withdraw first, or the
+        # withdrawal would drop the new message.
+        flush_withdrawals()
     try:
         from rq import get_current_job
 
@@ -116,6 +126,25 @@ def withdraw(job_ids: Iterable[str], *, oldest: bool = False) -> int:
         logger.warning("could not withdraw %d RQ message(s); they will be skipped", len(ids), exc_info=True)
         return 0
     return sum(1 for removed in replies[::2] if removed)
+
+
+def withdraw_later(job_ids: Iterable[str]) -> None:
+    """:func:`withdraw` these messages (near the head of the queue) together with others, once
+    ``WITHDRAW_BATCH`` are waiting or at :func:`flush_withdrawals`: one Redis round trip for many jobs taken
+    straight from the database. :func:`ring` flushes first when it re-rings one of them."""
+    with _LATER_LOCK:
+        _LATER.extend(job_ids)
+        full = len(_LATER) >= WITHDRAW_BATCH
+    if full:
+        flush_withdrawals()
+
+
+def flush_withdrawals() -> int:
+    """Withdraw the messages :func:`withdraw_later` collected; how many were dropped."""
+    with _LATER_LOCK:
+        ids = _LATER[:]
+        _LATER.clear()
+    return withdraw(ids, oldest=True)
 
 
 def execute_job(job_id: str) -> str:

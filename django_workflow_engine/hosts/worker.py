@@ -8,6 +8,7 @@ aborts it (its lease then expires and the job is re-delivered).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -152,33 +153,39 @@ def execute_job_by_id(job_id: str) -> JobOutcome | None:
     it claims the next one (highest priority, oldest first) and withdraws its message, until nothing is due,
     a stop is requested, or half of the message's RQ timeout has passed (RQ interrupts a message that runs
     past its timeout; the other half is left for the stage running at that moment)."""
+    from ..adapters.rq import flush_withdrawals, ring, withdraw_later
     from ..conf import settings
     from ..engine import engine
 
     drop_broken_connections()
     kernel = engine.kernel
     worker_id = current_worker_id()
-    job = kernel.jobs.claim(job_id, worker_id, kernel.clock.now())
-    until = _message_deadline()
-    # A message whose job is taken (a duplicate, or one withdrawn too late) still woke this worker: it looks
-    # in the database for due work like any other.
-    outcome = execute_claimed(kernel, job, worker_id, until=until) if job is not None else None
-    if not settings.EAGER_EXECUTION:
-        return outcome
-    from ..adapters.rq import ring, withdraw
-
-    while not _STOPPING.is_set() and (until is None or time.monotonic() < until):
-        drop_broken_connections()
-        job = kernel.jobs.dequeue(worker_id, kernel.clock.now())
-        if job is None:
+    # The messages of jobs taken without them (siblings, and jobs taken from the database below) are withdrawn
+    # a few at a time (``withdraw_later``), and the rest when this message ends: most were never rung (quiet
+    # doorbell), and a message left in the queue a little longer only costs the worker that pops it a claim
+    # that finds the job taken.
+    try:
+        job = kernel.jobs.claim(job_id, worker_id, kernel.clock.now())
+        until = _message_deadline()
+        # A message whose job is taken (a duplicate, or one withdrawn too late) still woke this worker: it
+        # looks in the database for due work like any other.
+        outcome = execute_claimed(kernel, job, worker_id, until=until) if job is not None else None
+        if not settings.EAGER_EXECUTION:
             return outcome
-        withdraw([job.id], oldest=True)
-        execute_claimed(kernel, job, worker_id, until=until)
-    # Leaving with work possibly due: while the queue held messages, new jobs were not rung (see ``ring``), so
-    # make sure one message announces the next due job to whichever worker is free.
-    now = kernel.clock.now()
-    ring([j.id for j in kernel.jobs.due_pending(now, now, 1)])
-    return outcome
+        while not _STOPPING.is_set() and (until is None or time.monotonic() < until):
+            drop_broken_connections()
+            job = kernel.jobs.dequeue(worker_id, kernel.clock.now())
+            if job is None:
+                return outcome
+            withdraw_later([job.id])
+            execute_claimed(kernel, job, worker_id, until=until)
+        # Leaving with work possibly due: while the queue held messages, new jobs were not rung (see ``ring``),
+        # so make sure one message announces the next due job to whichever worker is free.
+        now = kernel.clock.now()
+        ring([j.id for j in kernel.jobs.due_pending(now, now, 1)])
+        return outcome
+    finally:
+        flush_withdrawals()
 
 
 def _message_deadline() -> float | None:
@@ -388,5 +395,42 @@ def _rq_worker_class(base: type) -> type:
             _STOPPING.set()
             super().request_stop(signum, frame)
 
+        # RQ builds its scheduler inside ``work()``; the engine's scheduler subclass is swapped in as it is
+        # stored, before its process is forked.
+        @property
+        def scheduler(self) -> Any:
+            return self.__dict__.get("_engine_scheduler")
+
+        @scheduler.setter
+        def scheduler(self, value: Any) -> None:
+            if value is not None and not isinstance(value, _orphan_aware_scheduler()):
+                value.__class__ = _orphan_aware_scheduler()
+            self.__dict__["_engine_scheduler"] = value
+
     EngineRQWorker.__name__ = base.__name__
     return EngineRQWorker
+
+
+@functools.cache
+def _orphan_aware_scheduler() -> type:
+    """RQ's scheduler, which also stops when its worker is gone.
+
+    RQ forks the scheduler as a child of the worker process and stops it when the worker shuts down; a worker
+    killed outright (SIGKILL, the OOM killer) never does, and the orphaned scheduler would loop, holding its
+    lock, for as long as the machine runs. This one notices at its next heartbeat (every second) that its
+    parent changed and stops the way a requested stop does (locks released, death registered)."""
+    from rq.scheduler import RQScheduler
+
+    class OrphanAwareScheduler(RQScheduler):  # type: ignore[misc]
+        def start(self) -> Any:
+            self._engine_parent = os.getpid()
+            return super().start()
+
+        def heartbeat(self) -> None:
+            parent = getattr(self, "_engine_parent", None)
+            if parent is not None and os.getppid() != parent and not self._stop_requested:
+                logger.warning("RQ scheduler %s: its worker (pid %d) is gone; stopping", os.getpid(), parent)
+                self.request_stop()
+            super().heartbeat()
+
+    return OrphanAwareScheduler

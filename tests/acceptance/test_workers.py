@@ -272,3 +272,42 @@ def test_run_and_wait_returns_the_finished_run(processes, settings):
     assert run.output == {"sum": 4}
     with pytest.raises(TimeoutError, match="still"):
         engine.run_and_wait("triple", {"n": 2, "sleep": 5}, timeout=0.5)
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_the_rq_scheduler_of_a_killed_worker_stops_and_releases_its_lock(processes, redis_conn):
+    from django_workflow_engine.conf import settings as engine_settings
+
+    worker = processes.start("runworker", "--worker-id", "doomed", engine_settings=RQ, name="doomed")
+    lock = f"rq:scheduler-lock:{engine_settings.RQ_QUEUE}"
+    wait_until(lambda: redis_conn.exists(lock) and _children(worker.pid), timeout=60, message="the RQ scheduler")
+    (scheduler,) = _children(worker.pid)
+
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+
+    wait_until(lambda: not _alive(scheduler), timeout=15, message="the orphaned scheduler to stop")
+    assert not redis_conn.exists(lock)  # released: a new worker's scheduler takes over at once

@@ -188,3 +188,41 @@ def test_a_worker_leaving_with_work_due_rings_one_message_for_it(rq_settings):
         worker._STOPPING.clear()
 
     assert queue.job_ids == [WorkflowJob.objects.get(run=runs[1], stage_id="ingest").id]  # announced for others
+
+
+def test_messages_of_jobs_taken_from_the_database_are_withdrawn_in_batches(rq_settings, settings, monkeypatch):
+    from django_workflow_engine.adapters import rq as doorbell
+    from django_workflow_engine.hosts.worker import execute_job_by_id
+
+    queue = rq_settings
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "EAGER_EXECUTION": False}
+    runs = [engine.start("triple", {"n": n, "sleep": 0}) for n in range(doorbell.WITHDRAW_BATCH + 4)]
+    assert len(queue) == len(runs)  # every run rung
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "EAGER_EXECUTION": True}
+    first = queue.job_ids[0]
+    queue.remove(first)
+    batches = []
+    real_withdraw = doorbell.withdraw
+    monkeypatch.setattr(doorbell, "withdraw", lambda ids, **kw: batches.append(list(ids)) or real_withdraw(ids, **kw))
+
+    assert execute_job_by_id(first).outcome == "completed"
+
+    assert set(WorkflowJob.objects.values_list("status", flat=True)) == {"COMPLETED"}
+    assert queue.job_ids == []  # every message of a job taken from the database is gone
+    # 19 runs taken from the database and 20 siblings taken eagerly: 39 messages withdrawn in 3 round trips
+    assert [len(ids) for ids in batches if ids] == [doorbell.WITHDRAW_BATCH, doorbell.WITHDRAW_BATCH, 7]
+
+
+def test_a_job_rung_again_before_its_withdrawal_keeps_its_new_message(rq_settings):
+    from django_workflow_engine.adapters import rq as doorbell
+
+    queue = rq_settings
+    run = engine.start("triple", {"n": 1, "sleep": 0})
+    job_id = WorkflowJob.objects.get(run=run, stage_id="ingest").id
+    doorbell.withdraw_later([job_id])  # taken from the database; its message not yet withdrawn
+
+    assert doorbell.ring([job_id]) == 1  # a retry rings it again: the pending withdrawal goes first
+
+    assert doorbell.flush_withdrawals() == 0
+    assert queue.job_ids == [job_id]
+    assert queue.fetch_job(job_id) is not None
