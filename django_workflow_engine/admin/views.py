@@ -1,7 +1,9 @@
 """The cost report: AI spend by model, workflow, stage and day for a date range, a daily chart, CSV export.
 
-Each table is one aggregate query over the range (the ``created_at`` index bounds it); totals are summed from
-the per-model rows in Python, so the page costs four queries however many calls the range holds.
+Two aggregate queries over the range (the ``created_at`` index bounds them) feed the four tables: calls grouped by
+(model, day) roll up to the model and day tables, calls grouped by (workflow, stage) to the stage and workflow
+tables, and the totals are summed from the per-model rows in Python. The page costs two scans of the range however
+many calls it holds.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -77,19 +79,64 @@ def calls_in_range(start: date, end: date) -> Any:
     return AICall.objects.filter(created_at__gte=lo, created_at__lt=hi).order_by()
 
 
-def table_rows(key: str, start: date, end: date) -> list[dict[str, Any]]:
-    """One aggregate query: rows of ``{labels: [...], calls, in_tokens, out_tokens, total_cost, unpriced}``."""
-    _, _, group_by = TABLES[key]
+# Each table is rolled up from one of two grouped queries (see the module docstring).
+SOURCES = {
+    "model": ["model_id", "day"],
+    "day": ["model_id", "day"],
+    "workflow": ["run__workflow_id", "stage__stage_id"],
+    "stage": ["run__workflow_id", "stage__stage_id"],
+}
+
+
+def grouped_calls(group_by: list[str], start: date, end: date) -> list[dict[str, Any]]:
+    """One aggregate query: the range's calls grouped by ``group_by`` (``"day"``: the local calendar day)."""
     qs = calls_in_range(start, end)
-    if key == "day":
+    if "day" in group_by:
         qs = qs.annotate(day=TruncDate("created_at"))
-        ordering: list[Any] = ["day"]
+    return list(qs.values(*group_by).annotate(**AGGREGATES).order_by())
+
+
+def table_rows(
+    key: str, start: date, end: date, grouped: dict[tuple[str, ...], list[dict[str, Any]]] | None = None
+) -> list[dict[str, Any]]:
+    """Rows of ``{labels: [...], calls, in_tokens, out_tokens, total_cost, unpriced}`` for one table, rolled up
+    from its source query (``grouped`` caches source queries across tables)."""
+    _, _, group_by = TABLES[key]
+    source = tuple(SOURCES[key])
+    cache = grouped if grouped is not None else {}
+    if source not in cache:
+        cache[source] = grouped_calls(list(source), start, end)
+    rows = _rollup(cache[source], group_by)
+    if key == "day":
+        rows.sort(key=lambda r: r["day"])
     else:
-        ordering = [F("total_cost").desc(nulls_last=True), *group_by]
-    rows = list(qs.values(*group_by).annotate(**AGGREGATES).order_by(*ordering))
+        rows.sort(
+            key=lambda r: [r["total_cost"] is None, -(r["total_cost"] or 0), *(_nulls_last(r[g]) for g in group_by)]
+        )
     for row in rows:
         row["labels"] = [row[g] if row[g] is not None else "(none)" for g in group_by]
     return rows
+
+
+def _rollup(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    """Sum grouped rows over ``keys``; a sum stays ``None`` when every summed value is (as SQL's ``SUM``)."""
+    totals: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        group = tuple(row[k] for k in keys)
+        total = totals.get(group)
+        if total is None:
+            totals[group] = total = {**dict(zip(keys, group, strict=True)), "calls": 0, "unpriced": 0}
+            total.update(in_tokens=None, out_tokens=None, total_cost=None)
+        total["calls"] += row["calls"]
+        total["unpriced"] += row["unpriced"]
+        for name in ("in_tokens", "out_tokens", "total_cost"):
+            if row[name] is not None:
+                total[name] = row[name] if total[name] is None else total[name] + row[name]
+    return list(totals.values())
+
+
+def _nulls_last(value: Any) -> tuple[bool, Any]:
+    return (value is None, "" if value is None else value)
 
 
 def costs_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
@@ -98,8 +145,9 @@ def costs_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     form, start, end = date_range(request)
     tables = []
     by_key: dict[str, list[dict[str, Any]]] = {}
+    grouped: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for key in ("model", "workflow", "stage", "day"):
-        by_key[key] = rows = table_rows(key, start, end)
+        by_key[key] = rows = table_rows(key, start, end, grouped)
         if key == "day":
             continue
         title, headers, _ = TABLES[key]

@@ -267,6 +267,12 @@ def test_costs_page(admin_client_):
     assert response.context["totals"]["calls"] == "8"
     assert response.context["totals"]["cost"] == "$0.0375"  # 6 priced calls x 0.00625
     assert response.context["totals"]["unpriced"] == 2
+    # model and day rows are rolled up from one (model, day) query: both add up to the totals
+    assert sum(int(r["calls"]) for r in tables["model"]["rows"]) == 8
+    assert [(r["labels"], r["calls"]) for r in tables["day"]["rows"]] == [
+        ([str(timezone.localdate())], "6"),
+        ([str(timezone.localdate() - timedelta(days=3))], "2"),
+    ]
 
     today = timezone.localdate()
     response = admin_client_.get(url("aicall_costs"), {"start": today - timedelta(days=120), "end": today})
