@@ -63,10 +63,11 @@ def populate(cursor: Any, runs: int, calls_per_run: int) -> None:
     cursor.execute(
         f"""
         INSERT INTO {P}aicall (created_at, topic, call_type, model_key, model_id, prompt, response, input_tokens,
-            output_tokens, cached_tokens, cost, latency_ms, is_batch, run_id, stage_id)
+            output_tokens, cached_tokens, cost, latency_ms, is_batch, run_id, stage_id, workflow_id, stage_key)
         SELECT r.created_at + k * interval '1 s', 'workflow.' || r.workflow_id || '.' || s.stage_id, 'text',
             m.model, m.model, 'prompt ' || k, 'response ' || k, 1000, 200, 0,
-            CASE WHEN (k + length(r.id)) %% 50 = 0 THEN NULL ELSE 0.00123 END, 800, false, r.id, s.id
+            CASE WHEN (k + length(r.id)) %% 50 = 0 THEN NULL ELSE 0.00123 END, 800, false, r.id, s.id,
+            r.workflow_id, s.stage_id
         FROM {P}workflowrun r
         CROSS JOIN generate_series(1, %s) k
         JOIN {P}workflowstage s ON s.run_id = r.id AND s.stage_number = 1 + k %% 4

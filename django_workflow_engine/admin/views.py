@@ -2,8 +2,9 @@
 
 Two aggregate queries over the range (the ``created_at`` index bounds them) feed the four tables: calls grouped by
 (model, day) roll up to the model and day tables, calls grouped by (workflow, stage) to the stage and workflow
-tables, and the totals are summed from the per-model rows in Python. The page costs two scans of the range however
-many calls it holds.
+tables, and the totals are summed from the per-model rows in Python. Workflow and stage ids are stored on each call
+(``AICall.workflow_id``, ``stage_key``), so neither query joins another table: the page costs two scans of the
+range however many calls it holds, and a call keeps its attribution when its run is deleted.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 731
 TABLES = {
     "model": ("model", ["Model"], ["model_id"]),
-    "workflow": ("workflow", ["Workflow"], ["run__workflow_id"]),
-    "stage": ("stage", ["Workflow", "Stage"], ["run__workflow_id", "stage__stage_id"]),
+    "workflow": ("workflow", ["Workflow"], ["workflow_id"]),
+    "stage": ("stage", ["Workflow", "Stage"], ["workflow_id", "stage_key"]),
     "day": ("day", ["Day"], ["day"]),
 }
 AGGREGATES = {
@@ -83,8 +84,8 @@ def calls_in_range(start: date, end: date) -> Any:
 SOURCES = {
     "model": ["model_id", "day"],
     "day": ["model_id", "day"],
-    "workflow": ["run__workflow_id", "stage__stage_id"],
-    "stage": ["run__workflow_id", "stage__stage_id"],
+    "workflow": ["workflow_id", "stage_key"],
+    "stage": ["workflow_id", "stage_key"],
 }
 
 

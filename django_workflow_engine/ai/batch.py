@@ -311,6 +311,8 @@ def _record_once(helper: AIHelper, spec: ModelSpec, handle: BatchHandle, items: 
             metadata={"batch_id": handle.batch_id, "request_id": item.id, "provider": handle.provider},
             run_id=helper.run_id,
             stage_pk=helper.stage_pk,
+            workflow_id=helper.workflow_id,
+            stage_key=helper.stage_key,
             is_batch=True,
         )
         if helper._usage_sink is not None:

@@ -263,10 +263,16 @@ class AIHelper:
         stage_pk: str | None = None,
         usage_sink: Any = None,
         journal: CallJournal | None = None,
+        workflow_id: str | None = None,
+        stage_key: str | None = None,
     ):
         self.topic = topic
         self.run_id = run_id
         self.stage_pk = stage_pk
+        # The run's workflow id and the stage's definition id, stored on every call (read from the run and
+        # stage rows when recording if not known here).
+        self.workflow_id = workflow_id
+        self.stage_key = stage_key
         self._usage_sink = usage_sink
         self._journal = journal  # set inside a stage's execute: its calls are memoized (see journal.py)
 
@@ -274,7 +280,13 @@ class AIHelper:
         """A helper for ``<topic>.<segment>[.<id>]`` sharing this one's run and stage."""
         topic = f"{self.topic}.{segment}" + (f".{id}" if id else "")
         return AIHelper(
-            topic, run_id=self.run_id, stage_pk=self.stage_pk, usage_sink=self._usage_sink, journal=self._journal
+            topic,
+            run_id=self.run_id,
+            stage_pk=self.stage_pk,
+            usage_sink=self._usage_sink,
+            journal=self._journal,
+            workflow_id=self.workflow_id,
+            stage_key=self.stage_key,
         )
 
     # -- public methods -----------------------------------------------------------------------------------
@@ -743,6 +755,8 @@ class AIHelper:
             metadata=metadata,
             run_id=self.run_id,
             stage_pk=self.stage_pk,
+            workflow_id=self.workflow_id,
+            stage_key=self.stage_key,
             is_batch=is_batch,
             call_key=call_key,
             replay=replay,
@@ -898,11 +912,16 @@ def record_call(
     metadata: dict[str, Any] | None = None,
     run_id: str | None = None,
     stage_pk: str | None = None,
+    workflow_id: str | None = None,
+    stage_key: str | None = None,
     is_batch: bool = False,
     call_key: str | None = None,
     replay: Any = None,
 ) -> Any:
     """Write one ``AICall`` row and add its cost and tokens to the run's totals, in one transaction.
+
+    ``workflow_id`` and ``stage_key`` (the run's workflow and the stage's definition id) are read from the run
+    and stage rows when not given.
 
     Raises:
         AlreadyRecorded: a row with this ``call_key`` exists for the stage (another execution of the stage
@@ -912,9 +931,15 @@ def record_call(
     from django.db.models import F
     from django.utils import timezone
 
-    from ..models import AICall, WorkflowRun
+    from ..models import AICall, WorkflowRun, WorkflowStage
 
     def write() -> Any:
+        workflow = workflow_id
+        if workflow is None and run_id:
+            workflow = WorkflowRun.objects.filter(pk=run_id).values_list("workflow_id", flat=True).first()
+        stage_id = stage_key
+        if stage_id is None and stage_pk:
+            stage_id = WorkflowStage.objects.filter(pk=stage_pk).values_list("stage_id", flat=True).first()
         row = AICall(
             created_at=timezone.now(),
             topic=topic[:300],
@@ -933,6 +958,8 @@ def record_call(
             metadata=metadata or None,
             run_id=run_id,
             stage_id=stage_pk,
+            workflow_id=workflow,
+            stage_key=stage_id,
             call_key=call_key,
             replay=replay,
         )
@@ -1020,6 +1047,8 @@ def helper_for_context(ctx: Any) -> AIHelper:
         stage_pk=ctx.stage_record_id,
         usage_sink=sink,
         journal=journal,
+        workflow_id=getattr(ctx, "workflow_id", None),
+        stage_key=getattr(ctx, "stage_id", None),
     )
 
 
@@ -1035,4 +1064,11 @@ def create_ai_helper(topic: str, *, run: Any = None, stage: Any = None) -> AIHel
     stage_pk = getattr(stage, "pk", stage)
     if stage is not None and run_id is None and hasattr(stage, "run_id"):
         run_id = stage.run_id
-    return AIHelper(topic, run_id=str(run_id) if run_id else None, stage_pk=str(stage_pk) if stage_pk else None)
+    return AIHelper(
+        topic,
+        run_id=str(run_id) if run_id else None,
+        stage_pk=str(stage_pk) if stage_pk else None,
+        # From model instances when given; for bare ids they are read when a call is recorded.
+        workflow_id=getattr(run, "workflow_id", None) if run is not None and not isinstance(run, str) else None,
+        stage_key=getattr(stage, "stage_id", None) if stage is not None and not isinstance(stage, str) else None,
+    )

@@ -39,8 +39,8 @@ class AICallQuerySet(models.QuerySet):
         return self.filter(run_id=getattr(run, "pk", run))
 
     def for_workflow(self, workflow_id: str) -> AICallQuerySet:
-        """Calls of every run of a workflow."""
-        return self.filter(run__workflow_id=workflow_id)
+        """Calls of every run of a workflow (runs since deleted included)."""
+        return self.filter(workflow_id=workflow_id)
 
     def for_topic(self, prefix: str) -> AICallQuerySet:
         """Calls whose topic starts with ``prefix`` (``"workflow.<run_id>"`` covers its stages and tools)."""
@@ -71,16 +71,16 @@ class AICallQuerySet(models.QuerySet):
         """One row per workflow (``workflow_id`` is ``None`` for calls outside any run)."""
         return (
             self.order_by()
-            .values(workflow_id=F("run__workflow_id"))
+            .values("workflow_id")
             .annotate(**_aggregates())
             .order_by(F("workflow_id").asc(nulls_last=True))
         )
 
     def by_stage(self) -> models.QuerySet:
-        """One row per (workflow, stage id); calls of deleted stage rows (reruns) have ``stage_id`` ``None``."""
+        """One row per (workflow, stage id); calls of stage rows since deleted (reruns) keep their stage id."""
         return (
             self.order_by()
-            .values(workflow_id=F("run__workflow_id"), stage_name=F("stage__stage_id"))
+            .values("workflow_id", stage_name=F("stage_key"))
             .annotate(**_aggregates())
             .order_by(F("workflow_id").asc(nulls_last=True), F("stage_name").asc(nulls_last=True))
         )

@@ -29,6 +29,17 @@ class AICall(models.Model):
     metadata = models.JSONField(null=True, blank=True)
     run = models.ForeignKey(WorkflowRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="ai_calls")
     stage = models.ForeignKey(WorkflowStage, on_delete=models.SET_NULL, null=True, blank=True, related_name="ai_calls")
+    # Copied from the run and stage when the call is recorded: the cost report groups by them without joining
+    # (and a call keeps its attribution when its run is deleted).
+    workflow_id = models.CharField(
+        max_length=100, null=True, blank=True, help_text="The run's workflow id (``WorkflowRun.workflow_id``)."
+    )
+    stage_key = models.CharField(
+        max_length=100,
+        null=True,
+        blank=True,
+        help_text="The stage's id in its workflow definition (``WorkflowStage.stage_id``).",
+    )
     call_key = models.CharField(
         max_length=120,
         null=True,

@@ -82,6 +82,8 @@ def seed_runs(
                     latency_ms=120,
                     run=run,
                     stage=first_stage,
+                    workflow_id=workflow_id,
+                    stage_key=first_stage.stage_id,
                 )
             )
         for j in range(logs):

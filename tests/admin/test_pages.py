@@ -340,3 +340,11 @@ def test_nothing_can_be_added_changed_or_deleted(admin_client_, finished_run):
     ]
     assert "delete_selected" not in actions
     assert WorkflowRun.objects.count() == 1
+
+
+def test_costs_page_keeps_the_spend_of_deleted_runs(admin_client_):
+    runs = seed_runs(2, ai_calls=3)
+    runs[0].delete()  # its calls stay in the ledger, unlinked
+    tables = {t["key"]: t for t in admin_client_.get(url("aicall_costs")).context["tables"]}
+    assert [(r["labels"], r["calls"]) for r in tables["workflow"]["rows"]] == [(["diamond"], "6")]
+    assert [(r["labels"], r["calls"]) for r in tables["stage"]["rows"]] == [(["diamond", "a"], "6")]

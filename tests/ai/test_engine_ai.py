@@ -36,6 +36,8 @@ def test_run_totals_are_exact_and_not_double_counted():
     assert rows.count() == 3
     write = WorkflowStage.objects.get(run=run, stage_id="write")
     assert {r.topic for r in rows.filter(stage=write)} == {f"workflow.{run.id}.stage.write"}
+    # each call carries its workflow and stage ids (the cost report groups by them without a join)
+    assert {(r.workflow_id, r.stage_key) for r in rows} == {("ai-text", "write"), ("ai-text", "polish")}
     assert (write.metrics["ai_cost"], write.metrics["ai_tokens"], write.metrics["ai_calls"]) == ("0.000027", 60, 2)
     assert AICall.objects.for_run(run).totals()["cost"] == run.total_cost
 
@@ -69,6 +71,9 @@ def test_rerun_keeps_the_spend_of_kept_stages():
     assert run.status == "COMPLETED"
     assert run.total_cost == 2 * CALL  # write's spend (kept) + the new polish; the old polish is not counted
     assert AICall.objects.for_run(run).count() == 3  # the ledger keeps every call
+    # the replaced polish stage row is gone, its call still counts for stage "polish"
+    by_stage = {(r["workflow_id"], r["stage_name"]): r["calls"] for r in AICall.objects.for_run(run).by_stage()}
+    assert by_stage == {("ai-text", "polish"): 2, ("ai-text", "write"): 1}
 
 
 def test_budget_stops_the_run_with_budget_and_spend():
@@ -180,6 +185,7 @@ def test_provider_batch_in_an_async_batch_stage(fake, conn):
     assert run.total_tokens == 600
     rows = AICall.objects.for_run(run)
     assert rows.filter(is_batch=True).count() == 2
+    assert set(rows.values_list("workflow_id", "stage_key")) == {("ai-batch", "batch")}
     # the submission is journaled (a re-executed execute gets its handle back): one zero-cost row
     submitted = rows.get(is_batch=False)
     assert (submitted.call_type, submitted.cost, submitted.metadata["phase"]) == ("batch", 0, "submit")

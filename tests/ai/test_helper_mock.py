@@ -39,9 +39,30 @@ def test_generate_text_records_one_priced_row():
     assert (row.prompt, row.response, row.input_tokens, row.output_tokens) == ("Say hi", "hi there", 10, 20)
     assert row.cost == GPT4O_MINI_COST
     assert row.error is None
-    assert row.run_id is None
+    assert (row.run_id, row.workflow_id, row.stage_key) == (None, None, None)
     assert row.latency_ms is not None
     assert row.metadata["finish_reason"] == "stop"
+
+
+def test_a_helper_given_a_run_and_stage_records_their_workflow_and_stage_ids():
+    from django.utils import timezone
+
+    from django_workflow_engine.models import WorkflowRun, WorkflowStage
+
+    now = timezone.now()
+    run = WorkflowRun.objects.create(
+        created_at=now, updated_at=now, workflow_id="digest", workflow_name="Digest", workflow_type="digest", input={}
+    )
+    stage = WorkflowStage.objects.create(
+        created_at=now, updated_at=now, run=run, stage_id="summarize", stage_name="S", stage_number=1, execution_group=1
+    )
+    create_ai_helper("task.digest", run=run, stage=stage).generate_text("gpt-4o-mini", "hi", mock_response="ok")
+    create_ai_helper("task.digest", run=run.pk, stage=stage.pk).generate_text("gpt-4o-mini", "hi", mock_response="ok")
+
+    rows = AICall.objects.order_by("id")
+    assert [(r.workflow_id, r.stage_key) for r in rows] == [("digest", "summarize")] * 2  # ids alone: read back
+    run.delete()
+    assert list(AICall.objects.by_workflow().values_list("workflow_id", "calls")) == [("digest", 2)]
 
 
 def test_custom_model_is_priced_from_ai_models():

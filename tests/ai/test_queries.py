@@ -57,6 +57,8 @@ def _call(when, model, cost, run=None, stage=None, tokens=(10, 20), error=None):
         cost=None if cost is None else Decimal(cost),
         run=run,
         stage=stage,
+        workflow_id=run.workflow_id if run is not None else None,
+        stage_key=stage.stage_id if stage is not None else None,
         error=error,
     )
 
