@@ -297,7 +297,7 @@ def _record_once(helper: AIHelper, spec: ModelSpec, handle: BatchHandle, items: 
         return
     latency = int((time.time() - handle.submitted_at) * 1000) if handle.submitted_at else None
     for item in items:
-        record_call(
+        row = record_call(
             topic=helper.topic,
             call_type="batch",
             model_key=spec.key,
@@ -315,6 +315,7 @@ def _record_once(helper: AIHelper, spec: ModelSpec, handle: BatchHandle, items: 
             stage_key=helper.stage_key,
             is_batch=True,
         )
+        helper.remember_attribution(row)
         if helper._usage_sink is not None:
             helper._usage_sink.add(item.cost or ZERO, item.usage.total_tokens)
 

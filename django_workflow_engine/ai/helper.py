@@ -741,7 +741,7 @@ class AIHelper:
         call_key: str | None,
         replay: Any,
     ) -> None:
-        record_call(
+        row = record_call(
             topic=topic or self.topic,
             call_type=call_type,
             model_key=spec.key,
@@ -761,6 +761,12 @@ class AIHelper:
             call_key=call_key,
             replay=replay,
         )
+        self.remember_attribution(row)
+
+    def remember_attribution(self, row: Any) -> None:
+        """Keep the workflow and stage ids a recorded call was given, so later calls need not read them."""
+        self.workflow_id = self.workflow_id or row.workflow_id
+        self.stage_key = self.stage_key or row.stage_key
 
 
 class TextStream:

@@ -45,6 +45,8 @@ def test_generate_text_records_one_priced_row():
 
 
 def test_a_helper_given_a_run_and_stage_records_their_workflow_and_stage_ids():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
     from django_workflow_engine.models import WorkflowRun, WorkflowStage
@@ -56,13 +58,20 @@ def test_a_helper_given_a_run_and_stage_records_their_workflow_and_stage_ids():
     stage = WorkflowStage.objects.create(
         created_at=now, updated_at=now, run=run, stage_id="summarize", stage_name="S", stage_number=1, execution_group=1
     )
-    create_ai_helper("task.digest", run=run, stage=stage).generate_text("gpt-4o-mini", "hi", mock_response="ok")
-    create_ai_helper("task.digest", run=run.pk, stage=stage.pk).generate_text("gpt-4o-mini", "hi", mock_response="ok")
+    with CaptureQueriesContext(connection) as from_objects:
+        create_ai_helper("task.digest", run=run, stage=stage).generate_text("gpt-4o-mini", "hi", mock_response="ok")
+    by_ids = create_ai_helper("task.digest", run=run.pk, stage=stage.pk)
+    with CaptureQueriesContext(connection) as first_by_ids:
+        by_ids.generate_text("gpt-4o-mini", "hi", mock_response="ok")
+    with CaptureQueriesContext(connection) as second_by_ids:
+        by_ids.generate_text("gpt-4o-mini", "hi", mock_response="ok")
 
     rows = AICall.objects.order_by("id")
-    assert [(r.workflow_id, r.stage_key) for r in rows] == [("digest", "summarize")] * 2  # ids alone: read back
+    assert [(r.workflow_id, r.stage_key) for r in rows] == [("digest", "summarize")] * 3
+    # given ids alone, the helper reads the run's workflow and the stage's id once, for its first call
+    assert len(first_by_ids) == len(from_objects) + 2 == len(second_by_ids) + 2
     run.delete()
-    assert list(AICall.objects.by_workflow().values_list("workflow_id", "calls")) == [("digest", 2)]
+    assert list(AICall.objects.by_workflow().values_list("workflow_id", "calls")) == [("digest", 3)]
 
 
 def test_custom_model_is_priced_from_ai_models():
