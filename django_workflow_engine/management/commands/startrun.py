@@ -13,6 +13,8 @@ def _json_object(value: str) -> dict[str, Any]:
         data = json.loads(value)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise argparse.ArgumentTypeError("must be a JSON object")
     return data
