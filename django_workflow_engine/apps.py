@@ -10,10 +10,13 @@ class WorkflowEngineConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers system checks)
+        from .adapters import deletion
         from .ai.journal import on_workflow_event
         from .registry import registry
         from .signals import workflow_event
 
         # Drops the AI call journal's replay data once a run (or, with prompt logging off, a stage) is done.
         workflow_event.connect(on_workflow_event, dispatch_uid="django_workflow_engine.ai.journal")
+        # Deleting a run also deletes its outbox events, idempotency keys and blob files.
+        deletion.connect()
         registry.autodiscover()

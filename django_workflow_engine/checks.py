@@ -44,6 +44,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         value = getattr(settings, key)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             errors.append(_error(f"WORKFLOW_ENGINE[{key!r}] is {value!r}.", f"Set {key} to a positive number.", 3))
+    ttl, stale = settings.IDEMPOTENCY_KEY_TTL_SECONDS, settings.IDEMPOTENCY_STALE_SECONDS
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
+        errors.append(
+            _error(
+                f"WORKFLOW_ENGINE['IDEMPOTENCY_KEY_TTL_SECONDS'] is {ttl!r}.",
+                "Use a positive number of seconds (default 604800, one week), or None to keep keys until their "
+                "run is deleted.",
+                11,
+            )
+        )
+    elif isinstance(ttl, int | float) and isinstance(stale, int | float) and ttl < stale:
+        errors.append(
+            _error(
+                f"WORKFLOW_ENGINE['IDEMPOTENCY_KEY_TTL_SECONDS'] ({ttl}) is shorter than IDEMPOTENCY_STALE_SECONDS "
+                f"({stale}).",
+                "A key must outlive the in-progress window, or a slow call's key could expire while it runs: "
+                "raise IDEMPOTENCY_KEY_TTL_SECONDS.",
+                11,
+            )
+        )
     base = settings.RETRY_BASE_SECONDS
     if isinstance(base, bool) or not isinstance(base, int | float) or base < 0:
         errors.append(_error(f"WORKFLOW_ENGINE['RETRY_BASE_SECONDS'] is {base!r}.", "Use a number >= 0.", 3))

@@ -22,6 +22,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_ATTEMPTS": 3,
     "RETRY_BASE_SECONDS": 2,
     "IDEMPOTENCY_STALE_SECONDS": 600,
+    # Idempotency keys older than this are deleted by the maintenance tick (None: kept until their run is deleted).
+    "IDEMPOTENCY_KEY_TTL_SECONDS": 7 * 24 * 3600,
     "MAX_INPUT_BYTES": 1024 * 1024,
     "WORKER_POLL_SECONDS": 1.0,
     "MAINTENANCE_INTERVAL_SECONDS": 5.0,

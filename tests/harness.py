@@ -27,6 +27,13 @@ class MemoryKernel(MemoryHarness):
     def set_run_workflow(self, run_id: str, workflow_id: str) -> None:
         self.store.runs[run_id].workflow_id = workflow_id
 
+    def delete_run(self, run_id: str) -> None:
+        """Remove the run the way the store's owner would (the in-memory store has no cascades)."""
+        del self.store.runs[run_id]
+
+    def idempotency_key_count(self) -> int:
+        return len(self.store.idempotency)
+
 
 class OrmKernel(MemoryKernel):
     def __init__(self, workflows: Any = (), **kwargs: Any):
@@ -61,6 +68,16 @@ class OrmKernel(MemoryKernel):
         from django_workflow_engine.models import WorkflowRun
 
         WorkflowRun.objects.filter(pk=run_id).update(workflow_id=workflow_id)
+
+    def delete_run(self, run_id: str) -> None:
+        from django_workflow_engine.models import WorkflowRun
+
+        WorkflowRun.objects.get(pk=run_id).delete()
+
+    def idempotency_key_count(self) -> int:
+        from django_workflow_engine.models import IdempotencyKey
+
+        return IdempotencyKey.objects.count()
 
 
 @pytest.fixture(params=["memory", "orm"])

@@ -90,6 +90,10 @@ LOGGING = {
     "handlers": {"null": {"class": "logging.NullHandler"}},
     "loggers": {"django_workflow_engine": {"handlers": ["null"], "level": "INFO"}},
 }
+# Acceptance tests that read a process's log lines ask for them on stderr.
+if os.environ.get("DWE_TEST_LOG_CONSOLE") == "1":
+    LOGGING["handlers"]["console"] = {"class": "logging.StreamHandler"}
+    LOGGING["loggers"]["django_workflow_engine"]["handlers"] = ["console"]
 
 # Fault injection: shift this process's engine clock (the chaos tests run workers with skewed clocks).
 _CLOCK_SKEW = float(os.environ.get("DWE_CLOCK_SKEW_SECONDS", "0") or 0)

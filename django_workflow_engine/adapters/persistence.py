@@ -605,10 +605,28 @@ class OrmPersistence:
         return IdempotencyClaim("in_progress")
 
     def complete_idempotency_key(self, key: str, command_type: str, result: Any) -> None:
-        self._objects(IdempotencyKey).filter(key=key, command_type=command_type).update(result=result)
+        # run_id is kept in a column of its own so that deleting a run deletes its keys through an index.
+        run_id = result.get("run_id") if isinstance(result, dict) else None
+        self._objects(IdempotencyKey).filter(key=key, command_type=command_type).update(
+            result=result, run_id=run_id if isinstance(run_id, str) else None
+        )
 
     def release_idempotency_key(self, key: str, command_type: str) -> None:
         self._objects(IdempotencyKey).filter(key=key, command_type=command_type).delete()
+
+    def discard_idempotency_key(self, key: str, command_type: str, run_id: str) -> bool:
+        keys = self._objects(IdempotencyKey).filter(key=key, command_type=command_type)
+        with transaction.atomic(using=self.using):
+            row = keys.select_for_update().first()
+            if row is None or not isinstance(row.result, dict) or row.result.get("run_id") != run_id:
+                return False
+            row.delete()
+            return True
+
+    def expire_idempotency_keys(self, cutoff: datetime, limit: int) -> int:
+        keys = self._objects(IdempotencyKey)
+        ids = list(keys.filter(created_at__lt=cutoff).order_by("created_at").values_list("pk", flat=True)[:limit])
+        return keys.filter(pk__in=ids).delete()[0] if ids else 0
 
     # -- annotations ----------------------------------------------------------------------------------------
     def append_annotations(self, annotations: Sequence[AnnotationRecord], now: datetime) -> list[AnnotationRecord]:

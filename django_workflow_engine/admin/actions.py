@@ -82,11 +82,16 @@ def _cancel_page(modeladmin: WorkflowRunAdmin, request: HttpRequest, runs: list[
 
 def _cancel(modeladmin: WorkflowRunAdmin, request: HttpRequest, runs: Sequence[WorkflowRun]) -> None:
     from .. import engine
+    from ..errors import RunNotFound
 
-    reason = (request.POST.get("reason") or "").strip()[:REASON_MAX] or None
+    reason = (request.POST.get("reason") or "").replace("\x00", "").strip()[:REASON_MAX] or None
     cancelled = skipped = 0
     for run in runs:
-        if run.status in TERMINAL or not engine.cancel(run.pk, reason=reason):
+        try:
+            done = run.status not in TERMINAL and engine.cancel(run.pk, reason=reason)
+        except RunNotFound:
+            done = False  # deleted since the queryset was read
+        if not done:
             skipped += 1  # already finished (possibly between the confirmation page and this POST)
             continue
         cancelled += 1

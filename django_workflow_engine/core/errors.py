@@ -142,3 +142,40 @@ class BudgetExceeded(WorkflowEngineError):
         self.budget = budget
         self.spent = spent
         super().__init__(f"Run {run_id!r} exceeded its cost budget: budget {budget}, spent {spent}.")
+
+
+class InvalidArgument(WorkflowEngineError, ValueError):
+    """An argument of an engine call is malformed or beyond its documented limit; ``field`` names it.
+
+    Raised before anything is written. The subclasses below name the argument in their type, so callers can
+    catch exactly the one they care about.
+    """
+
+    def __init__(self, field: str, problem: str):
+        self.field = field
+        self.problem = problem
+        super().__init__(f"Invalid {field}: {problem}")
+
+
+class InvalidWorkflowId(InvalidArgument):
+    """``workflow_id`` is not a string."""
+
+
+class InvalidMetadata(InvalidArgument):
+    """Run ``metadata`` is not a JSON object the databases can store, or is too large."""
+
+
+class InvalidPriority(InvalidArgument):
+    """``priority`` is not an integer in the range the database column holds."""
+
+
+class InvalidMaxCost(InvalidArgument):
+    """``max_cost`` is not a finite, non-negative number the database column holds."""
+
+
+class InvalidIdempotencyKey(InvalidArgument):
+    """An ``idempotency_key`` is not a non-empty string of at most 255 storable characters."""
+
+
+class InvalidReason(InvalidArgument):
+    """A cancel ``reason`` is not a storable string of at most the documented length."""

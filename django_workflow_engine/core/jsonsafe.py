@@ -1,7 +1,7 @@
 """Checks that a value can be stored as JSON in every supported database.
 
 PostgreSQL rejects ``\\u0000`` in ``text`` and ``jsonb``; no database can store NaN or Infinity in JSON; lone
-surrogates cannot be encoded as UTF-8. Catching these before a write turns a database error deep inside a
+surrogates cannot be encoded as UTF-8; integers of more than 4300 digits cannot be written as JSON text. Catching these before a write turns a database error deep inside a
 transaction into a specific message naming the offending field.
 """
 
@@ -11,6 +11,9 @@ import math
 from typing import Any
 
 MAX_DEPTH = 64
+# Python refuses to turn integers of more than 4300 digits into text (int_max_str_digits), so json.dumps fails.
+MAX_INT_DIGITS = 4300
+_INT_LIMIT = 10**MAX_INT_DIGITS
 
 
 class JSONValueError(ValueError):
@@ -35,7 +38,13 @@ def check_json_value(value: Any, path: str = "", depth: int = 0) -> None:
     """Raise :class:`JSONValueError` unless ``value`` is plain, finite, storable JSON."""
     if depth > MAX_DEPTH:
         raise JSONValueError(path, f"is nested more than {MAX_DEPTH} levels deep")
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if abs(value) >= _INT_LIMIT:
+            raise JSONValueError(
+                path, f"is an integer of more than {MAX_INT_DIGITS} digits, which JSON text cannot hold"
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):

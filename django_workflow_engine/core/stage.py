@@ -197,6 +197,10 @@ class Stage:
             return None
         if raw is not None and not isinstance(raw, Mapping):
             return f"config must be an object, got {type(raw).__name__}"
+        unknown = unknown_config_keys(self.config, raw or {})
+        if unknown:
+            known = ", ".join(sorted(self.config.model_fields)) or "(none)"
+            return f"unknown config key(s) {', '.join(repr(k) for k in unknown)}; known keys: {known}"
         try:
             self.config.model_validate(dict(raw or {}))
         except ValidationError as exc:
@@ -205,6 +209,26 @@ class Stage:
 
     def default_config(self) -> dict[str, Any]:
         return model_defaults(self.config)
+
+
+def unknown_config_keys(model: type[BaseModel], raw: Mapping[str, Any]) -> list[str]:
+    """Keys of ``raw`` that ``model`` has no field (or alias) for, unless the model opts into extra keys.
+
+    Pydantic drops unknown keys silently by default, which hides typos; a config model that sets
+    ``model_config = ConfigDict(extra="allow")`` (keep them) or ``extra="ignore"`` (drop them) says so
+    explicitly, and ``extra="forbid"`` already fails validation itself.
+    """
+    if model.model_config.get("extra") is not None:
+        return []
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(name)
+        for alias in (info.alias, info.validation_alias):
+            if isinstance(alias, str):
+                names.add(alias)
+            elif alias is not None:
+                names.update(c for c in getattr(alias, "choices", ()) if isinstance(c, str))
+    return sorted(str(k) for k in raw if k not in names)
 
 
 @overload

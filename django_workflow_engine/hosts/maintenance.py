@@ -15,7 +15,15 @@ from typing import Any
 
 from django.db import close_old_connections, connections
 
-from ..kernel import ClaimPendingRuns, FlushOutbox, PollSuspended, ReapStaleLeases, ReapStuckRuns, TransitionRun
+from ..kernel import (
+    ClaimPendingRuns,
+    ExpireIdempotencyKeys,
+    FlushOutbox,
+    PollSuspended,
+    ReapStaleLeases,
+    ReapStuckRuns,
+    TransitionRun,
+)
 
 logger = logging.getLogger("django_workflow_engine.maintenance")
 
@@ -32,6 +40,7 @@ class MaintenanceResult:
     stuck_reaped: int = 0
     requeued: int = 0
     redispatched: int = 0
+    keys_expired: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -42,9 +51,11 @@ def run_maintenance_tick(
     max_claims: int = 50,
     max_polls: int = 50,
     max_events: int = 500,
+    max_expired_keys: int = 1000,
 ) -> MaintenanceResult:
     """One pass: claim pending runs, poll due suspended stages (and transition the resumed runs), release
-    stale leases, flush the outbox, reap stuck runs, and re-send lost RQ messages."""
+    stale leases, flush the outbox, reap stuck runs, re-send lost RQ messages, and delete up to
+    ``max_expired_keys`` idempotency keys older than ``IDEMPOTENCY_KEY_TTL_SECONDS``."""
     from ..conf import settings
     from ..engine import engine
 
@@ -85,6 +96,12 @@ def run_maintenance_tick(
         if settings.TRANSPORT == "rq":
             result.redispatched = redispatch_lost_messages(kernel, settings.REDELIVER_SECONDS)
 
+    def idempotency() -> None:
+        ttl = settings.IDEMPOTENCY_KEY_TTL_SECONDS
+        if ttl is not None:
+            command = ExpireIdempotencyKeys(older_than_seconds=ttl, max_keys=max_expired_keys)
+            result.keys_expired = kernel.dispatch(command).expired
+
     for name, fn in (
         ("claim", claim),
         ("poll", poll),
@@ -92,6 +109,7 @@ def run_maintenance_tick(
         ("outbox", outbox),
         ("stuck", stuck),
         ("redispatch", redispatch),
+        ("idempotency", idempotency),
     ):
         step(name, fn)
     return result

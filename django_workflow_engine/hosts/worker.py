@@ -361,20 +361,68 @@ class Worker:
 
     def _run_rq(self) -> None:
         import django_rq
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
         from rq import SimpleWorker
         from rq import Worker as ForkingWorker
         from rq.serializers import JSONSerializer
 
         queues = [django_rq.get_queue(name, serializer=JSONSerializer) for name in self.queues]
         worker_class = _rq_worker_class(ForkingWorker if self.fork else SimpleWorker)
-        rq_worker = worker_class(
-            queues,
-            connection=queues[0].connection,
-            serializer=JSONSerializer,
-            name=f"{self.worker_id}:{time.monotonic_ns() % 10**6}",
-        )
-        rq_worker.work(burst=self.burst, with_scheduler=True, logging_level="WARNING")
-        self.jobs_processed = rq_worker.successful_job_count + rq_worker.failed_job_count
+        while self._wait_for_redis(queues[0].connection):
+            rq_worker = worker_class(
+                queues,
+                connection=queues[0].connection,
+                serializer=JSONSerializer,
+                name=f"{self.worker_id}:{time.monotonic_ns() % 10**6}",
+            )
+            try:
+                rq_worker.work(burst=self.burst, with_scheduler=True, logging_level="WARNING")
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # Lost between the ping and RQ's own start-up (RQ rides out losses once it is working).
+                logger.warning("worker %s: lost Redis (%s); waiting for it", self.worker_id, exc)
+                continue
+            finally:
+                self.jobs_processed += rq_worker.successful_job_count + rq_worker.failed_job_count
+            return
+
+    def _wait_for_redis(self, connection: Any) -> bool:
+        """Block until Redis answers a PING, retrying with backoff (1 s doubling to 30 s) and a log line per
+        attempt, so a worker started before Redis (or while it restarts) waits instead of crash-looping under
+        a service manager. Returns False when a stop was requested while waiting."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        delay = 1.0
+        waited = False
+        while not self._stopping.is_set():
+            try:
+                connection.ping()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if not waited:
+                    self._install_signals()  # RQ installs its own once it starts; until then a stop ends the wait
+                waited = True
+                logger.warning(
+                    "worker %s: Redis at %s is unreachable (%s); retrying in %.0f s",
+                    self.worker_id,
+                    _redis_address(connection),
+                    exc,
+                    delay,
+                )
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if waited:
+                logger.info("worker %s: Redis at %s is reachable; starting", self.worker_id, _redis_address(connection))
+            return True
+        return False
+
+
+def _redis_address(connection: Any) -> str:
+    kwargs = getattr(getattr(connection, "connection_pool", None), "connection_kwargs", {}) or {}
+    if "path" in kwargs:
+        return str(kwargs["path"])
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
 
 
 def stage_uses_ai(stage: Any) -> bool:

@@ -120,6 +120,15 @@ class FlushOutbox(Command):
 
 
 @dataclass(frozen=True)
+class ExpireIdempotencyKeys(Command):
+    """Delete idempotency keys taken more than ``older_than_seconds`` ago, at most ``max_keys`` of them."""
+
+    type: ClassVar[str] = "idempotency.expire"
+    older_than_seconds: float = 7 * 24 * 3600
+    max_keys: int = 1000
+
+
+@dataclass(frozen=True)
 class ReplayDeadLetters(Command):
     type: ClassVar[str] = "plugin.replayDLQ"
     max_events: int = 100
@@ -208,3 +217,8 @@ class FlushResult:
 @dataclass(frozen=True)
 class ReplayResult:
     replayed: int = 0
+
+
+@dataclass(frozen=True)
+class ExpireResult:
+    expired: int = 0

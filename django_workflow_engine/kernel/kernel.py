@@ -12,6 +12,7 @@ from typing import Any
 
 from .commands import Command
 from .ports import BlobStore, Clock, EventSink, JobQueue, Persistence, WorkflowRegistry
+from .validation import check_idempotency_key
 
 logger = logging.getLogger("django_workflow_engine.kernel")
 
@@ -27,6 +28,7 @@ _HANDLERS = {
     "run.reapStuck": "run_reap_stuck",
     "outbox.flush": "outbox_flush",
     "plugin.replayDLQ": "plugin_replay_dlq",
+    "idempotency.expire": "idempotency_expire",
 }
 
 # Commands whose handlers manage their own transactions (several short ones, user code between them).
@@ -38,6 +40,7 @@ _SELF_MANAGED = {
     "lease.reapStale",
     "run.reapStuck",
     "run.claimPending",
+    "idempotency.expire",
 }
 
 
@@ -123,6 +126,7 @@ class Kernel:
         key = getattr(command, "idempotency_key", None) if command.idempotent else None
         if key is None:
             return self._run(command, handler, str(uuid.uuid4()))
+        check_idempotency_key(key)
         return self._with_idempotency(command, handler, key)
 
     def _run(self, command: Command, handler: Any, causation_id: str) -> Any:
@@ -148,6 +152,12 @@ class Kernel:
             key, command.type, self.deps.clock.now(), self.deps.options.idempotency_stale_seconds
         )
         result_type = handler.RESULT
+        if claim.state == "replay" and self._run_gone(claim.result):
+            # The run this key led to was deleted: the key is free again, not a pointer to nothing forever.
+            persistence.discard_idempotency_key(key, command.type, claim.result["run_id"])
+            claim = persistence.acquire_idempotency_key(
+                key, command.type, self.deps.clock.now(), self.deps.options.idempotency_stale_seconds
+            )
         if claim.state == "replay":
             return result_type(**claim.result)
         if claim.state == "in_progress":
@@ -162,6 +172,10 @@ class Kernel:
             raise
         persistence.complete_idempotency_key(key, command.type, _cacheable(result))
         return result
+
+    def _run_gone(self, result: Any) -> bool:
+        run_id = result.get("run_id") if isinstance(result, dict) else None
+        return isinstance(run_id, str) and self.deps.persistence.get_run(run_id) is None
 
 
 def _cacheable(result: Any) -> dict[str, Any]:

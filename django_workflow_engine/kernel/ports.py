@@ -179,6 +179,15 @@ class Persistence(Protocol):
 
     def release_idempotency_key(self, key: str, command_type: str) -> None: ...
 
+    def discard_idempotency_key(self, key: str, command_type: str, run_id: str) -> bool:
+        """Delete the completed key if its stored result still names ``run_id`` (a run that no longer exists);
+        a key completed again since by someone else is kept. Returns whether a row was deleted."""
+        ...
+
+    def expire_idempotency_keys(self, cutoff: datetime, limit: int) -> int:
+        """Delete up to ``limit`` keys taken before ``cutoff``, oldest first. Returns how many."""
+        ...
+
     # -- annotations ----------------------------------------------------------------------------------------
     def append_annotations(self, annotations: Sequence[AnnotationRecord], now: datetime) -> list[AnnotationRecord]:
         """Insert annotations, skipping any whose (run_id, key, idempotency_key) exists when idempotency_key

@@ -389,6 +389,23 @@ class InMemoryPersistence:
         with self._shared.lock:
             self.store.idempotency.pop((key, command_type), None)
 
+    def discard_idempotency_key(self, key: str, command_type: str, run_id: str) -> bool:
+        with self._shared.lock:
+            row = self.store.idempotency.get((key, command_type))
+            if row is None or not isinstance(row.result, dict) or row.result.get("run_id") != run_id:
+                return False
+            del self.store.idempotency[(key, command_type)]
+            return True
+
+    def expire_idempotency_keys(self, cutoff: datetime, limit: int) -> int:
+        with self._shared.lock:
+            old = sorted((row.created_at, k) for k, row in self.store.idempotency.items() if row.created_at < cutoff)[
+                :limit
+            ]
+            for _, k in old:
+                del self.store.idempotency[k]
+            return len(old)
+
     # -- annotations ----------------------------------------------------------------------------------------
     def append_annotations(self, annotations: Sequence[AnnotationRecord], now: datetime) -> list[AnnotationRecord]:
         written = []

@@ -9,7 +9,7 @@ class OutboxEvent(models.Model):
     sequence = models.PositiveIntegerField()
     event_type = models.CharField(max_length=40)
     payload = models.JSONField()
-    causation_id = models.CharField(max_length=200)
+    causation_id = models.CharField(max_length=255, help_text="The idempotency key of the command, or a UUID.")
     occurred_at = models.DateTimeField()
     published_at = models.DateTimeField(null=True, blank=True)
     retry_count = models.PositiveIntegerField(default=0)

@@ -1,8 +1,9 @@
 """Settings for the example site.
 
 With no environment it is a single-machine install: SQLite in ``example_project/db.sqlite3`` and the database job
-queue. ``DATABASE_URL`` switches to PostgreSQL (or any dj-database-url URL); ``REDIS_URL`` switches the transport
-to RQ (start ``manage.py rqworker``-style workers with ``manage.py runworker`` once it exists).
+queue. ``DATABASE_URL`` switches to PostgreSQL (or any dj-database-url URL; ``dj-database-url`` is installed with
+the ``dev`` extra); ``REDIS_URL`` switches the transport to RQ: start workers with ``manage.py runworker`` and
+maintenance with ``manage.py runmaintenance``.
 """
 
 import os

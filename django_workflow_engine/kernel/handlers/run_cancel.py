@@ -6,18 +6,23 @@ before writing anything and discards their result.
 
 from __future__ import annotations
 
+from ...core.errors import RunNotFound
 from ..commands import CancelResult, CancelRun
 from ..events import WORKFLOW_CANCELLED, event
 from ..flow import Handled
 from ..kernel import Deps
 from ..records import TERMINAL_RUN_STATUSES, Status
+from ..validation import check_reason, check_run_id
 
 RESULT = CancelResult
 
 
 def handle(command: CancelRun, deps: Deps) -> Handled:
-    run = deps.persistence.lock_run(command.run_id)
-    if run is None or run.status in TERMINAL_RUN_STATUSES:
+    check_reason(command.reason)
+    run = deps.persistence.lock_run(check_run_id(command.run_id))
+    if run is None:
+        raise RunNotFound(command.run_id)
+    if run.status in TERMINAL_RUN_STATUSES:
         return Handled(CancelResult(False))
     now = deps.clock.now()
     fields = {

@@ -4,22 +4,23 @@ its first group enqueued, in the same transaction)."""
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ...core.errors import InvalidInput, WorkflowEngineError, WorkflowNotFound
+from ...core.errors import InvalidInput, WorkflowNotFound
 from ...core.ids import new_id
 from ..commands import CreateRun, CreateRunResult
 from ..events import WORKFLOW_CREATED, WORKFLOW_STARTED, event
 from ..flow import Handled, prepare_group
 from ..kernel import Deps
 from ..records import AnnotationRecord, RunRecord, Status
+from ..validation import check_max_cost, validate_run_arguments
 
 RESULT = CreateRunResult
 
 
 def validate(command: CreateRun, deps: Deps) -> tuple[Any, Any, dict[str, Any]]:
     """Return (workflow, input, config) or raise a specific error; writes nothing."""
+    validate_run_arguments(command)
     workflow = deps.registry.get(command.workflow_id)
     if workflow is None:
         raise WorkflowNotFound(command.workflow_id, deps.registry.ids())
@@ -31,21 +32,10 @@ def validate(command: CreateRun, deps: Deps) -> tuple[Any, Any, dict[str, Any]]:
             "(WORKFLOW_ENGINE['MAX_INPUT_BYTES']). Store large documents in blob storage and pass a key."
         )
     config = workflow.resolve_config(command.config)
-    if isinstance(command.priority, bool) or not isinstance(command.priority, int):
-        raise WorkflowEngineError(f"priority must be an integer, got {command.priority!r}.")
     return workflow, data, config
 
 
-def _max_cost(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise WorkflowEngineError(f"max_cost must be a number, got {value!r}.") from None
-    if not amount.is_finite() or amount < 0:
-        raise WorkflowEngineError(f"max_cost must be a finite number >= 0, got {value!r}.")
-    return amount
+_max_cost = check_max_cost
 
 
 def handle(command: CreateRun, deps: Deps) -> Handled:

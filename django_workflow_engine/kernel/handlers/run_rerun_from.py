@@ -12,13 +12,14 @@ from ..events import WORKFLOW_STARTED, event
 from ..flow import Handled, attempt_prefix, prepare_group, stage_prefix, sum_metrics
 from ..kernel import Deps
 from ..records import Status
+from ..validation import check_run_id
 
 RESULT = RerunResult
 
 
 def handle(command: RerunFrom, deps: Deps) -> Handled:
     persistence = deps.persistence
-    run = persistence.lock_run(command.run_id)
+    run = persistence.lock_run(check_run_id(command.run_id))
     if run is None:
         raise RunNotFound(command.run_id)
     if run.status not in (Status.COMPLETED, Status.FAILED):

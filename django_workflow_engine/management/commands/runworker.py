@@ -4,7 +4,7 @@ import argparse
 import re
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 def _worker_id(value: str) -> str:
@@ -36,8 +36,21 @@ class Command(BaseCommand):
         parser.add_argument("--fork", action="store_true", help="RQ only: fork a work horse per job")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from django.conf import settings as django_settings
+
+        from django_workflow_engine.conf import settings
         from django_workflow_engine.hosts.worker import Worker
 
+        transport = options["transport"] or settings.TRANSPORT
+        if transport == "rq" and options["queues"]:
+            defined = getattr(django_settings, "RQ_QUEUES", None) or {}
+            undefined = [name for name in options["queues"] if name not in defined]
+            if undefined:
+                raise CommandError(
+                    f"--queues: {', '.join(undefined)} not defined in RQ_QUEUES "
+                    f"(defined: {', '.join(sorted(defined)) or 'none'}).",
+                    returncode=2,
+                )
         Worker(
             queues=options["queues"],
             burst=options["burst"],

@@ -13,6 +13,8 @@ def _json_object(value: str) -> dict[str, Any]:
         data = json.loads(value)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise argparse.ArgumentTypeError("must be a JSON object")
     return data
@@ -27,6 +29,8 @@ class Command(BaseCommand):
         parser.add_argument("--config", type=_json_object, default=None, help="per-stage config as a JSON object")
         parser.add_argument("--priority", type=int, default=5)
         parser.add_argument("--idempotency-key", default=None)
+        parser.add_argument("--metadata", type=_json_object, default=None, help="run metadata as a JSON object")
+        parser.add_argument("--max-cost", default=None, help="AI spend budget for the run, e.g. 0.50")
         parser.add_argument("--wait", action="store_true", help="wait for the run to finish (workers do the work)")
         parser.add_argument("--inline", action="store_true", help="execute the run in this process (no worker needed)")
         parser.add_argument("--timeout", type=float, default=3600)
@@ -42,9 +46,12 @@ class Command(BaseCommand):
                 config=options["config"],
                 priority=options["priority"],
                 idempotency_key=options["idempotency_key"],
+                metadata=options["metadata"],
+                max_cost=options["max_cost"],
             )
         except WorkflowEngineError as exc:
-            raise CommandError(str(exc)) from None
+            # Exit status 2, like a usage error: the arguments were wrong, not the run.
+            raise CommandError(str(exc), returncode=2) from None
         self.stdout.write(f"Started run {run.id} of {run.workflow_id}")
         if options["inline"]:
             engine.run_until_idle()
