@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from ..models import WorkflowRun, WorkflowStage
 from ..models.status import TERMINAL
-from .common import RERUNNABLE, badge, plural
+from .common import RERUNNABLE, badge, plural, refuse_nul_bytes
 
 if TYPE_CHECKING:
     from .runs import WorkflowRunAdmin
@@ -47,6 +47,9 @@ def cancel_selected_runs(modeladmin: WorkflowRunAdmin, request: HttpRequest, que
 
 
 def cancel_run_view(modeladmin: WorkflowRunAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    refuse_nul_bytes(request, object_id)
+    if not (modeladmin.has_view_permission(request) and modeladmin.has_cancel_permission(request)):
+        raise PermissionDenied  # before the lookup: a refused user learns nothing about which run ids exist
     run = WorkflowRun.objects.filter(pk=object_id).first()
     if run is None:
         return modeladmin._get_obj_does_not_exist_redirect(request, modeladmin.opts, object_id)
@@ -123,6 +126,9 @@ def rerun_selected_runs(modeladmin: WorkflowRunAdmin, request: HttpRequest, quer
 
 
 def rerun_run_view(modeladmin: WorkflowRunAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    refuse_nul_bytes(request, object_id)
+    if not (modeladmin.has_view_permission(request) and modeladmin.has_rerun_permission(request)):
+        raise PermissionDenied  # before the lookup: a refused user learns nothing about which run ids exist
     run = WorkflowRun.objects.filter(pk=object_id).first()
     if run is None:
         return modeladmin._get_obj_does_not_exist_redirect(request, modeladmin.opts, object_id)

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import BadRequest
 from django.core.paginator import Paginator
 from django.db import connections
 from django.urls import reverse
@@ -124,6 +125,18 @@ def run_link(run_id: str | None) -> SafeString:
 RUN_APP = "django_workflow_engine"
 
 
+def refuse_nul_bytes(request: Any, *values: str) -> None:
+    """Answer 400 for a NUL byte in a query or form parameter (name or value) or in ``values`` (object ids).
+
+    PostgreSQL refuses NUL in text, so a filter, search or lookup carrying one would fail as a database error
+    (HTTP 500); no legitimate id, filter value or search term contains one.
+    """
+    params = (request.GET, request.POST) if request.method == "POST" else (request.GET,)
+    texts = [*values, *(text for query in params for key, vals in query.lists() for text in (key, *vals))]
+    if any("\x00" in text for text in texts if isinstance(text, str)):
+        raise BadRequest("A request parameter contains a NUL byte.")
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows are written by the engine; the admin only shows them.
 
@@ -146,6 +159,22 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     changelist_defer: tuple[str, ...] = ()
     """Columns (incl. ``related__column``) the list never shows: large JSON or text is not read for a list."""
+
+    def changelist_view(self, request: Any, extra_context: dict[str, Any] | None = None) -> Any:
+        refuse_nul_bytes(request)
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request: Any, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        refuse_nul_bytes(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(self, request: Any, object_id: str, extra_context: Any = None) -> Any:
+        refuse_nul_bytes(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+    def delete_view(self, request: Any, object_id: str, extra_context: Any = None) -> Any:
+        refuse_nul_bytes(request, object_id)
+        return super().delete_view(request, object_id, extra_context)
 
     def get_changelist(self, request: Any, **kwargs: Any) -> type[ChangeList]:
         defer = self.changelist_defer

@@ -31,6 +31,7 @@ from .common import (
     fmt_int,
     level_badge,
     pretty_json,
+    refuse_nul_bytes,
 )
 from .timeline import build_rows, render_timeline
 
@@ -176,6 +177,11 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        refuse_nul_bytes(request, object_id)
+        # Permission before the lookup (as Django's own views): otherwise 403 vs redirect tells a user without
+        # permission which run ids exist.
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         run = WorkflowRun.objects.filter(pk=object_id).first()
         if run is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)

@@ -9,7 +9,6 @@ range however many calls it holds, and a call keeps its attribution when its run
 
 from __future__ import annotations
 
-import csv
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,15 +17,16 @@ from django import forms
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
+from ..ai.export import SafeCSVWriter
 from ..models import AICall
 from .charts import daily_cost_chart
-from .common import fmt_cost, fmt_int
+from .common import fmt_cost, fmt_int, refuse_nul_bytes
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 731
@@ -143,6 +143,7 @@ def _nulls_last(value: Any) -> tuple[bool, Any]:
 def costs_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
+    refuse_nul_bytes(request)
     form, start, end = date_range(request)
     tables = []
     by_key: dict[str, list[dict[str, Any]]] = {}
@@ -203,31 +204,23 @@ def _display(row: dict[str, Any]) -> dict[str, Any]:
 def costs_csv_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
+    refuse_nul_bytes(request)
     key = request.GET.get("table") or "day"
     if key not in TABLES:
-        return HttpResponse(f"Unknown table {key!r}; choose one of: {', '.join(TABLES)}.", status=400)
+        # Plain text, and the value is not echoed: this answer must never be something a browser renders.
+        response = HttpResponseBadRequest(
+            f"Unknown table in ?table=: choose one of {', '.join(TABLES)}.", content_type="text/plain; charset=utf-8"
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
     _, start, end = date_range(request)
     _, headers, _ = TABLES[key]
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="ai-costs-by-{key}-{start:%Y%m%d}-{end:%Y%m%d}.csv"'
-    writer = csv.writer(response)
+    response["X-Content-Type-Options"] = "nosniff"
+    writer = SafeCSVWriter(response)
     writer.writerow([h.lower() for h in headers] + ["calls", "input_tokens", "output_tokens", "cost", "unpriced_calls"])
     for row in table_rows(key, start, end):
-        cost = row["total_cost"]
-        writer.writerow(
-            [_cell(label) for label in row["labels"]]
-            + [row["calls"], row["in_tokens"] or 0, row["out_tokens"] or 0, "" if cost is None else _decimal(cost)]
-            + [row["unpriced"]]
-        )
+        tokens = [row["in_tokens"] or 0, row["out_tokens"] or 0]
+        writer.writerow([*row["labels"], row["calls"], *tokens, row["total_cost"], row["unpriced"]])
     return response
-
-
-def _decimal(value: Decimal) -> str:
-    text = format(Decimal(value).normalize(), "f")
-    return text
-
-
-def _cell(value: Any) -> str:
-    """Neutralize spreadsheet formulas in user-controlled labels (model ids, workflow and stage ids)."""
-    text = value.isoformat() if isinstance(value, date) else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -206,6 +206,9 @@ def test_aicosts_by_workflow_includes_calls_outside_runs(calls):
     [
         (["--since", "7x"], "argument --since: '7x' is not a duration: use a positive number and a unit"),
         (["--since", "0d"], "argument --since: '0d' is not a duration"),
+        (["--since", "99999999d"], "argument --since: '99999999d' is too long: the longest window is 36500d"),
+        (["--since", "99999999999999999999w"], "argument --since: '99999999999999999999w' is too long"),
+        (["--since", "52560001m"], "argument --since: '52560001m' is too long"),
         (["--by", "color"], "argument --by: invalid choice: 'color'"),
         (["--format", "xml"], "argument --format: invalid choice: 'xml'"),
     ],
@@ -215,3 +218,48 @@ def test_aicosts_rejects_bad_arguments_in_one_line(args, message):
         call_command("aicosts", *args)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_aicosts_accepts_the_longest_window(calls):
+    assert _command("--since", "36500d", "--format", "csv").splitlines()[0].startswith("model_id,")
+    assert _command("--since", "52560000m", "--format", "csv").splitlines()[0].startswith("model_id,")
+
+
+def test_aicosts_usage_error_from_the_command_line_is_one_line_and_exit_2():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "aicosts", "--since", "99999999d"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert errors[0].endswith(
+        "error: argument --since: '99999999d' is too long: the longest window is 36500d (100 years)"
+    )
+    assert result.stdout == ""
+
+
+def test_aicosts_csv_neutralizes_spreadsheet_formulas(calls):
+    hostile = _run('=HYPERLINK("http://evil.example","x")')
+    stage = _stage(hostile, "@SUM(A1:A9)")
+    _call(NOW, "+cmd|' /C calc'!A0", "0.5", hostile, stage)
+    _call(NOW, "-2+3", "0.25", hostile, stage)
+    by_model = {r[0]: r for r in csv.reader(io.StringIO(_command("--format", "csv", "--since", "1d")))}
+    assert "'+cmd|' /C calc'!A0" in by_model
+    assert by_model["'-2+3"][1:] == ["1", "10", "20", "0.25", "0", "0"]
+    assert "gpt-4o-mini" in by_model  # ordinary ids are untouched
+    rows = list(csv.reader(io.StringIO(_command("--by", "stage", "--format", "csv", "--since", "1d"))))
+    assert ['\'=HYPERLINK("http://evil.example","x")', "'@SUM(A1:A9)", "2", "20", "40", "0.75"] in [r[:6] for r in rows]
+    assert not any(cell[:1] in "=+-@" for row in rows for cell in row if cell != "-")

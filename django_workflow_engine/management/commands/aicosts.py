@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 from datetime import timedelta
@@ -12,6 +11,8 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440, "w": 10080}
+MAX_DAYS = 36_500  # 100 years; far longer windows would reach before year 1, which no datetime can hold
 GROUPS = {
     "model": ("by_model", ["model_id"]),
     "workflow": ("by_workflow", ["workflow_id"]),
@@ -28,7 +29,10 @@ def duration(value: str) -> timedelta:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not a duration: use a positive number and a unit, e.g. 30m, 12h, 7d, 2w"
         )
-    return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+    number, unit = int(match.group(1)), match.group(2)
+    if number * UNIT_MINUTES[unit] > MAX_DAYS * 1440:
+        raise argparse.ArgumentTypeError(f"{value!r} is too long: the longest window is {MAX_DAYS}d (100 years)")
+    return timedelta(**{UNITS[unit]: number})
 
 
 class Command(BaseCommand):
@@ -46,6 +50,7 @@ class Command(BaseCommand):
         from django.utils import timezone
 
         from django_workflow_engine.ai.costs import display
+        from django_workflow_engine.ai.export import SafeCSVWriter
         from django_workflow_engine.models import AICall
 
         qs = AICall.objects.between(timezone.now() - options["since"], None)
@@ -79,10 +84,11 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(payload, indent=2))
             return
         if fmt == "csv":
-            writer = csv.writer(self.stdout, lineterminator="\n")
+            # Ids go through the spreadsheet-safe writer the admin's export uses; a missing id is written "-".
+            writer = SafeCSVWriter(self.stdout, missing="-", lineterminator="\n")
             writer.writerow(header)
             for row in rows:
-                writer.writerow(cells(row, header))
+                writer.writerow([display(row.get(name)) if name == "cost" else row.get(name) for name in header])
             return
         table = (
             [header] + [cells(r, header) for r in rows] + [["TOTAL"] + [""] * (len(keys) - 1) + cells(totals, COLUMNS)]
