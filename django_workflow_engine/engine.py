@@ -59,7 +59,7 @@ class Engine:
         from .adapters.job_queue import OrmJobQueue
         from .adapters.persistence import OrmPersistence
         from .conf import settings
-        from .kernel.testing import SystemClock
+        from .kernel.clock import SystemClock
         from .registry import registry
 
         return Kernel(

@@ -165,6 +165,10 @@ class IdempotencyClaim:
     result: Any = None
 
 
+# What an idempotency key's stored result holds while its command runs (the adapters store it, then the result).
+IN_PROGRESS = {"__workflow_engine_state": "in_progress"}
+
+
 @dataclass(frozen=True)
 class StartedStage:
     """A stage that a transaction has already started for a worker (eager continuation): its job is RUNNING

@@ -35,18 +35,17 @@ from ..kernel import (
     TransitionRun,
     drain,
 )
-from ..kernel.records import LogRecord, RunRecord, StageRecord
-from ..kernel.runner import DrainResult
-from ..kernel.testing import (
+from ..kernel.clock import FakeClock, SystemClock
+from ..kernel.memory import (
     CollectingEventSink,
     DictRegistry,
-    FakeClock,
     InMemoryBlobStore,
     InMemoryJobQueue,
     InMemoryPersistence,
     InMemoryStore,
-    SystemClock,
 )
+from ..kernel.records import LogRecord, RunRecord, StageRecord
+from ..kernel.runner import DrainResult
 from .mock_ai import MockAI, MockAIError, MockCall, active_mock
 
 if TYPE_CHECKING:
