@@ -15,7 +15,7 @@ from .records import JobRecord, NewJob, RunRecord, StageRecord, StartedStage, St
 if TYPE_CHECKING:
     from ..core.context import BaseContext
     from ..core.workflow import Workflow
-    from .kernel import Deps
+    from .deps import Deps
 
 MISSING: Any = object()
 
