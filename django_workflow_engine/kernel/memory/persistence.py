@@ -13,6 +13,8 @@ from typing import Any
 from ...core.errors import RunNotFound, StaleVersionError, WorkflowEngineError
 from ..records import (
     IN_PROGRESS,
+    LIVE_JOB_STATUSES,
+    TERMINAL_STATUSES,
     AnnotationRecord,
     IdempotencyClaim,
     LogRecord,
@@ -94,10 +96,7 @@ class InMemoryPersistence:
                     continue
                 if any(_suspended_waiting(s, cutoff) for s in stages):
                     continue
-                if any(
-                    j.run_id == run.id and j.status in (Status.PENDING, Status.RUNNING)
-                    for j in self.store.jobs.values()
-                ):
+                if any(j.run_id == run.id and j.status in LIVE_JOB_STATUSES for j in self.store.jobs.values()):
                     continue
                 result.append(copy.deepcopy(run))
             result.sort(key=lambda r: r.updated_at)
@@ -170,7 +169,7 @@ class InMemoryPersistence:
         count = 0
         with self._shared.lock:
             for stage in self.store.stages.values():
-                if stage.run_id == run_id and stage.status not in (Status.COMPLETED, Status.FAILED, Status.CANCELLED):
+                if stage.run_id == run_id and stage.status not in TERMINAL_STATUSES:
                     stage.status = Status.CANCELLED
                     stage.completed_at = now
                     stage.next_poll_at = None
