@@ -21,6 +21,7 @@ from .kernel import (
 from .kernel.runner import DrainResult, JobOutcome
 
 if TYPE_CHECKING:
+    from .core.context import AIFactory
     from .models import WorkflowRun
 
 
@@ -97,7 +98,7 @@ class Engine:
 
         return [import_string(p) if isinstance(p, str) else p for p in settings.EVENT_PLUGINS]
 
-    def _ai_factory(self) -> Callable[[Any], Any] | None:
+    def _ai_factory(self) -> AIFactory | None:
         try:
             from .ai.helper import helper_for_context
         except ImportError:

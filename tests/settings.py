@@ -99,4 +99,4 @@ if _CLOCK_SKEW:
     from django_workflow_engine.kernel.clock import SystemClock as _SystemClock
 
     _true_now = _SystemClock.now
-    _SystemClock.now = lambda self: _true_now(self) + timedelta(seconds=_CLOCK_SKEW)
+    _SystemClock.now = lambda self: _true_now(self) + timedelta(seconds=_CLOCK_SKEW)  # type: ignore[method-assign]

@@ -121,9 +121,10 @@ class EmbedResult:
 
 
 def sum_costs(costs: Sequence[Decimal | None]) -> Decimal | None:
-    if any(c is None for c in costs):
+    known = [c for c in costs if c is not None]
+    if len(known) < len(costs):
         return None
-    return sum(costs, ZERO)  # type: ignore[arg-type]
+    return sum(known, ZERO)
 
 
 def usage_of(response: Any) -> Usage:

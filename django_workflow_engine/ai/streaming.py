@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -59,7 +59,7 @@ class TextStream:
         options: dict[str, Any],
         prompt: str,
         call_key: str | None,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         row, call_key = helper._lookup(call_key)
         if row is not None:  # recorded by an earlier execution of this stage: given back as one chunk
             self.usage, self.cost = helper._replayed(row)

@@ -6,7 +6,8 @@ from django.db import models
 from ..kernel.records import ACTIVE_STATUSES, RERUNNABLE_STATUSES, TERMINAL_STATUSES
 from ..kernel.records import Status as _Status
 
-Status = models.TextChoices("Status", [(s.name, (s.value, s.value.capitalize())) for s in _Status])
+# django-stubs types only the class form of TextChoices; the functional form is what keeps one member list.
+Status = models.TextChoices("Status", [(s.name, (s.value, s.value.capitalize())) for s in _Status])  # type: ignore[call-overload]
 Status.__doc__ = "One status vocabulary for runs, stages and jobs."
 Status.__module__ = __name__
 

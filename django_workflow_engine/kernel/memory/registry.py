@@ -10,10 +10,9 @@ class DictRegistry:
     """A registry over a dict or list of workflows."""
 
     def __init__(self, workflows: Iterable[Any] | Mapping[str, Any] = ()) -> None:
-        if isinstance(workflows, Mapping):
-            self._workflows = dict(workflows)
-        else:
-            self._workflows = {w.id: w for w in workflows}
+        self._workflows: dict[str, Any] = (
+            dict(workflows) if isinstance(workflows, Mapping) else {w.id: w for w in workflows}
+        )
 
     def get(self, workflow_id: str) -> Any:
         return self._workflows.get(workflow_id)
