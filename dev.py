@@ -5,6 +5,7 @@ Standard library only, so it runs on a fresh machine with nothing but Python 3.1
 
 * ``setup``: create ``.venv`` if missing and ``pip install -e ".[dev]"`` (skipped while pyproject.toml is unchanged).
 * ``demo``: setup, then migrate the example project and run its demo (SQLite + database job queue, no services).
+* ``typecheck``: setup, then mypy with the django-stubs plugin (not yet part of ``test``).
 * ``test``: setup, then lint, format check, migrations check, pytest on SQLite, and pytest again on PostgreSQL
   when it is reachable at ``DATABASE_URL``. Extra arguments go to both pytest runs: ``dev.py test -k cancel``.
 """
@@ -118,10 +119,17 @@ def test(pytest_args: list[str]) -> None:
     pytest([*POSTGRES_TEST_PATHS, *pytest_args], clean_env(DATABASE_URL=database_url))
 
 
-USAGE = """usage: python3 dev.py {demo,test,setup} [pytest args...]
+def typecheck() -> None:
+    # Not part of ``test`` until the package is clean (issue #20); the configuration is in pyproject.toml.
+    step("mypy (django-stubs plugin, settings tests.settings)")
+    run([PYTHON, "-m", "mypy"], env=clean_env())
+
+
+USAGE = """usage: python3 dev.py {demo,test,typecheck,setup} [pytest args...]
 
   demo    set up .venv, migrate the example project and run its demo (SQLite, no services)
   test    set up .venv, then ruff, migrations check, pytest (SQLite), pytest (PostgreSQL if reachable)
+  typecheck  set up .venv, then mypy over the package (not yet part of test)
   setup   only create .venv and install the package with its dev extra"""
 
 
@@ -129,7 +137,7 @@ def main(argv: list[str]) -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 -- dev.py is run by whatever python3 the machine has
         sys.exit(f"Python 3.11+ is required, this is {sys.version.split()[0]}.")
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
-    if command not in ("demo", "test", "setup") or (rest and command != "test"):
+    if command not in ("demo", "test", "typecheck", "setup") or (rest and command != "test"):
         sys.exit(USAGE)
     setup()
     if command == "demo":
@@ -137,6 +145,8 @@ def main(argv: list[str]) -> None:
     elif command == "test":
         test(rest)
         print("\nAll checks passed.")
+    elif command == "typecheck":
+        typecheck()
 
 
 if __name__ == "__main__":

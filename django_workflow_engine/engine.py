@@ -10,20 +10,18 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .hosts.drain import run_until_idle
 from .kernel import (
     CancelRun,
     CreateRun,
-    FlushOutbox,
     Kernel,
     KernelOptions,
-    PollSuspended,
     RerunFrom,
-    TransitionRun,
-    drain,
 )
 from .kernel.runner import DrainResult, JobOutcome
 
 if TYPE_CHECKING:
+    from .core.context import AIFactory
     from .models import WorkflowRun
 
 
@@ -59,7 +57,7 @@ class Engine:
         from .adapters.job_queue import OrmJobQueue
         from .adapters.persistence import OrmPersistence
         from .conf import settings
-        from .kernel.testing import SystemClock
+        from .kernel.clock import SystemClock
         from .registry import registry
 
         return Kernel(
@@ -100,7 +98,7 @@ class Engine:
 
         return [import_string(p) if isinstance(p, str) else p for p in settings.EVENT_PLUGINS]
 
-    def _ai_factory(self) -> Callable[[Any], Any] | None:
+    def _ai_factory(self) -> AIFactory | None:
         try:
             from .ai.helper import helper_for_context
         except ImportError:
@@ -191,9 +189,6 @@ class Engine:
         since, until, limit)."""
         return self.kernel.annotations.list(str(run_id), **filters)
 
-    def transition(self, run_id: str) -> str:
-        return self.kernel.dispatch(TransitionRun(run_id=str(run_id))).action
-
     def run_until_idle(
         self,
         *,
@@ -206,26 +201,13 @@ class Engine:
 
         Due suspended stages are polled too; stages not yet due (and retries in backoff) are left waiting.
         """
-        kernel = self.kernel
-        total = DrainResult()
-        while True:
-            result = drain(
-                kernel,
-                worker_id=worker_id,
-                max_jobs=None if max_jobs is None else max_jobs - total.jobs,
-                on_job=on_stage,
-            )
-            for name in ("jobs", "completed", "failed", "retried", "suspended", "claimed_runs"):
-                setattr(total, name, getattr(total, name) + getattr(result, name))
-            polled = kernel.dispatch(PollSuspended(max_checks=100))
-            for run_id in polled.resumed_run_ids:
-                kernel.dispatch(TransitionRun(run_id=run_id))
-            if flush_events:
-                kernel.dispatch(FlushOutbox(max_events=1000))
-            if not polled.resumed_run_ids and not polled.failed and result.jobs == 0:
-                return total
-            if max_jobs is not None and total.jobs >= max_jobs:
-                return total
+        return run_until_idle(
+            self.kernel,
+            max_jobs=max_jobs,
+            on_job=on_stage,
+            worker_id=worker_id,
+            flush_max_events=1000 if flush_events else None,
+        )
 
     def run_and_wait(self, workflow_id: str, input: Any, *, timeout: float = 300, **options: Any) -> WorkflowRun:
         """Start a run and block until it is COMPLETED, FAILED or CANCELLED (workers do the work).
@@ -236,14 +218,34 @@ class Engine:
         run = self.start(workflow_id, input, **options)
         return self.wait(run.id, timeout=timeout)
 
-    def wait(self, run_id: str, timeout: float = 60, poll_interval: float = 0.2) -> WorkflowRun:
-        """Block until the run is COMPLETED, FAILED or CANCELLED (other processes do the work)."""
+    def wait(
+        self,
+        run_id: str,
+        timeout: float = 60,
+        poll_interval: float = 0.2,
+        *,
+        on_poll: Callable[[WorkflowRun], Any] | None = None,
+    ) -> WorkflowRun:
+        """Block until the run is COMPLETED, FAILED or CANCELLED (other processes do the work).
+
+        Args:
+            run_id: the run to wait for.
+            timeout: seconds to wait at most.
+            poll_interval: seconds between two reads of the run.
+            on_poll: called with the freshly read run at every poll, the last one included (to show progress).
+
+        Raises:
+            TimeoutError: if the run is still going after ``timeout`` seconds (it keeps running).
+        """
         from .models import WorkflowRun
+        from .models.status import TERMINAL
 
         deadline = time.monotonic() + timeout
         while True:
             run = WorkflowRun.objects.using(self.using).get(pk=run_id)
-            if run.status in ("COMPLETED", "FAILED", "CANCELLED"):
+            if on_poll is not None:
+                on_poll(run)
+            if run.status in TERMINAL:
                 return run
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"Run {run_id} is still {run.status} after {timeout} s.")

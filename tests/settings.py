@@ -100,7 +100,7 @@ _CLOCK_SKEW = float(os.environ.get("DWE_CLOCK_SKEW_SECONDS", "0") or 0)
 if _CLOCK_SKEW:
     from datetime import timedelta
 
-    from django_workflow_engine.kernel import testing as _kernel_testing
+    from django_workflow_engine.kernel.clock import SystemClock as _SystemClock
 
-    _true_now = _kernel_testing.SystemClock.now
-    _kernel_testing.SystemClock.now = lambda self: _true_now(self) + timedelta(seconds=_CLOCK_SKEW)
+    _true_now = _SystemClock.now
+    _SystemClock.now = lambda self: _true_now(self) + timedelta(seconds=_CLOCK_SKEW)  # type: ignore[method-assign]

@@ -1,7 +1,7 @@
-"""The production clock: aware UTC ``datetime.now``. Tests use :class:`~django_workflow_engine.kernel.testing.FakeClock`."""
+"""The production clock: aware UTC ``datetime.now``. Tests use :class:`~django_workflow_engine.kernel.clock.FakeClock`."""
 
 from __future__ import annotations
 
-from ..kernel.testing import SystemClock
+from ..kernel.clock import SystemClock
 
 __all__ = ["SystemClock"]

@@ -1,6 +1,6 @@
 """ORM implementation of the kernel's :class:`~django_workflow_engine.kernel.ports.Persistence` port.
 
-It behaves like :class:`~django_workflow_engine.kernel.testing.InMemoryPersistence` (the conformance suite in
+It behaves like :class:`~django_workflow_engine.kernel.memory.InMemoryPersistence` (the conformance suite in
 ``tests/conformance`` runs against both) on SQLite and PostgreSQL. Every timestamp comes from the ``now``
 argument, never from the database or ``timezone.now()``, so a fake clock drives every time-based query.
 """
@@ -19,8 +19,16 @@ from django.db.models import Exists, F, Max, Model, OuterRef, Q, QuerySet, Subqu
 from django.db.models.sql import UpdateQuery
 
 from ..core.errors import RunNotFound, StaleVersionError, WorkflowEngineError
-from ..kernel.records import AnnotationRecord, IdempotencyClaim, LogRecord, OutboxRecord, RunRecord, StageRecord, Status
-from ..kernel.testing import IN_PROGRESS
+from ..kernel.records import (
+    IN_PROGRESS,
+    AnnotationRecord,
+    IdempotencyClaim,
+    LogRecord,
+    OutboxRecord,
+    RunRecord,
+    StageRecord,
+    Status,
+)
 from ..models import (
     IdempotencyKey,
     OutboxEvent,

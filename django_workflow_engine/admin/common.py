@@ -20,6 +20,8 @@ from django.utils.safestring import SafeString
 
 from ..core.ids import short_id
 from ..models import Status
+from ..models.status import ACTIVE as ACTIVE  # re-exported: the admin modules import them from here
+from ..models.status import RERUNNABLE as RERUNNABLE
 
 STATUS_COLORS = {
     Status.PENDING: ("#5b6770", "#eef1f3"),
@@ -36,8 +38,6 @@ LEVEL_COLORS = {
     "WARN": ("#8a5a00", "#fdf1d8"),
     "ERROR": ("#a61b1b", "#fbe4e4"),
 }
-ACTIVE = (Status.PENDING, Status.RUNNING, Status.SUSPENDED)
-RERUNNABLE = (Status.COMPLETED, Status.FAILED)
 
 
 def badge(value: str, colors: dict[Any, tuple[str, str]] | None = None) -> SafeString:

@@ -13,16 +13,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from ..core.errors import format_validation_errors
 from .costs import ModelSpec, batch_cost, load_litellm, resolve_model
-from .helper import ZERO, AIError, Usage, _messages, _run_db, _strip_fences, _sum_costs, _usage_of, record_call
-
-if TYPE_CHECKING:
-    from .helper import AIHelper
+from .ledger import CallLedger
+from .prompts import messages_for, strip_fences
+from .recording import elapsed_ms, run_sync
+from .results import ZERO, AIError, Usage, sum_costs, usage_of
 
 # Options that configure the connection (file and batch calls) rather than each request's body.
 CONNECTION_KEYS = frozenset(
@@ -114,7 +114,7 @@ class BatchResults:
 
     @property
     def cost(self) -> Decimal | None:
-        return _sum_costs([i.cost for i in self.items]) if self.items else ZERO
+        return sum_costs([i.cost for i in self.items]) if self.items else ZERO
 
     def by_id(self) -> dict[str, BatchItem]:
         return {item.id: item for item in self.items}
@@ -134,7 +134,7 @@ def _response_format(schema: type[BaseModel]) -> dict[str, Any]:
 
 
 def submit_batch(
-    helper: AIHelper,
+    helper: CallLedger,
     model: str,
     requests: Sequence[Mapping[str, Any]],
     *,
@@ -171,7 +171,7 @@ def submit_batch(
     for request, request_id in zip(requests, ids, strict=True):
         body = {
             "model": model_name,
-            "messages": _messages(request["prompt"], system),
+            "messages": messages_for(request["prompt"], system),
             **body_options,
             **dict(request.get("options") or {}),
         }
@@ -209,24 +209,22 @@ def submit_batch(
         submitted_at=time.time(),
     )
     if key is not None:
-        helper._record(
+        record = helper._entry(
             spec,
             "batch",
-            f"[{len(ids)} requests]",
-            f"[batch {batch.id}]",
-            Usage(),
-            ZERO,
-            started,
+            prompt=f"[{len(ids)} requests]",
+            response=f"[batch {batch.id}]",
+            latency_ms=elapsed_ms(started),
             metadata={"phase": "submit", "batch_id": batch.id, "requests": len(ids)},
             call_key=key,
             replay=handle.to_state(),
-            check_budget=False,
         )
+        helper._record(record, check_budget=False)
     return handle
 
 
 def get_batch_results(
-    helper: AIHelper,
+    helper: CallLedger,
     handle: BatchHandle | Mapping[str, Any],
     *,
     schema: type[BaseModel] | None = None,
@@ -275,33 +273,31 @@ def _item(spec: ModelSpec, line: Mapping[str, Any], schema: type[BaseModel] | No
     from litellm.types.utils import ModelResponse
 
     model_response = ModelResponse(**body)
-    usage = _usage_of(model_response)
+    usage = usage_of(model_response)
     text = model_response.choices[0].message.content or ""  # type: ignore[union-attr]
     obj = None
     problem = None
     if schema is not None:
         try:
-            obj = schema.model_validate_json(_strip_fences(text))
+            obj = schema.model_validate_json(strip_fences(text))
         except ValidationError as exc:
             problem = f"invalid structured output: {format_validation_errors(exc.errors())}"
     return BatchItem(id=request_id, text=text, usage=usage, cost=batch_cost(spec, usage), error=problem, object=obj)
 
 
-def _record_once(helper: AIHelper, spec: ModelSpec, handle: BatchHandle, items: Sequence[BatchItem]) -> None:
+def _record_once(helper: CallLedger, spec: ModelSpec, handle: BatchHandle, items: Sequence[BatchItem]) -> None:
     from ..models import AICall
 
     def recorded() -> bool:
         return AICall.objects.filter(is_batch=True, metadata__batch_id=handle.batch_id).exists()
 
-    if _run_db(recorded):
+    if run_sync(recorded):
         return
     latency = int((time.time() - handle.submitted_at) * 1000) if handle.submitted_at else None
     for item in items:
-        row = record_call(
-            topic=helper.topic,
-            call_type="batch",
-            model_key=spec.key,
-            model_id=spec.model_id,
+        record = helper._entry(
+            spec,
+            "batch",
             prompt=None,
             response=item.text,
             usage=item.usage,
@@ -309,15 +305,9 @@ def _record_once(helper: AIHelper, spec: ModelSpec, handle: BatchHandle, items: 
             latency_ms=latency,
             error=item.error,
             metadata={"batch_id": handle.batch_id, "request_id": item.id, "provider": handle.provider},
-            run_id=helper.run_id,
-            stage_pk=helper.stage_pk,
-            workflow_id=helper.workflow_id,
-            stage_key=helper.stage_key,
             is_batch=True,
         )
-        helper.remember_attribution(row)
-        if helper._usage_sink is not None:
-            helper._usage_sink.add(item.cost or ZERO, item.usage.total_tokens)
+        helper._record(record, check_budget=False)
 
 
 __all__ = ["AIError", "BatchHandle", "BatchItem", "BatchResults", "get_batch_results", "submit_batch"]

@@ -150,10 +150,11 @@ def clear_replay(run_id: str, *, stage_id: str | None = None) -> int:
     must not clear the calls of a rerun in progress), or of a stage row that is COMPLETED.
     """
     from ..models import AICall, Status
+    from ..models.status import TERMINAL
 
     rows = AICall.objects.filter(run_id=run_id, replay__isnull=False)
     if stage_id is None:
-        rows = rows.filter(run__status__in=[Status.COMPLETED, Status.FAILED, Status.CANCELLED])
+        rows = rows.filter(run__status__in=TERMINAL)
     else:
         rows = rows.filter(stage__stage_id=stage_id, stage__status=Status.COMPLETED)
     return rows.update(replay=None)

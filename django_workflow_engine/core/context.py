@@ -2,14 +2,70 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Protocol
 
 from .errors import InvalidBlobKey, MissingStageOutput
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 
 LogSink = Callable[[str, str, dict[str, Any]], None]
+
+
+class StageAI(Protocol):
+    """What ``ctx.ai()`` returns: the engine's ``AIHelper`` (``django_workflow_engine.ai.helper``), described
+    here so core imports neither litellm nor Django. Results are ``TextResult``/``ObjectResult``/``EmbedResult``,
+    ``TextStream``, ``BatchHandle`` and ``BatchResults`` of ``django_workflow_engine.ai``."""
+
+    topic: str
+    run_id: str | None
+
+    def child(self, segment: str, id: str | None = None) -> StageAI: ...
+
+    def generate_text(
+        self,
+        model: str,
+        prompt: str | Sequence[Mapping[str, Any]],
+        *,
+        system: str | None = None,
+        tools: Sequence[Callable[..., Any] | Mapping[str, Any]] | None = None,
+        max_steps: int = ...,
+        **options: Any,
+    ) -> Any: ...
+
+    def generate_object(
+        self,
+        model: str,
+        prompt: str | Sequence[Mapping[str, Any]],
+        *,
+        schema: type[Any],
+        system: str | None = None,
+        **options: Any,
+    ) -> Any: ...
+
+    def embed(self, model: str, texts: str | Sequence[str], dimensions: int | None = None, **options: Any) -> Any: ...
+
+    def stream_text(
+        self, model: str, prompt: str | Sequence[Mapping[str, Any]], *, system: str | None = None, **options: Any
+    ) -> Iterator[str]: ...
+
+    def submit_batch(self, model: str, requests: Sequence[Mapping[str, Any]], **options: Any) -> Any: ...
+
+    def get_batch_results(self, handle: Any, **options: Any) -> Any: ...
+
+    def spent(self) -> Decimal: ...
+
+
+class AIUsage(Protocol):
+    """The AI spend of one stage execution (``django_workflow_engine.ai.usage.StageUsage``)."""
+
+    def add(self, cost: Decimal, tokens: int) -> None: ...
+
+    def metrics(self) -> dict[str, Any]: ...
+
+
+AIFactory = Callable[["BaseContext"], StageAI]
 
 
 def check_blob_key(key: str) -> str:
@@ -49,7 +105,7 @@ class StageStorage:
         self._blobs.delete(check_blob_key(key))
 
 
-class _BaseContext:
+class BaseContext:
     def __init__(
         self,
         *,
@@ -62,7 +118,7 @@ class _BaseContext:
         config: Any,
         storage: StageStorage,
         log_sink: LogSink,
-        ai_factory: Callable[[Any], Any] | None = None,
+        ai_factory: AIFactory | None = None,
     ):
         self.run_id = run_id
         self.workflow_id = workflow_id
@@ -75,6 +131,10 @@ class _BaseContext:
         self._log_sink = log_sink
         self._ai_factory = ai_factory
         self.annotations: list[dict[str, Any]] = []
+        # Set by the first ``ai()`` call of this execution and shared by its helpers: the spend the kernel adds
+        # to the stage's metrics, and the AI call journal (``ai/journal.py``; opaque to core and the kernel).
+        self.ai_usage: AIUsage | None = None
+        self.ai_journal: object | None = None
 
     def log(self, level: str, message: str, **meta: Any) -> None:
         """Write a log line for this stage (``DEBUG``, ``INFO``, ``WARN`` or ``ERROR``); it is stored at once."""
@@ -115,14 +175,14 @@ class _BaseContext:
                 }
             )
 
-    def ai(self) -> Any:
+    def ai(self) -> StageAI:
         """The AI helper for this stage (topic ``workflow.<run_id>.stage.<stage_id>``), with cost tracking."""
         if self._ai_factory is None:
             raise RuntimeError("No AI helper is configured for this engine.")
         return self._ai_factory(self)
 
 
-class StageContext(_BaseContext):
+class StageContext(BaseContext):
     """The context passed to a stage's ``execute``.
 
     Attributes:
@@ -172,6 +232,6 @@ class StageContext(_BaseContext):
         )
 
 
-class CheckContext(_BaseContext):
+class CheckContext(BaseContext):
     """The context passed to ``check_completion(state, ctx)``: identity, config, ``log``, ``annotate``,
     ``storage`` and ``ai()``; no input or workflow context."""

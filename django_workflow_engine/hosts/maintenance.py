@@ -15,15 +15,8 @@ from typing import Any
 
 from django.db import close_old_connections, connections
 
-from ..kernel import (
-    ClaimPendingRuns,
-    ExpireIdempotencyKeys,
-    FlushOutbox,
-    PollSuspended,
-    ReapStaleLeases,
-    ReapStuckRuns,
-    TransitionRun,
-)
+from ..kernel import ClaimPendingRuns, ExpireIdempotencyKeys, FlushOutbox, ReapStaleLeases, ReapStuckRuns
+from .drain import poll_suspended
 
 logger = logging.getLogger("django_workflow_engine.maintenance")
 
@@ -75,11 +68,9 @@ def run_maintenance_tick(
         result.claimed = len(kernel.dispatch(ClaimPendingRuns(worker_id=worker_id, max_claims=max_claims)).claimed)
 
     def poll() -> None:
-        polled = kernel.dispatch(PollSuspended(max_checks=max_polls))
+        polled = poll_suspended(kernel, max_polls)
         result.suspended_checked = polled.checked
         result.resumed = polled.resumed
-        for run_id in polled.resumed_run_ids:
-            kernel.dispatch(TransitionRun(run_id=run_id))
 
     def leases() -> None:
         result.stale_released = kernel.dispatch(ReapStaleLeases(stale_after_seconds=settings.LEASE_SECONDS)).released

@@ -18,7 +18,7 @@ from .events import ANNOTATION_CREATED, event
 from .records import AnnotationRecord
 
 if TYPE_CHECKING:
-    from .kernel import Deps
+    from .deps import Deps
 
 FILTERS = ("key", "key_prefix", "scope", "scope_id", "actor_id", "actor_kind", "attempt", "since", "until", "limit")
 

@@ -13,8 +13,9 @@ from ..core.ids import new_id
 from .records import JobRecord, NewJob, RunRecord, StageRecord, StartedStage, Status
 
 if TYPE_CHECKING:
+    from ..core.context import BaseContext
     from ..core.workflow import Workflow
-    from .kernel import Deps
+    from .deps import Deps
 
 MISSING: Any = object()
 
@@ -267,13 +268,13 @@ def sum_metrics(stages: Sequence[StageRecord]) -> tuple[Any, int]:
     return cost, tokens
 
 
-def add_ai_metrics(metrics: Mapping[str, Any] | None, ctx: Any) -> dict[str, Any]:
+def add_ai_metrics(metrics: Mapping[str, Any] | None, ctx: BaseContext) -> dict[str, Any]:
     """``metrics`` plus the AI spend ``ctx.ai()`` recorded on ``ctx`` (``ai_cost``/``ai_tokens``/``ai_calls``),
     added to what the metrics already hold (a batch stage spends in ``execute`` and in ``check_completion``)."""
     from decimal import Decimal
 
     merged = dict(metrics or {})
-    usage = getattr(ctx, "ai_usage", None)
+    usage = ctx.ai_usage
     if usage is None:
         return merged
     spent = usage.metrics()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
+from ..core.context import AIFactory
+from .annotations import Annotations
 from .commands import Command
+from .deps import Deps, KernelOptions
 from .ports import BlobStore, Clock, EventSink, JobQueue, Persistence, WorkflowRegistry
 from .validation import check_idempotency_key
 
@@ -44,39 +45,6 @@ _SELF_MANAGED = {
 }
 
 
-@dataclass(frozen=True)
-class KernelOptions:
-    """Tunables. Attributes:
-    max_attempts: job attempts before a stage fails for good (default 3; stages may override).
-    retry_base_seconds: backoff base: retry n waits ``base * 2**(n-1)`` seconds (default 2).
-    idempotency_stale_seconds: an in-progress idempotency key older than this may be reclaimed (600; None: never).
-    inline_output_bytes: outputs up to this JSON size live in the stage row, larger ones in blob storage.
-    max_input_bytes: larger workflow inputs are refused (1 MiB).
-    suspend_fallback_seconds: poll interval when a suspended stage gives none (60).
-    """
-
-    max_attempts: int = 3
-    retry_base_seconds: float = 2.0
-    idempotency_stale_seconds: float | None = 600.0
-    inline_output_bytes: int = 64 * 1024
-    max_input_bytes: int = 1024 * 1024
-    suspend_fallback_seconds: float = 60.0
-
-
-@dataclass
-class Deps:
-    """Everything a handler may use."""
-
-    persistence: Persistence
-    jobs: JobQueue
-    blobs: BlobStore
-    sink: EventSink
-    clock: Clock
-    registry: WorkflowRegistry
-    options: KernelOptions
-    ai_factory: Callable[[Any], Any] | None = None
-
-
 class Kernel:
     """Dispatches typed commands (:mod:`django_workflow_engine.kernel.commands`) to their handlers.
 
@@ -94,15 +62,13 @@ class Kernel:
         clock: Clock,
         registry: WorkflowRegistry,
         options: KernelOptions | None = None,
-        ai_factory: Callable[[Any], Any] | None = None,
+        ai_factory: AIFactory | None = None,
     ):
         self.deps = Deps(persistence, jobs, blobs, sink, clock, registry, options or KernelOptions(), ai_factory)
 
     @property
-    def annotations(self) -> Any:
+    def annotations(self) -> Annotations:
         """:class:`~django_workflow_engine.kernel.annotations.Annotations`: ``attach`` and ``list``."""
-        from .annotations import Annotations
-
         return Annotations(self.deps)
 
     @property
@@ -185,3 +151,6 @@ def _cacheable(result: Any) -> dict[str, Any]:
     if "output" in data and "outcome" in data:
         data["output"] = None
     return data
+
+
+__all__ = ["Deps", "Kernel", "KernelOptions"]

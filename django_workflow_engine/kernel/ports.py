@@ -1,6 +1,6 @@
 """The ports the kernel talks through. Adapters implement them; the kernel imports nothing else.
 
-Two families implement every port: the in-memory adapters in :mod:`django_workflow_engine.kernel.testing`
+Two families implement every port: the in-memory adapters in :mod:`django_workflow_engine.kernel.memory`
 (the reference semantics, used by plain unit tests) and the ORM adapters in
 :mod:`django_workflow_engine.adapters`. One conformance suite (``tests/conformance``) runs against both.
 

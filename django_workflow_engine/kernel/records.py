@@ -24,8 +24,19 @@ class Status(StrEnum):
     SKIPPED = "SKIPPED"
 
 
-TERMINAL_RUN_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
-ACTIVE_STAGE_STATUSES = frozenset({Status.PENDING, Status.RUNNING, Status.SUSPENDED})
+# The groups of statuses the engine reasons about; everything else (the models' TextChoices, the admin) is built
+# from ``Status`` and these.
+TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+"""A run (or stage) in one of these is finished: nothing more happens to it unless it is rerun."""
+ACTIVE_STATUSES = frozenset({Status.PENDING, Status.RUNNING, Status.SUSPENDED})
+"""A stage (or run) in one of these still has work ahead of it."""
+RERUNNABLE_STATUSES = frozenset({Status.COMPLETED, Status.FAILED})
+"""A run in one of these may be rerun from a stage (a cancelled run may not)."""
+LIVE_JOB_STATUSES = frozenset({Status.PENDING, Status.RUNNING})
+"""A job in one of these is still to be (or being) executed."""
+
+TERMINAL_RUN_STATUSES = TERMINAL_STATUSES
+ACTIVE_STAGE_STATUSES = ACTIVE_STATUSES
 
 
 @dataclass
@@ -163,6 +174,10 @@ class IdempotencyClaim:
 
     state: str
     result: Any = None
+
+
+# What an idempotency key's stored result holds while its command runs (the adapters store it, then the result).
+IN_PROGRESS = {"__workflow_engine_state": "in_progress"}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 from django.db import models
 
-from ..ai.queries import AICallQuerySet
+from .ai_call_queries import AICallQuerySet
 from .run import MONEY, WorkflowRun
 from .stage import WorkflowStage
 

@@ -24,29 +24,27 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ..hosts.drain import poll_suspended, run_until_idle
 from ..kernel import (
     CancelRun,
     CreateRun,
     FlushOutbox,
     Kernel,
     KernelOptions,
-    PollSuspended,
     RerunFrom,
-    TransitionRun,
     drain,
 )
-from ..kernel.records import LogRecord, RunRecord, StageRecord
-from ..kernel.runner import DrainResult
-from ..kernel.testing import (
+from ..kernel.clock import FakeClock, SystemClock
+from ..kernel.memory import (
     CollectingEventSink,
     DictRegistry,
-    FakeClock,
     InMemoryBlobStore,
     InMemoryJobQueue,
     InMemoryPersistence,
     InMemoryStore,
-    SystemClock,
 )
+from ..kernel.records import LogRecord, RunRecord, StageRecord
+from ..kernel.runner import DrainResult
 from .mock_ai import MockAI, MockAIError, MockCall, active_mock
 
 if TYPE_CHECKING:
@@ -133,23 +131,12 @@ class MemoryHarness:
 
     def poll(self, max_checks: int = 50) -> Any:
         """Poll due suspended stages and transition the runs that resumed."""
-        result = self.kernel.dispatch(PollSuspended(max_checks=max_checks))
-        for run_id in result.resumed_run_ids:
-            self.kernel.dispatch(TransitionRun(run_id))
-        return result
+        return poll_suspended(self.kernel, max_checks)
 
     def run_until_idle(self) -> DrainResult:
         """Like ``engine.run_until_idle()``: drain, poll due suspended stages and flush events until nothing is
         runnable at the clock's current time. Advance the clock to make waiting stages and retries due."""
-        total = DrainResult()
-        while True:
-            result = self.drain()
-            for name in ("jobs", "completed", "failed", "retried", "suspended", "claimed_runs"):
-                setattr(total, name, getattr(total, name) + getattr(result, name))
-            polled = self.poll(max_checks=100)
-            self.flush()
-            if not polled.resumed_run_ids and not polled.failed and result.jobs == 0:
-                return total
+        return run_until_idle(self.kernel, flush_max_events=10_000)
 
     def flush(self) -> Any:
         """Publish outbox events to the sink (``self.sink.events`` for the default sink)."""

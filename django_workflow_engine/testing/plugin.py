@@ -1,7 +1,7 @@
 """pytest plugin (entry point ``pytest11``, active wherever the package is installed): fixtures for testing
 workflows.
 
-* ``fake_clock``: a :class:`~django_workflow_engine.kernel.testing.FakeClock`; ``fake_clock.advance(seconds=30)``.
+* ``fake_clock``: a :class:`~django_workflow_engine.kernel.clock.FakeClock`; ``fake_clock.advance(seconds=30)``.
 * ``memory_harness``: a factory ``memory_harness(workflows, **options)`` -> :class:`MemoryHarness` on the in-memory
   adapters, using ``fake_clock``. No database.
 * ``workflow_runner``: a :class:`WorkflowRunner` on the ORM: ``workflow_runner(workflow, input)`` starts a run
@@ -30,7 +30,7 @@ import pytest
 @pytest.fixture
 def fake_clock() -> Any:
     """A clock that moves only when told: ``fake_clock.advance(seconds=30)``, ``fake_clock.set(when)``."""
-    from ..kernel.testing import FakeClock
+    from ..kernel.clock import FakeClock
 
     return FakeClock()
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from django_workflow_engine.core.ids import new_id
+from django_workflow_engine.kernel.clock import FakeClock
+from django_workflow_engine.kernel.memory import InMemoryJobQueue, InMemoryPersistence, InMemoryStore
 from django_workflow_engine.kernel.records import NewJob, RunRecord, StageRecord
-from django_workflow_engine.kernel.testing import FakeClock, InMemoryJobQueue, InMemoryPersistence, InMemoryStore
 
 
 @dataclass

@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from django_workflow_engine.adapters.blobs import StorageBlobStore
 from django_workflow_engine.core.errors import BlobNotFound, InvalidBlobKey
-from django_workflow_engine.kernel.testing import InMemoryBlobStore
+from django_workflow_engine.kernel.memory import InMemoryBlobStore
 
 
 @pytest.fixture

@@ -13,7 +13,14 @@ from django_workflow_engine.errors import (
     StageNotFound,
     WorkflowNotFound,
 )
-from django_workflow_engine.kernel import CancelRun, ClaimPendingRuns, CreateRun, RerunFrom, TransitionRun
+from django_workflow_engine.kernel import (
+    CancelRun,
+    ClaimPendingRuns,
+    CreateRun,
+    ReplayDeadLetters,
+    RerunFrom,
+    TransitionRun,
+)
 from tests import flows
 
 pytestmark = pytest.mark.django_db
@@ -220,3 +227,16 @@ def test_completed_stage_is_not_executed_twice(h):
     assert second.output == {"value": 2}
     assert flows.CALLS["a"] == 1
     assert job is not None
+
+
+def test_dead_lettered_events_are_delivered_at_the_flush_after_a_replay(h):
+    run_id = h.create("diamond", {"value": 1})
+    h.sink.fail_times = 3  # the receiver is broken for three deliveries: the event is dead-lettered
+    for _ in range(3):
+        h.flush()
+    assert h.sink.events == []
+    assert h.flush().published == 0
+    assert h.dispatch(ReplayDeadLetters(max_events=10)).replayed == 1
+    h.flush()
+    assert [(e["type"], e["workflow_run_id"]) for e in h.sink.events] == [("workflow:created", run_id)]
+    assert h.dispatch(ReplayDeadLetters(max_events=10)).replayed == 0

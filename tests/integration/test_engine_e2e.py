@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from django_workflow_engine import engine
@@ -168,3 +171,34 @@ def test_async_stage_logs_are_stored_and_none_input_is_accepted():
         assert list(WorkflowLog.objects.filter(run=run).values_list("message", flat=True)) == ["from async"]
     finally:
         registry.unregister("async-logs")
+
+
+def test_wait_shows_each_poll_and_returns_the_finished_run():
+    run = engine.start("diamond", {"value": 5})
+    seen = []
+
+    def on_poll(polled):
+        seen.append(polled.status)
+        if len(seen) == 1:
+            engine.run_until_idle()  # another process does the work between two polls
+
+    finished = engine.wait(run.id, timeout=30, poll_interval=0.01, on_poll=on_poll)
+    assert (finished.pk, finished.status) == (run.pk, "COMPLETED")
+    assert seen == ["RUNNING", "COMPLETED"]
+    with pytest.raises(TimeoutError, match=r"still RUNNING after 0\.05 s"):
+        engine.wait(engine.start("diamond", {"value": 1}).id, timeout=0.05, poll_interval=0.01)
+
+
+def test_startrun_shows_progress_through_engine_wait():
+    out = io.StringIO()
+    call_command("startrun", "diamond", "--input", '{"value": 2}', "--inline", stdout=out)
+    lines = out.getvalue().splitlines()
+    run = WorkflowRun.objects.get()
+    assert lines[0] == f"Started run {run.id} of diamond"
+    progress = [line for line in lines if line.startswith("[")]
+    assert progress[-1].startswith("[####] 4/4  ")
+    assert len(progress) == len(set(progress))  # a stage's status is shown once per change
+    status_line = lines.index(f"Run {run.id} COMPLETED")
+    assert json.loads("\n".join(lines[status_line + 1 :])) == run.output
+    with pytest.raises(CommandError, match=r"still RUNNING after 0\.05 s"):
+        call_command("startrun", "diamond", "--input", '{"value": 2}', "--wait", "--timeout", "0.05", stdout=out)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from django_workflow_engine import StageResult, WorkflowBuilder, define_stage
 from django_workflow_engine.core.context import StageStorage, check_blob_key
 from django_workflow_engine.errors import InvalidBlobKey, InvalidInput, MissingStageOutput, WorkflowDefinitionError
-from django_workflow_engine.kernel.testing import InMemoryBlobStore
+from django_workflow_engine.kernel.memory import InMemoryBlobStore
 from tests import flows
 
 
@@ -160,7 +160,7 @@ def test_stage_result_holds_metrics_and_artifacts():
 def test_core_and_kernel_do_not_import_django_or_litellm():
     code = (
         "import sys, django_workflow_engine, django_workflow_engine.core, django_workflow_engine.kernel, "
-        "django_workflow_engine.kernel.testing, django_workflow_engine.testing; "
+        "django_workflow_engine.kernel.memory, django_workflow_engine.kernel.clock, django_workflow_engine.testing; "
         "import django_workflow_engine.kernel.handlers.job_execute; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'litellm')))"
     )

@@ -160,7 +160,7 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
             outcome = Outcome(
                 "failed", error=f"Could not store the output of stage {stage_def.id!r}: {error_message(exc)}"
             )
-    if getattr(ctx, "ai_usage", None) is not None:  # set by ctx.ai(): AI spend joins the stage's metrics
+    if ctx is not None and ctx.ai_usage is not None:  # set by ctx.ai(): AI spend joins the stage's metrics
         spent = add_ai_metrics(record.metrics, ctx)  # added to earlier attempts' spend
         outcome.metrics = {**outcome.metrics, **{k: v for k, v in spent.items() if k.startswith("ai_")}}
     progress = [event(STAGE_PROGRESS, run.id, finished, **p) for p in (ctx.progress_events if ctx is not None else [])]

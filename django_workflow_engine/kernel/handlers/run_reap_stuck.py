@@ -13,7 +13,7 @@ from ...core.errors import StaleVersionError
 from ..commands import ReapStuckResult, ReapStuckRuns, TransitionRun
 from ..events import WORKFLOW_FAILED, event
 from ..kernel import Deps
-from ..records import NewJob, Status
+from ..records import LIVE_JOB_STATUSES, NewJob, Status
 from . import run_transition as transition_handler
 
 RESULT = ReapStuckResult
@@ -30,7 +30,7 @@ def handle(command: ReapStuckRuns, deps: Deps, causation_id: str) -> ReapStuckRe
             if run is None or run.status != Status.RUNNING or run.version != candidate.version:
                 continue
             stages = persistence.get_stages(run.id)
-            live = {j.stage_id for j in deps.jobs.jobs_for_run(run.id) if j.status in (Status.PENDING, Status.RUNNING)}
+            live = {j.stage_id for j in deps.jobs.jobs_for_run(run.id) if j.status in LIVE_JOB_STATUSES}
             orphans = [s for s in stages if s.status == Status.PENDING and s.stage_id not in live]
             if orphans:
                 workflow = deps.registry.get(run.workflow_id)

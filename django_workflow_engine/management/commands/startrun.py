@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -38,6 +37,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from django_workflow_engine import engine
         from django_workflow_engine.errors import WorkflowEngineError
+        from django_workflow_engine.models import Status
 
         try:
             run = engine.start(
@@ -59,28 +59,30 @@ class Command(BaseCommand):
             run = self._wait(run.id, options["timeout"])
             self.stdout.write(f"Run {run.id} {run.status}")
             self.stdout.write(json.dumps(run.output, indent=2, sort_keys=True))
-            if run.status != "COMPLETED":
+            if run.status != Status.COMPLETED:
                 raise CommandError(f"run {run.id} finished {run.status}")
 
-    def _wait(self, run_id: str, timeout: float):  # type: ignore[no-untyped-def]
-        from django_workflow_engine.models import WorkflowRun
+    def _wait(self, run_id: str, timeout: float) -> Any:
+        from django_workflow_engine import engine
+        from django_workflow_engine.models import Status
         from django_workflow_engine.registry import registry
 
-        run = WorkflowRun.objects.get(pk=run_id)
-        workflow = registry.get(run.workflow_id)
-        total = len(workflow.stage_ids()) if workflow else 0
         shown: dict[str, str] = {}
-        deadline = time.monotonic() + timeout
-        while True:
-            run.refresh_from_db()
+        total: int | None = None
+
+        def show(run: Any) -> None:
+            nonlocal total
+            if total is None:
+                workflow = registry.get(run.workflow_id)
+                total = len(workflow.stage_ids()) if workflow else 0
             for stage in run.stages.order_by("execution_group", "stage_number"):
                 if shown.get(stage.stage_id) != stage.status:
                     shown[stage.stage_id] = stage.status
-                    done = sum(1 for s in shown.values() if s == "COMPLETED")
+                    done = sum(1 for s in shown.values() if s == Status.COMPLETED)
                     bar = "#" * done + "." * max(0, total - done)
                     self.stdout.write(f"[{bar}] {done}/{total}  {stage.stage_id}: {stage.status}")
-            if run.status in ("COMPLETED", "FAILED", "CANCELLED"):
-                return run
-            if time.monotonic() > deadline:
-                raise CommandError(f"run {run_id} still {run.status} after {timeout} s")
-            time.sleep(0.25)
+
+        try:
+            return engine.wait(run_id, timeout=timeout, poll_interval=0.25, on_poll=show)
+        except TimeoutError as exc:
+            raise CommandError(str(exc)) from None

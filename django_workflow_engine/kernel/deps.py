@@ -1,0 +1,41 @@
+"""What every handler is given: the ports and the kernel's tunables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.context import AIFactory
+from .ports import BlobStore, Clock, EventSink, JobQueue, Persistence, WorkflowRegistry
+
+
+@dataclass(frozen=True)
+class KernelOptions:
+    """Tunables. Attributes:
+    max_attempts: job attempts before a stage fails for good (default 3; stages may override).
+    retry_base_seconds: backoff base: retry n waits ``base * 2**(n-1)`` seconds (default 2).
+    idempotency_stale_seconds: an in-progress idempotency key older than this may be reclaimed (600; None: never).
+    inline_output_bytes: outputs up to this JSON size live in the stage row, larger ones in blob storage.
+    max_input_bytes: larger workflow inputs are refused (1 MiB).
+    suspend_fallback_seconds: poll interval when a suspended stage gives none (60).
+    """
+
+    max_attempts: int = 3
+    retry_base_seconds: float = 2.0
+    idempotency_stale_seconds: float | None = 600.0
+    inline_output_bytes: int = 64 * 1024
+    max_input_bytes: int = 1024 * 1024
+    suspend_fallback_seconds: float = 60.0
+
+
+@dataclass
+class Deps:
+    """Everything a handler may use."""
+
+    persistence: Persistence
+    jobs: JobQueue
+    blobs: BlobStore
+    sink: EventSink
+    clock: Clock
+    registry: WorkflowRegistry
+    options: KernelOptions
+    ai_factory: AIFactory | None = None
