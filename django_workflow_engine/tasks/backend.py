@@ -113,14 +113,22 @@ class WorkflowEngineBackend(BaseTaskBackend):
 
 
 def _defer(run_id: str, run_after: datetime, using: str) -> None:
-    """Make the run's job due at ``run_after``; with the RQ transport, ring the doorbell then too (the message
-    rung for "now" finds the job not yet due and is skipped)."""
+    """Make the run's job due at ``run_after``; with the RQ transport, schedule a message for then too."""
     from ..conf import settings
     from ..models import WorkflowJob
 
     WorkflowJob.objects.using(using).filter(run_id=run_id, status="PENDING").update(available_at=run_after)
     if settings.TRANSPORT == "rq":
-        from ..adapters.rq import ring
-
         ids = list(WorkflowJob.objects.using(using).filter(run_id=run_id).values_list("id", flat=True))
-        transaction.on_commit(lambda: ring(ids, at=run_after), using=using, robust=True)
+        transaction.on_commit(lambda: _ring_at(ids, run_after), using=using, robust=True)
+
+
+def _ring_at(job_ids: list[str], when: datetime) -> None:
+    """Schedule one RQ message per job for ``when``. Its RQ id is not the job id: the message rung for "now"
+    when the run started has that id, finds the job not yet due and is skipped, and RQ then deletes the data
+    of the message with its id (a scheduled message sharing it would be lost)."""
+    from ..adapters.rq import JOB_FUNCTION, get_queue
+
+    queue = get_queue()
+    for job_id in job_ids:
+        queue.enqueue_at(when, JOB_FUNCTION, job_id, job_id=f"{job_id}-due", result_ttl=0, failure_ttl=3600)
