@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .workflow import TASK_WORKFLOW_ID, InvalidTaskArguments, TaskCancelled
+from .workflow import TASK_WORKFLOW_ID, InvalidTaskArguments, TaskCancelled, ai
 
-__all__ = ["TASK_WORKFLOW_ID", "InvalidTaskArguments", "TaskCancelled", "WorkflowEngineBackend"]
+__all__ = ["TASK_WORKFLOW_ID", "InvalidTaskArguments", "TaskCancelled", "WorkflowEngineBackend", "ai"]
 
 
 def __getattr__(name: str) -> Any:

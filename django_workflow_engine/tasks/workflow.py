@@ -10,6 +10,7 @@ exception's class path and traceback (``TaskResult.errors``).
 from __future__ import annotations
 
 import traceback
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
@@ -27,6 +28,27 @@ BACKEND_PATH = "django_workflow_engine.tasks.WorkflowEngineBackend"
 # Log metadata keys: an attempt's start and a failed attempt's error.
 ATTEMPT_KEY = "task_attempt"
 ERROR_KEY = "exception_class_path"
+
+
+# The stage context of the task running in this thread (or coroutine): what ai() attributes calls to.
+_CURRENT: ContextVar[Any] = ContextVar("django_workflow_engine_task_context", default=None)
+
+
+def ai() -> Any:
+    """The AI helper for the task running now, like ``ctx.ai()`` in a stage: calls are priced and recorded
+    against the task's run and stage (cost in the admin, run totals), and a retried attempt replays the calls
+    an earlier attempt already paid for.
+
+    Raises:
+        WorkflowEngineError: when no task is running on ``WorkflowEngineBackend`` in this thread.
+    """
+    ctx = _CURRENT.get()
+    if ctx is None:
+        raise WorkflowEngineError(
+            "tasks.ai() is only available inside a task run by WorkflowEngineBackend; elsewhere use "
+            "django_workflow_engine.ai.create_ai_helper(topic)."
+        )
+    return ctx.ai()
 
 
 class TaskCall(BaseModel):
@@ -136,6 +158,7 @@ def execute_task(ctx: Any) -> dict[str, Any]:
     )
     task_started.send(sender=type(task.get_backend()), task_result=result)
     args = [TaskContext(task_result=result), *call.args] if call.takes_context else call.args
+    token = _CURRENT.set(ctx)
     try:
         value = task.call(*args, **call.kwargs)
         try:
@@ -159,6 +182,8 @@ def execute_task(ctx: Any) -> dict[str, Any]:
             object.__setattr__(result, "finished_at", timezone.now())
             task_finished.send(sender=type(task.get_backend()), task_result=result)
         raise
+    finally:
+        _CURRENT.reset(token)
     object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
     object.__setattr__(result, "finished_at", timezone.now())
     object.__setattr__(result, "_return_value", value)

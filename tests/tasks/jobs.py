@@ -74,3 +74,11 @@ async def async_add(a: int, b: int) -> int:
 @task
 def returns_object() -> object:
     return object()
+
+
+@task
+def summarize(text: str) -> str:
+    """Calls a model through the engine's AI helper for tasks."""
+    from django_workflow_engine import tasks
+
+    return tasks.ai().generate_text("gpt-4o-mini", f"Summarize: {text}").text

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_workflow_engine import WorkflowEngineError, engine
-from django_workflow_engine.models import WorkflowJob, WorkflowRun
+from django_workflow_engine.models import AICall, WorkflowJob, WorkflowRun
 from django_workflow_engine.tasks import TASK_WORKFLOW_ID, InvalidTaskArguments
 from django_workflow_engine.tasks.compat import InvalidTask, TaskResultDoesNotExist, TaskResultStatus, task_backends
 
@@ -301,3 +301,23 @@ def test_admin_marks_task_runs_and_filters_them(admin_client):
     found = admin_client.get("/admin/django_workflow_engine/workflowrun/", {"q": "tests.tasks.jobs"}).content.decode()
     assert result.id[-8:] in found
     assert workflow_run.id[-8:] not in found
+
+
+def test_ai_calls_in_a_task_count_against_its_run(mock_ai):
+    mock_ai.text("short")
+    result = jobs.summarize.enqueue("a long text")
+    engine.run_until_idle()
+    result.refresh()
+    assert (result.status, result.return_value) == (SUCCESSFUL, "short")
+    run = WorkflowRun.objects.get(pk=result.id)
+    call = AICall.objects.get()
+    assert (call.run_id, call.stage.stage_id, call.model_id) == (run.id, "task", "gpt-4o-mini")
+    assert run.total_cost == call.cost > 0
+    assert run.total_tokens == 30
+
+
+def test_ai_outside_a_task_says_where_it_works():
+    from django_workflow_engine import tasks
+
+    with pytest.raises(WorkflowEngineError, match=r"only available inside a task.*create_ai_helper"):
+        tasks.ai()
