@@ -53,8 +53,9 @@ class WorkflowEngineBackend(BaseTaskBackend):
         from ..registry import registry
 
         # Autodiscovery registers it when settings.TASKS names this backend; this covers settings changed later.
-        if registry.get(TASK_WORKFLOW_ID) is None:
-            registry.register(TASK_WORKFLOW)
+        # register(), not get(): the backend is built when a tasks module is imported (@task), and autodiscovery
+        # from there could import that half-imported module again through a workflows.py.
+        registry.register(TASK_WORKFLOW)
 
     def validate_task(self, task: Any) -> None:
         if self.queues and task.queue_name not in self.queues:
