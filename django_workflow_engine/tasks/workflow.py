@@ -111,23 +111,34 @@ def with_options(task: Any, call: TaskCall) -> Any:
     return task.using(priority=call.priority, queue_name=call.queue_name, backend=call.backend)
 
 
-def _attempts(ctx: Any) -> tuple[int, str, Any, list[dict[str, Any]]]:
-    """(this attempt's number, its worker id, the run's creation time, earlier attempts' log metadata)."""
+def _attempts(ctx: Any) -> tuple[int, int, str, Any, list[dict[str, Any]]]:
+    """(this attempt's number, the job's max attempts, its worker id, the run's creation time, earlier
+    attempts' log metadata)."""
     from ..models import WorkflowJob, WorkflowLog
 
     row = (
         WorkflowJob.objects.filter(run_id=ctx.run_id, stage_id=ctx.stage_id, status="RUNNING")
         .order_by("-created_at")
-        .values_list("attempt", "worker_id", "run__created_at")
+        .values_list("attempt", "max_attempts", "worker_id", "run__created_at")
         .first()
     )
-    attempt, worker_id, enqueued_at = row if row is not None else (1, "in-process", None)
+    attempt, max_attempts, worker_id, enqueued_at = row if row is not None else (1, 1, "in-process", None)
     earlier = list(
         WorkflowLog.objects.filter(run_id=ctx.run_id, stage_id=ctx.stage_record_id, metadata__has_key=ATTEMPT_KEY)
         .order_by("created_at", "id")
         .values_list("metadata", "created_at")
     )
-    return attempt, worker_id or "unknown", enqueued_at, [{**m, "at": at} for m, at in earlier]
+    return attempt, max_attempts, worker_id or "unknown", enqueued_at, [{**m, "at": at} for m, at in earlier]
+
+
+def _log_error(ctx: Any, call: TaskCall, attempt: int, exc: BaseException) -> None:
+    """One ERROR log line per failed attempt, with what ``TaskResult.errors`` reports."""
+    kind = type(exc)
+    ctx.log(
+        "ERROR",
+        f"Task {call.task} attempt {attempt} raised {kind.__qualname__}: {exc}",
+        **{ERROR_KEY: f"{kind.__module__}.{kind.__qualname__}", "traceback": "".join(traceback.format_exception(exc))},
+    )
 
 
 def execute_task(ctx: Any) -> dict[str, Any]:
@@ -138,9 +149,13 @@ def execute_task(ctx: Any) -> dict[str, Any]:
     from .compat import TaskContext, TaskResult, TaskResultStatus, normalize_json, task_finished, task_started
 
     call: TaskCall = ctx.input
-    attempt, worker_id, enqueued_at, earlier = _attempts(ctx)
+    attempt, max_attempts, worker_id, enqueued_at, earlier = _attempts(ctx)
     ctx.log("INFO", f"Task {call.task} attempt {attempt} started", **{ATTEMPT_KEY: attempt, "worker_id": worker_id})
-    task = with_options(load_task(call.task), call)
+    try:
+        task = with_options(load_task(call.task), call)
+    except Exception as exc:
+        _log_error(ctx, call, attempt, exc)
+        raise
     now = timezone.now()
     result = TaskResult(
         task=task,
@@ -156,7 +171,8 @@ def execute_task(ctx: Any) -> dict[str, Any]:
         errors=[],
         worker_ids=[m.get("worker_id", "unknown") for m in earlier] + [worker_id],
     )
-    task_started.send(sender=type(task.get_backend()), task_result=result)
+    sender = type(task.get_backend())
+    task_started.send(sender=sender, task_result=result)
     args = [TaskContext(task_result=result), *call.args] if call.takes_context else call.args
     token = _CURRENT.set(ctx)
     try:
@@ -167,40 +183,19 @@ def execute_task(ctx: Any) -> dict[str, Any]:
         except (TypeError, ValueError) as exc:
             raise InvalidOutput(f"Task {call.task!r} returned a value that cannot be stored as JSON: {exc}") from None
     except Exception as exc:
-        kind = type(exc)
-        ctx.log(
-            "ERROR",
-            f"Task {call.task} attempt {attempt} raised {kind.__qualname__}: {exc}",
-            **{
-                ERROR_KEY: f"{kind.__module__}.{kind.__qualname__}",
-                "traceback": "".join(traceback.format_exception(exc)),
-            },
-        )
-        max_attempts = _max_attempts(ctx)
+        _log_error(ctx, call, attempt, exc)
         if attempt >= max_attempts or isinstance(exc, NON_RETRYABLE):
             object.__setattr__(result, "status", TaskResultStatus.FAILED)
             object.__setattr__(result, "finished_at", timezone.now())
-            task_finished.send(sender=type(task.get_backend()), task_result=result)
+            task_finished.send(sender=sender, task_result=result)
         raise
     finally:
         _CURRENT.reset(token)
     object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
     object.__setattr__(result, "finished_at", timezone.now())
     object.__setattr__(result, "_return_value", value)
-    task_finished.send(sender=type(task.get_backend()), task_result=result)
+    task_finished.send(sender=sender, task_result=result)
     return {"return_value": value}
-
-
-def _max_attempts(ctx: Any) -> int:
-    from ..models import WorkflowJob
-
-    found = (
-        WorkflowJob.objects.filter(run_id=ctx.run_id, stage_id=ctx.stage_id)
-        .order_by("-created_at")
-        .values_list("max_attempts", flat=True)
-        .first()
-    )
-    return found or 1
 
 
 TASK_STAGE = define_stage(

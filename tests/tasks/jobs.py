@@ -82,3 +82,10 @@ def summarize(text: str) -> str:
     from django_workflow_engine import tasks
 
     return tasks.ai().generate_text("gpt-4o-mini", f"Summarize: {text}").text
+
+
+@task(takes_context=True)
+def own_status(context) -> dict:
+    """What get_result says about this task while it runs."""
+    seen = own_status.get_result(context.task_result.id)
+    return {"status": str(seen.status), "worker_ids": seen.worker_ids, "finished": seen.is_finished}

@@ -321,3 +321,27 @@ def test_ai_outside_a_task_says_where_it_works():
 
     with pytest.raises(WorkflowEngineError, match=r"only available inside a task.*create_ai_helper"):
         tasks.ai()
+
+
+def test_a_running_task_is_running():
+    result = jobs.own_status.enqueue()
+    engine.run_until_idle()
+    result.refresh()
+    assert result.return_value == {"status": "RUNNING", "worker_ids": ["in-process"], "finished": False}
+
+
+def test_a_task_that_no_longer_imports_fails_with_the_reason(settings):
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "MAX_ATTEMPTS": 3}
+    result = jobs.add.enqueue(1, 2)
+    run = WorkflowRun.objects.get(pk=result.id)
+    run.input = {**run.input, "task": "tests.tasks.jobs.removed_task"}
+    run.save(update_fields=["input"])  # as if the task was deleted between enqueue and execution
+    engine.run_until_idle()
+    with pytest.raises(WorkflowEngineError, match="'tests.tasks.jobs.removed_task' cannot be imported"):
+        jobs.add.get_result(result.id)  # a result needs its Task object
+    run.refresh_from_db()
+    assert run.status == "FAILED"
+    assert run.jobs.get().attempt == 1  # not retried
+    log = run.logs.filter(level="ERROR", metadata__has_key="exception_class_path").get()
+    assert log.metadata["exception_class_path"] == "django_workflow_engine.core.errors.InvalidInput"
+    assert "cannot be imported" in log.metadata["traceback"]
