@@ -7,7 +7,8 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
-from django.db import transaction
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
 from django.utils import timezone
 
 from django_workflow_engine import WorkflowEngineError, engine
@@ -279,13 +280,17 @@ def test_aenqueue_and_aget_result():
     async def enqueue():
         return await jobs.add.aenqueue(40, 2)
 
-    result = asyncio.run(enqueue())
-    engine.run_until_idle()
-
     async def fetch():
         return await jobs.add.aget_result(result.id)
 
-    fetched = asyncio.run(fetch())
+    try:
+        result = asyncio.run(enqueue())
+        engine.run_until_idle()
+        fetched = asyncio.run(fetch())
+    finally:
+        # The backend ran on asgiref's thread for sync code: close that thread's connection, or the test
+        # database cannot be dropped at the end of the session.
+        asyncio.run(sync_to_async(connections.close_all)())
     assert (fetched.status, fetched.return_value) == (SUCCESSFUL, 42)
 
 
