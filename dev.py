@@ -10,7 +10,7 @@ Standard library only, so it runs on a fresh machine with nothing but Python 3.1
 
 ``--django6`` (before the command) selects the second supported leg for ``setup`` and ``test``: Django 6.1 on
 Python 3.12 in ``.venv-django6`` (the default leg is Django 5.2 LTS in ``.venv`` on the Python running dev.py).
-Python 3.12 is looked up as ``$DWE_PYTHON312``, ``python3.12`` on PATH, then pyenv's ``versions/3.12.*``.
+Python 3.12 is looked up as ``$DWE_PYTHON312``, pyenv's ``versions/3.12.*``, then ``python3.12`` on PATH.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ POSTGRES_TEST_PATHS = [
 ]
 # Variables that would silently switch the "embedded default" runs onto other services.
 SERVICE_VARS = ("DATABASE_URL", "REDIS_URL")
-# What setup installs into the venv besides ".[dev]" (the --django6 leg pins Django 6.1).
-EXTRA_REQUIREMENTS: list[str] = []
+# What setup installs into the venv besides ".[dev]": each leg pins its Django (pip would otherwise pick 6.x for
+# the default leg when dev.py runs on Python 3.12+).
+EXTRA_REQUIREMENTS: list[str] = ["django>=5.2,<5.3"]
 BASE_PYTHON = sys.executable
 
 
