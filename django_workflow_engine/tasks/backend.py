@@ -9,9 +9,17 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from ..core.errors import InvalidInput
 from .compat import BaseTaskBackend, InvalidTask, TaskResult, TaskResultStatus, task_enqueued
 from .results import load_result
-from .workflow import TASK_WORKFLOW, TASK_WORKFLOW_ID, TaskCall, json_arguments, named_workflow
+from .workflow import (
+    TASK_WORKFLOW,
+    TASK_WORKFLOW_ID,
+    InvalidTaskArguments,
+    TaskCall,
+    json_arguments,
+    named_workflow,
+)
 
 
 class _TaskRegistry:
@@ -87,7 +95,10 @@ class WorkflowEngineBackend(BaseTaskBackend):
 
         engine = Engine(using=self.using, registry=_TaskRegistry(task.module_path))
         with transaction.atomic(using=self.using):
-            run = engine.start(TASK_WORKFLOW_ID, call.model_dump(mode="json"), priority=task.priority)
+            try:
+                run = engine.start(TASK_WORKFLOW_ID, call.model_dump(mode="json"), priority=task.priority)
+            except InvalidInput as exc:  # e.g. larger than MAX_INPUT_BYTES: say which task
+                raise InvalidTaskArguments(f"Cannot enqueue task {task.module_path!r}: {exc}") from None
             if run_after is not None and run_after > timezone.now():
                 _defer(run.id, run_after, self.using)
         result = TaskResult(

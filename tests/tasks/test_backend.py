@@ -166,6 +166,13 @@ def test_arguments_that_are_not_json_are_refused_at_enqueue_and_nothing_is_writt
     assert not WorkflowRun.objects.exists()
 
 
+def test_arguments_larger_than_max_input_bytes_are_refused_naming_the_task(settings):
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "MAX_INPUT_BYTES": 1000}
+    with pytest.raises(InvalidTaskArguments, match=r"task 'tests\.tasks\.jobs\.send_email'.*MAX_INPUT_BYTES"):
+        jobs.send_email.enqueue("a@example.com", subject="x" * 2000)
+    assert not WorkflowRun.objects.exists()
+
+
 def test_tuples_are_stored_as_lists():
     result = jobs.send_email.enqueue(to="x", subject=("a", "b"))
     assert result.kwargs == {"to": "x", "subject": ["a", "b"]}
