@@ -103,7 +103,7 @@ def test_retries_exhausted_fail_with_one_error_per_attempt(settings):
 
 
 def test_run_after_is_a_job_due_later():
-    due = timezone.now() + timedelta(seconds=1.5)
+    due = timezone.now() + timedelta(seconds=3)
     result = jobs.add.using(run_after=due).enqueue(1, 1)
     assert result.task.run_after == due
     assert WorkflowJob.objects.get(run_id=result.id).available_at == due
