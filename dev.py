@@ -8,12 +8,18 @@ Standard library only, so it runs on a fresh machine with nothing but Python 3.1
 * ``typecheck``: setup, then mypy with the django-stubs plugin (not yet part of ``test``).
 * ``test``: setup, then lint, format check, migrations check, pytest on SQLite, and pytest again on PostgreSQL
   when it is reachable at ``DATABASE_URL``. Extra arguments go to both pytest runs: ``dev.py test -k cancel``.
+
+``--django6`` (before the command) selects the second supported leg for ``setup`` and ``test``: Django 6.1 on
+Python 3.12 in ``.venv-django6`` (the default leg is Django 5.2 LTS in ``.venv`` on the Python running dev.py).
+Python 3.12 is looked up as ``$DWE_PYTHON312``, pyenv's ``versions/3.12.*``, then ``python3.12`` on PATH.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,9 +32,47 @@ STAMP = VENV / ".dev-install-stamp"
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 MANAGE = ROOT / "example_project" / "manage.py"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/dwe_tests"
-POSTGRES_TEST_PATHS = ["tests/conformance", "tests/integration", "tests/acceptance", "tests/admin", "tests/ai"]
+POSTGRES_TEST_PATHS = [
+    "tests/conformance",
+    "tests/integration",
+    "tests/acceptance",
+    "tests/admin",
+    "tests/ai",
+    "tests/tasks",
+]
 # Variables that would silently switch the "embedded default" runs onto other services.
 SERVICE_VARS = ("DATABASE_URL", "REDIS_URL")
+# What setup installs into the venv besides ".[dev]": each leg pins its Django (pip would otherwise pick 6.x for
+# the default leg when dev.py runs on Python 3.12+).
+EXTRA_REQUIREMENTS: list[str] = ["django>=5.2,<5.3"]
+BASE_PYTHON = sys.executable
+
+
+def python312() -> str:
+    """The real binary of a Python 3.12 for the Django 6 leg (a pyenv shim is resolved through the interpreter)."""
+    pyenv_root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    if shutil.which("pyenv"):
+        found = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False).stdout.strip()
+        pyenv_root = found or pyenv_root
+    candidates = [os.environ.get("DWE_PYTHON312")]
+    candidates += sorted(glob.glob(os.path.join(pyenv_root, "versions", "3.12.*", "bin", "python3.12")), reverse=True)
+    candidates.append(shutil.which("python3.12"))
+    probe = "import sys; print(sys.executable if sys.version_info[:2] == (3, 12) else '')"
+    for candidate in filter(None, candidates):
+        result = subprocess.run([candidate, "-c", probe], capture_output=True, text=True, check=False)
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip()
+    sys.exit("The --django6 leg needs Python 3.12: install it (e.g. pyenv install 3.12) or set DWE_PYTHON312.")
+
+
+def use_django6_leg() -> None:
+    """Point setup and test at the Django 6.1 / Python 3.12 environment, ``.venv-django6``."""
+    global VENV, STAMP, PYTHON, BASE_PYTHON, EXTRA_REQUIREMENTS
+    VENV = ROOT / ".venv-django6"
+    STAMP = VENV / ".dev-install-stamp"
+    PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    BASE_PYTHON = python312() if not PYTHON.exists() else BASE_PYTHON
+    EXTRA_REQUIREMENTS = ["django>=6.1,<6.2"]
 
 
 def step(message: str) -> None:
@@ -61,12 +105,12 @@ def clean_env(drop: tuple[str, ...] = ("DATABASE_URL",), **extra: str) -> dict[s
 def setup() -> None:
     if not PYTHON.exists():
         step(f"Creating virtualenv {VENV.relative_to(ROOT)}")
-        run([sys.executable, "-m", "venv", VENV])
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+        run([BASE_PYTHON, "-m", "venv", VENV])
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + repr(EXTRA_REQUIREMENTS).encode()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == digest:
         return
-    step('Installing the package: pip install -e ".[dev]"')
-    run([PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", ".[dev]"])
+    step(f'Installing the package into {VENV.name}: pip install -e ".[dev]" {" ".join(EXTRA_REQUIREMENTS)}')
+    run([PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", ".[dev]", *EXTRA_REQUIREMENTS])
     STAMP.write_text(digest + "\n")
 
 
@@ -125,17 +169,22 @@ def typecheck() -> None:
     run([PYTHON, "-m", "mypy"], env=clean_env())
 
 
-USAGE = """usage: python3 dev.py {demo,test,typecheck,setup} [pytest args...]
+USAGE = """usage: python3 dev.py [--django6] {demo,test,typecheck,setup} [pytest args...]
 
-  demo    set up .venv, migrate the example project and run its demo (SQLite, no services)
-  test    set up .venv, then ruff, migrations check, pytest (SQLite), pytest (PostgreSQL if reachable)
+  demo       set up .venv, migrate the example project and run its demo (SQLite, no services)
+  test       set up .venv, then ruff, migrations check, pytest (SQLite), pytest (PostgreSQL if reachable)
   typecheck  set up .venv, then mypy over the package (not yet part of test)
-  setup   only create .venv and install the package with its dev extra"""
+  setup      only create .venv and install the package with its dev extra
+
+  --django6  use the Django 6.1 / Python 3.12 leg (.venv-django6) instead of Django 5.2 LTS (.venv)"""
 
 
 def main(argv: list[str]) -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 -- dev.py is run by whatever python3 the machine has
         sys.exit(f"Python 3.11+ is required, this is {sys.version.split()[0]}.")
+    if argv[:1] == ["--django6"]:
+        argv = argv[1:]
+        use_django6_leg()
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
     if command not in ("demo", "test", "typecheck", "setup") or (rest and command != "test"):
         sys.exit(USAGE)

@@ -5,6 +5,7 @@ import os
 import tempfile
 
 import dj_database_url
+import django
 
 BASE_TMP = os.environ.get("WORKFLOW_ENGINE_TEST_TMP") or tempfile.mkdtemp(prefix="dwe-tests-")
 
@@ -26,6 +27,11 @@ INSTALLED_APPS = [
     "django_workflow_engine",
     "tests.testapp",
 ]
+if django.VERSION < (6, 0):
+    INSTALLED_APPS.append("django_tasks")  # the backport of Django 6's tasks framework
+
+# Django's tasks framework, run by the engine (tests/tasks). "emails" is a second accepted queue name.
+TASKS = {"default": {"BACKEND": "django_workflow_engine.tasks.WorkflowEngineBackend", "QUEUES": ["default", "emails"]}}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

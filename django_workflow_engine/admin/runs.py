@@ -18,6 +18,7 @@ from django.utils.html import format_html
 
 from ..core.ids import short_id
 from ..models import AICall, OutboxEvent, Status, WorkflowArtifact, WorkflowLog, WorkflowRun, WorkflowStage
+from ..tasks.workflow import TASK_WORKFLOW_ID
 from . import actions
 from .common import (
     ACTIVE,
@@ -70,7 +71,7 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
     list_display_links = ("short_run_id",)
     list_filter = ("status", WorkflowFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("id", "workflow_id")
-    search_help_text = "A run id (full or the short id shown in the list) or a workflow id."
+    search_help_text = "A run id (full or the short id shown in the list), a workflow id, or a task's module path."
     ordering = ("-created_at",)
     changelist_defer = ("input", "output", "config", "metadata")
     actions = [actions.cancel_selected_runs, actions.rerun_selected_runs]
@@ -107,6 +108,8 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         if not term:
             return queryset, False
         condition = Q(workflow_id=term) | Q(workflow_id__istartswith=term)
+        # Runs of Django tasks: by the task's module path (or a prefix of it, e.g. "myapp.tasks").
+        condition |= Q(workflow_id=TASK_WORKFLOW_ID, workflow_name__startswith=term)
         if HEX.match(term.lower()):
             term = term.lower()
             # Full ids hit the primary key; the 8-character short id is a suffix.
@@ -119,6 +122,8 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="workflow", ordering="workflow_id")
     def workflow(self, obj: WorkflowRun) -> str:
+        if obj.workflow_id == TASK_WORKFLOW_ID:
+            return f"task {obj.workflow_name}"
         return obj.workflow_id
 
     @admin.display(description="status", ordering="status")

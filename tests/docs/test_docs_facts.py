@@ -22,6 +22,7 @@ OUR_PAGES = [
     "kernel.md",
     "porting.md",
     "settings.md",
+    "tasks.md",
 ]
 LINK_RE = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
 
