@@ -23,7 +23,8 @@ logger = logging.getLogger("django_workflow_engine.worker")
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """What happened to one job. ``outcome`` is ``completed``, ``suspended``, ``retrying`` or ``failed``."""
+    """What happened to one job. ``outcome`` is ``completed``, ``suspended``, ``retrying`` or ``failed``; a host
+    that gives a job back after an infrastructure error (a busy SQLite database) reports ``released``."""
 
     job_id: str
     run_id: str
