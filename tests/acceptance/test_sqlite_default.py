@@ -93,6 +93,7 @@ def test_demo_database_with_the_demo_running_while_workers_work(processes, tmp_p
         "DATABASE_URL": f"sqlite:///{database}",
         "REDIS_URL": "",  # the embedded default: no RQ
         "OPENAI_API_KEY": "",  # offline AI answers
+        "MEDIA_ROOT": str(tmp_path / "media"),  # blobs and the offline AI's batches, shared by the processes
     }
     # Through manage.py, as ``dev.py demo`` runs them: it is what makes the example's AI calls answer offline.
     manage_py = ROOT / "example_project" / "manage.py"
