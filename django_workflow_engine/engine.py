@@ -206,6 +206,8 @@ class Engine:
 
         Due suspended stages are polled too; stages not yet due (and retries in backoff) are left waiting.
         """
+        from .adapters.sqlite import is_busy
+
         kernel = self.kernel
         total = DrainResult()
         while True:
@@ -214,6 +216,7 @@ class Engine:
                 worker_id=worker_id,
                 max_jobs=None if max_jobs is None else max_jobs - total.jobs,
                 on_job=on_stage,
+                release_on=is_busy,
             )
             for name in ("jobs", "completed", "failed", "retried", "suspended", "claimed_runs"):
                 setattr(total, name, getattr(total, name) + getattr(result, name))

@@ -23,6 +23,7 @@ which readers never block the writer (and the writer's commit never waits for re
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import random
 import time
@@ -122,7 +123,7 @@ def guarded(method: F) -> F:
 def guard_public_methods(cls: type) -> type:
     """Class decorator: every public method of an adapter runs under :func:`busy_guard`."""
     for name, value in list(vars(cls).items()):
-        if not name.startswith("_") and callable(value) and not isinstance(value, type):
+        if not name.startswith("_") and inspect.isfunction(value):
             setattr(cls, name, guarded(value))
     return cls
 

@@ -145,6 +145,31 @@ def test_a_job_whose_outcome_meets_a_busy_database_is_released_at_once_without_c
 
 
 @pytest.mark.django_db(transaction=True)
+def test_run_until_idle_gives_back_the_job_a_busy_database_interrupted(monkeypatch):
+    run = engine.start("triple", {"n": 1})
+    persistence = type(engine.kernel.persistence)
+    real_lock_run = persistence.lock_run
+    calls = []
+
+    def busy_at_the_outcome(self, run_id):
+        calls.append(run_id)
+        if len(calls) == 2:
+            raise OperationalError("database is locked")
+        return real_lock_run(self, run_id)
+
+    monkeypatch.setattr(persistence, "lock_run", busy_at_the_outcome)
+    with pytest.raises(OperationalError, match="locked"):
+        engine.run_until_idle()
+    job = WorkflowJob.objects.get(run_id=run.id)
+    assert (job.status, job.attempt, job.worker_id) == ("PENDING", 0, None)
+    monkeypatch.setattr(persistence, "lock_run", real_lock_run)
+    engine.run_until_idle()
+    run.refresh_from_db()
+    assert run.status == "COMPLETED"
+    assert set(WorkflowJob.objects.filter(run_id=run.id).values_list("attempt", flat=True)) == {1}
+
+
+@pytest.mark.django_db(transaction=True)
 def test_other_database_errors_still_propagate(monkeypatch):
     engine.start("triple", {"n": 1})
     kernel = engine.kernel
