@@ -40,6 +40,7 @@ logger = logging.getLogger("django_workflow_engine.sqlite")
 # busy timeout (the connection's ``timeout`` option, 5 s by default).
 BUSY_RETRY_SECONDS = 60.0
 _BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
+_BUSY_MESSAGES = ("database is locked", "database table is locked", "database schema is locked")
 _DEFERRED_BEGINS = frozenset({"BEGIN", "BEGIN DEFERRED", "BEGIN TRANSACTION", "BEGIN DEFERRED TRANSACTION"})
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,7 +53,7 @@ def is_busy(exc: BaseException) -> bool:
         code = getattr(error, "sqlite_errorcode", None)
         if code is not None:
             return code & 0xFF in _BUSY_CODES
-    return isinstance(exc, OperationalError) and "locked" in str(exc)
+    return isinstance(exc, OperationalError) and any(m in str(exc) for m in _BUSY_MESSAGES)
 
 
 def _guard(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
