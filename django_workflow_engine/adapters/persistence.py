@@ -32,7 +32,7 @@ from ..models import (
 )
 from . import deferred
 from .cursors import hot_cursor
-from .sqlite import guard_public_methods, write_atomic
+from .sqlite import busy_guard, guard_public_methods, write_atomic
 
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
 STAGE_FIELDS = [f.name for f in fields(StageRecord)]
@@ -176,7 +176,8 @@ def _run_in_thread(fn: Any, using: str) -> None:
 
     def target() -> None:
         try:
-            fn()
+            with busy_guard(using):
+                fn()
         except BaseException as exc:
             errors.append(exc)
         finally:
