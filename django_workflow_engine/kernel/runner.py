@@ -57,7 +57,7 @@ def run_job(
     """Execute a job already claimed (RUNNING, leased) and record its outcome.
 
     Infrastructure errors (database down, workflow removed) propagate; the job keeps its lease and is
-    re-delivered when the lease expires.
+    re-delivered when the lease expires (hosts give it back at once when the error is a busy SQLite database).
 
     Args:
         continue_as: a worker id: when the stage completes and its run's next group starts, the group's
