@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/throughput.py                 # 1,000 runs; 1 and 2 workers; rq + database (PG)
     .venv/bin/python benchmarks/throughput.py --quick         # smoke run (100 runs)
     .venv/bin/python benchmarks/throughput.py --sqlite        # also the database transport on SQLite
+    .venv/bin/python benchmarks/throughput.py --transports= --no-baseline --sqlite --sqlite-options default \
+        --starts-during-load --runs 200 --workers 2           # SQLite only, Django's default OPTIONS, runs
+                                                              # started while the workers work
 
 Workflow ``bench``: ``pipe(a).parallel([b, c]).pipe(d)`` of no-op stages (4 stages, 3 groups per run).
 For each configuration (transport x worker count) the program, in a child process with that configuration:
@@ -12,7 +15,9 @@ For each configuration (transport x worker count) the program, in a child proces
 2. **backlog phase**: creates N runs with ``engine.start`` while no worker runs (RQ messages are rung on commit),
    then starts W ``runworker`` processes and one ``runmaintenance``, and waits until every run is finished.
    Throughput = 4N stages / (first stage ``started_at`` -> last run ``completed_at``), from the database rows;
-   worker start-up is excluded;
+   worker start-up is excluded. With ``--starts-during-load`` the workers start first (a warm-up run shows they
+   are up) and the N runs are started while they work, as fast as this process can: the starts then compete
+   with the workers for the database (``engine.start ms`` is measured under that load);
 3. **paced phase**: on the same warm workers, submits P more runs at a steady rate (``--paced-load`` x the
    backlog runs/s) and measures run latency (``created_at`` -> ``completed_at``) and the stage-to-stage gap
    (next group's first ``started_at`` - previous group's last ``completed_at``, within a run). Backlog
@@ -132,20 +137,23 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     from django.db.models import Count
 
     from django_workflow_engine import engine
-    from django_workflow_engine.models import WorkflowRun, WorkflowStage
+    from django_workflow_engine.models import WorkflowJob, WorkflowRun, WorkflowStage
 
     runs, workers, transport = config["runs"], config["workers"], config["transport"]
+    during = config.get("starts_during_load", False)
     env = dict(os.environ)
     reset_engine_tables()
-    conn = redis_conn()
-    conn.flushdb()
+    conn = redis_conn() if transport == "rq" else None  # the database transport needs no Redis
+    if conn is not None:
+        conn.flushdb()
 
     def start_runs(count: int) -> list[str]:
         return [engine.start("bench", {}).id for _ in range(count)]
 
-    t = time.perf_counter()
-    backlog_ids = start_runs(runs)
-    submit_s = time.perf_counter() - t
+    if not during:
+        t = time.perf_counter()
+        backlog_ids = start_runs(runs)
+        submit_s = time.perf_counter() - t
 
     log_dir = Path(config["log_dir"])
     cpu0, sys0 = cpu_by_command(), system_cpu_seconds()
@@ -180,7 +188,12 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         return finished
 
     try:
-        finished = wait_finished(None, runs, config["timeout"])
+        if during:
+            wait_finished(start_runs(1), 1, 120)  # warm-up: the workers are up
+            t = time.perf_counter()
+            backlog_ids = start_runs(runs)
+            submit_s = time.perf_counter() - t
+        finished = wait_finished(backlog_ids, runs, config["timeout"])
         wall_s = time.perf_counter() - t_spawn
         worker_cpu = sum(cpu_seconds(p.pid) for p in worker_procs)
         maint_cpu = cpu_seconds(maintenance.pid)
@@ -214,7 +227,13 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         .values_list("status")
         .annotate(n=Count("id"))
     )
-    stages_total = WorkflowStage.objects.filter(status="COMPLETED").count()
+    stages_total = WorkflowStage.objects.filter(run_id__in=backlog_ids + paced_ids, status="COMPLETED").count()
+    job_attempts = dict(
+        WorkflowJob.objects.filter(run_id__in=backlog_ids + paced_ids)
+        .order_by()
+        .values_list("attempt")
+        .annotate(n=Count("id"))
+    )
     stages = runs * STAGES_PER_RUN
     pg_cpu = cpu1.get("postgres", 0) - cpu0.get("postgres", 0)
     redis_cpu = cpu1.get("redis-server", 0) - cpu0.get("redis-server", 0)
@@ -229,6 +248,10 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         "finished": finished,
         "statuses": statuses,
         "completed_stages": stages_total,
+        "job_attempts": job_attempts,
+        "starts_during_load": during,
+        "sqlite_options": os.environ.get("BENCH_SQLITE_OPTIONS") if connection.vendor == "sqlite" else None,
+        "worker_tracebacks": _tracebacks(log_dir),
         "submit_s": round(submit_s, 3),
         "start_ms_per_run": 1000 * submit_s / runs,
         "wall_s_incl_worker_start": round(wall_s, 3),
@@ -243,6 +266,11 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         "redis_cpu_ms_per_stage": 1000 * redis_cpu / stages,
         "other_cpu_s": max(0.0, (sys1 - sys0) - worker_cpu - maint_cpu - pg_cpu - redis_cpu - me),
     }
+
+
+def _tracebacks(log_dir: Path) -> int:
+    """Tracebacks the worker and maintenance processes logged (engine warnings and errors go to their logs)."""
+    return sum(path.read_text(errors="replace").count("Traceback") for path in log_dir.glob("*.log"))
 
 
 def measure(run_ids: list[str]) -> dict[str, Any]:
@@ -290,9 +318,25 @@ def measure(run_ids: list[str]) -> dict[str, Any]:
     }
 
 
+SQLITE_OPTIONS = {
+    # Django's default: no OPTIONS (what ``startproject`` writes).
+    "default": {},
+    # What the test suite (and this benchmark, before the SQLite work) used.
+    "immediate": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+    # The snippet system check W001 and docs/operating.md give.
+    "recommended": {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    },
+}
+
+
 def run_engine(config: dict[str, Any], database_url: str, tmp: str | None) -> dict[str, Any]:
     engine_settings = {"TRANSPORT": config["transport"]}
     env = child_env(database_url, engine_settings, tmp=tmp, conn_max_age=config["conn_max_age"])
+    if tmp:
+        env["BENCH_SQLITE_OPTIONS"] = json.dumps(SQLITE_OPTIONS[config["sqlite_options"]])
     if tmp:
         migrate(env)
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
@@ -318,6 +362,18 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker counts (default 1,2)")
     parser.add_argument("--transports", default="rq,database", help="engine transports on PostgreSQL")
     parser.add_argument("--sqlite", action="store_true", help="also the database transport on SQLite")
+    parser.add_argument(
+        "--sqlite-options",
+        choices=sorted(SQLITE_OPTIONS),
+        default="immediate",
+        help="the SQLite database's OPTIONS: Django's default (none), the test suite's IMMEDIATE + timeout "
+        "(default), or the recommended snippet (+ WAL, synchronous=NORMAL)",
+    )
+    parser.add_argument(
+        "--starts-during-load",
+        action="store_true",
+        help="start the measured runs while the workers work (default: a backlog started before them)",
+    )
     parser.add_argument("--paced-runs", type=int, default=200, help="runs in the paced latency phase")
     parser.add_argument("--paced-load", type=float, default=0.5, help="paced submit rate, x backlog runs/s")
     parser.add_argument("--conn-max-age", type=int, default=0, help="CONN_MAX_AGE of the workers (default 0)")
@@ -329,6 +385,9 @@ def main() -> None:
         default=1,
         help="repeat the baseline and the engine configurations this many times, alternating (a shared machine's "
         "speed drifts: each engine row is compared with its own round's baseline; medians are reported)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, help="seconds to wait for a phase's runs (default max(180, 0.6 x runs))"
     )
     parser.add_argument("--name", default="throughput", help="results/<name>.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -344,11 +403,12 @@ def main() -> None:
         args.runs, args.paced_runs = min(args.runs, 100), min(args.paced_runs, 30)
     worker_counts = [int(w) for w in args.workers.split(",")]
     transports = [t for t in args.transports.split(",") if t]
-    timeout = max(180.0, args.runs * 0.6)
+    timeout = args.timeout or max(180.0, args.runs * 0.6)
     info = machine()
-    ensure_pg_database(PG_DB)
     pg_url = PG_BASE + PG_DB
-    migrate(child_env(pg_url))
+    if transports or not args.no_baseline:
+        ensure_pg_database(PG_DB)
+        migrate(child_env(pg_url))
     log_root = Path(tempfile.mkdtemp(prefix="dwe-bench-logs-"))
 
     results: list[dict[str, Any]] = []
@@ -371,6 +431,8 @@ def main() -> None:
                 "timeout": timeout,
                 "log_dir": str(log_dir),
                 "conn_max_age": args.conn_max_age,
+                "starts_during_load": args.starts_during_load,
+                "sqlite_options": args.sqlite_options,
             }
             tmp = tempfile.mkdtemp(prefix="dwe-bench-sqlite-") if database == "sqlite" else None
             url = pg_url if tmp is None else f"sqlite:///{tmp}/bench.sqlite3"
@@ -473,6 +535,8 @@ def report(results: list[dict[str, Any]], info: dict[str, Any], args: argparse.N
             r["rq_messages_per_stage"] if r["rq_messages_per_stage"] else "-",
             r["maintenance_cpu_s"],
             json.dumps(r["statuses"]),
+            json.dumps(r.get("job_attempts")),
+            r.get("worker_tracebacks", "-"),
         ]
         for r in results
         if r["kind"] == "engine" and not r.get("error")
@@ -490,6 +554,8 @@ def report(results: list[dict[str, Any]], info: dict[str, Any], args: argparse.N
                     "RQ msgs/stage",
                     "maint. CPU s",
                     "run statuses",
+                    "job attempts",
+                    "tracebacks",
                 ],
                 extra,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core import checks
@@ -21,8 +22,47 @@ _POSITIVE_NUMBERS = (
 )
 
 
+# What a SQLite site shared with workers should set (docs/operating.md, the example project, check W001).
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+SQLITE_OPTIONS_SNIPPET = f'DATABASES["default"]["OPTIONS"] = {json.dumps(SQLITE_OPTIONS)}'
+
+
 def _error(msg: str, hint: str, n: int) -> checks.Error:
     return checks.Error(msg, hint=hint, id=f"django_workflow_engine.E{n:03d}")
+
+
+@checks.register()
+def check_sqlite(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W001: the default database is SQLite without ``transaction_mode="IMMEDIATE"`` or a busy ``timeout``.
+
+    The engine needs neither for itself: its own transactions take the write lock up front and wait out a busy
+    database, and workers switch the file to WAL (``adapters/sqlite.py``). The site's own transactions are the
+    site's: a view that reads, then writes, while a worker writes fails at once with "database is locked"."""
+    from django.db import connections
+
+    if connections["default"].vendor != "sqlite":
+        return []
+    options = connections["default"].settings_dict.get("OPTIONS") or {}
+    missing = []
+    if str(options.get("transaction_mode") or "").upper() != "IMMEDIATE":
+        missing.append('transaction_mode="IMMEDIATE"')
+    if "timeout" not in options:
+        missing.append("a busy timeout")
+    if not missing:
+        return []
+    return [
+        checks.Warning(
+            f"The default database is SQLite without {' or '.join(missing)}: with workers running, the site's own "
+            "transactions that read, then write, can fail with 'database is locked'.",
+            hint=f"Paste after DATABASES in your settings: {SQLITE_OPTIONS_SNIPPET} (WAL lets readers and the "
+            "writer work at once; SQLite suits one machine and a few processes: beyond that, use PostgreSQL).",
+            id="django_workflow_engine.W001",
+        )
+    ]
 
 
 @checks.register()

@@ -201,12 +201,15 @@ class Engine:
 
         Due suspended stages are polled too; stages not yet due (and retries in backoff) are left waiting.
         """
+        from .adapters.sqlite import is_busy
+
         return run_until_idle(
             self.kernel,
             max_jobs=max_jobs,
             on_job=on_stage,
             worker_id=worker_id,
             flush_max_events=1000 if flush_events else None,
+            release_on=is_busy,
         )
 
     def run_and_wait(self, workflow_id: str, input: Any, *, timeout: float = 300, **options: Any) -> WorkflowRun:

@@ -21,6 +21,7 @@ from typing import Any
 from django.db import connections, transaction
 
 from .cursors import hot_cursor
+from .sqlite import write_atomic
 
 AUX = "__dwe_aux__"
 
@@ -110,10 +111,11 @@ def _combined(writes: Sequence[Write]) -> tuple[str, list[Any]]:
 
 @contextmanager
 def deferred_atomic(using: str) -> Iterator[None]:
-    """``transaction.atomic(using)`` in which writes are deferred (PostgreSQL; elsewhere a plain atomic)."""
+    """``transaction.atomic(using)`` in which writes are deferred (PostgreSQL; elsewhere the engine's
+    :func:`~.sqlite.write_atomic`)."""
     connection = connections[using]
     if connection.vendor != "postgresql" or deferring(using):
-        with transaction.atomic(using=using):
+        with write_atomic(using):
             yield
         return
 

@@ -31,6 +31,7 @@ from .persistence import (
     insert_sql,
     row_reader,
 )
+from .sqlite import guard_public_methods
 
 JOB_FIELDS = [f.name for f in fields(JobRecord)]
 
@@ -61,8 +62,9 @@ def job_record(row: WorkflowJob) -> JobRecord:
     return JobRecord(**{name: getattr(row, name) for name in JOB_FIELDS})
 
 
+@guard_public_methods
 class OrmJobQueue:
-    """Job queue over the ``WorkflowJob`` table.
+    """Job queue over the ``WorkflowJob`` table (on SQLite, its statements wait out a busy database: :mod:`.sqlite`).
 
     Args:
         using: database alias.

@@ -40,6 +40,7 @@ from ..models import (
 )
 from . import deferred
 from .cursors import hot_cursor
+from .sqlite import busy_guard, guard_public_methods, write_atomic
 
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
 STAGE_FIELDS = [f.name for f in fields(StageRecord)]
@@ -183,7 +184,8 @@ def _run_in_thread(fn: Any, using: str) -> None:
 
     def target() -> None:
         try:
-            fn()
+            with busy_guard(using):
+                fn()
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -220,8 +222,10 @@ def _update_values(record: str, names: list[str], fields: Mapping[str, Any], now
     return values
 
 
+@guard_public_methods
 class OrmPersistence:
-    """Persistence over the Django ORM (SQLite or PostgreSQL).
+    """Persistence over the Django ORM (SQLite or PostgreSQL). On SQLite its transactions take the write lock
+    up front and a busy database is waited out (:mod:`.sqlite`).
 
     Args:
         using: the database alias every query goes to.
@@ -240,7 +244,7 @@ class OrmPersistence:
         ``update_run``/``update_stage`` without ``expected_version`` return 0 instead of the new version."""
         if defer_writes:
             return deferred.deferred_atomic(self.using)
-        return transaction.atomic(using=self.using)
+        return write_atomic(self.using)
 
     def _objects(self, model: type[Model]):  # type: ignore[no-untyped-def]
         return model._default_manager.using(self.using)

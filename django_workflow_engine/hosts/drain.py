@@ -29,11 +29,14 @@ def run_until_idle(
     worker_id: str = "in-process",
     flush_max_events: int | None = 1000,
     max_polls: int = 100,
+    release_on: Callable[[BaseException], bool] | None = None,
 ) -> DrainResult:
     """Claim pending runs, execute due jobs, poll due suspended stages and flush events (up to
     ``flush_max_events`` a round; ``None``: no flush) until nothing is runnable at the clock's current time.
 
     Stages not yet due, and retries in backoff, are left waiting. Returns the totals over every round.
+    ``release_on`` is passed to :func:`~django_workflow_engine.kernel.runner.drain` (a busy database gives the
+    job back at once).
     """
     total = DrainResult()
     while True:
@@ -42,6 +45,7 @@ def run_until_idle(
             worker_id=worker_id,
             max_jobs=None if max_jobs is None else max_jobs - total.jobs,
             on_job=on_job,
+            release_on=release_on,
         )
         for counter in fields(DrainResult):
             setattr(total, counter.name, getattr(total, counter.name) + getattr(result, counter.name))

@@ -143,6 +143,9 @@ class MaintenanceLoop:
         self._thread: threading.Thread | None = None
 
     def run(self, *, once: bool = False) -> MaintenanceResult | None:
+        from ..adapters.sqlite import use_wal
+
+        use_wal()  # several processes share a SQLite file from now on
         last = None
         while not self._stop.is_set():
             try:

@@ -25,7 +25,8 @@ __all__ = ["JobResult", "ProcessResult", "handle_job", "process_available_jobs",
 
 @dataclass(frozen=True)
 class JobResult:
-    """``outcome``: completed, suspended, retrying, failed, or skipped (the job was not claimable)."""
+    """``outcome``: completed, suspended, retrying, failed, released (a busy SQLite database: the job was given
+    back for another try), or skipped (the job was not claimable)."""
 
     outcome: str
     error: str | None = None

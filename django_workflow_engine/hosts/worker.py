@@ -22,6 +22,7 @@ from typing import Any
 from django.db import connections
 from django.db.utils import InterfaceError, OperationalError
 
+from ..adapters.sqlite import is_busy, use_wal
 from ..kernel.records import JobRecord
 from ..kernel.runner import JobOutcome, run_job
 
@@ -129,14 +130,20 @@ def execute_claimed(
     first: JobOutcome | None = None
     started = None
     while True:
-        with LEASES.hold(kernel, job, worker_id, settings.HEARTBEAT_SECONDS):
-            outcome = run_job(
-                kernel,
-                job,
-                continue_as=worker_id if eager else None,
-                continue_if=may_continue,
-                started=started,
-            )
+        try:
+            with LEASES.hold(kernel, job, worker_id, settings.HEARTBEAT_SECONDS):
+                outcome = run_job(
+                    kernel,
+                    job,
+                    continue_as=worker_id if eager else None,
+                    continue_if=may_continue,
+                    started=started,
+                )
+        except OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            released = release_busy(kernel, job, worker_id, exc)
+            return first or released
         first = first or outcome
         # A continuation was started before any stop request reached this process: it runs, like the
         # current stage would; the stop request then ends the chain at its transition.
@@ -144,6 +151,25 @@ def execute_claimed(
         if started is None:
             return first
         job = started.job
+
+
+def release_busy(kernel: Any, job: JobRecord, worker_id: str, exc: BaseException) -> JobOutcome:
+    """Give back a claimed job whose execution met a busy SQLite database (after :mod:`..adapters.sqlite` waited
+    it out, e.g. at a commit): PENDING and due at once, its attempt not counted (the stage did not fail; the
+    database was busy), so another try starts now instead of at lease expiry. The transaction that failed
+    rolled back: if the stage code had run, it runs again, as after a lost lease."""
+    logger.warning(
+        "database busy (%s): job %s (stage %s of run %s) released for another try",
+        exc,
+        job.id,
+        job.stage_id,
+        job.run_id,
+    )
+    try:
+        kernel.jobs.release(job.id, worker_id, kernel.clock.now())
+    except Exception:
+        logger.exception("could not release job %s; it is retried when its lease expires", job.id)
+    return JobOutcome(job.id, job.run_id, job.stage_id, job.attempt, "released", 0, str(exc))
 
 
 def execute_job_by_id(job_id: str) -> JobOutcome | None:
@@ -261,6 +287,7 @@ class Worker:
         _WORKER_ID = self.worker_id
         _STOPPING.clear()
         self.preload()
+        use_wal()  # several processes share a SQLite file from now on
         connections.close_all()  # nothing inherited by forks or threads
         if self.with_maintenance:
             from .maintenance import MaintenanceLoop
@@ -331,8 +358,8 @@ class Worker:
                 execute_claimed(kernel, job, self.worker_id)
                 self.jobs_processed += 1
                 backoff = 0.5
-            except TRANSIENT_DB_ERRORS:
-                logger.warning("database unavailable; retrying in %.1f s", backoff, exc_info=True)
+            except TRANSIENT_DB_ERRORS as exc:
+                logger.warning("database unavailable; retrying in %.1f s", backoff, exc_info=not is_busy(exc))
                 connections.close_all()
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 10)

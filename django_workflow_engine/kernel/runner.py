@@ -23,7 +23,8 @@ logger = logging.getLogger("django_workflow_engine.worker")
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """What happened to one job. ``outcome`` is ``completed``, ``suspended``, ``retrying`` or ``failed``."""
+    """What happened to one job. ``outcome`` is ``completed``, ``suspended``, ``retrying`` or ``failed``; a host
+    that gives a job back after an infrastructure error (a busy SQLite database) reports ``released``."""
 
     job_id: str
     run_id: str
@@ -56,7 +57,7 @@ def run_job(
     """Execute a job already claimed (RUNNING, leased) and record its outcome.
 
     Infrastructure errors (database down, workflow removed) propagate; the job keeps its lease and is
-    re-delivered when the lease expires.
+    re-delivered when the lease expires (hosts give it back at once when the error is a busy SQLite database).
 
     Args:
         continue_as: a worker id: when the stage completes and its run's next group starts, the group's
@@ -209,12 +210,15 @@ def drain(
     max_jobs: int | None = None,
     on_job: Callable[[JobOutcome], Any] | None = None,
     eager: bool = False,
+    release_on: Callable[[BaseException], bool] | None = None,
 ) -> DrainResult:
     """Claim pending runs and execute due jobs in this process until nothing is runnable.
 
     Suspended stages that are not due and retries whose backoff has not elapsed are left waiting. With
     ``eager``, a stage that starts its run's next group is followed at once by that group's first stage
-    (as workers do); without it, jobs run strictly in queue order.
+    (as workers do); without it, jobs run strictly in queue order. An exception for which ``release_on``
+    returns True (a busy database) gives the job being executed back (PENDING, due now, its attempt not
+    counted) before it propagates, so it is retried at once rather than when its lease expires.
     """
     totals = DrainResult()
 
@@ -241,13 +245,29 @@ def drain(
             if claimed:
                 continue
             break
-        outcome = run_job(kernel, job, continue_as=continue_as)
+        outcome = _run_or_release(kernel, job, worker_id, release_on, continue_as=continue_as)
         count(outcome)
         while outcome.continuation is not None:
             started = outcome.continuation
             if max_jobs is not None and totals.jobs >= max_jobs:
                 kernel.deps.jobs.release(started.job.id, worker_id, kernel.deps.clock.now())
                 break
-            outcome = run_job(kernel, started.job, continue_as=continue_as, started=started)
+            outcome = _run_or_release(
+                kernel, started.job, worker_id, release_on, continue_as=continue_as, started=started
+            )
             count(outcome)
     return totals
+
+
+def _run_or_release(
+    kernel: Kernel, job: JobRecord, worker_id: str, release_on: Callable[[BaseException], bool] | None, **options: Any
+) -> JobOutcome:
+    try:
+        return run_job(kernel, job, **options)
+    except Exception as exc:
+        if release_on is not None and release_on(exc):
+            try:
+                kernel.deps.jobs.release(job.id, worker_id, kernel.deps.clock.now())
+            except Exception:
+                logger.exception("could not release job %s; it is retried when its lease expires", job.id)
+        raise

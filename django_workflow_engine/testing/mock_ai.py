@@ -4,8 +4,9 @@ While a :class:`MockAI` is active, litellm's ``completion``, ``embedding`` and b
 ``create_batch``, ``retrieve_batch``, ``file_content``) are replaced by functions that answer from the rules
 you add. Completions and embeddings still go through litellm with ``mock_response=<your reply>``, so the helper
 gets real litellm responses (10 prompt and 20 completion tokens per call) and records priced ``AICall`` rows
-exactly as in production. Batches are kept in memory; each request in a batch is answered by the same rules
-and its usage (10 + 20 tokens) is priced with the model's batch prices.
+exactly as in production. Batches are kept in memory (and, with ``batch_dir``, in files other processes' mocks
+read); each request in a batch is answered by the same rules and its usage (10 + 20 tokens) is priced with the
+model's batch prices.
 
 ::
 
@@ -24,10 +25,12 @@ neither Django nor litellm until a mock is started.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -159,9 +162,15 @@ class MockAI:
             finishes (default 0: finished at the first poll).
         batch_status: how batches finish: ``"completed"`` (default), ``"failed"``, ``"expired"`` or
             ``"cancelled"``.
+        batch_dir: also keep submitted batches (and their output files) in this directory, where a mock in
+            another process with the same ``batch_dir`` finds them: a batch a worker submitted can be polled by
+            ``runmaintenance`` or another worker, as with a provider. Default ``None``: in memory only.
     """
 
-    def __init__(self, *, batch_pending_polls: int = 0, batch_status: str = "completed"):
+    def __init__(
+        self, *, batch_pending_polls: int = 0, batch_status: str = "completed", batch_dir: str | Path | None = None
+    ):
+        self.batch_dir = Path(batch_dir) if batch_dir is not None else None
         self._rules: list[_Rule] = []
         self._calls: list[MockCall] = []
         self._originals: dict[str, Any] | None = None
@@ -387,7 +396,26 @@ class MockAI:
             output_file_id = _new_id("file")
             self._files[output_file_id] = "\n".join(json.dumps(line) for line in output).encode()
             self._batches[batch_id] = _Batch(batch_id, input_file_id, output_file_id)
+        if self.batch_dir is not None:
+            # The output file first: a batch found in the directory always has its output there.
+            self._share(output_file_id, self._files[output_file_id])
+            self._share(f"{batch_id}.json", json.dumps([input_file_id, output_file_id]).encode())
         return _BatchObject(batch_id, "validating", input_file_id, None)
+
+    def _share(self, name: str, data: bytes) -> None:
+        assert self.batch_dir is not None
+        self.batch_dir.mkdir(parents=True, exist_ok=True)
+        partial = self.batch_dir / f".{name}.{uuid.uuid4().hex}"
+        partial.write_bytes(data)
+        os.replace(partial, self.batch_dir / name)  # readers never see a half-written file
+
+    def _shared(self, name: str) -> bytes | None:
+        if self.batch_dir is None or "/" in name or name.startswith("."):
+            return None
+        try:
+            return (self.batch_dir / name).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def _batch_line(self, batch_id: str, request: Mapping[str, Any]) -> dict[str, Any]:
         body = dict(request.get("body") or {})
@@ -422,10 +450,17 @@ class MockAI:
         }
 
     def _retrieve_batch(self, batch_id: str, **_: Any) -> _BatchObject:
+        shared = None if batch_id in self._batches else self._shared(f"{batch_id}.json")
         with self._lock:
+            if shared is not None and batch_id not in self._batches:
+                input_file_id, output_file_id = json.loads(shared)
+                self._batches[batch_id] = _Batch(batch_id, input_file_id, output_file_id)
             batch = self._batches.get(batch_id)
             if batch is None:
-                raise MockAIError(f"mock_ai: no batch {batch_id!r} (batches live only as long as their MockAI).")
+                raise MockAIError(
+                    f"mock_ai: no batch {batch_id!r} (batches live only as long as their MockAI; give the mocks of "
+                    "several processes one batch_dir to share them)."
+                )
             batch.polls += 1
             pending = batch.polls <= self.batch_pending_polls
         status = "in_progress" if pending else self.batch_status
@@ -435,6 +470,8 @@ class MockAI:
     def _file_content(self, file_id: str, **_: Any) -> _FileContent:
         with self._lock:
             data = self._files.get(file_id)
+        if data is None:
+            data = self._shared(file_id)
         if data is None:
             raise MockAIError(f"mock_ai: no file {file_id!r}.")
         return _FileContent(content=data)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from django_workflow_engine.testing import MockAI, MockCall
@@ -133,8 +134,12 @@ def embedding(call: MockCall) -> list[float]:
 
 
 def offline_ai() -> MockAI:
-    """A :class:`MockAI` scripted with the replies above (not started)."""
-    mock = MockAI()
+    """A :class:`MockAI` scripted with the replies above (not started). Its batches are shared through files in
+    ``MEDIA_ROOT/offline-batches``, so a batch the demo (or a worker) submitted can be polled by any process of the
+    site, as a provider's can."""
+    from django.conf import settings
+
+    mock = MockAI(batch_dir=Path(settings.MEDIA_ROOT) / "offline-batches")
     mock.object(classification, contains="Classify this support ticket")
     mock.object(entities, contains="Extract the entities")
     mock.object(criterion_score, contains="Rate this support ticket for")

@@ -51,8 +51,15 @@ class Processes:
         self.files: list = []
 
     def start(
-        self, *args: str, engine_settings: dict | None = None, name: str = "proc", env: dict | None = None
+        self,
+        *args: str,
+        engine_settings: dict | None = None,
+        name: str = "proc",
+        env: dict | None = None,
+        manage_py: Path | None = None,
     ) -> subprocess.Popen:
+        """Start ``python -m django *args`` (or ``python <manage_py> *args``) with the test settings, the test
+        database and ``engine_settings``; ``env`` overrides any of it."""
         extra_env = env or {}
         env = dict(os.environ)
         env.update(
@@ -67,7 +74,11 @@ class Processes:
         )
         log = open(self.tmp / f"{name}-{len(self.procs)}.log", "w")  # noqa: SIM115 (closed with the process)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "django", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, *([str(manage_py)] if manage_py else ["-m", "django"]), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         proc.log_path = log.name  # type: ignore[attr-defined]
         self.files.append(log)

@@ -209,6 +209,21 @@ def test_a_batch_can_end_failed(mock_ai):
     assert (results.status, results.done, results.completed, results.items) == ("expired", True, False, ())
 
 
+def test_a_batch_dir_lets_another_mock_poll_a_batch_it_did_not_submit(tmp_path):
+    """As between a worker that submitted a batch and ``runmaintenance`` polling it: two mocks, one directory."""
+    ai = create_ai_helper("task.batch")
+    with MockAI(batch_dir=tmp_path).object({"label": "bug", "score": 4}):
+        handle = ai.submit_batch("gpt-4o-mini", [{"id": "a", "prompt": "it crashes"}], schema=Label)
+    with MockAI().object({"label": "other", "score": 0}), pytest.raises(MockAIError, match="one batch_dir"):
+        ai.get_batch_results(handle.to_state(), schema=Label)
+    with MockAI(batch_dir=tmp_path):
+        results = ai.get_batch_results(handle.to_state(), schema=Label)
+    assert results.completed
+    assert {i.id: i.object for i in results.items} == {"a": Label(label="bug", score=4)}
+    assert AICall.objects.filter(is_batch=True).count() == 1
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial file left behind
+
+
 # -- in a workflow, on the ORM ----------------------------------------------------------------------------------
 
 

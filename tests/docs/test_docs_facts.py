@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
+from django_workflow_engine.checks import SQLITE_OPTIONS, SQLITE_OPTIONS_SNIPPET
 from django_workflow_engine.conf import DEFAULTS
 from django_workflow_engine.kernel.kernel import _HANDLERS
 
@@ -111,3 +113,15 @@ def test_the_pytest_plugin_imports_without_django_set_up():
         "assert 'django.db' not in sys.modules, 'django.db was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={"PATH": ""}, timeout=60)
+
+
+def test_the_sqlite_snippet_is_the_same_in_the_check_the_docs_and_the_example():
+    assert SQLITE_OPTIONS_SNIPPET.startswith('DATABASES["default"]["OPTIONS"] = {')
+    for path in (
+        ROOT / "README.md",
+        DOCS / "operating.md",
+        ROOT / "example_project" / "example_project" / "settings.py",
+    ):
+        text = read(path)
+        for key, value in SQLITE_OPTIONS.items():
+            assert f'"{key}": {json.dumps(value)},' in text, f"{path.name}: {key}"
