@@ -69,6 +69,9 @@ MAX_LINES = 500
 ALLOWED_LONG = {
     # Every hand-written SQL statement is to move into one module of named queries (second round).
     "adapters/persistence.py",
+    # The RQ and database-transport loops, the lease keeper and the busy-database release share one module
+    # (second round: one module per loop).
+    "hosts/worker.py",
 }
 
 
