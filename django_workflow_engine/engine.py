@@ -30,14 +30,20 @@ if TYPE_CHECKING:
 class Engine:
     """Start, cancel and rerun workflow runs; drain them in-process.
 
-    The kernel is rebuilt from ``settings.WORKFLOW_ENGINE`` on each use (it is a handful of small objects),
-    so ``override_settings`` in tests takes effect immediately.
+    The kernel is built from ``settings.WORKFLOW_ENGINE`` on first use and kept (building it imports the
+    adapters and the event plugins); any settings change Django announces (``setting_changed``: what
+    ``override_settings`` and pytest-django's ``settings`` fixture send) drops it, so the next use rebuilds it
+    from the new settings.
     """
 
     def __init__(self, *, using: str = "default", clock: Any = None, registry: Any = None):
         self.using = using
         self._clock = clock
         self._registry = registry
+        self._kernel: Kernel | None = None
+
+    def _settings_changed(self, **kwargs: Any) -> None:
+        self._kernel = None
 
     # -- wiring --------------------------------------------------------------------------------------------
 
@@ -54,6 +60,18 @@ class Engine:
 
     @property
     def kernel(self) -> Kernel:
+        """The kernel wired from the current settings (built once, rebuilt after a settings change)."""
+        kernel = self._kernel
+        if kernel is None:
+            from django.core.signals import setting_changed
+
+            # Connected here, not in __init__: this module must import without Django. Weak (the default): a
+            # garbage-collected engine disconnects itself; connecting the same receiver again is a no-op.
+            setting_changed.connect(self._settings_changed)
+            kernel = self._kernel = self._build_kernel()
+        return kernel
+
+    def _build_kernel(self) -> Kernel:
         from .adapters.blobs import StorageBlobStore
         from .adapters.events import SignalEventSink
         from .adapters.job_queue import OrmJobQueue
