@@ -180,12 +180,8 @@ def main() -> None:
             title=f"Start latency ({args.transport} transport; load {' '.join(info['loadavg_at_start'])})",
         )
     )
-    bulk = [
-        [d, r["start_many"]["runs"], r["start_many"]["batch"], r["start_many"]["runs_per_s"]]
-        + [r["start_many"]["statements_per_batch"], r["start_many"]["commits_per_batch"]]
-        for d, r in results.items()
-        if "start_many" in r
-    ]
+    keys = ("runs", "batch", "runs_per_s", "statements_per_batch", "commits_per_batch")
+    bulk = [[d, *(r["start_many"][k] for k in keys)] for d, r in results.items() if "start_many" in r]
     if bulk:
         print()
         print(table(["database", "runs", "batch", "runs/s", "statements/batch", "COMMITs/batch"], bulk, "start_many"))

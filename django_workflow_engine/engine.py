@@ -96,18 +96,19 @@ class Engine:
 
         if settings.TRANSPORT != "rq":
             return None
-        from .adapters.rq import ring
+        from .adapters import rq
 
-        return ring
+        # Looked up at each ring, not bound when the kept kernel was built (so it can be wrapped or patched).
+        return lambda ids, **kwargs: rq.ring(ids, **kwargs)
 
     def _withdraw(self) -> Callable[[list[str]], object] | None:
         from .conf import settings
 
         if settings.TRANSPORT != "rq":
             return None
-        from .adapters.rq import withdraw_later
+        from .adapters import rq
 
-        return withdraw_later
+        return lambda ids: rq.withdraw_later(ids)
 
     def _plugins(self) -> list[Any]:
         from .conf import settings
@@ -169,8 +170,6 @@ class Engine:
         return self._create(workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=False)
 
     def _create(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):  # type: ignore[no-untyped-def]
-        from .models import WorkflowRun
-
         result = self.kernel.dispatch(
             CreateRun(
                 workflow_id=workflow_id,
@@ -183,7 +182,18 @@ class Engine:
                 start=start,
             )
         )
-        return WorkflowRun.objects.using(self.using).get(pk=result.run_id)
+        return self._run_model(result.run_id, result.run)
+
+    def _run_model(self, run_id: str, record: Any) -> WorkflowRun:
+        """The ``WorkflowRun`` of ``record`` as the command wrote it, without reading it back; read when there
+        is no record (an idempotent replay). ``event_seq`` is left unloaded (read if ever accessed): the outbox
+        counter moved when the command appended its events, after the record was made."""
+        from .models import WorkflowRun
+
+        if record is None:
+            return WorkflowRun.objects.using(self.using).get(pk=run_id)
+        names = _run_model_fields()
+        return WorkflowRun.from_db(self.using, names, [getattr(record, name) for name in names])
 
     def cancel(self, run_id: str, reason: str | None = None) -> bool:
         """Cancel a run that is not finished; returns False if it was already COMPLETED/FAILED/CANCELLED."""
@@ -267,5 +277,22 @@ class Engine:
                 raise TimeoutError(f"Run {run_id} is still {run.status} after {timeout} s.")
             time.sleep(poll_interval)
 
+
+def _run_model_fields() -> list[str]:
+    from dataclasses import fields
+
+    from .kernel.records import RunRecord
+
+    global _RUN_MODEL_FIELDS
+    if _RUN_MODEL_FIELDS is None:
+        from .models import WorkflowRun
+
+        names = {f.name for f in fields(RunRecord)}
+        # In the model's field order: from_db() passes positional values when every field is there.
+        _RUN_MODEL_FIELDS = [f.attname for f in WorkflowRun._meta.concrete_fields if f.attname in names]
+    return _RUN_MODEL_FIELDS
+
+
+_RUN_MODEL_FIELDS: list[str] | None = None
 
 engine = Engine()

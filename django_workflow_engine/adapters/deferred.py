@@ -8,12 +8,14 @@ every earlier write) and before the transaction commits. Each write's row count 
 run alone (a missing row still raises).
 
 Two writes to one row never share a statement (PostgreSQL would apply only one of them): such a write flushes
-the queue first. SQLite and other databases execute every write at once.
+the queue first. A row whose INSERT is still queued can have a counter column advanced in that INSERT instead
+(:func:`advance_counter`: a new run's outbox sequence), so creating a run and appending its events stay one
+statement. SQLite and other databases execute every write at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,8 @@ class Write:
     ``sql`` is a data-modifying statement without ``RETURNING``. ``aux_sql`` is an optional data-modifying
     statement ``sql`` reads from under the name ``__dwe_aux__`` (it must have a ``RETURNING`` clause).
     ``rows``: ``(table, pk)`` pairs it updates. ``check(count)`` is called with its row count after the flush.
+    ``counters``: for an INSERT, ``{(table, pk): i}`` where ``params[i]`` is a counter column of that new row
+    which :func:`advance_counter` may still raise (``params`` must then be a list).
     """
 
     sql: str
@@ -40,12 +44,14 @@ class Write:
     check: Callable[[int], None] | None = None
     aux_sql: str | None = None
     aux_params: Sequence[Any] = ()
+    counters: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass
 class _Queue:
     writes: list[Write] = field(default_factory=list)
     rows: set[tuple[str, str]] = field(default_factory=set)
+    counters: dict[tuple[str, str], tuple[list[Any], int]] = field(default_factory=dict)
     flushing: bool = False
 
 
@@ -66,6 +72,22 @@ def defer(using: str, write: Write) -> None:
         flush(using)
     queue.writes.append(write)
     queue.rows |= write.rows
+    for key, index in write.counters.items():
+        queue.counters[key] = (write.params, index)  # type: ignore[assignment]
+
+
+def advance_counter(using: str, table: str, pk: str, by: int) -> int | None:
+    """If the INSERT of row ``(table, pk)`` is still queued, add ``by`` to its counter column (see
+    ``Write.counters``) and return the value before; ``None`` when the row is not waiting in the queue (it is
+    in the database already, or is not being deferred)."""
+    queue = _queue(using)
+    entry = None if queue is None else queue.counters.get((table, pk))
+    if entry is None:
+        return None
+    params, index = entry
+    before = int(params[index])
+    params[index] = before + by
+    return before
 
 
 def flush(using: str) -> None:
@@ -74,6 +96,7 @@ def flush(using: str) -> None:
     if queue is None or not queue.writes or queue.flushing:
         return
     writes, queue.writes, queue.rows = queue.writes, [], set()
+    queue.counters.clear()
     connection = connections[using]
     queue.flushing = True
     try:

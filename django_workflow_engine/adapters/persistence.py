@@ -7,6 +7,7 @@ argument, never from the database or ``timezone.now()``, so a fake clock drives 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
@@ -34,6 +35,10 @@ from . import deferred
 from .cursors import hot_cursor
 
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
+# Where a run's outbox counter (``event_seq``) sits among the parameters of its one-row insert_sql().
+_EVENT_SEQ = [f.name for f in WorkflowRun._meta.concrete_fields if not getattr(f, "db_returning", False)].index(
+    "event_seq"
+)
 STAGE_FIELDS = [f.name for f in fields(StageRecord)]
 _FINISHED_STAGE = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 # Vendors where a claim is one ``UPDATE ... WHERE pk = (SELECT ... LIMIT 1) RETURNING pk`` statement.
@@ -107,16 +112,40 @@ def _versioned_update_sql(
     return sql, params
 
 
-def insert_sql(using: str, model: type[Model], objs: Sequence[Model]) -> tuple[str, list[Any]]:
-    """The SQL and parameters of one multi-row ``INSERT`` of ``objs`` (every concrete field, pks given), written
-    by hand like :func:`_versioned_update_sql`; values go through the fields' ``get_db_prep_save``."""
+def insert_sql(
+    using: str, model: type[Model], objs: Sequence[Model], *, ignore_conflicts: bool = False
+) -> tuple[str, list[Any]]:
+    """The SQL and parameters of one multi-row ``INSERT`` of ``objs`` (every concrete field, pks given, except an
+    auto-increment pk, which the database assigns), written by hand like :func:`_versioned_update_sql`; values
+    go through the fields' ``get_db_prep_save``. ``ignore_conflicts``: ``ON CONFLICT DO NOTHING`` (PostgreSQL,
+    SQLite), so a duplicate shows as a smaller row count instead of an error that aborts the transaction."""
     connection = connections[using]
-    fields = model._meta.concrete_fields
+    fields = insert_fields(model)
     qn = connection.ops.quote_name
     columns = ", ".join(qn(f.column) for f in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs for f in fields]
-    return f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * len(objs))}", params
+    sql = f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * len(objs))}"
+    return sql + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""), params
+
+
+def insert_fields(model: type[Model]) -> list[Any]:
+    """The columns :func:`insert_sql` writes, in order (not an auto-increment primary key)."""
+    return [f for f in model._meta.concrete_fields if not getattr(f, "db_returning", False)]
+
+
+def complete_key_sql(using: str, key: str, command_type: str, result: Any) -> tuple[str, list[Any]]:
+    """``UPDATE idempotency_key SET result = %s WHERE key = %s AND command_type = %s``: store a command's
+    cached result on its idempotency key (deferred with the command's writes on PostgreSQL)."""
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    meta = IdempotencyKey._meta
+    column = meta.get_field("result")
+    sql = (
+        f"UPDATE {qn(meta.db_table)} SET {qn(column.column)} = %s "
+        f"WHERE {qn(meta.get_field('key').column)} = %s AND {qn(meta.get_field('command_type').column)} = %s"
+    )
+    return sql, [column.get_db_prep_save(result, connection), key, command_type]
 
 
 def expect_rows(count: int, error: Exception) -> Callable[[int], None]:
@@ -274,14 +303,26 @@ class OrmPersistence:
         data = {name: copy.deepcopy(getattr(run, name)) for name in RUN_FIELDS}
         data.update(created_at=now, updated_at=now, version=1)
         row = WorkflowRun(**data)
+        exists = WorkflowEngineError(f"Workflow run {run.id!r} already exists.")
+        if deferred.deferring(self.using):
+            # Leaves with the rest of the transaction's writes; its outbox counter can still be advanced there.
+            sql, params = insert_sql(self.using, WorkflowRun, [row], ignore_conflicts=True)
+            key = (WorkflowRun._meta.db_table, run.id)
+            write = deferred.Write(sql, params, frozenset({key}), expect_rows(1, exists), counters={key: _EVENT_SEQ})
+            deferred.defer(self.using, write)
+            return run_record(row)
+        connection = connections[self.using]
         try:
-            with transaction.atomic(using=self.using):
-                row.save(using=self.using, force_insert=True)
+            # PostgreSQL aborts a transaction at a failed statement: the savepoint keeps the caller's usable for
+            # the check below. SQLite does not, and needs none.
+            savepoint = transaction.atomic(using=self.using) if self._pg else contextlib.nullcontext()
+            with savepoint, hot_cursor(connection) as cursor:
+                cursor.execute(*insert_sql(self.using, WorkflowRun, [row]))
         except IntegrityError:
             if self._runs().filter(pk=run.id).exists():
-                raise WorkflowEngineError(f"Workflow run {run.id!r} already exists.") from None
+                raise exists from None
             raise
-        return copy.deepcopy(run_record(row))
+        return run_record(row)
 
     def _select(
         self, model: type[Model], where: str, params: Sequence[Any], order_by: str = "", lock: bool = False
@@ -457,6 +498,10 @@ class OrmPersistence:
         for event in events:
             by_run.setdefault(event["workflow_run_id"], []).append(event)
         rows = []
+        if deferred.deferring(self.using):
+            by_run = self._append_to_new_runs(by_run, causation_id)
+            if not by_run:
+                return
         # savepoint=False: inside the caller's transaction this adds no SAVEPOINT round trips.
         with transaction.atomic(using=self.using, savepoint=False):
             for run_id, items in by_run.items():
@@ -477,6 +522,40 @@ class OrmPersistence:
                         )
                     )
             self._objects(OutboxEvent).bulk_create(rows)
+
+    def _append_to_new_runs(
+        self, by_run: dict[str, list[Mapping[str, Any]]], causation_id: str
+    ) -> dict[str, list[Mapping[str, Any]]]:
+        """Defer the events of runs whose INSERT is still queued (created in this transaction) as one multi-row
+        outbox INSERT with their sequences written out, advancing each new run's ``event_seq`` in its queued
+        INSERT (:func:`.deferred.advance_counter`): no ``UPDATE`` of a row that does not exist yet. Returns the
+        events of the other runs, for the usual path."""
+        table = WorkflowRun._meta.db_table
+        rest: dict[str, list[Mapping[str, Any]]] = {}
+        rows = []
+        for run_id, items in by_run.items():
+            before = deferred.advance_counter(self.using, table, run_id, len(items))
+            if before is None:
+                rest[run_id] = items
+                continue
+            for offset, event in enumerate(items):
+                occurred_at = datetime.fromisoformat(event["timestamp"])
+                rows.append(
+                    OutboxEvent(
+                        created_at=occurred_at,
+                        run_id=run_id,
+                        sequence=before + 1 + offset,
+                        event_type=event["type"],
+                        payload=dict(event),
+                        causation_id=causation_id,
+                        occurred_at=occurred_at,
+                    )
+                )
+        if rows:
+            sql, params = insert_sql(self.using, OutboxEvent, rows)
+            error = WorkflowEngineError(f"Could not insert {len(rows)} outbox event(s).")
+            deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(rows), error)))
+        return rest
 
     def _append_in_one_statement(self, run_id: str, items: Sequence[Mapping[str, Any]], causation_id: str) -> bool:
         """PostgreSQL: reserve the run's next sequences and insert its events in one statement
@@ -582,8 +661,11 @@ class OrmPersistence:
         keys = self._objects(IdempotencyKey)
         # Two rounds: the row we collided with may be released before we read it.
         for _ in range(2):
+            # Outside a transaction the INSERT commits on its own (one statement); inside one, a savepoint keeps
+            # the caller's transaction usable after a duplicate key.
+            guard = transaction.atomic(using=self.using) if connections[self.using].in_atomic_block else None
             try:
-                with transaction.atomic(using=self.using):
+                with guard or contextlib.nullcontext():
                     keys.create(key=key, command_type=command_type, result=dict(IN_PROGRESS), created_at=now)
                 return IdempotencyClaim("acquired")
             except IntegrityError:
@@ -605,6 +687,12 @@ class OrmPersistence:
         return IdempotencyClaim("in_progress")
 
     def complete_idempotency_key(self, key: str, command_type: str, result: Any) -> None:
+        if deferred.deferring(self.using):
+            # In the command's own transaction (see Kernel._with_idempotency): leaves with its writes.
+            sql, params = complete_key_sql(self.using, key, command_type, result)
+            missing = WorkflowEngineError(f"Idempotency key {key!r} ({command_type}) vanished before completion.")
+            deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(1, missing)))
+            return
         self._objects(IdempotencyKey).filter(key=key, command_type=command_type).update(result=result)
 
     def release_idempotency_key(self, key: str, command_type: str) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from .records import StartedStage
+    from .records import RunRecord, StartedStage
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,12 @@ class ReplayDeadLetters(Command):
 
 @dataclass(frozen=True)
 class CreateRunResult:
+    """``run``: the run's record as written (so a caller needs no read-back); ``None`` in an idempotent replay,
+    whose cached result keeps only the JSON fields."""
+
     run_id: str
     status: str
+    run: RunRecord | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

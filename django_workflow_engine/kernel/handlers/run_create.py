@@ -16,6 +16,8 @@ from ..kernel import Deps
 from ..records import AnnotationRecord, RunRecord, Status
 
 RESULT = CreateRunResult
+# Nothing here needs an answer from the database before commit: the adapter may send every write at once.
+DEFER_WRITES = True
 
 
 def validate(command: CreateRun, deps: Deps) -> tuple[Any, Any, dict[str, Any]]:
@@ -87,6 +89,7 @@ def handle(command: CreateRun, deps: Deps) -> Handled:
         ]
         deps.persistence.append_annotations(rows, now)
     if start:
-        prepare_group(deps, run, workflow, 1, 0, now)
+        # A new run has no stage records: its first group is inserted without a read-back.
+        prepare_group(deps, run, workflow, 1, 0, now, existing=[])
         events.append(event(WORKFLOW_STARTED, run.id, now))
-    return Handled(CreateRunResult(run_id=run.id, status=str(run.status)), events)
+    return Handled(CreateRunResult(run_id=run.id, status=str(run.status), run=run), events)
