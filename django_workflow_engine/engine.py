@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .kernel import (
     CancelRun,
     CreateRun,
+    CreateRuns,
     FlushOutbox,
     Kernel,
     KernelOptions,
@@ -194,6 +195,52 @@ class Engine:
             return WorkflowRun.objects.using(self.using).get(pk=run_id)
         names = _run_model_fields()
         return WorkflowRun.from_db(self.using, names, [getattr(record, name) for name in names])
+
+    def start_many(
+        self,
+        workflow_id: str,
+        inputs: Iterable[Any],
+        *,
+        config: Mapping[str, Any] | None = None,
+        priority: int = 5,
+        idempotency_keys: Sequence[str | None] | None = None,
+        batch_size: int = 500,
+    ) -> list[WorkflowRun]:
+        """Start one run per input, like :meth:`start` called for each, at a fraction of the cost.
+
+        Every input is validated before anything is written. Runs are then written ``batch_size`` at a time:
+        one transaction per batch (on PostgreSQL one statement), and one doorbell ring for its jobs. A batch
+        that fails rolls back alone; the batches before it stay started.
+
+        Args:
+            workflow_id: id of a registered workflow.
+            inputs: workflow inputs (dicts or the workflow's input model instances).
+            config: ``{stage_id: {...}}`` overrides, the same for every run.
+            priority: the same for every run (default 5).
+            idempotency_keys: one per input, ``None`` for an input without; an input whose key started a run
+                before (here or with :meth:`start`) returns that run instead of a new one. Unique in one call.
+            batch_size: runs per transaction (default 500).
+
+        Returns:
+            The runs, in input order.
+
+        Raises:
+            InvalidInput: an input failed validation; the message starts with ``inputs[<index>]:``, the error's
+                ``index`` is that index. Nothing is written.
+            WorkflowNotFound, InvalidConfig, WorkflowEngineError (bad priority, batch_size or idempotency_keys):
+                nothing is written.
+        """
+        result = self.kernel.dispatch(
+            CreateRuns(
+                workflow_id=workflow_id,
+                inputs=tuple(inputs),
+                config=config,
+                priority=priority,
+                idempotency_keys=None if idempotency_keys is None else tuple(idempotency_keys),
+                batch_size=batch_size,
+            )
+        )
+        return [self._run_model(run_id, record) for run_id, record in zip(result.run_ids, result.runs, strict=True)]
 
     def cancel(self, run_id: str, reason: str | None = None) -> bool:
         """Cancel a run that is not finished; returns False if it was already COMPLETED/FAILED/CANCELLED."""

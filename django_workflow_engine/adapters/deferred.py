@@ -34,8 +34,8 @@ class Write:
     ``sql`` is a data-modifying statement without ``RETURNING``. ``aux_sql`` is an optional data-modifying
     statement ``sql`` reads from under the name ``__dwe_aux__`` (it must have a ``RETURNING`` clause).
     ``rows``: ``(table, pk)`` pairs it updates. ``check(count)`` is called with its row count after the flush.
-    ``counters``: for an INSERT, ``{(table, pk): i}`` where ``params[i]`` is a counter column of that new row
-    which :func:`advance_counter` may still raise (``params`` must then be a list).
+    ``counters``: for an INSERT, ``{(table, pk): (container, key)}`` where ``container[key]`` holds a counter
+    column of that new row which :func:`advance_counter` may still raise before the statement runs.
     """
 
     sql: str
@@ -44,14 +44,14 @@ class Write:
     check: Callable[[int], None] | None = None
     aux_sql: str | None = None
     aux_params: Sequence[Any] = ()
-    counters: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    counters: Mapping[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
 
 
 @dataclass
 class _Queue:
     writes: list[Write] = field(default_factory=list)
     rows: set[tuple[str, str]] = field(default_factory=set)
-    counters: dict[tuple[str, str], tuple[list[Any], int]] = field(default_factory=dict)
+    counters: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
     flushing: bool = False
 
 
@@ -72,8 +72,7 @@ def defer(using: str, write: Write) -> None:
         flush(using)
     queue.writes.append(write)
     queue.rows |= write.rows
-    for key, index in write.counters.items():
-        queue.counters[key] = (write.params, index)  # type: ignore[assignment]
+    queue.counters.update(write.counters)
 
 
 def advance_counter(using: str, table: str, pk: str, by: int) -> int | None:
@@ -84,9 +83,9 @@ def advance_counter(using: str, table: str, pk: str, by: int) -> int | None:
     entry = None if queue is None else queue.counters.get((table, pk))
     if entry is None:
         return None
-    params, index = entry
-    before = int(params[index])
-    params[index] = before + by
+    container, key = entry
+    before = int(container[key])
+    container[key] = before + by
     return before
 
 

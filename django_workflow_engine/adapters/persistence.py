@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
@@ -35,10 +36,6 @@ from . import deferred
 from .cursors import hot_cursor
 
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
-# Where a run's outbox counter (``event_seq``) sits among the parameters of its one-row insert_sql().
-_EVENT_SEQ = [f.name for f in WorkflowRun._meta.concrete_fields if not getattr(f, "db_returning", False)].index(
-    "event_seq"
-)
 STAGE_FIELDS = [f.name for f in fields(StageRecord)]
 _FINISHED_STAGE = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 # Vendors where a claim is one ``UPDATE ... WHERE pk = (SELECT ... LIMIT 1) RETURNING pk`` statement.
@@ -132,6 +129,44 @@ def insert_sql(
 def insert_fields(model: type[Model]) -> list[Any]:
     """The columns :func:`insert_sql` writes, in order (not an auto-increment primary key)."""
     return [f for f in model._meta.concrete_fields if not getattr(f, "db_returning", False)]
+
+
+def json_insert_sql(
+    using: str, model: type[Model], rows: Sequence[Mapping[str, Any]], *, ignore_conflicts: bool = False
+) -> tuple[str, list[Any]]:
+    """PostgreSQL: ``INSERT INTO t (cols) SELECT cols FROM jsonb_populate_recordset(NULL::t, %s)
+    [ON CONFLICT DO NOTHING]``: any number of new rows (``{attname: value}``; a missing one is the field's
+    default) in one JSON parameter. The statement's text is the same for 1 row or 1,000 (so it is prepared
+    once, and psycopg does not re-parse thousands of placeholders), and the rows stay Python dicts until the
+    statement runs: a queued insert's counter can still move (``rows_of`` in :func:`.deferred.advance_counter`).
+    """
+    from psycopg.types.json import Jsonb
+
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    fields = insert_fields(model)
+    table = qn(model._meta.db_table)
+    columns = ", ".join(qn(f.column) for f in fields)
+    payload = [{f.column: row[f.attname] if f.attname in row else f.get_default() for f in fields} for row in rows]
+    sql = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, %s)"
+    return sql + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""), [Jsonb(payload, dumps=_json_dumps)]
+
+
+def json_rows(params: Sequence[Any]) -> list[dict[str, Any]]:
+    """The row dicts (by column) of :func:`json_insert_sql`'s parameters, still open to change until it runs."""
+    return params[0].obj  # type: ignore[no-any-return]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
 def complete_key_sql(using: str, key: str, command_type: str, result: Any) -> tuple[str, list[Any]]:
@@ -302,15 +337,17 @@ class OrmPersistence:
     def create_run(self, run: RunRecord, now: datetime) -> RunRecord:
         data = {name: copy.deepcopy(getattr(run, name)) for name in RUN_FIELDS}
         data.update(created_at=now, updated_at=now, version=1)
-        row = WorkflowRun(**data)
         exists = WorkflowEngineError(f"Workflow run {run.id!r} already exists.")
         if deferred.deferring(self.using):
             # Leaves with the rest of the transaction's writes; its outbox counter can still be advanced there.
-            sql, params = insert_sql(self.using, WorkflowRun, [row], ignore_conflicts=True)
+            sql, params = json_insert_sql(self.using, WorkflowRun, [data], ignore_conflicts=True)
             key = (WorkflowRun._meta.db_table, run.id)
-            write = deferred.Write(sql, params, frozenset({key}), expect_rows(1, exists), counters={key: _EVENT_SEQ})
-            deferred.defer(self.using, write)
-            return run_record(row)
+            counters = {key: (json_rows(params)[0], "event_seq")}
+            deferred.defer(
+                self.using, deferred.Write(sql, params, frozenset({key}), expect_rows(1, exists), counters=counters)
+            )
+            return RunRecord(**data)
+        row = WorkflowRun(**data)
         connection = connections[self.using]
         try:
             # PostgreSQL aborts a transaction at a failed statement: the savepoint keeps the caller's usable for
@@ -323,6 +360,34 @@ class OrmPersistence:
                 raise exists from None
             raise
         return run_record(row)
+
+    def create_runs(self, runs: Sequence[RunRecord], now: datetime) -> list[RunRecord]:
+        if not runs:
+            return []
+        rows = []
+        for run in runs:
+            data = {name: copy.deepcopy(getattr(run, name)) for name in RUN_FIELDS}
+            data.update(created_at=now, updated_at=now, version=1)
+            rows.append(data)
+        exists = WorkflowEngineError(f"A workflow run among {len(rows)} ({rows[0]['id']!r}...) already exists.")
+        if self._pg:
+            sql, params = json_insert_sql(self.using, WorkflowRun, rows, ignore_conflicts=True)
+        else:
+            sql, params = insert_sql(self.using, WorkflowRun, [WorkflowRun(**r) for r in rows], ignore_conflicts=True)
+        if deferred.deferring(self.using):
+            table = WorkflowRun._meta.db_table
+            counters = {(table, row["id"]): (row, "event_seq") for row in json_rows(params)}
+            deferred.defer(
+                self.using,
+                deferred.Write(sql, params, frozenset(counters), expect_rows(len(rows), exists), counters=counters),
+            )
+        else:
+            # All or none: a duplicate rolls back the rows inserted with it (and the caller's transaction).
+            with transaction.atomic(using=self.using, savepoint=False), hot_cursor(connections[self.using]) as cursor:
+                cursor.execute(sql, params)
+                if cursor.rowcount != len(rows):
+                    raise exists
+        return [RunRecord(**data) for data in rows]
 
     def _select(
         self, model: type[Model], where: str, params: Sequence[Any], order_by: str = "", lock: bool = False
@@ -404,19 +469,21 @@ class OrmPersistence:
     def create_stages(self, stages: Sequence[StageRecord], now: datetime, known_new: bool = False) -> list[StageRecord]:
         if not stages:
             return []
-        rows = []
+        datas = []
         for stage in stages:
             data = {name: copy.deepcopy(getattr(stage, name)) for name in STAGE_FIELDS}
             data.update(created_at=now, updated_at=now, version=1)
-            rows.append(WorkflowStage(**data))
+            datas.append(data)
+        if known_new and deferred.deferring(self.using):
+            # The caller holds the run lock (or made the run) and saw none of these rows: an INSERT that leaves
+            # with the transaction's other writes, no read-back.
+            sql, params = json_insert_sql(self.using, WorkflowStage, datas)
+            error = WorkflowEngineError(f"Could not insert {len(datas)} stage record(s).")
+            deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(datas), error)))
+            return [StageRecord(**data) for data in datas]
+        rows = [WorkflowStage(**data) for data in datas]
         if known_new:
-            # The caller holds the run lock and saw none of these rows: a plain INSERT, no read-back.
-            if deferred.deferring(self.using):
-                sql, params = insert_sql(self.using, WorkflowStage, rows)
-                error = WorkflowEngineError(f"Could not insert {len(rows)} stage record(s).")
-                deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(rows), error)))
-            else:
-                self._stages().bulk_create(rows)
+            self._stages().bulk_create(rows)
             return [stage_record(r) for r in rows]
         with transaction.atomic(using=self.using, savepoint=False):
             # ON CONFLICT DO NOTHING / INSERT OR IGNORE: an existing (run, stage_id) keeps its row untouched.
@@ -539,20 +606,20 @@ class OrmPersistence:
                 rest[run_id] = items
                 continue
             for offset, event in enumerate(items):
-                occurred_at = datetime.fromisoformat(event["timestamp"])
                 rows.append(
-                    OutboxEvent(
-                        created_at=occurred_at,
-                        run_id=run_id,
-                        sequence=before + 1 + offset,
-                        event_type=event["type"],
-                        payload=dict(event),
-                        causation_id=causation_id,
-                        occurred_at=occurred_at,
-                    )
+                    {
+                        "created_at": event["timestamp"],
+                        "run_id": run_id,
+                        "sequence": before + 1 + offset,
+                        "event_type": event["type"],
+                        "payload": dict(event),
+                        "causation_id": causation_id,
+                        "occurred_at": event["timestamp"],
+                        "retry_count": 0,
+                    }
                 )
         if rows:
-            sql, params = insert_sql(self.using, OutboxEvent, rows)
+            sql, params = json_insert_sql(self.using, OutboxEvent, rows)
             error = WorkflowEngineError(f"Could not insert {len(rows)} outbox event(s).")
             deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(rows), error)))
         return rest

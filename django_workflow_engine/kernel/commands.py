@@ -39,6 +39,22 @@ class CreateRun(Command):
 
 
 @dataclass(frozen=True)
+class CreateRuns(Command):
+    """Create and start one run per input of ``inputs``: every input is validated first (nothing is written if
+    one fails), then runs are written ``batch_size`` at a time, one transaction (and one doorbell ring) per
+    batch. ``idempotency_keys``: one per input (or ``None`` for an item without); an item whose key was used
+    before returns that run instead of a new one."""
+
+    type: ClassVar[str] = "run.createMany"
+    workflow_id: str
+    inputs: tuple[Any, ...]
+    config: Any = None
+    priority: int = 5
+    idempotency_keys: tuple[str | None, ...] | None = None
+    batch_size: int = 500
+
+
+@dataclass(frozen=True)
 class ClaimPendingRuns(Command):
     """Move up to ``max_claims`` PENDING runs to RUNNING and enqueue their first group."""
 
@@ -136,6 +152,15 @@ class CreateRunResult:
     run_id: str
     status: str
     run: RunRecord | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class CreateRunsResult:
+    """``run_ids`` in input order; ``runs``: the records as written (``None`` for an item replayed from its
+    idempotency key)."""
+
+    run_ids: list[str]
+    runs: list[RunRecord | None] = field(default_factory=list, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

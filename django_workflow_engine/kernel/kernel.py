@@ -17,6 +17,7 @@ logger = logging.getLogger("django_workflow_engine.kernel")
 
 _HANDLERS = {
     "run.create": "run_create",
+    "run.createMany": "run_create_many",
     "run.claimPending": "run_claim_pending",
     "run.transition": "run_transition",
     "run.cancel": "run_cancel",
@@ -38,6 +39,7 @@ _SELF_MANAGED = {
     "lease.reapStale",
     "run.reapStuck",
     "run.claimPending",
+    "run.createMany",
 }
 
 

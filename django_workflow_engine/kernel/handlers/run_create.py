@@ -50,10 +50,8 @@ def _max_cost(value: Any) -> Decimal | None:
     return amount
 
 
-def handle(command: CreateRun, deps: Deps) -> Handled:
-    start = command.start
-    workflow, data, config = validate(command, deps)
-    now = deps.clock.now()
+def new_run(command: CreateRun, workflow: Any, data: Any, config: dict[str, Any], now: Any) -> RunRecord:
+    """The record of a run ``command`` creates (validated ``data`` and ``config``), RUNNING if it starts now."""
     run = RunRecord(
         id=command.run_id or new_id(),
         workflow_id=workflow.id,
@@ -65,10 +63,17 @@ def handle(command: CreateRun, deps: Deps) -> Handled:
         metadata=command.metadata,
         max_cost=_max_cost(command.max_cost),
     )
-    if start:
+    if command.start:
         run.status = Status.RUNNING
         run.started_at = now
-    run = deps.persistence.create_run(run, now)
+    return run
+
+
+def handle(command: CreateRun, deps: Deps) -> Handled:
+    start = command.start
+    workflow, data, config = validate(command, deps)
+    now = deps.clock.now()
+    run = deps.persistence.create_run(new_run(command, workflow, data, config, now), now)
     events = [event(WORKFLOW_CREATED, run.id, now, workflow_id=workflow.id)]
     if command.annotations:
         rows = [
