@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 
 from .cursors import hot_cursor
 
@@ -45,6 +45,9 @@ class Write:
     aux_sql: str | None = None
     aux_params: Sequence[Any] = ()
     counters: Mapping[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
+    # (constraint name, error): the error to raise instead of the unique violation of that constraint (a new
+    # row whose key exists already), so callers see the same error as from an immediate write.
+    duplicate: tuple[str, Exception] | None = None
 
 
 @dataclass
@@ -107,6 +110,12 @@ def flush(using: str) -> None:
                 sql, params = _combined(writes)
                 cursor.execute(sql, params)
                 counts = list(cursor.fetchone())
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+        for write in writes:
+            if write.duplicate is not None and write.duplicate[0] == constraint:
+                raise write.duplicate[1] from exc
+        raise
     finally:
         queue.flushing = False
     for write, count in zip(writes, counts, strict=True):

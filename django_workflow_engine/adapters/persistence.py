@@ -36,6 +36,7 @@ from . import deferred
 from .cursors import hot_cursor
 
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
+_RUN_PKEY = f"{WorkflowRun._meta.db_table}_pkey"  # PostgreSQL's name for the primary key Django created
 STAGE_FIELDS = [f.name for f in fields(StageRecord)]
 _FINISHED_STAGE = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 # Vendors where a claim is one ``UPDATE ... WHERE pk = (SELECT ... LIMIT 1) RETURNING pk`` statement.
@@ -340,11 +341,20 @@ class OrmPersistence:
         exists = WorkflowEngineError(f"Workflow run {run.id!r} already exists.")
         if deferred.deferring(self.using):
             # Leaves with the rest of the transaction's writes; its outbox counter can still be advanced there.
-            sql, params = json_insert_sql(self.using, WorkflowRun, [data], ignore_conflicts=True)
+            # Its row goes first in the statement; an existing id fails there, on the primary key.
+            sql, params = json_insert_sql(self.using, WorkflowRun, [data])
             key = (WorkflowRun._meta.db_table, run.id)
             counters = {key: (json_rows(params)[0], "event_seq")}
             deferred.defer(
-                self.using, deferred.Write(sql, params, frozenset({key}), expect_rows(1, exists), counters=counters)
+                self.using,
+                deferred.Write(
+                    sql,
+                    params,
+                    frozenset({key}),
+                    expect_rows(1, exists),
+                    counters=counters,
+                    duplicate=(_RUN_PKEY, exists),
+                ),
             )
             return RunRecord(**data)
         row = WorkflowRun(**data)
@@ -371,7 +381,7 @@ class OrmPersistence:
             rows.append(data)
         exists = WorkflowEngineError(f"A workflow run among {len(rows)} ({rows[0]['id']!r}...) already exists.")
         if self._pg:
-            sql, params = json_insert_sql(self.using, WorkflowRun, rows, ignore_conflicts=True)
+            sql, params = json_insert_sql(self.using, WorkflowRun, rows)
         else:
             sql, params = insert_sql(self.using, WorkflowRun, [WorkflowRun(**r) for r in rows], ignore_conflicts=True)
         if deferred.deferring(self.using):
@@ -379,14 +389,24 @@ class OrmPersistence:
             counters = {(table, row["id"]): (row, "event_seq") for row in json_rows(params)}
             deferred.defer(
                 self.using,
-                deferred.Write(sql, params, frozenset(counters), expect_rows(len(rows), exists), counters=counters),
+                deferred.Write(
+                    sql,
+                    params,
+                    frozenset(counters),
+                    expect_rows(len(rows), exists),
+                    counters=counters,
+                    duplicate=(_RUN_PKEY, exists),
+                ),
             )
         else:
             # All or none: a duplicate rolls back the rows inserted with it (and the caller's transaction).
-            with transaction.atomic(using=self.using, savepoint=False), hot_cursor(connections[self.using]) as cursor:
-                cursor.execute(sql, params)
-                if cursor.rowcount != len(rows):
-                    raise exists
+            try:
+                with transaction.atomic(using=self.using, savepoint=False), hot_cursor(connections[self.using]) as c:
+                    c.execute(sql, params)
+                    if c.rowcount != len(rows):
+                        raise exists
+            except IntegrityError as exc:
+                raise exists from exc
         return [RunRecord(**data) for data in rows]
 
     def _select(
