@@ -36,6 +36,8 @@ from . import deferred
 from .cursors import hot_cursor
 
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
+
+
 _RUN_PKEY = f"{WorkflowRun._meta.db_table}_pkey"  # PostgreSQL's name for the primary key Django created
 STAGE_FIELDS = [f.name for f in fields(StageRecord)]
 _FINISHED_STAGE = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
@@ -374,11 +376,12 @@ class OrmPersistence:
     def create_runs(self, runs: Sequence[RunRecord], now: datetime) -> list[RunRecord]:
         if not runs:
             return []
-        rows = []
-        for run in runs:
-            data = {name: copy.deepcopy(getattr(run, name)) for name in RUN_FIELDS}
-            data.update(created_at=now, updated_at=now, version=1)
-            rows.append(data)
+        # Shallow copies: the records are the caller's new ones, and the rows become JSON or SQL parameters
+        # (deep-copying every input cost more than the statement).
+        rows = [
+            {**{name: getattr(run, name) for name in RUN_FIELDS}, "created_at": now, "updated_at": now, "version": 1}
+            for run in runs
+        ]
         exists = WorkflowEngineError(f"A workflow run among {len(rows)} ({rows[0]['id']!r}...) already exists.")
         if self._pg:
             sql, params = json_insert_sql(self.using, WorkflowRun, rows)
