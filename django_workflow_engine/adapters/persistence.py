@@ -594,10 +594,12 @@ class OrmPersistence:
                 return
         # savepoint=False: inside the caller's transaction this adds no SAVEPOINT round trips.
         with transaction.atomic(using=self.using, savepoint=False):
+            reserved = {} if self._pg or len(by_run) == 1 else self._reserve_many(by_run)
             for run_id, items in by_run.items():
                 if self._pg and self._append_in_one_statement(run_id, items, causation_id):
                     continue
-                first = self._reserve_sequences(run_id, len(items)) - len(items) + 1
+                last = reserved.get(run_id)
+                first = (self._reserve_sequences(run_id, len(items)) if last is None else last) - len(items) + 1
                 for offset, event in enumerate(items):
                     occurred_at = datetime.fromisoformat(event["timestamp"])
                     rows.append(
@@ -690,6 +692,29 @@ class OrmPersistence:
         with hot_cursor(connection) as cursor:
             cursor.execute(f"WITH seq AS ({reserve}) {insert.replace(seq, 'seq')}", reserve_params + insert_params)
             return cursor.rowcount > 0
+
+    def _reserve_many(self, by_run: Mapping[str, Sequence[Any]]) -> dict[str, int]:
+        """:meth:`_reserve_sequences` for many runs: one ``UPDATE ... WHERE id IN (...) RETURNING`` per distinct
+        event count (``start_many`` appends two events to each of a thousand runs). Runs without a row are left
+        out, for :meth:`_reserve_sequences` to handle."""
+        connection = connections[self.using]
+        qn = connection.ops.quote_name
+        by_count: dict[int, list[str]] = {}
+        for run_id, items in by_run.items():
+            by_count.setdefault(len(items), []).append(run_id)
+        reserved: dict[str, int] = {}
+        with connection.cursor() as cursor:
+            for count, ids in by_count.items():
+                for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+                    chunk = ids[start : start + 500]
+                    cursor.execute(
+                        f"UPDATE {qn(WorkflowRun._meta.db_table)} SET {qn('event_seq')} = {qn('event_seq')} + %s "
+                        f"WHERE {qn('id')} IN ({', '.join(['%s'] * len(chunk))}) RETURNING {qn('id')}, "
+                        f"{qn('event_seq')}",
+                        [count, *chunk],
+                    )
+                    reserved.update((run_id, int(seq)) for run_id, seq in cursor.fetchall())
+        return reserved
 
     def _reserve_sequences(self, run_id: str, count: int) -> int:
         """Advance the run's event counter by ``count`` and return its new value (the last sequence reserved).
