@@ -15,6 +15,9 @@ per database, each measured as a user would see it, from the call to the returne
 * ``engine.create`` (a PENDING run, claimed later by maintenance);
 * ``engine.start_many`` (when the engine has it): ``--bulk`` runs in calls of ``--batch`` inputs; runs/s.
 
+Client CPU is this process's CPU time per call (or per run): what the engine costs the caller, apart from
+waiting for PostgreSQL (the server's work, and its WAL flush at each COMMIT, are not in it).
+
 The machine is shared: run it twice and compare like with like (``loadavg`` is recorded with the results).
 """
 
@@ -85,10 +88,12 @@ def child(options: dict[str, Any]) -> dict[str, Any]:
         for _ in range(WARMUP):
             call()
         times = []
+        cpu = time.process_time()
         for _ in range(options["starts"]):
             t = time.perf_counter()
             call()
             times.append((time.perf_counter() - t) * 1000)
+        cpu = (time.process_time() - cpu) * 1000 / options["starts"]
         counted = 20
         commits[0] = 0
         with CaptureQueriesContext(connection) as captured:
@@ -102,6 +107,7 @@ def child(options: dict[str, Any]) -> dict[str, Any]:
             "p50_ms": percentile(times, 50),
             "p95_ms": percentile(times, 95),
             "mean_ms": sum(times) / len(times),
+            "cpu_ms": cpu,
             "statements": len(captured.captured_queries) / counted,
             "commits": commits[0] / counted,
         }
@@ -110,15 +116,16 @@ def child(options: dict[str, Any]) -> dict[str, Any]:
         engine.start_many("bench", [{"n": i} for i in range(batch)])  # warm-up
         inputs = [{"n": i} for i in range(total)]
         commits[0] = 0
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         with CaptureQueriesContext(connection) as captured:
             for offset in range(0, total, batch):
                 engine.start_many("bench", inputs[offset : offset + batch])
-        elapsed = time.perf_counter() - t
+        elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
         results["start_many"] = {
             "runs": total,
             "batch": batch,
             "runs_per_s": total / elapsed,
+            "cpu_us_per_run": cpu * 1e6 / total,
             "statements_per_batch": len(captured.captured_queries) / -(-total // batch),
             "commits_per_batch": commits[0] / -(-total // batch),
         }
@@ -170,21 +177,27 @@ def main() -> None:
     for database, r in results.items():
         for case in ("start", "start (idempotency key)", "create"):
             c = r[case]
-            ms = [f"{c[k]:.2f}" for k in ("p50_ms", "p95_ms", "mean_ms")]
+            ms = [f"{c[k]:.2f}" for k in ("p50_ms", "p95_ms", "mean_ms", "cpu_ms")]
             rows.append([database, case, *ms, c["statements"], c["commits"]])
     print()
     print(
         table(
-            ["database", "call", "p50 ms", "p95 ms", "mean ms", "statements", "COMMITs"],
+            ["database", "call", "p50 ms", "p95 ms", "mean ms", "client CPU ms", "statements", "COMMITs"],
             rows,
             title=f"Start latency ({args.transport} transport; load {' '.join(info['loadavg_at_start'])})",
         )
     )
-    keys = ("runs", "batch", "runs_per_s", "statements_per_batch", "commits_per_batch")
+    keys = ("runs", "batch", "runs_per_s", "cpu_us_per_run", "statements_per_batch", "commits_per_batch")
     bulk = [[d, *(r["start_many"][k] for k in keys)] for d, r in results.items() if "start_many" in r]
     if bulk:
         print()
-        print(table(["database", "runs", "batch", "runs/s", "statements/batch", "COMMITs/batch"], bulk, "start_many"))
+        print(
+            table(
+                ["database", "runs", "batch", "runs/s", "client CPU us/run", "statements/batch", "COMMITs/batch"],
+                bulk,
+                "start_many",
+            )
+        )
     if args.sql:
         for database, r in results.items():
             print(f"\n{database}: the statements of one engine.start")
