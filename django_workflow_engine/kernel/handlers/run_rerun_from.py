@@ -14,6 +14,8 @@ from ..kernel import Deps
 from ..records import Status
 
 RESULT = RerunResult
+# Its writes after the reads (run update, new stage records and jobs, events) need no answer before commit.
+DEFER_WRITES = True
 
 
 def handle(command: RerunFrom, deps: Deps) -> Handled:
@@ -59,7 +61,8 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
     run.status = Status.RUNNING
     # Jobs of the previous generation (a worker that died mid-stage, say) must not run next to the new ones.
     deps.jobs.cancel_by_run(run.id, now, include_running=True)
-    job_ids = prepare_group(deps, run, workflow, group, attempt, now).job_ids
+    # The rerun group's records were just deleted and the run is locked: insert them without a read-back.
+    job_ids = prepare_group(deps, run, workflow, group, attempt, now, existing=kept).job_ids
     prefixes = [stage_prefix(run.workflow_type, run.id, s.stage_id) for s in deleted]
     keep = tuple(attempt_prefix(run.workflow_type, run.id, s.stage_id, attempt) for s in deleted)
 
