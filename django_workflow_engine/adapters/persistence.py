@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
@@ -141,18 +142,24 @@ def json_insert_sql(
     [ON CONFLICT DO NOTHING]``: any number of new rows (``{attname: value}``; a missing one is the field's
     default) in one JSON parameter. The statement's text is the same for 1 row or 1,000 (so it is prepared
     once, and psycopg does not re-parse thousands of placeholders), and the rows stay Python dicts until the
-    statement runs: a queued insert's counter can still move (``rows_of`` in :func:`.deferred.advance_counter`).
+    statement runs: a queued insert's counter can still move (:func:`json_rows`, :func:`.deferred.advance_counter`).
     """
     from psycopg.types.json import Jsonb
 
-    connection = connections[using]
-    qn = connection.ops.quote_name
+    sql, fields = _json_insert_statement(using, model, ignore_conflicts)
+    payload = [{f.column: row[f.attname] if f.attname in row else f.get_default() for f in fields} for row in rows]
+    return sql, [Jsonb(payload, dumps=_json_dumps)]
+
+
+@functools.cache
+def _json_insert_statement(using: str, model: type[Model], ignore_conflicts: bool) -> tuple[str, list[Any]]:
+    """The text of :func:`json_insert_sql` for ``model`` (it never varies), and the fields it writes."""
+    qn = connections[using].ops.quote_name
     fields = insert_fields(model)
     table = qn(model._meta.db_table)
     columns = ", ".join(qn(f.column) for f in fields)
-    payload = [{f.column: row[f.attname] if f.attname in row else f.get_default() for f in fields} for row in rows]
     sql = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, %s)"
-    return sql + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""), [Jsonb(payload, dumps=_json_dumps)]
+    return sql + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""), fields
 
 
 def json_rows(params: Sequence[Any]) -> list[dict[str, Any]]:
