@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...core.errors import IdempotencyInProgressError, InvalidInput, WorkflowEngineError, WorkflowNotFound
-from ..commands import CreateRun, CreateRuns, CreateRunsResult
+from ..commands import CreateRun, CreateRunResult, CreateRuns, CreateRunsResult
 from ..events import WORKFLOW_CREATED, WORKFLOW_STARTED, event
 from ..flow import group_jobs, group_records
 from ..kernel import Deps, _cacheable
 from ..records import RunRecord
-from .run_create import CreateRunResult, new_run, validate
+from .run_create import new_run, validate
 
 RESULT = CreateRunsResult
 
