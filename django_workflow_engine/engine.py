@@ -252,10 +252,8 @@ class Engine:
         Raises:
             RunNotFound, InvalidRunState, StageNotFound: nothing is written.
         """
-        from .models import WorkflowRun
-
-        self.kernel.dispatch(RerunFrom(run_id=str(run_id), stage_id=stage_id, idempotency_key=idempotency_key))
-        return WorkflowRun.objects.using(self.using).get(pk=run_id)
+        result = self.kernel.dispatch(RerunFrom(run_id=str(run_id), stage_id=stage_id, idempotency_key=idempotency_key))
+        return self._run_model(result.run_id, result.run)
 
     def annotate(self, run_id: str, attributes: Mapping[str, Any], **options: Any) -> list[Any]:
         """Attach annotations to a run (see :meth:`Annotations.attach`)."""

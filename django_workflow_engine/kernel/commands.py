@@ -189,10 +189,13 @@ class CancelResult:
 
 @dataclass(frozen=True)
 class RerunResult:
+    """``run``: the run's record as the rerun left it (``None`` in an idempotent replay)."""
+
     run_id: str
     stage_id: str
     deleted_stages: list[str] = field(default_factory=list)
     job_ids: list[str] = field(default_factory=list)
+    run: RunRecord | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

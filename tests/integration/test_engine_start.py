@@ -212,3 +212,14 @@ def test_unknown_workflow_is_refused_without_an_index():
 
 def test_start_many_of_nothing_is_nothing():
     assert engine.start_many("diamond", []) == []
+
+
+def test_rerun_returns_the_run_as_the_rerun_left_it():
+    run = engine.start("diamond", {"value": 5})
+    engine.run_until_idle()
+    rerun = engine.rerun_from(run.id, "b")
+    stored = WorkflowRun.objects.get(pk=run.pk)
+    assert (rerun.status, rerun.output, rerun.completed_at) == ("RUNNING", None, None)
+    assert _model_fields(rerun) == _model_fields(stored)
+    engine.run_until_idle()
+    assert WorkflowRun.objects.get(pk=run.pk).output == {"total": 31, "tags": ["b", "c"]}
