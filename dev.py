@@ -6,8 +6,10 @@ Standard library only, so it runs on a fresh machine with nothing but Python 3.1
 * ``setup``: create ``.venv`` if missing and ``pip install -e ".[dev]"`` (skipped while pyproject.toml is unchanged).
 * ``demo``: setup, then migrate the example project and run its demo (SQLite + database job queue, no services).
 * ``typecheck``: setup, then mypy with the django-stubs plugin (not yet part of ``test``).
-* ``test``: setup, then lint, format check, migrations check, pytest on SQLite, and pytest again on PostgreSQL
-  when it is reachable at ``DATABASE_URL``. Extra arguments go to both pytest runs: ``dev.py test -k cancel``.
+* ``test``: setup, provision (``.ci/provision``: PostgreSQL and Redis up, Chromium present, installed with
+  apt-get where missing; ``WORKFLOW_ENGINE_PROVISION=0`` skips it), then lint, format check, migrations check,
+  pytest on SQLite, and pytest again on PostgreSQL when it is reachable at ``DATABASE_URL``. Extra arguments go
+  to both pytest runs: ``dev.py test -k cancel``.
 
 ``--django6`` (before the command) selects the second supported leg for ``setup`` and ``test``: Django 6.1 on
 Python 3.12 in ``.venv-django6`` (the default leg is Django 5.2 LTS in ``.venv`` on the Python running dev.py).
@@ -31,6 +33,7 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".dev-install-stamp"
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 MANAGE = ROOT / "example_project" / "manage.py"
+PROVISION = ROOT / ".ci" / "provision"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/dwe_tests"
 POSTGRES_TEST_PATHS = [
     "tests/conformance",
@@ -134,7 +137,24 @@ def postgres_reachable(url: str) -> bool:
         return False
 
 
+def provision() -> None:
+    """PostgreSQL and Redis up, Chromium present (see .ci/provision); on failure its one line says why."""
+    if os.environ.get("WORKFLOW_ENGINE_PROVISION") == "0":
+        print("Note: WORKFLOW_ENGINE_PROVISION=0, services and Chromium were not checked.")
+        return
+    bash = shutil.which("bash")
+    if bash is None:
+        sys.exit(
+            "provision: FAILED: .ci/provision needs bash (Debian/Ubuntu); start PostgreSQL and Redis, install "
+            "Chromium at /usr/bin/chromium yourself and set WORKFLOW_ENGINE_PROVISION=0."
+        )
+    result = subprocess.run([bash, str(PROVISION)], cwd=ROOT, check=False)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
 def test(pytest_args: list[str]) -> None:
+    provision()
     env = clean_env()
     step("ruff check .")
     run([PYTHON, "-m", "ruff", "check", "."], env=env)
@@ -155,7 +175,7 @@ def test(pytest_args: list[str]) -> None:
         message = f"PostgreSQL is not reachable at {shown}"
         if os.environ.get("WORKFLOW_ENGINE_REQUIRE_SERVICES") == "1":
             print(f"\nFAILED: {message}, and WORKFLOW_ENGINE_REQUIRE_SERVICES=1.", file=sys.stderr)
-            print("Start it (see .ci/run) or set DATABASE_URL to a reachable server.", file=sys.stderr)
+            print("Start it (.ci/provision does) or set DATABASE_URL to a reachable server.", file=sys.stderr)
             sys.exit(1)
         print(f"\nNotice: {message}; the PostgreSQL pass was SKIPPED (postgres-marked tests did not run).")
         return
@@ -172,7 +192,8 @@ def typecheck() -> None:
 USAGE = """usage: python3 dev.py [--django6] {demo,test,typecheck,setup} [pytest args...]
 
   demo       set up .venv, migrate the example project and run its demo (SQLite, no services)
-  test       set up .venv, then ruff, migrations check, pytest (SQLite), pytest (PostgreSQL if reachable)
+  test       set up .venv, provision services and Chromium (.ci/provision), then ruff, migrations check,
+             pytest (SQLite), pytest (PostgreSQL if reachable)
   typecheck  set up .venv, then mypy over the package (not yet part of test)
   setup      only create .venv and install the package with its dev extra
 

@@ -19,7 +19,10 @@ RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "benchmarks" / "res
 PYTHON = sys.executable
 PG_BASE = "postgres://postgres@127.0.0.1:5432/"
 REDIS_BASE = "redis://127.0.0.1:6379/"
-BENCH_REDIS_DB = 13  # the test suite uses db 15; never FLUSHALL, only FLUSHDB on this one
+# The test suite uses db 15; never FLUSHALL, only FLUSHDB on this one. BENCH_REDIS_DB / BENCH_PG_DB give a shared
+# machine's users a Redis db and a PostgreSQL database name of their own.
+BENCH_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "13"))
+BENCH_PG_DB = os.environ.get("BENCH_PG_DB", "dwe_bench")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

@@ -43,6 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import (
+    BENCH_PG_DB,
     BENCH_REDIS_DB,
     PG_BASE,
     PYTHON,
@@ -56,7 +57,7 @@ from benchmarks._common import (
     write_json,
 )
 
-PG_DB = "dwe_bench"
+PG_DB = BENCH_PG_DB
 STAGES_PER_RUN = 4
 LABELS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("labels", default=())
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ from .hosts.drain import run_until_idle
 from .kernel import (
     CancelRun,
     CreateRun,
+    CreateRuns,
     Kernel,
     KernelOptions,
     RerunFrom,
@@ -28,14 +29,20 @@ if TYPE_CHECKING:
 class Engine:
     """Start, cancel and rerun workflow runs; drain them in-process.
 
-    The kernel is rebuilt from ``settings.WORKFLOW_ENGINE`` on each use (it is a handful of small objects),
-    so ``override_settings`` in tests takes effect immediately.
+    The kernel is built from ``settings.WORKFLOW_ENGINE`` on first use and kept (building it imports the
+    adapters and the event plugins); any settings change Django announces (``setting_changed``: what
+    ``override_settings`` and pytest-django's ``settings`` fixture send) drops it, so the next use rebuilds it
+    from the new settings.
     """
 
     def __init__(self, *, using: str = "default", clock: Any = None, registry: Any = None):
         self.using = using
         self._clock = clock
         self._registry = registry
+        self._kernel: Kernel | None = None
+
+    def _settings_changed(self, **kwargs: Any) -> None:
+        self._kernel = None
 
     # -- wiring --------------------------------------------------------------------------------------------
 
@@ -52,6 +59,18 @@ class Engine:
 
     @property
     def kernel(self) -> Kernel:
+        """The kernel wired from the current settings (built once, rebuilt after a settings change)."""
+        kernel = self._kernel
+        if kernel is None:
+            from django.core.signals import setting_changed
+
+            # Connected here, not in __init__: this module must import without Django. Weak (the default): a
+            # garbage-collected engine disconnects itself; connecting the same receiver again is a no-op.
+            setting_changed.connect(self._settings_changed)
+            kernel = self._kernel = self._build_kernel()
+        return kernel
+
+    def _build_kernel(self) -> Kernel:
         from .adapters.blobs import StorageBlobStore
         from .adapters.events import SignalEventSink
         from .adapters.job_queue import OrmJobQueue
@@ -76,18 +95,19 @@ class Engine:
 
         if settings.TRANSPORT != "rq":
             return None
-        from .adapters.rq import ring
+        from .adapters import rq
 
-        return ring
+        # Looked up at each ring, not bound when the kept kernel was built (so it can be wrapped or patched).
+        return lambda ids, **kwargs: rq.ring(ids, **kwargs)
 
     def _withdraw(self) -> Callable[[list[str]], object] | None:
         from .conf import settings
 
         if settings.TRANSPORT != "rq":
             return None
-        from .adapters.rq import withdraw_later
+        from .adapters import rq
 
-        return withdraw_later
+        return lambda ids: rq.withdraw_later(ids)
 
     def _plugins(self) -> list[Any]:
         from .conf import settings
@@ -149,8 +169,6 @@ class Engine:
         return self._create(workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=False)
 
     def _create(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):  # type: ignore[no-untyped-def]
-        from .models import WorkflowRun
-
         result = self.kernel.dispatch(
             CreateRun(
                 workflow_id=workflow_id,
@@ -163,7 +181,64 @@ class Engine:
                 start=start,
             )
         )
-        return WorkflowRun.objects.using(self.using).get(pk=result.run_id)
+        return self._run_model(result.run_id, result.run)
+
+    def _run_model(self, run_id: str, record: Any) -> WorkflowRun:
+        """The ``WorkflowRun`` of ``record`` as the command wrote it, without reading it back; read when there
+        is no record (an idempotent replay). ``event_seq`` is left unloaded (read if ever accessed): the outbox
+        counter moved when the command appended its events, after the record was made."""
+        from .models import WorkflowRun
+
+        if record is None:
+            return WorkflowRun.objects.using(self.using).get(pk=run_id)
+        names = _run_model_fields()
+        return WorkflowRun.from_db(self.using, names, [getattr(record, name) for name in names])
+
+    def start_many(
+        self,
+        workflow_id: str,
+        inputs: Iterable[Any],
+        *,
+        config: Mapping[str, Any] | None = None,
+        priority: int = 5,
+        idempotency_keys: Sequence[str | None] | None = None,
+        batch_size: int = 500,
+    ) -> list[WorkflowRun]:
+        """Start one run per input, like :meth:`start` called for each, at a fraction of the cost.
+
+        Every input is validated before anything is written. Runs are then written ``batch_size`` at a time:
+        one transaction per batch (on PostgreSQL one statement), and one doorbell ring for its jobs. A batch
+        that fails rolls back alone; the batches before it stay started.
+
+        Args:
+            workflow_id: id of a registered workflow.
+            inputs: workflow inputs (dicts or the workflow's input model instances).
+            config: ``{stage_id: {...}}`` overrides, the same for every run.
+            priority: the same for every run (default 5).
+            idempotency_keys: one per input, ``None`` for an input without; an input whose key started a run
+                before (here or with :meth:`start`) returns that run instead of a new one. Unique in one call.
+            batch_size: runs per transaction (default 500).
+
+        Returns:
+            The runs, in input order.
+
+        Raises:
+            InvalidInput: an input failed validation; the message starts with ``inputs[<index>]:``, the error's
+                ``index`` is that index. Nothing is written.
+            WorkflowNotFound, InvalidConfig, WorkflowEngineError (bad priority, batch_size or idempotency_keys):
+                nothing is written.
+        """
+        result = self.kernel.dispatch(
+            CreateRuns(
+                workflow_id=workflow_id,
+                inputs=tuple(inputs),
+                config=config,
+                priority=priority,
+                idempotency_keys=None if idempotency_keys is None else tuple(idempotency_keys),
+                batch_size=batch_size,
+            )
+        )
+        return [self._run_model(run_id, record) for run_id, record in zip(result.run_ids, result.runs, strict=True)]
 
     def cancel(self, run_id: str, reason: str | None = None) -> bool:
         """Cancel a run that is not finished; returns False if it was already COMPLETED/FAILED/CANCELLED."""
@@ -175,10 +250,8 @@ class Engine:
         Raises:
             RunNotFound, InvalidRunState, StageNotFound: nothing is written.
         """
-        from .models import WorkflowRun
-
-        self.kernel.dispatch(RerunFrom(run_id=str(run_id), stage_id=stage_id, idempotency_key=idempotency_key))
-        return WorkflowRun.objects.using(self.using).get(pk=run_id)
+        result = self.kernel.dispatch(RerunFrom(run_id=str(run_id), stage_id=stage_id, idempotency_key=idempotency_key))
+        return self._run_model(result.run_id, result.run)
 
     def annotate(self, run_id: str, attributes: Mapping[str, Any], **options: Any) -> list[Any]:
         """Attach annotations to a run (see :meth:`Annotations.attach`)."""
@@ -254,5 +327,22 @@ class Engine:
                 raise TimeoutError(f"Run {run_id} is still {run.status} after {timeout} s.")
             time.sleep(poll_interval)
 
+
+def _run_model_fields() -> list[str]:
+    from dataclasses import fields
+
+    from .kernel.records import RunRecord
+
+    global _RUN_MODEL_FIELDS
+    if _RUN_MODEL_FIELDS is None:
+        from .models import WorkflowRun
+
+        names = {f.name for f in fields(RunRecord)}
+        # In the model's field order: from_db() passes positional values when every field is there.
+        _RUN_MODEL_FIELDS = [f.attname for f in WorkflowRun._meta.concrete_fields if f.attname in names]
+    return _RUN_MODEL_FIELDS
+
+
+_RUN_MODEL_FIELDS: list[str] | None = None
 
 engine = Engine()

@@ -8,17 +8,19 @@ every earlier write) and before the transaction commits. Each write's row count 
 run alone (a missing row still raises).
 
 Two writes to one row never share a statement (PostgreSQL would apply only one of them): such a write flushes
-the queue first. SQLite and other databases execute every write at once.
+the queue first. A row whose INSERT is still queued can have a counter column advanced in that INSERT instead
+(:func:`advance_counter`: a new run's outbox sequence), so creating a run and appending its events stay one
+statement. SQLite and other databases execute every write at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 
 from .cursors import hot_cursor
 from .sqlite import write_atomic
@@ -33,6 +35,8 @@ class Write:
     ``sql`` is a data-modifying statement without ``RETURNING``. ``aux_sql`` is an optional data-modifying
     statement ``sql`` reads from under the name ``__dwe_aux__`` (it must have a ``RETURNING`` clause).
     ``rows``: ``(table, pk)`` pairs it updates. ``check(count)`` is called with its row count after the flush.
+    ``counters``: for an INSERT, ``{(table, pk): (container, key)}`` where ``container[key]`` holds a counter
+    column of that new row which :func:`advance_counter` may still raise before the statement runs.
     """
 
     sql: str
@@ -41,12 +45,17 @@ class Write:
     check: Callable[[int], None] | None = None
     aux_sql: str | None = None
     aux_params: Sequence[Any] = ()
+    counters: Mapping[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
+    # (constraint name, error): the error to raise instead of the unique violation of that constraint (a new
+    # row whose key exists already), so callers see the same error as from an immediate write.
+    duplicate: tuple[str, Exception] | None = None
 
 
 @dataclass
 class _Queue:
     writes: list[Write] = field(default_factory=list)
     rows: set[tuple[str, str]] = field(default_factory=set)
+    counters: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
     flushing: bool = False
 
 
@@ -67,6 +76,21 @@ def defer(using: str, write: Write) -> None:
         flush(using)
     queue.writes.append(write)
     queue.rows |= write.rows
+    queue.counters.update(write.counters)
+
+
+def advance_counter(using: str, table: str, pk: str, by: int) -> int | None:
+    """If the INSERT of row ``(table, pk)`` is still queued, add ``by`` to its counter column (see
+    ``Write.counters``) and return the value before; ``None`` when the row is not waiting in the queue (it is
+    in the database already, or is not being deferred)."""
+    queue = _queue(using)
+    entry = None if queue is None else queue.counters.get((table, pk))
+    if entry is None:
+        return None
+    container, key = entry
+    before = int(container[key])
+    container[key] = before + by
+    return before
 
 
 def flush(using: str) -> None:
@@ -75,6 +99,7 @@ def flush(using: str) -> None:
     if queue is None or not queue.writes or queue.flushing:
         return
     writes, queue.writes, queue.rows = queue.writes, [], set()
+    queue.counters.clear()
     connection = connections[using]
     queue.flushing = True
     try:
@@ -86,6 +111,12 @@ def flush(using: str) -> None:
                 sql, params = _combined(writes)
                 cursor.execute(sql, params)
                 counts = list(cursor.fetchone())
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+        for write in writes:
+            if write.duplicate is not None and write.duplicate[0] == constraint:
+                raise write.duplicate[1] from exc
+        raise
     finally:
         queue.flushing = False
     for write, count in zip(writes, counts, strict=True):

@@ -28,7 +28,7 @@ from .persistence import (
     SINGLE_STATEMENT_CLAIM_VENDORS,
     claim_one,
     expect_rows,
-    insert_sql,
+    json_insert_sql,
     row_reader,
 )
 from .sqlite import guard_public_methods
@@ -101,35 +101,36 @@ class OrmJobQueue:
 
     def enqueue(self, jobs: Sequence[NewJob], now: datetime) -> list[str]:
         rows = [
-            WorkflowJob(
-                id=_ordered_id(),
-                created_at=now,
-                updated_at=now,
-                run_id=job.run_id,
-                workflow_id=job.workflow_id,
-                stage_id=job.stage_id,
-                priority=job.priority,
-                max_attempts=job.max_attempts,
-                payload=job.payload,
-                available_at=job.available_at or now,
+            {
+                "id": _ordered_id(),
+                "created_at": now,
+                "updated_at": now,
+                "run_id": job.run_id,
+                "workflow_id": job.workflow_id,
+                "stage_id": job.stage_id,
+                "priority": job.priority,
+                "max_attempts": job.max_attempts,
+                "payload": job.payload,
+                "available_at": job.available_at or now,
+                "status": Status.PENDING,
                 **(_taken(job.claimed_by, now) if job.claimed_by is not None else {}),
-            )
+            }
             for job in jobs
         ]
         if deferred.deferring(self.using):
-            sql, params = insert_sql(self.using, WorkflowJob, rows)
+            sql, params = json_insert_sql(self.using, WorkflowJob, rows)
             error = WorkflowEngineError(f"Could not insert {len(rows)} job(s).")
             deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(rows), error)))
         else:
-            self._jobs().bulk_create(rows)
+            self._jobs().bulk_create([WorkflowJob(**row) for row in rows])
         by_due: dict[datetime | None, list[str]] = {}
         for row in rows:
-            if row.status != Status.PENDING:
+            if row["status"] != Status.PENDING:
                 continue
-            by_due.setdefault(row.available_at if row.available_at > now else None, []).append(row.id)
+            by_due.setdefault(row["available_at"] if row["available_at"] > now else None, []).append(row["id"])
         for at, ids in by_due.items():
             self._ring(ids, at)
-        return [r.id for r in rows]
+        return [row["id"] for row in rows]
 
     def _take_values(self, worker_id: str, now: datetime) -> dict[str, Any]:
         return {

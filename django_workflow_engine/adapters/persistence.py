@@ -7,7 +7,10 @@ argument, never from the database or ``timezone.now()``, so a fake clock drives 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
@@ -43,6 +46,9 @@ from .cursors import hot_cursor
 from .sqlite import busy_guard, guard_public_methods, write_atomic
 
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
+
+
+_RUN_PKEY = f"{WorkflowRun._meta.db_table}_pkey"  # PostgreSQL's name for the primary key Django created
 STAGE_FIELDS = [f.name for f in fields(StageRecord)]
 _FINISHED_STAGE = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 # Vendors where a claim is one ``UPDATE ... WHERE pk = (SELECT ... LIMIT 1) RETURNING pk`` statement.
@@ -116,16 +122,92 @@ def _versioned_update_sql(
     return sql, params
 
 
-def insert_sql(using: str, model: type[Model], objs: Sequence[Model]) -> tuple[str, list[Any]]:
-    """The SQL and parameters of one multi-row ``INSERT`` of ``objs`` (every concrete field, pks given), written
-    by hand like :func:`_versioned_update_sql`; values go through the fields' ``get_db_prep_save``."""
+def insert_sql(
+    using: str, model: type[Model], objs: Sequence[Model], *, ignore_conflicts: bool = False
+) -> tuple[str, list[Any]]:
+    """The SQL and parameters of one multi-row ``INSERT`` of ``objs`` (every concrete field, pks given, except an
+    auto-increment pk, which the database assigns), written by hand like :func:`_versioned_update_sql`; values
+    go through the fields' ``get_db_prep_save``. ``ignore_conflicts``: ``ON CONFLICT DO NOTHING`` (PostgreSQL,
+    SQLite), so a duplicate shows as a smaller row count instead of an error that aborts the transaction."""
     connection = connections[using]
-    fields = model._meta.concrete_fields
+    fields = insert_fields(model)
     qn = connection.ops.quote_name
     columns = ", ".join(qn(f.column) for f in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs for f in fields]
-    return f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * len(objs))}", params
+    sql = f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * len(objs))}"
+    return sql + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""), params
+
+
+def insert_fields(model: type[Model]) -> list[Any]:
+    """The columns :func:`insert_sql` writes, in order (not an auto-increment primary key)."""
+    return [f for f in model._meta.concrete_fields if not getattr(f, "db_returning", False)]
+
+
+def json_insert_sql(
+    using: str, model: type[Model], rows: Sequence[Mapping[str, Any]], *, ignore_conflicts: bool = False
+) -> tuple[str, list[Any]]:
+    """PostgreSQL: ``INSERT INTO t (cols) SELECT cols FROM jsonb_populate_recordset(NULL::t, %s)
+    [ON CONFLICT DO NOTHING]``: any number of new rows (``{attname: value}``; a missing one is the field's
+    default) in one JSON parameter. The statement's text is the same for 1 row or 1,000 (so it is prepared
+    once, and psycopg does not re-parse thousands of placeholders), and the rows stay Python dicts until the
+    statement runs: a queued insert's counter can still move (:func:`json_rows`, :func:`.deferred.advance_counter`).
+    """
+    from psycopg.types.json import Jsonb
+
+    sql, fields = _json_insert_statement(using, model, ignore_conflicts)
+    payload = [{f.column: row[f.attname] if f.attname in row else f.get_default() for f in fields} for row in rows]
+    return sql, [Jsonb(payload, dumps=_json_dumps)]
+
+
+@functools.cache
+def _json_insert_statement(using: str, model: type[Model], ignore_conflicts: bool) -> tuple[str, list[Any]]:
+    """The text of :func:`json_insert_sql` for ``model`` (it never varies), and the fields it writes."""
+    qn = connections[using].ops.quote_name
+    fields = insert_fields(model)
+    table = qn(model._meta.db_table)
+    columns = ", ".join(qn(f.column) for f in fields)
+    sql = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, %s)"
+    return sql + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""), fields
+
+
+def json_rows(params: Sequence[Any]) -> list[dict[str, Any]]:
+    """The row dicts (by column) of :func:`json_insert_sql`'s parameters, still open to change until it runs."""
+    return params[0].obj  # type: ignore[no-any-return]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def complete_key_sql(using: str, key: str, command_type: str, result: Any) -> tuple[str, list[Any]]:
+    """``UPDATE idempotency_key SET result = %s, run_id = %s WHERE key = %s AND command_type = %s``: store a
+    command's cached result (and the run it led to) on its idempotency key (deferred with the command's writes
+    on PostgreSQL)."""
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    meta = IdempotencyKey._meta
+    column = meta.get_field("result")
+    sql = (
+        f"UPDATE {qn(meta.db_table)} SET {qn(column.column)} = %s, {qn(meta.get_field('run_id').column)} = %s "
+        f"WHERE {qn(meta.get_field('key').column)} = %s AND {qn(meta.get_field('command_type').column)} = %s"
+    )
+    return sql, [column.get_db_prep_save(result, connection), result_run_id(result), key, command_type]
+
+
+def result_run_id(result: Any) -> str | None:
+    """The run a command's cached result names, kept in a column of its own so that deleting a run deletes its
+    idempotency keys through an index."""
+    run_id = result.get("run_id") if isinstance(result, dict) else None
+    return run_id if isinstance(run_id, str) else None
 
 
 def expect_rows(count: int, error: Exception) -> Callable[[int], None]:
@@ -285,15 +367,77 @@ class OrmPersistence:
     def create_run(self, run: RunRecord, now: datetime) -> RunRecord:
         data = {name: copy.deepcopy(getattr(run, name)) for name in RUN_FIELDS}
         data.update(created_at=now, updated_at=now, version=1)
+        exists = WorkflowEngineError(f"Workflow run {run.id!r} already exists.")
+        if deferred.deferring(self.using):
+            # Leaves with the rest of the transaction's writes; its outbox counter can still be advanced there.
+            # Its row goes first in the statement; an existing id fails there, on the primary key.
+            sql, params = json_insert_sql(self.using, WorkflowRun, [data])
+            key = (WorkflowRun._meta.db_table, run.id)
+            counters = {key: (json_rows(params)[0], "event_seq")}
+            deferred.defer(
+                self.using,
+                deferred.Write(
+                    sql,
+                    params,
+                    frozenset({key}),
+                    expect_rows(1, exists),
+                    counters=counters,
+                    duplicate=(_RUN_PKEY, exists),
+                ),
+            )
+            return RunRecord(**data)
         row = WorkflowRun(**data)
+        connection = connections[self.using]
         try:
-            with transaction.atomic(using=self.using):
-                row.save(using=self.using, force_insert=True)
+            # PostgreSQL aborts a transaction at a failed statement: the savepoint keeps the caller's usable for
+            # the check below. SQLite does not, and needs none.
+            savepoint = transaction.atomic(using=self.using) if self._pg else contextlib.nullcontext()
+            with savepoint, hot_cursor(connection) as cursor:
+                cursor.execute(*insert_sql(self.using, WorkflowRun, [row]))
         except IntegrityError:
             if self._runs().filter(pk=run.id).exists():
-                raise WorkflowEngineError(f"Workflow run {run.id!r} already exists.") from None
+                raise exists from None
             raise
-        return copy.deepcopy(run_record(row))
+        return run_record(row)
+
+    def create_runs(self, runs: Sequence[RunRecord], now: datetime) -> list[RunRecord]:
+        if not runs:
+            return []
+        # Shallow copies: the records are the caller's new ones, and the rows become JSON or SQL parameters
+        # (deep-copying every input cost more than the statement).
+        rows = [
+            {**{name: getattr(run, name) for name in RUN_FIELDS}, "created_at": now, "updated_at": now, "version": 1}
+            for run in runs
+        ]
+        exists = WorkflowEngineError(f"A workflow run among {len(rows)} ({rows[0]['id']!r}...) already exists.")
+        if self._pg:
+            sql, params = json_insert_sql(self.using, WorkflowRun, rows)
+        else:
+            sql, params = insert_sql(self.using, WorkflowRun, [WorkflowRun(**r) for r in rows], ignore_conflicts=True)
+        if deferred.deferring(self.using):
+            table = WorkflowRun._meta.db_table
+            counters = {(table, row["id"]): (row, "event_seq") for row in json_rows(params)}
+            deferred.defer(
+                self.using,
+                deferred.Write(
+                    sql,
+                    params,
+                    frozenset(counters),
+                    expect_rows(len(rows), exists),
+                    counters=counters,
+                    duplicate=(_RUN_PKEY, exists),
+                ),
+            )
+        else:
+            # All or none: a duplicate rolls back the rows inserted with it (and the caller's transaction).
+            try:
+                with transaction.atomic(using=self.using, savepoint=False), hot_cursor(connections[self.using]) as c:
+                    c.execute(sql, params)
+                    if c.rowcount != len(rows):
+                        raise exists
+            except IntegrityError as exc:
+                raise exists from exc
+        return [RunRecord(**data) for data in rows]
 
     def _select(
         self, model: type[Model], where: str, params: Sequence[Any], order_by: str = "", lock: bool = False
@@ -375,19 +519,21 @@ class OrmPersistence:
     def create_stages(self, stages: Sequence[StageRecord], now: datetime, known_new: bool = False) -> list[StageRecord]:
         if not stages:
             return []
-        rows = []
+        datas = []
         for stage in stages:
             data = {name: copy.deepcopy(getattr(stage, name)) for name in STAGE_FIELDS}
             data.update(created_at=now, updated_at=now, version=1)
-            rows.append(WorkflowStage(**data))
+            datas.append(data)
+        if known_new and deferred.deferring(self.using):
+            # The caller holds the run lock (or made the run) and saw none of these rows: an INSERT that leaves
+            # with the transaction's other writes, no read-back.
+            sql, params = json_insert_sql(self.using, WorkflowStage, datas)
+            error = WorkflowEngineError(f"Could not insert {len(datas)} stage record(s).")
+            deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(datas), error)))
+            return [StageRecord(**data) for data in datas]
+        rows = [WorkflowStage(**data) for data in datas]
         if known_new:
-            # The caller holds the run lock and saw none of these rows: a plain INSERT, no read-back.
-            if deferred.deferring(self.using):
-                sql, params = insert_sql(self.using, WorkflowStage, rows)
-                error = WorkflowEngineError(f"Could not insert {len(rows)} stage record(s).")
-                deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(rows), error)))
-            else:
-                self._stages().bulk_create(rows)
+            self._stages().bulk_create(rows)
             return [stage_record(r) for r in rows]
         with transaction.atomic(using=self.using, savepoint=False):
             # ON CONFLICT DO NOTHING / INSERT OR IGNORE: an existing (run, stage_id) keeps its row untouched.
@@ -469,12 +615,18 @@ class OrmPersistence:
         for event in events:
             by_run.setdefault(event["workflow_run_id"], []).append(event)
         rows = []
+        if deferred.deferring(self.using):
+            by_run = self._append_to_new_runs(by_run, causation_id)
+            if not by_run:
+                return
         # savepoint=False: inside the caller's transaction this adds no SAVEPOINT round trips.
         with transaction.atomic(using=self.using, savepoint=False):
+            reserved = {} if self._pg or len(by_run) == 1 else self._reserve_many(by_run)
             for run_id, items in by_run.items():
                 if self._pg and self._append_in_one_statement(run_id, items, causation_id):
                     continue
-                first = self._reserve_sequences(run_id, len(items)) - len(items) + 1
+                last = reserved.get(run_id)
+                first = (self._reserve_sequences(run_id, len(items)) if last is None else last) - len(items) + 1
                 for offset, event in enumerate(items):
                     occurred_at = datetime.fromisoformat(event["timestamp"])
                     rows.append(
@@ -489,6 +641,40 @@ class OrmPersistence:
                         )
                     )
             self._objects(OutboxEvent).bulk_create(rows)
+
+    def _append_to_new_runs(
+        self, by_run: dict[str, list[Mapping[str, Any]]], causation_id: str
+    ) -> dict[str, list[Mapping[str, Any]]]:
+        """Defer the events of runs whose INSERT is still queued (created in this transaction) as one multi-row
+        outbox INSERT with their sequences written out, advancing each new run's ``event_seq`` in its queued
+        INSERT (:func:`.deferred.advance_counter`): no ``UPDATE`` of a row that does not exist yet. Returns the
+        events of the other runs, for the usual path."""
+        table = WorkflowRun._meta.db_table
+        rest: dict[str, list[Mapping[str, Any]]] = {}
+        rows = []
+        for run_id, items in by_run.items():
+            before = deferred.advance_counter(self.using, table, run_id, len(items))
+            if before is None:
+                rest[run_id] = items
+                continue
+            for offset, event in enumerate(items):
+                rows.append(
+                    {
+                        "created_at": event["timestamp"],
+                        "run_id": run_id,
+                        "sequence": before + 1 + offset,
+                        "event_type": event["type"],
+                        "payload": dict(event),
+                        "causation_id": causation_id,
+                        "occurred_at": event["timestamp"],
+                        "retry_count": 0,
+                    }
+                )
+        if rows:
+            sql, params = json_insert_sql(self.using, OutboxEvent, rows)
+            error = WorkflowEngineError(f"Could not insert {len(rows)} outbox event(s).")
+            deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(rows), error)))
+        return rest
 
     def _append_in_one_statement(self, run_id: str, items: Sequence[Mapping[str, Any]], causation_id: str) -> bool:
         """PostgreSQL: reserve the run's next sequences and insert its events in one statement
@@ -533,6 +719,29 @@ class OrmPersistence:
         with hot_cursor(connection) as cursor:
             cursor.execute(f"WITH seq AS ({reserve}) {insert.replace(seq, 'seq')}", reserve_params + insert_params)
             return cursor.rowcount > 0
+
+    def _reserve_many(self, by_run: Mapping[str, Sequence[Any]]) -> dict[str, int]:
+        """:meth:`_reserve_sequences` for many runs: one ``UPDATE ... WHERE id IN (...) RETURNING`` per distinct
+        event count (``start_many`` appends two events to each of a thousand runs). Runs without a row are left
+        out, for :meth:`_reserve_sequences` to handle."""
+        connection = connections[self.using]
+        qn = connection.ops.quote_name
+        by_count: dict[int, list[str]] = {}
+        for run_id, items in by_run.items():
+            by_count.setdefault(len(items), []).append(run_id)
+        reserved: dict[str, int] = {}
+        with connection.cursor() as cursor:
+            for count, ids in by_count.items():
+                for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+                    chunk = ids[start : start + 500]
+                    cursor.execute(
+                        f"UPDATE {qn(WorkflowRun._meta.db_table)} SET {qn('event_seq')} = {qn('event_seq')} + %s "
+                        f"WHERE {qn('id')} IN ({', '.join(['%s'] * len(chunk))}) RETURNING {qn('id')}, "
+                        f"{qn('event_seq')}",
+                        [count, *chunk],
+                    )
+                    reserved.update((run_id, int(seq)) for run_id, seq in cursor.fetchall())
+        return reserved
 
     def _reserve_sequences(self, run_id: str, count: int) -> int:
         """Advance the run's event counter by ``count`` and return its new value (the last sequence reserved).
@@ -594,8 +803,11 @@ class OrmPersistence:
         keys = self._objects(IdempotencyKey)
         # Two rounds: the row we collided with may be released before we read it.
         for _ in range(2):
+            # Outside a transaction the INSERT commits on its own (one statement); inside one, a savepoint keeps
+            # the caller's transaction usable after a duplicate key.
+            guard = transaction.atomic(using=self.using) if connections[self.using].in_atomic_block else None
             try:
-                with transaction.atomic(using=self.using):
+                with guard or contextlib.nullcontext():
                     keys.create(key=key, command_type=command_type, result=dict(IN_PROGRESS), created_at=now)
                 return IdempotencyClaim("acquired")
             except IntegrityError:
@@ -617,10 +829,14 @@ class OrmPersistence:
         return IdempotencyClaim("in_progress")
 
     def complete_idempotency_key(self, key: str, command_type: str, result: Any) -> None:
-        # run_id is kept in a column of its own so that deleting a run deletes its keys through an index.
-        run_id = result.get("run_id") if isinstance(result, dict) else None
+        if deferred.deferring(self.using):
+            # In the command's own transaction (see Kernel._with_idempotency): leaves with its writes.
+            sql, params = complete_key_sql(self.using, key, command_type, result)
+            missing = WorkflowEngineError(f"Idempotency key {key!r} ({command_type}) vanished before completion.")
+            deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(1, missing)))
+            return
         self._objects(IdempotencyKey).filter(key=key, command_type=command_type).update(
-            result=result, run_id=run_id if isinstance(run_id, str) else None
+            result=result, run_id=result_run_id(result)
         )
 
     def release_idempotency_key(self, key: str, command_type: str) -> None:

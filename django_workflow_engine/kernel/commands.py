@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from .records import StartedStage
+    from .records import RunRecord, StartedStage
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,22 @@ class CreateRun(Command):
     run_id: str | None = None
     annotations: tuple[dict[str, Any], ...] = ()
     start: bool = False  # create it RUNNING with its first group enqueued (no claim round trip)
+
+
+@dataclass(frozen=True)
+class CreateRuns(Command):
+    """Create and start one run per input of ``inputs``: every input is validated first (nothing is written if
+    one fails), then runs are written ``batch_size`` at a time, one transaction (and one doorbell ring) per
+    batch. ``idempotency_keys``: one per input (or ``None`` for an item without); an item whose key was used
+    before returns that run instead of a new one."""
+
+    type: ClassVar[str] = "run.createMany"
+    workflow_id: str
+    inputs: tuple[Any, ...]
+    config: Any = None
+    priority: int = 5
+    idempotency_keys: tuple[str | None, ...] | None = None
+    batch_size: int = 500
 
 
 @dataclass(frozen=True)
@@ -139,8 +155,21 @@ class ReplayDeadLetters(Command):
 
 @dataclass(frozen=True)
 class CreateRunResult:
+    """``run``: the run's record as written (so a caller needs no read-back); ``None`` in an idempotent replay,
+    whose cached result keeps only the JSON fields."""
+
     run_id: str
     status: str
+    run: RunRecord | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class CreateRunsResult:
+    """``run_ids`` in input order; ``runs``: the records as written (``None`` for an item replayed from its
+    idempotency key)."""
+
+    run_ids: list[str]
+    runs: list[RunRecord | None] = field(default_factory=list, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -169,10 +198,13 @@ class CancelResult:
 
 @dataclass(frozen=True)
 class RerunResult:
+    """``run``: the run's record as the rerun left it (``None`` in an idempotent replay)."""
+
     run_id: str
     stage_id: str
     deleted_stages: list[str] = field(default_factory=list)
     job_ids: list[str] = field(default_factory=list)
+    run: RunRecord | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

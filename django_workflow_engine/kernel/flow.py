@@ -160,35 +160,10 @@ def prepare_group(
     ``stage:started`` returned in ``events`` for the caller to append."""
     known_new = existing is not None and not any(s.execution_group == group for s in existing)
     eager = claim_for is not None and known_new
-    new_records = [
-        StageRecord(
-            id=new_id(),
-            run_id=run.id,
-            stage_id=stage.id,
-            stage_name=stage.name,
-            stage_number=workflow.stage_number(stage.id),
-            execution_group=group,
-            status=Status.RUNNING if eager and index == 0 else Status.PENDING,
-            started_at=now if eager and index == 0 else None,
-            attempt=attempt,
-            config=dict(run.config.get(stage.id) or {}),
-        )
-        for index, stage in enumerate(workflow.group(group))
-    ]
+    new_records = group_records(run, workflow, group, attempt, now, eager=eager)
     stored = deps.persistence.create_stages(new_records, now, known_new=known_new)
     taken = stored[0] if eager else None
-    jobs = [
-        NewJob(
-            run_id=run.id,
-            workflow_id=run.workflow_id,
-            stage_id=record.stage_id,
-            priority=run.priority,
-            max_attempts=workflow.stage(record.stage_id).max_attempts or deps.options.max_attempts,
-            claimed_by=claim_for if record is taken else None,
-        )
-        for record in stored
-        if record.status == Status.PENDING or record is taken
-    ]
+    jobs = group_jobs(deps, run, workflow, stored, taken, claim_for)
     job_ids = deps.jobs.enqueue(jobs, now) if jobs else []
     if taken is None:
         return StartedGroup(job_ids)
@@ -211,6 +186,51 @@ def prepare_group(
     )
     started = StartedStage(job=job, run=run, stages=[*existing, *stored], record=taken)  # type: ignore[misc]
     return StartedGroup(job_ids, started, [stage_started_event(taken, now)])
+
+
+def group_records(
+    run: RunRecord, workflow: Workflow, group: int, attempt: int, now: datetime, eager: bool = False
+) -> list[StageRecord]:
+    """New PENDING stage records of execution group ``group`` (``eager``: the first one RUNNING from ``now``)."""
+    return [
+        StageRecord(
+            id=new_id(),
+            run_id=run.id,
+            stage_id=stage.id,
+            stage_name=stage.name,
+            stage_number=workflow.stage_number(stage.id),
+            execution_group=group,
+            status=Status.RUNNING if eager and index == 0 else Status.PENDING,
+            started_at=now if eager and index == 0 else None,
+            attempt=attempt,
+            config=dict(run.config.get(stage.id) or {}),
+        )
+        for index, stage in enumerate(workflow.group(group))
+    ]
+
+
+def group_jobs(
+    deps: Deps,
+    run: RunRecord,
+    workflow: Workflow,
+    records: Sequence[StageRecord],
+    taken: StageRecord | None = None,
+    claim_for: str | None = None,
+) -> list[NewJob]:
+    """The jobs to enqueue for ``records``: one per PENDING record, and ``taken`` already claimed by
+    ``claim_for``."""
+    return [
+        NewJob(
+            run_id=run.id,
+            workflow_id=run.workflow_id,
+            stage_id=record.stage_id,
+            priority=run.priority,
+            max_attempts=workflow.stage(record.stage_id).max_attempts or deps.options.max_attempts,
+            claimed_by=claim_for if record is taken else None,
+        )
+        for record in records
+        if record.status == Status.PENDING or record is taken
+    ]
 
 
 def start_pending_sibling(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
@@ -19,6 +20,7 @@ logger = logging.getLogger("django_workflow_engine.kernel")
 
 _HANDLERS = {
     "run.create": "run_create",
+    "run.createMany": "run_create_many",
     "run.claimPending": "run_claim_pending",
     "run.transition": "run_transition",
     "run.cancel": "run_cancel",
@@ -42,6 +44,7 @@ _SELF_MANAGED = {
     "run.reapStuck",
     "run.claimPending",
     "idempotency.expire",
+    "run.createMany",
 }
 
 
@@ -95,14 +98,20 @@ class Kernel:
         check_idempotency_key(key)
         return self._with_idempotency(command, handler, key)
 
-    def _run(self, command: Command, handler: Any, causation_id: str) -> Any:
+    def _run(
+        self, command: Command, handler: Any, causation_id: str, on_result: Callable[[Any], None] | None = None
+    ) -> Any:
         if command.type in _SELF_MANAGED:
             return handler.handle(command, self.deps, causation_id)
         persistence = self.deps.persistence
-        with persistence.atomic():
+        # DEFER_WRITES: a handler whose writes need no answer until commit (run.create) lets the adapter send
+        # them together (on PostgreSQL: one statement).
+        with persistence.atomic(defer_writes=getattr(handler, "DEFER_WRITES", False)):
             handled = handler.handle(command, self.deps)
             if handled.events:
                 persistence.append_events(handled.events, causation_id)
+            if on_result is not None:
+                on_result(handled.result)
         if handled.after_commit is not None:
             try:
                 handled.after_commit()
@@ -128,15 +137,23 @@ class Kernel:
             return result_type(**claim.result)
         if claim.state == "in_progress":
             raise IdempotencyInProgressError(key, command.type)
+        self_managed = command.type in _SELF_MANAGED
+
+        def complete(result: Any) -> None:
+            persistence.complete_idempotency_key(key, command.type, _cacheable(result))
+
         try:
-            result = self._run(command, handler, key)
+            # A generic command completes its key in its own transaction: the work and the cached result commit
+            # together (no window in which the work is done but the key still says "in progress").
+            result = self._run(command, handler, key, on_result=None if self_managed else complete)
         except BaseException:
             try:
                 persistence.release_idempotency_key(key, command.type)
             except Exception:
                 logger.exception("could not release idempotency key %s", key)
             raise
-        persistence.complete_idempotency_key(key, command.type, _cacheable(result))
+        if self_managed:
+            complete(result)
         return result
 
     def _run_gone(self, result: Any) -> bool:
@@ -147,6 +164,7 @@ class Kernel:
 def _cacheable(result: Any) -> dict[str, Any]:
     data = dataclasses.asdict(result)
     data.pop("continuation", None)  # records of a live lease: meaningless in a replay
+    data.pop("run", None)  # run.create: the record as written, for the caller; the run id is enough to replay
     # Stage outputs can be large and are stored with the stage; a replay reads them from there if needed.
     if "output" in data and "outcome" in data:
         data["output"] = None

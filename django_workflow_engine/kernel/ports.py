@@ -58,6 +58,11 @@ class Persistence(Protocol):
         """Insert ``run`` (its ``id`` is set by the caller); sets created_at/updated_at = now, version 1."""
         ...
 
+    def create_runs(self, runs: Sequence[RunRecord], now: datetime) -> list[RunRecord]:
+        """:meth:`create_run` for many runs at once (in order): all are inserted, or, when one id exists
+        already, none (``WorkflowEngineError``, here or when the transaction's deferred writes leave)."""
+        ...
+
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
     def lock_run(self, run_id: str) -> RunRecord | None:

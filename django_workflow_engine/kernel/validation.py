@@ -96,19 +96,19 @@ def check_metadata(metadata: Any) -> None:
         )
 
 
-def check_idempotency_key(key: Any) -> None:
+def check_idempotency_key(key: Any, field: str = "idempotency_key") -> None:
     if not isinstance(key, str):
-        raise InvalidIdempotencyKey("idempotency_key", f"must be a string, got {type(key).__name__}")
+        raise InvalidIdempotencyKey(field, f"must be a string, got {type(key).__name__}")
     if not key:
-        raise InvalidIdempotencyKey("idempotency_key", "must not be empty")
+        raise InvalidIdempotencyKey(field, "must not be empty")
     if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         raise InvalidIdempotencyKey(
-            "idempotency_key",
+            field,
             f"is {len(key)} characters long; the limit is {MAX_IDEMPOTENCY_KEY_LENGTH} (hash longer keys first)",
         )
     problem = _storable_text(key)
     if problem:
-        raise InvalidIdempotencyKey("idempotency_key", problem)
+        raise InvalidIdempotencyKey(field, problem)
 
 
 def check_reason(reason: Any) -> None:

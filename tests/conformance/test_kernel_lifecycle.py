@@ -17,6 +17,7 @@ from django_workflow_engine.kernel import (
     CancelRun,
     ClaimPendingRuns,
     CreateRun,
+    CreateRuns,
     ReplayDeadLetters,
     RerunFrom,
     TransitionRun,
@@ -120,6 +121,38 @@ def test_unknown_workflow(h):
     with pytest.raises(WorkflowNotFound, match="'nope'.*diamond"):
         h.start("nope", {})
     assert h.run_count() == 0
+
+
+def test_create_many_starts_every_run_in_batches(h):
+    result = h.dispatch(
+        CreateRuns(workflow_id="diamond", inputs=({"value": 1}, {"value": 2}, {"value": 3}), batch_size=2)
+    )
+    assert [run.input for run in result.runs] == [{"value": 1}, {"value": 2}, {"value": 3}]
+    assert [h.run(run_id).status for run_id in result.run_ids] == ["RUNNING"] * 3
+    assert h.event_count() == 6  # workflow:created and workflow:started per run
+    h.drain()
+    assert [h.run(run_id).output["total"] for run_id in result.run_ids] == [15, 19, 23]
+
+
+def test_create_many_with_one_bad_input_writes_nothing(h):
+    with pytest.raises(InvalidInput, match=r"^inputs\[1\]: .*field 'value'"):
+        h.dispatch(CreateRuns(workflow_id="diamond", inputs=({"value": 1}, {"value": "x"}), batch_size=1))
+    assert h.run_count() == 0
+    assert h.event_count() == 0
+
+
+def test_create_many_replays_keys_of_create(h):
+    first = h.dispatch(CreateRun(workflow_id="diamond", input={"value": 1}, idempotency_key="k1", start=True)).run_id
+    result = h.dispatch(
+        CreateRuns(workflow_id="diamond", inputs=({"value": 1}, {"value": 2}), idempotency_keys=("k1", "k2"))
+    )
+    assert (result.run_ids[0], result.runs[0]) == (first, None)
+    assert h.has_idempotency_key("k2", "run.create")
+    assert (
+        h.dispatch(CreateRun(workflow_id="diamond", input={}, idempotency_key="k2", start=True)).run_id
+        == (result.run_ids[1])
+    )
+    assert h.run_count() == 2
 
 
 def test_pending_run_is_claimed_then_runs(h):

@@ -38,6 +38,62 @@ def test_create_run_twice_is_refused(adapters):
         adapters.run("r1")
 
 
+def _record(run_id, **fields):
+    from django_workflow_engine.kernel.records import RunRecord
+
+    return RunRecord(id=run_id, workflow_id="wf", workflow_name="W", workflow_type="wf", input={"i": run_id}, **fields)
+
+
+def test_create_runs_inserts_all_in_order(adapters):
+    now = adapters.now()
+    made = adapters.persistence.create_runs([_record("r1"), _record("r2", priority=9), _record("r3")], now)
+    assert [(r.id, r.version, r.created_at) for r in made] == [("r1", 1, now), ("r2", 1, now), ("r3", 1, now)]
+    assert adapters.persistence.get_run("r2").priority == 9
+    assert adapters.persistence.get_run("r3").input == {"i": "r3"}
+    assert adapters.persistence.create_runs([], now) == []
+
+
+@pytest.mark.parametrize("deferring", [False, True])
+def test_create_runs_with_an_existing_id_writes_none(adapters, deferring):
+    adapters.run("r2")
+    batch = [_record("r1"), _record("r2"), _record("r3")]
+    with pytest.raises(WorkflowEngineError, match="already exists"), adapters.persistence.atomic(deferring):
+        adapters.persistence.create_runs(batch, adapters.now())
+    assert adapters.persistence.get_run("r1") is None
+    assert adapters.persistence.get_run("r3") is None
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_events_of_runs_created_in_the_same_deferred_transaction_are_numbered_from_one(adapters, many):
+    with adapters.persistence.atomic(defer_writes=True):
+        if many:
+            adapters.persistence.create_runs([_record("r1"), _record("r2")], adapters.now())
+        else:
+            adapters.persistence.create_run(_record("r1"), adapters.now())
+            adapters.persistence.create_run(_record("r2"), adapters.now())
+        adapters.persistence.append_events(
+            [event("r1", "a", adapters.clock), event("r2", "a", adapters.clock), event("r1", "b", adapters.clock)], "c"
+        )
+        adapters.persistence.append_events([event("r1", "c", adapters.clock)], "c")
+    adapters.persistence.append_events([event("r1", "d", adapters.clock), event("r2", "b", adapters.clock)], "c")
+    assert [(e.sequence, e.event_type) for e in adapters.persistence.get_events("r1")] == [
+        (1, "a"),
+        (2, "b"),
+        (3, "c"),
+        (4, "d"),
+    ]
+    assert [(e.sequence, e.event_type) for e in adapters.persistence.get_events("r2")] == [(1, "a"), (2, "b")]
+
+
+def test_a_deferred_create_of_an_existing_run_is_refused_and_writes_nothing(adapters):
+    adapters.run("r1", input={"first": True})
+    with pytest.raises(WorkflowEngineError, match="already exists"), adapters.persistence.atomic(True):  # noqa: PT012
+        adapters.persistence.create_run(_record("r1"), adapters.now())
+        adapters.persistence.append_events([event("r1", "x", adapters.clock)], "c")
+    assert adapters.persistence.get_run("r1").input == {"first": True}
+    assert adapters.persistence.get_events("r1") == []
+
+
 def test_get_missing_run_is_none(adapters):
     assert adapters.persistence.get_run("nope") is None
 

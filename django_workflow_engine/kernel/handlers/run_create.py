@@ -16,6 +16,8 @@ from ..records import AnnotationRecord, RunRecord, Status
 from ..validation import check_max_cost, validate_run_arguments
 
 RESULT = CreateRunResult
+# Nothing here needs an answer from the database before commit: the adapter may send every write at once.
+DEFER_WRITES = True
 
 
 def validate(command: CreateRun, deps: Deps) -> tuple[Any, Any, dict[str, Any]]:
@@ -38,10 +40,8 @@ def validate(command: CreateRun, deps: Deps) -> tuple[Any, Any, dict[str, Any]]:
 _max_cost = check_max_cost
 
 
-def handle(command: CreateRun, deps: Deps) -> Handled:
-    start = command.start
-    workflow, data, config = validate(command, deps)
-    now = deps.clock.now()
+def new_run(command: CreateRun, workflow: Any, data: Any, config: dict[str, Any], now: Any) -> RunRecord:
+    """The record of a run ``command`` creates (validated ``data`` and ``config``), RUNNING if it starts now."""
     run = RunRecord(
         id=command.run_id or new_id(),
         workflow_id=workflow.id,
@@ -53,10 +53,17 @@ def handle(command: CreateRun, deps: Deps) -> Handled:
         metadata=command.metadata,
         max_cost=_max_cost(command.max_cost),
     )
-    if start:
+    if command.start:
         run.status = Status.RUNNING
         run.started_at = now
-    run = deps.persistence.create_run(run, now)
+    return run
+
+
+def handle(command: CreateRun, deps: Deps) -> Handled:
+    start = command.start
+    workflow, data, config = validate(command, deps)
+    now = deps.clock.now()
+    run = deps.persistence.create_run(new_run(command, workflow, data, config, now), now)
     events = [event(WORKFLOW_CREATED, run.id, now, workflow_id=workflow.id)]
     if command.annotations:
         rows = [
@@ -77,6 +84,7 @@ def handle(command: CreateRun, deps: Deps) -> Handled:
         ]
         deps.persistence.append_annotations(rows, now)
     if start:
-        prepare_group(deps, run, workflow, 1, 0, now)
+        # A new run has no stage records: its first group is inserted without a read-back.
+        prepare_group(deps, run, workflow, 1, 0, now, existing=[])
         events.append(event(WORKFLOW_STARTED, run.id, now))
-    return Handled(CreateRunResult(run_id=run.id, status=str(run.status)), events)
+    return Handled(CreateRunResult(run_id=run.id, status=str(run.status), run=run), events)

@@ -6,6 +6,8 @@ and outputs are kept and feed the rerun. The rerun group gets ``attempt = previo
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ...core.errors import InvalidRunState, RunNotFound, WorkflowNotFound
 from ..commands import RerunFrom, RerunResult
 from ..events import WORKFLOW_STARTED, event
@@ -15,6 +17,8 @@ from ..records import Status
 from ..validation import check_run_id
 
 RESULT = RerunResult
+# Its writes after the reads (run update, new stage records and jobs, events) need no answer before commit.
+DEFER_WRITES = True
 
 
 def handle(command: RerunFrom, deps: Deps) -> Handled:
@@ -44,23 +48,22 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
     kept = [s for s in stages if s.execution_group < group]
     attempt = max((s.attempt for s in deleted), default=0) + 1
     cost, tokens = sum_metrics(kept)
-    persistence.update_run(
-        run.id,
-        {
-            "status": Status.RUNNING,
-            "started_at": now,
-            "completed_at": None,
-            "duration_ms": None,
-            "output": None,
-            "total_cost": cost,
-            "total_tokens": tokens,
-        },
-        now,
-    )
-    run.status = Status.RUNNING
+    changes = {
+        "status": Status.RUNNING,
+        "started_at": now,
+        "completed_at": None,
+        "duration_ms": None,
+        "output": None,
+        "total_cost": cost,
+        "total_tokens": tokens,
+    }
+    persistence.update_run(run.id, changes, now)
+    # The row is locked since it was read: the update moved its version by exactly one.
+    run = replace(run, **changes, updated_at=now, version=run.version + 1)
     # Jobs of the previous generation (a worker that died mid-stage, say) must not run next to the new ones.
     deps.jobs.cancel_by_run(run.id, now, include_running=True)
-    job_ids = prepare_group(deps, run, workflow, group, attempt, now).job_ids
+    # The rerun group's records were just deleted and the run is locked: insert them without a read-back.
+    job_ids = prepare_group(deps, run, workflow, group, attempt, now, existing=kept).job_ids
     prefixes = [stage_prefix(run.workflow_type, run.id, s.stage_id) for s in deleted]
     keep = tuple(attempt_prefix(run.workflow_type, run.id, s.stage_id, attempt) for s in deleted)
 
@@ -75,7 +78,7 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
                     continue
 
     return Handled(
-        RerunResult(run.id, command.stage_id, [s.stage_id for s in deleted], job_ids),
+        RerunResult(run.id, command.stage_id, [s.stage_id for s in deleted], job_ids, run=run),
         [event(WORKFLOW_STARTED, run.id, now, rerun_from=command.stage_id, attempt=attempt)],
         after_commit=delete_blobs,
     )

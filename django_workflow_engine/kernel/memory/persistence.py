@@ -48,6 +48,14 @@ class InMemoryPersistence:
             self.store.runs[run.id] = stored
             return copy.deepcopy(stored)
 
+    def create_runs(self, runs: Sequence[RunRecord], now: datetime) -> list[RunRecord]:
+        with self._shared.lock:
+            ids = [run.id for run in runs]
+            taken = [i for i in ids if i in self.store.runs] or [i for i in set(ids) if ids.count(i) > 1]
+            if taken:
+                raise WorkflowEngineError(f"Workflow run {taken[0]!r} already exists.")
+            return [self.create_run(run, now) for run in runs]
+
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._shared.lock:
             run = self.store.runs.get(run_id)
