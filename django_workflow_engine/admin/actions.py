@@ -205,7 +205,7 @@ def _do_rerun(
     failures: list[str] = []
     for run in runs:
         try:
-            engine.rerun_from(run.pk, stage_id)
+            engine.rerun_from(run.pk, stage_id, actor=request.user.get_username()[:200] or None)
         except InvalidRunState:
             skipped += 1  # its state changed since the form was shown
             continue

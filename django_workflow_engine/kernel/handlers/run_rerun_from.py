@@ -1,7 +1,10 @@
 """``run.rerunFrom``: re-execute a finished run from a stage's execution group on.
 
-Stage records of that group and later ones are deleted (their blobs after commit); earlier groups' records
-and outputs are kept and feed the rerun. The rerun group gets ``attempt = previous max + 1``.
+The current stage records of that group and later ones are superseded, not deleted: they stay as the run's
+history (read-only, with their error, logs, AI calls and outputs) and new records of generation
+``attempt = previous max + 1`` run in their place. Earlier groups' records and outputs feed the rerun. The
+run's ``total_cost``/``total_tokens`` keep what earlier generations spent, and ``started_at`` stays the first
+start.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from ...core.errors import InvalidRunState, RunNotFound, WorkflowNotFound
 from ..commands import RerunFrom, RerunResult
 from ..events import WORKFLOW_STARTED, event
-from ..flow import Handled, attempt_prefix, prepare_group, stage_prefix, sum_metrics
+from ..flow import Handled, prepare_group
 from ..kernel import Deps
 from ..records import Status
 
@@ -27,8 +30,8 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
     if workflow is None:
         raise WorkflowNotFound(run.workflow_id, deps.registry.ids())
     group = workflow.group_of(command.stage_id)  # raises StageNotFound
-    stages = persistence.get_stages(run.id)
     if group > 1:
+        stages = persistence.get_stages(run.id)
         done = {s.stage_id for s in stages if s.execution_group == group - 1 and s.status == Status.COMPLETED}
         missing = [s.id for s in workflow.group(group - 1) if s.id not in done]
         if missing:
@@ -39,20 +42,16 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
                 ["COMPLETED", "FAILED"],
             )
     now = deps.clock.now()
-    deleted = persistence.delete_stages_from_group(run.id, group)
-    kept = [s for s in stages if s.execution_group < group]
-    attempt = max((s.attempt for s in deleted), default=0) + 1
-    cost, tokens = sum_metrics(kept)
+    replaced = persistence.supersede_stages_from_group(run.id, group, now, command.actor)
+    attempt = max((s.attempt for s in replaced), default=0) + 1
     persistence.update_run(
         run.id,
         {
             "status": Status.RUNNING,
-            "started_at": now,
             "completed_at": None,
             "duration_ms": None,
             "output": None,
-            "total_cost": cost,
-            "total_tokens": tokens,
+            **({} if run.started_at is not None else {"started_at": now}),
         },
         now,
     )
@@ -60,21 +59,10 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
     # Jobs of the previous generation (a worker that died mid-stage, say) must not run next to the new ones.
     deps.jobs.cancel_by_run(run.id, now, include_running=True)
     job_ids = prepare_group(deps, run, workflow, group, attempt, now).job_ids
-    prefixes = [stage_prefix(run.workflow_type, run.id, s.stage_id) for s in deleted]
-    keep = tuple(attempt_prefix(run.workflow_type, run.id, s.stage_id, attempt) for s in deleted)
-
-    def delete_blobs() -> None:
-        for prefix in prefixes:
-            for key in deps.blobs.list(prefix):
-                if key.startswith(keep):
-                    continue
-                try:
-                    deps.blobs.delete(key)
-                except Exception:  # noqa: S112  (cleanup is best effort; a leftover blob is harmless)
-                    continue
-
+    details = {"rerun_from": command.stage_id, "attempt": attempt}
+    if command.actor:
+        details["actor"] = command.actor
     return Handled(
-        RerunResult(run.id, command.stage_id, [s.stage_id for s in deleted], job_ids),
-        [event(WORKFLOW_STARTED, run.id, now, rerun_from=command.stage_id, attempt=attempt)],
-        after_commit=delete_blobs,
+        RerunResult(run.id, command.stage_id, [s.stage_id for s in replaced], job_ids),
+        [event(WORKFLOW_STARTED, run.id, now, **details)],
     )
