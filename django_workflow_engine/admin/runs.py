@@ -17,8 +17,17 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from ..core.ids import short_id
-from ..models import AICall, OutboxEvent, Status, WorkflowArtifact, WorkflowLog, WorkflowRun, WorkflowStage
-from . import actions
+from ..models import (
+    AICall,
+    OutboxEvent,
+    Status,
+    WorkflowArtifact,
+    WorkflowJob,
+    WorkflowLog,
+    WorkflowRun,
+    WorkflowStage,
+)
+from . import actions, history
 from .common import (
     ACTIVE,
     RERUNNABLE,
@@ -197,7 +206,19 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
 
 def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     """Everything the run page shows, in a fixed number of queries however large the run's history is."""
-    stages = list(WorkflowStage.objects.filter(run=run).order_by("execution_group", "stage_number"))
+    current = list(WorkflowStage.objects.filter(run=run).order_by("execution_group", "stage_number"))
+    earlier = list(
+        WorkflowStage.all_generations.filter(run=run, superseded_at__isnull=False)
+        .defer("output_data", "config", "suspended_state")
+        .order_by("superseded_at", "execution_group", "stage_number")
+    )
+    jobs = history.latest_jobs(list(WorkflowJob.objects.filter(run=run).defer("payload")))
+    attempts = history.attempts(run, current, earlier)
+    attempt = attempts[-1]
+    shown = request.GET.get("attempt") or ""
+    if shown.isdigit() and 1 <= int(shown) < len(attempts):
+        attempt = attempts[int(shown) - 1]
+    stages = current if attempt.is_current else attempt.records
     suspended_at = {
         e["payload"].get("stage_id"): e["occurred_at"]
         for e in OutboxEvent.objects.filter(run_id=run.pk, event_type="stage:suspended")
@@ -207,15 +228,25 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     }
     plan = workflow_plan(run.workflow_id)
     now = timezone.now()
-    stage_rows = [
-        {
-            "obj": s,
-            "status": badge(s.status),
-            "duration": fmt_duration(elapsed_ms(s.started_at, s.completed_at, s.duration_ms)),
-            "output": pretty_json(s.output_data) if s.output_data is not None else None,
-        }
-        for s in stages
-    ]
+    stage_rows = []
+    for s in stages:
+        job = jobs.get(s.stage_id) if attempt.is_current else None
+        retry = history.retry_scheduled(s, job)
+        stage_rows.append(
+            {
+                "obj": s,
+                "status": badge("RETRYING") if retry else badge(s.status),
+                "retry": retry,
+                "tries": history.tries(job) if attempt.is_current else "—",
+                "job": job,
+                "duration": fmt_duration(elapsed_ms(s.started_at, s.completed_at, s.duration_ms)),
+                # an earlier attempt's records are read without their output (history shows errors and timings)
+                "output": pretty_json(s.output_data)
+                if "output_data" not in s.get_deferred_fields() and s.output_data is not None
+                else None,
+            }
+        )
+    generation_of = {s.pk: n.number for n in attempts for s in n.replaced}
 
     # Logs: level filter and pagination ride on the run page's own query string.
     level = request.GET.get("level") or ""
@@ -225,10 +256,21 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     if level:
         logs_qs = logs_qs.filter(level=level)
     log_page = Paginator(logs_qs, LOGS_PER_PAGE).get_page(request.GET.get("logs_page"))
-    logs = [
-        {"obj": log, "level": level_badge(log.level), "stage": log.stage.stage_id if log.stage else ""}
-        for log in log_page.object_list
-    ]
+    logs = []
+    for log in log_page.object_list:
+        meta = dict(log.metadata or {})
+        trace = meta.pop("traceback", None)
+        logs.append(
+            {
+                "obj": log,
+                "level": level_badge(log.level),
+                "stage": log.stage.stage_id if log.stage else "",
+                # a line of a stage record a rerun replaced belongs to that earlier attempt
+                "attempt": generation_of.get(log.stage_id) if log.stage_id else None,
+                "metadata": meta or None,
+                "traceback": trace,
+            }
+        )
 
     ai_by_model = list(
         AICall.objects.filter(run=run)
@@ -259,18 +301,30 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     # Stage artifacts live in blob storage; the stage's output record names them.
     blob_artifacts = [
         {"name": name, "key": key, "stage": s.stage_id}
-        for s in stages
+        for s in current
         for name, key in sorted(((s.output_data or {}).get("artifact_keys") or {}).items())
     ]
     total = sum(len(g) for g in plan) if plan is not None else None
-    done = sum(1 for s in stages if s.status == Status.COMPLETED)
-    refresh = 5 if run.status in (Status.RUNNING, Status.PENDING) else (30 if run.status in ACTIVE else None)
+    done = sum(1 for s in current if s.status == Status.COMPLETED)
+    # Every 5 s while something can change soon; every 30 s while the run only waits for a suspended stage.
+    refresh = None
+    if run.status in ACTIVE:
+        refresh = 30 if history.only_waiting(run, current) else 5
+    share_cost, share_tokens = history.current_share(attempts[-1])
+    failure = failure_summary(run, current, jobs)
     app = WorkflowRun._meta.app_label
     return {
         "run": run,
         "original": run,
         "status": badge(run.status),
         "duration": fmt_duration(elapsed_ms(run.started_at, run.completed_at, run.duration_ms)),
+        "attempt_duration": fmt_duration(history.attempt_duration_ms(run, attempts[-1])),
+        "attempts": attempts,
+        "attempt": attempt,
+        "failure": failure,
+        "waits": history.waits(run, current, jobs),
+        "share_cost": fmt_cost(share_cost),
+        "share_tokens": fmt_int(share_tokens),
         "cost": fmt_cost(run.total_cost),
         "max_cost": fmt_cost(run.max_cost) if run.max_cost is not None else "no limit",
         "tokens": fmt_int(run.total_tokens),
@@ -279,7 +333,7 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
         "config_json": pretty_json(run.config),
         "output_json": pretty_json(run.output),
         "metadata_json": pretty_json(run.metadata) if run.metadata else None,
-        "timeline": render_timeline(run, build_rows(stages, plan, suspended_at), now),
+        "timeline": render_timeline(run, build_rows(stages, plan, suspended_at), now) if attempt.is_current else None,
         "stage_rows": stage_rows,
         "logs": logs,
         "log_page": log_page,
@@ -297,8 +351,42 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
             "ai_calls": reverse(f"admin:{app}_aicall_changelist") + f"?run={run.pk}",
             "stages": reverse(f"admin:{app}_workflowstage_changelist") + f"?run={run.pk}",
             "artifacts": reverse(f"admin:{app}_workflowartifact_changelist") + f"?run={run.pk}",
+            "jobs": reverse(f"admin:{app}_workflowjob_changelist") + f"?run={run.pk}",
             "cancel": reverse(f"admin:{app}_workflowrun_cancel", args=[run.pk]),
             "rerun": reverse(f"admin:{app}_workflowrun_rerun", args=[run.pk]),
             "history": reverse(f"admin:{app}_workflowrun_history", args=[run.pk]),
         },
+    }
+
+
+def failure_summary(
+    run: WorkflowRun, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]
+) -> dict[str, Any] | None:
+    """Which stage failed, on which try, why (type and message) and its stored traceback, for a FAILED run."""
+    if run.status != Status.FAILED:
+        return None
+    error = (run.output or {}).get("error") if isinstance(run.output, dict) else None
+    error = error if isinstance(error, dict) else {}
+    stage = next((s for s in stages if s.stage_id == error.get("stage_id")), None)
+    if stage is None:
+        stage = next((s for s in stages if s.status == Status.FAILED), None)
+    message = (stage.error_message if stage is not None else None) or error.get("message") or "no error message"
+    kind, text = history.split_error(message)
+    trace = None
+    if stage is not None:
+        meta = (
+            WorkflowLog.objects.filter(stage_id=stage.pk, level=WorkflowLog.Level.ERROR)
+            .order_by("-id")
+            .values_list("metadata", flat=True)
+            .first()
+        )
+        trace = meta.get("traceback") if isinstance(meta, dict) else None
+    job = jobs.get(stage.stage_id) if stage is not None else None
+    return {
+        "stage": stage,
+        "tries": history.tries(job) if job is not None else None,
+        "type": kind,
+        "message": text,
+        "code": error.get("code"),
+        "traceback": trace,
     }

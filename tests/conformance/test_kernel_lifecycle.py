@@ -266,6 +266,10 @@ def test_rerun_keeps_the_failed_generation_as_history(h):
     errors = [log for log in h.logs(run_id) if log.level == "ERROR"]
     assert errors
     assert {log.stage_pk for log in errors} == {failed.id}
+    # with the traceback of what was raised, one ERROR line per delivery of the failing job
+    assert len(errors) == 3
+    assert "raise RuntimeError(FAIL[stage_id])" in errors[-1].metadata["traceback"]
+    assert errors[-1].metadata["traceback"].rstrip().endswith("RuntimeError: RateLimitError: slow down")
     started = [e for e in h.persistence.get_events(run_id) if e.event_type == "workflow:started"]
     assert started[-1].payload["actor"] == "alice"
     assert started[-1].payload["attempt"] == 1
