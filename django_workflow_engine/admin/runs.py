@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -44,6 +45,22 @@ from .common import (
 from .timeline import build_rows, render_timeline
 
 HEX = re.compile(r"^[0-9a-f]{4,32}$")
+
+
+class RunStatusFilter(admin.SimpleListFilter):
+    """The states a run takes (a run is never SUSPENDED or SKIPPED: its stages are); no query."""
+
+    title = "status"
+    parameter_name = "status__exact"
+    STATES = (Status.PENDING, Status.RUNNING, Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(s.value, s.label) for s in self.STATES]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
 LOGS_PER_PAGE = 50
 EVENTS_SHOWN = 100
 ARTIFACTS_SHOWN = 100
@@ -70,15 +87,19 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         "workflow",
         "status_badge",
         "progress",
+        "error",
         "cost",
         "tokens",
         "duration",
         "created_at",
     )
     list_display_links = ("short_run_id",)
-    list_filter = ("status", WorkflowFilter, ("created_at", admin.DateFieldListFilter))
+    list_filter = (RunStatusFilter, WorkflowFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("id", "workflow_id")
-    search_help_text = "A run id (full or the short id shown in the list) or a workflow id."
+    search_help_text = (
+        "A run id (full or the short id shown in the list), a workflow id, or a business key (the input field a "
+        "workflow declares as its label, e.g. a ticket id)."
+    )
     ordering = ("-created_at",)
     changelist_defer = ("input", "output", "config", "metadata")
     actions = [actions.cancel_selected_runs, actions.rerun_selected_runs]
@@ -107,7 +128,11 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(completed_stages=Coalesce(Subquery(completed, output_field=IntegerField()), 0))
+            .annotate(
+                completed_stages=Coalesce(Subquery(completed, output_field=IntegerField()), 0),
+                # one key of the (deferred) output: a failed run's error message, for the error column
+                error_text=KT("output__error__message"),
+            )
         )
 
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> tuple[Any, bool]:
@@ -115,6 +140,16 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         if not term:
             return queryset, False
         condition = Q(workflow_id=term) | Q(workflow_id__istartswith=term)
+        from ..registry import registry
+
+        for workflow in registry.all():
+            if workflow.label:
+                # A business key: that workflow's runs whose input label field equals the term (as text, or
+                # as a number when it is one). It scans that workflow's runs by the (workflow_id, ...) index.
+                key = Q(**{f"input__{workflow.label}": term})
+                if re.fullmatch(r"-?\d{1,18}", term):
+                    key |= Q(**{f"input__{workflow.label}": int(term)})
+                condition |= Q(workflow_id=workflow.id) & key
         if HEX.match(term.lower()):
             term = term.lower()
             # Full ids hit the primary key; the 8-character short id is a suffix.
@@ -126,8 +161,18 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         return format_html('<code title="{}">{}</code>', obj.pk, short_id(obj.pk))
 
     @admin.display(description="workflow", ordering="workflow_id")
-    def workflow(self, obj: WorkflowRun) -> str:
-        return obj.workflow_id
+    def workflow(self, obj: WorkflowRun) -> Any:
+        if obj.workflow_name and obj.workflow_name != obj.workflow_id:
+            return format_html('{} <code class="quiet">{}</code>', obj.workflow_name, obj.workflow_id)
+        return format_html("<code>{}</code>", obj.workflow_id)
+
+    @admin.display(description="error")
+    def error(self, obj: WorkflowRun) -> Any:
+        message = getattr(obj, "error_text", None)
+        if not message or obj.status != Status.FAILED:
+            return ""
+        url = reverse(f"admin:{obj._meta.app_label}_workflowrun_change", args=[obj.pk]) + "#dwe-failure"
+        return format_html('<a href="{}" class="dwe-error-link">{}</a>', url, history.first_line(message, 120))
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: WorkflowRun) -> Any:

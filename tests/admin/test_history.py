@@ -136,3 +136,45 @@ def test_jobs_list_is_linked_from_the_run_page(admin_client_, failed_run):
     assert "FAILED" in listing
     job = WorkflowJob.objects.filter(run=failed_run).first()
     assert admin_client_.get(url("workflowjob_change", job.pk)).status_code == 200
+
+
+def test_run_list_error_column_workflow_names_and_status_filters(admin_client_, failed_run):
+    html = admin_client_.get(url("workflowrun_changelist")).content.decode()
+    link = url("workflowrun_change", failed_run.pk) + "#dwe-failure"
+    assert f'<a href="{link}" class="dwe-error-link">RuntimeError: RateLimitError: slow down</a>' in html
+    assert 'Diamond <code class="quiet">diamond</code>' in html
+    filters = re.search(r'id="changelist-filter"(.*?)</nav>', html, re.S).group(1)
+    assert "?status__exact=FAILED" in filters
+    assert "SUSPENDED" not in filters
+    assert "SKIPPED" not in filters
+    only_failed = admin_client_.get(url("workflowrun_changelist"), {"status__exact": "FAILED"}).content.decode()
+    assert failed_run.short_id in only_failed
+
+
+def test_run_list_finds_runs_by_the_business_key_the_workflow_declares(admin_client_):
+    from pydantic import BaseModel
+
+    from django_workflow_engine import WorkflowBuilder, define_stage
+    from django_workflow_engine.errors import WorkflowDefinitionError
+    from django_workflow_engine.registry import registry
+
+    class Ticket(BaseModel):
+        ticket_id: str
+        priority: int = 1
+
+    @define_stage(id="triage", name="Triage", input=Ticket)
+    def triage(ctx):
+        return {"ok": True}
+
+    workflow = WorkflowBuilder("tickets", "Support tickets", input=Ticket, label="ticket_id").pipe(triage).build()
+    with pytest.raises(WorkflowDefinitionError, match="label='ticket' must name a field of the input model"):
+        WorkflowBuilder("bad", "Bad", input=Ticket, label="ticket")
+    registry.register(workflow)
+    try:
+        wanted = engine.start("tickets", {"ticket_id": "T-4711"})
+        other = engine.start("tickets", {"ticket_id": "T-4712"})
+        html = admin_client_.get(url("workflowrun_changelist"), {"q": "T-4711"}).content.decode()
+        assert wanted.short_id in html
+        assert other.short_id not in html
+    finally:
+        registry.unregister("tickets")
