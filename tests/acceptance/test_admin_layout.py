@@ -110,3 +110,21 @@ def test_dark_mode_timeline_bands_follow_the_admin_colours(browser, live_server)
         assert overflow == 0
     finally:
         context.close()
+
+
+def test_desktop_changelists_fit_their_area(browser, live_server):
+    from tests.admin.factories import seed_runs
+
+    seed_runs(30, ai_calls=3, logs=3)
+    context, page = _page(browser, live_server, 1440, "light")
+    try:
+        for model in ("aicall", "workflowstage", "workflowlog", "workflowrun", "workflowjob"):
+            page.goto(f"/admin/django_workflow_engine/{model}/")
+            shot(page, f"layout-1440-{model}-list")
+            widths = page.evaluate(
+                "(() => { const t = document.querySelector('#result_list');"
+                " return t ? [t.scrollWidth, t.parentElement.clientWidth] : [0, 0]; })()"
+            )
+            assert widths[0] <= widths[1] + 1, f"{model} list is {widths[0]} px wide in {widths[1]} px"
+    finally:
+        context.close()
