@@ -285,3 +285,16 @@ def test_rerun_cost_counts_every_generation(h):
     run = h.run(run_id)
     assert run.status == "COMPLETED"
     assert (run.total_cost, run.total_tokens) == (Decimal("0.50"), 60)
+
+
+@pytest.mark.parametrize("actor", ["x" * 201, "al\x00ice", "", 42])
+def test_rerun_refuses_a_bad_actor_and_writes_nothing(h, actor):
+    from django_workflow_engine.errors import ValidationFailed
+
+    run_id = h.start("diamond", {"value": 1})
+    h.drain()
+    before = h.run(run_id)
+    with pytest.raises(ValidationFailed, match="'actor' must be a non-empty string of at most 200 characters"):
+        h.dispatch(RerunFrom(run_id, "d", actor=actor))
+    assert h.run(run_id).version == before.version
+    assert all(s.superseded_at is None for s in h.persistence.get_stage_history(run_id))

@@ -9,7 +9,7 @@ start.
 
 from __future__ import annotations
 
-from ...core.errors import InvalidRunState, RunNotFound, WorkflowNotFound
+from ...core.errors import InvalidRunState, RunNotFound, ValidationFailed, WorkflowNotFound
 from ..commands import RerunFrom, RerunResult
 from ..events import WORKFLOW_STARTED, event
 from ..flow import Handled, prepare_group
@@ -17,9 +17,22 @@ from ..kernel import Deps
 from ..records import Status
 
 RESULT = RerunResult
+ACTOR_MAX_CHARS = 200  # WorkflowStage.superseded_by
+
+
+def check_actor(actor: object) -> None:
+    """``actor`` is ``None`` or printable text of at most ``ACTOR_MAX_CHARS`` characters."""
+    if actor is None:
+        return
+    if not isinstance(actor, str) or not actor or "\x00" in actor or len(actor) > ACTOR_MAX_CHARS:
+        raise ValidationFailed(
+            f"Invalid rerun actor {actor!r:.60}: 'actor' must be a non-empty string of at most "
+            f"{ACTOR_MAX_CHARS} characters without NUL bytes (a username), or None."
+        )
 
 
 def handle(command: RerunFrom, deps: Deps) -> Handled:
+    check_actor(command.actor)
     persistence = deps.persistence
     run = persistence.lock_run(command.run_id)
     if run is None:
