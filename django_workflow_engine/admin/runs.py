@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models import Case, CharField, Count, IntegerField, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
@@ -125,6 +125,12 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
             .annotate(n=Count("pk"))
             .values("n")
         )
+        from ..registry import registry
+
+        # The business key of runs whose workflow declares a label (one key of the deferred input).
+        labels = [When(workflow_id=w.id, then=KT(f"input__{w.label}")) for w in registry.all() if w.label]
+        none = Value(None, output_field=CharField())
+        label_text = Case(*labels, default=none, output_field=CharField()) if labels else none
         return (
             super()
             .get_queryset(request)
@@ -132,6 +138,7 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
                 completed_stages=Coalesce(Subquery(completed, output_field=IntegerField()), 0),
                 # one key of the (deferred) output: a failed run's error message, for the error column
                 error_text=KT("output__error__message"),
+                label_text=label_text,
             )
         )
 
@@ -163,8 +170,13 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
     @admin.display(description="workflow", ordering="workflow_id")
     def workflow(self, obj: WorkflowRun) -> Any:
         if obj.workflow_name and obj.workflow_name != obj.workflow_id:
-            return format_html('{} <code class="quiet">{}</code>', obj.workflow_name, obj.workflow_id)
-        return format_html("<code>{}</code>", obj.workflow_id)
+            name = format_html('{} <code class="quiet">{}</code>', obj.workflow_name, obj.workflow_id)
+        else:
+            name = format_html("<code>{}</code>", obj.workflow_id)
+        label = getattr(obj, "label_text", None)
+        if label:
+            return format_html('{} <span class="dwe-label">· {}</span>', name, history.first_line(str(label), 60))
+        return name
 
     @admin.display(description="error")
     def error(self, obj: WorkflowRun) -> Any:

@@ -176,5 +176,9 @@ def test_run_list_finds_runs_by_the_business_key_the_workflow_declares(admin_cli
         html = admin_client_.get(url("workflowrun_changelist"), {"q": "T-4711"}).content.decode()
         assert wanted.short_id in html
         assert other.short_id not in html
+        # the list shows each run's business key beside its workflow's name
+        listing = admin_client_.get(url("workflowrun_changelist")).content.decode()
+        assert '<span class="dwe-label">· T-4712</span>' in listing
+        assert 'Support tickets <code class="quiet">tickets</code>' in listing
     finally:
         registry.unregister("tickets")
