@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.utils import timezone
 from django.utils.text import Truncator
 
 from ..models import Status, WorkflowJob
@@ -28,17 +29,16 @@ class JobStatusFilter(admin.SimpleListFilter):
 @admin.register(WorkflowJob)
 class WorkflowJobAdmin(ReadOnlyAdmin):
     list_display = (
-        "created_at",
         "stage_id",
         "run_col",
         "status_badge",
         "tries",
-        "available_at",
+        "due_at",
         "worker_id",
-        "locked_at",
+        "lease",
         "short_error",
     )
-    list_display_links = ("created_at",)
+    list_display_links = ("stage_id",)
     list_filter = (JobStatusFilter, RunFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("=stage_id", "=run__id", "=worker_id")
     search_help_text = "An exact stage id, a full run id or a worker id."
@@ -70,6 +70,15 @@ class WorkflowJobAdmin(ReadOnlyAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: WorkflowJob) -> Any:
         return badge(obj.status)
+
+    @admin.display(description="due at", ordering="available_at")
+    def due_at(self, obj: WorkflowJob) -> str:
+        return f"{timezone.localtime(obj.available_at):%Y-%m-%d %H:%M:%S}" if obj.available_at else "—"
+
+    @admin.display(description="lease", ordering="locked_at")
+    def lease(self, obj: WorkflowJob) -> str:
+        """When the holder last refreshed its lease (only a RUNNING job holds one)."""
+        return f"{timezone.localtime(obj.locked_at):%H:%M:%S}" if obj.locked_at else "—"
 
     @admin.display(description="attempt")
     def tries(self, obj: WorkflowJob) -> str:
