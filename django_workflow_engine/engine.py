@@ -244,13 +244,26 @@ class Engine:
         """Cancel a run that is not finished; returns False if it was already COMPLETED/FAILED/CANCELLED."""
         return self.kernel.dispatch(CancelRun(run_id=str(run_id), reason=reason)).cancelled
 
-    def rerun_from(self, run_id: str, stage_id: str, *, idempotency_key: str | None = None) -> WorkflowRun:
+    def rerun_from(
+        self, run_id: str, stage_id: str, *, idempotency_key: str | None = None, actor: str | None = None
+    ) -> WorkflowRun:
         """Run a COMPLETED or FAILED run again from ``stage_id``'s execution group on.
+
+        The stage records it replaces are kept as the run's history (``WorkflowStage.objects.superseded()``),
+        with their errors, logs and AI calls; the run's cost keeps what every generation spent.
+
+        Args:
+            run_id: the run.
+            stage_id: the first stage to run again (its whole execution group and every later one run again).
+            idempotency_key: a retried call with the same key reruns once.
+            actor: who asked (a username, shown in the run's history); at most 200 characters.
 
         Raises:
             RunNotFound, InvalidRunState, StageNotFound: nothing is written.
         """
-        result = self.kernel.dispatch(RerunFrom(run_id=str(run_id), stage_id=stage_id, idempotency_key=idempotency_key))
+        result = self.kernel.dispatch(
+            RerunFrom(run_id=str(run_id), stage_id=stage_id, idempotency_key=idempotency_key, actor=actor)
+        )
         return self._run_model(result.run_id, result.run)
 
     def annotate(self, run_id: str, attributes: Mapping[str, Any], **options: Any) -> list[Any]:

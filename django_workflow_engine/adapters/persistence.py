@@ -99,7 +99,12 @@ def update_returning(using: str, queryset: QuerySet, values: Mapping[str, Any]) 
 
 
 def _versioned_update_sql(
-    connection: Any, model: type[Model], pk: str, values: Mapping[str, Any], expected_version: int | None
+    connection: Any,
+    model: type[Model],
+    pk: str,
+    values: Mapping[str, Any],
+    expected_version: int | None,
+    current_only: bool = False,
 ) -> tuple[str, list[Any]]:
     """``UPDATE t SET ... WHERE id = %s [AND version = %s]`` for :func:`_update_values` output, written by hand:
     every stage runs several of these, and compiling them with the ORM costs more than executing them."""
@@ -119,6 +124,8 @@ def _versioned_update_sql(
     if expected_version is not None:
         sql += f" AND {qn('version')} = %s"
         params.append(expected_version)
+    if current_only:
+        sql += f" AND {qn('superseded_at')} IS NULL"
     return sql, params
 
 
@@ -335,7 +342,12 @@ class OrmPersistence:
         return self._objects(WorkflowRun)
 
     def _stages(self):  # type: ignore[no-untyped-def]
+        """Current stage records (the default manager hides superseded ones)."""
         return self._objects(WorkflowStage)
+
+    def _history(self):  # type: ignore[no-untyped-def]
+        """Every generation's stage records."""
+        return WorkflowStage.all_generations.using(self.using)
 
     def _versioned_update(
         self,
@@ -344,11 +356,13 @@ class OrmPersistence:
         values: dict[str, Any],
         expected_version: int | None,
         missing: Exception,
+        current_only: bool = False,
     ) -> int:
         """One ``UPDATE ... RETURNING version`` (it is on the hot path of every stage); only when no row
-        matched does a second query tell a missing row from a stale version."""
+        matched does a second query tell a missing row from a stale version. ``current_only``: rows a rerun
+        superseded are not written (a stage record's history is read-only)."""
         connection = connections[self.using]
-        sql, params = _versioned_update_sql(connection, model, pk, values, expected_version)
+        sql, params = _versioned_update_sql(connection, model, pk, values, expected_version, current_only)
         if expected_version is None and deferred.deferring(self.using):
             rows = frozenset({(model._meta.db_table, pk)})
             deferred.defer(self.using, deferred.Write(sql, params, rows, expect_rows(1, missing)))
@@ -358,7 +372,7 @@ class OrmPersistence:
             row = cursor.fetchone()
         if row is not None:
             return int(row[0])
-        actual = self._objects(model).filter(pk=pk).values_list("version", flat=True).first()
+        actual = model._base_manager.using(self.using).filter(pk=pk).values_list("version", flat=True).first()
         if actual is None:
             raise missing
         raise StaleVersionError(model.__name__, pk, expected_version or 0, actual)
@@ -487,10 +501,14 @@ class OrmPersistence:
             return run_record(row) if row is not None else None
 
     def get_stuck_runs(self, cutoff: datetime, limit: int = 100) -> list[RunRecord]:
-        active_stage = WorkflowStage.objects.filter(run=OuterRef("pk")).filter(
-            Q(updated_at__gt=cutoff)
-            | Q(status=Status.SUSPENDED, next_poll_at__gt=cutoff)
-            | Q(status=Status.SUSPENDED, max_wait_until__gt=cutoff)
+        active_stage = (
+            WorkflowStage.objects.current()
+            .filter(run=OuterRef("pk"))
+            .filter(
+                Q(updated_at__gt=cutoff)
+                | Q(status=Status.SUSPENDED, next_poll_at__gt=cutoff)
+                | Q(status=Status.SUSPENDED, max_wait_until__gt=cutoff)
+            )
         )
         live_job = WorkflowJob.objects.filter(run=OuterRef("pk"), status__in=[Status.PENDING, Status.RUNNING])
         rows = (
@@ -509,12 +527,21 @@ class OrmPersistence:
 
     # -- stages ---------------------------------------------------------------------------------------------
     def get_stages(self, run_id: str) -> list[StageRecord]:
-        rows = self._select(WorkflowStage, '"run_id" = %s', [run_id], '"execution_group", "stage_number"')
+        rows = self._select(
+            WorkflowStage,
+            '"run_id" = %s AND "superseded_at" IS NULL',
+            [run_id],
+            '"execution_group", "stage_number"',
+        )
         return [StageRecord(**{name: row[name] for name in STAGE_FIELDS}) for row in rows]
 
     def get_stage(self, run_id: str, stage_id: str) -> StageRecord | None:
-        row = self._stages().filter(run_id=run_id, stage_id=stage_id).first()
+        row = self._stages().current().filter(run_id=run_id, stage_id=stage_id).first()
         return stage_record(row) if row else None
+
+    def get_stage_history(self, run_id: str) -> list[StageRecord]:
+        rows = self._history().for_run(run_id).order_by("attempt", "execution_group", "stage_number")
+        return [stage_record(r) for r in rows]
 
     def create_stages(self, stages: Sequence[StageRecord], now: datetime, known_new: bool = False) -> list[StageRecord]:
         if not stages:
@@ -541,7 +568,7 @@ class OrmPersistence:
             wanted = Q()
             for run_id in {s.run_id for s in stages}:
                 wanted |= Q(run_id=run_id, stage_id__in=[s.stage_id for s in stages if s.run_id == run_id])
-            stored = {(r.run_id, r.stage_id): stage_record(r) for r in self._stages().filter(wanted)}
+            stored = {(r.run_id, r.stage_id): stage_record(r) for r in self._stages().current().filter(wanted)}
         return [copy.deepcopy(stored[(s.run_id, s.stage_id)]) for s in stages]
 
     def update_stage(
@@ -549,22 +576,37 @@ class OrmPersistence:
     ) -> int:
         values = _update_values("StageRecord", STAGE_FIELDS, fields, now)
         missing = WorkflowEngineError(f"Stage record {stage_pk!r} does not exist.")
-        return self._versioned_update(WorkflowStage, stage_pk, values, expected_version, missing)
+        try:
+            return self._versioned_update(WorkflowStage, stage_pk, values, expected_version, missing, current_only=True)
+        except StaleVersionError:
+            if self._history().superseded().filter(pk=stage_pk).exists():
+                raise WorkflowEngineError(
+                    f"Stage record {stage_pk!r} was superseded by a rerun; it is read-only."
+                ) from None
+            raise
 
-    def delete_stages_from_group(self, run_id: str, group: int) -> list[StageRecord]:
+    def supersede_stages_from_group(
+        self, run_id: str, group: int, now: datetime, actor: str | None = None
+    ) -> list[StageRecord]:
         with transaction.atomic(using=self.using):
-            qs = self._stages().for_run(run_id).filter(execution_group__gte=group)
-            doomed = [stage_record(r) for r in qs.order_by("execution_group", "stage_number")]
-            if doomed:
-                # Django's collector applies on_delete: logs cascade, annotations/artifacts/AI calls keep
-                # their rows with the stage link set to NULL.
-                self._stages().filter(pk__in=[s.id for s in doomed]).delete()
-        return doomed
+            qs = self._stages().current().for_run(run_id).filter(execution_group__gte=group)
+            replaced = [stage_record(r) for r in qs.order_by("execution_group", "stage_number")]
+            if replaced:
+                pks = [s.id for s in replaced]
+                # Logs, AI calls, annotations and artifacts keep pointing at these rows: they are the history.
+                self._stages().filter(pk__in=pks).exclude(status__in=_FINISHED_STAGE).update(
+                    status=Status.CANCELLED, completed_at=now, next_poll_at=None
+                )
+                self._stages().filter(pk__in=pks).update(
+                    superseded_at=now, superseded_by=actor, updated_at=now, version=F("version") + 1
+                )
+        return replaced
 
     def cancel_open_stages(self, run_id: str, now: datetime) -> int:
         return (
             self._stages()
             .for_run(run_id)
+            .current()
             .exclude(status__in=_FINISHED_STAGE)
             .update(
                 status=Status.CANCELLED, completed_at=now, next_poll_at=None, updated_at=now, version=F("version") + 1

@@ -24,6 +24,17 @@ _QUEUES: dict[tuple[str, str], Any] = {}
 
 # Messages to withdraw in one round trip (see ``withdraw_later``), and how many wait at most.
 WITHDRAW_BATCH = 16
+# Remove a message from the queue list and, only if it was still there, its job hash: a message a worker has
+# already popped is that worker's to finish (RQ reads and updates its hash until it is done; deleting it under
+# RQ fails the message with ``InvalidJobOperation`` and files it in the failed registry). Atomic in Redis.
+WITHDRAW_SCRIPT = """
+if redis.call('LREM', KEYS[1], ARGV[1], ARGV[2]) > 0 then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
+_SCRIPTS: dict[int, Any] = {}
 _LATER: list[str] = []
 _LATER_LOCK = threading.Lock()
 
@@ -117,15 +128,18 @@ def withdraw(job_ids: Iterable[str], *, oldest: bool = False) -> int:
         from rq.job import Job
 
         queue = get_queue()
-        with queue.connection.pipeline(transaction=False) as pipe:
+        connection = queue.connection
+        script = _SCRIPTS.get(id(connection))
+        if script is None:
+            script = _SCRIPTS[id(connection)] = connection.register_script(WITHDRAW_SCRIPT)
+        with connection.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.lrem(queue.key, 1 if oldest else -1, job_id)
-                pipe.delete(Job.key_for(job_id))
+                script(keys=[queue.key, Job.key_for(job_id)], args=[1 if oldest else -1, job_id], client=pipe)
             replies = pipe.execute()
     except Exception:
         logger.warning("could not withdraw %d RQ message(s); they will be skipped", len(ids), exc_info=True)
         return 0
-    return sum(1 for removed in replies[::2] if removed)
+    return sum(1 for removed in replies if removed)
 
 
 def withdraw_later(job_ids: Iterable[str]) -> None:

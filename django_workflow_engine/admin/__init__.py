@@ -1,11 +1,19 @@
-"""The workflow engine's admin: read-only pages for runs, stages, logs, artifacts and AI calls, a cost report,
+"""The workflow engine's admin: read-only pages for runs, stages, jobs, logs, artifacts and AI calls, a cost report,
 and the permission-checked cancel and rerun actions. Importing this package registers everything with
 ``django.contrib.admin.site`` (Django's admin autodiscovery imports it)."""
 
 from .ai_calls import AICallAdmin
 from .artifacts import WorkflowArtifactAdmin
+from .jobs import WorkflowJobAdmin
 from .logs import WorkflowLogAdmin
 from .runs import WorkflowRunAdmin
 from .stages import WorkflowStageAdmin
 
-__all__ = ["AICallAdmin", "WorkflowArtifactAdmin", "WorkflowLogAdmin", "WorkflowRunAdmin", "WorkflowStageAdmin"]
+__all__ = [
+    "AICallAdmin",
+    "WorkflowArtifactAdmin",
+    "WorkflowJobAdmin",
+    "WorkflowLogAdmin",
+    "WorkflowRunAdmin",
+    "WorkflowStageAdmin",
+]

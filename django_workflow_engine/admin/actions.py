@@ -174,13 +174,24 @@ def _rerun(
     stage_status: dict[str, Any] = {}
     if not bulk:
         stage_status = {s.stage_id: badge(s.status) for s in WorkflowStage.objects.filter(run=runs[0])}
+    plan = workflow.execution_plan()
     groups = [
         {
             "number": number,
             "parallel": len(group) > 1,
-            "stages": [{"id": s.id, "name": s.name, "status": stage_status.get(s.id)} for s in group],
+            "stages": [
+                {
+                    "id": s.id,
+                    "name": s.name,
+                    "status": stage_status.get(s.id),
+                    # what confirming runs again (this group and every later one) and what it keeps
+                    "reruns": ", ".join(x.id for later in plan[number - 1 :] for x in later),
+                    "keeps": ", ".join(x.id for earlier in plan[: number - 1] for x in earlier),
+                }
+                for s in group
+            ],
         }
-        for number, group in enumerate(workflow.execution_plan(), start=1)
+        for number, group in enumerate(plan, start=1)
     ]
     context = {
         **modeladmin.admin_site.each_context(request),
@@ -216,7 +227,7 @@ def _do_rerun(
     failures: list[str] = []
     for run in runs:
         try:
-            engine.rerun_from(run.pk, stage_id)
+            engine.rerun_from(run.pk, stage_id, actor=request.user.get_username()[:200] or None)
         except InvalidRunState:
             skipped += 1  # its state changed since the form was shown
             continue

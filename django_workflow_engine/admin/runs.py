@@ -8,7 +8,8 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models import Case, CharField, Count, IntegerField, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -17,9 +18,18 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from ..core.ids import short_id
-from ..models import AICall, OutboxEvent, Status, WorkflowArtifact, WorkflowLog, WorkflowRun, WorkflowStage
+from ..models import (
+    AICall,
+    OutboxEvent,
+    Status,
+    WorkflowArtifact,
+    WorkflowJob,
+    WorkflowLog,
+    WorkflowRun,
+    WorkflowStage,
+)
 from ..tasks.workflow import TASK_WORKFLOW_ID
-from . import actions
+from . import actions, history
 from .common import (
     ACTIVE,
     RERUNNABLE,
@@ -37,6 +47,22 @@ from .common import (
 from .timeline import build_rows, render_timeline
 
 HEX = re.compile(r"^[0-9a-f]{4,32}$")
+
+
+class RunStatusFilter(admin.SimpleListFilter):
+    """The states a run takes (a run is never SUSPENDED or SKIPPED: its stages are); no query."""
+
+    title = "status"
+    parameter_name = "status__exact"
+    STATES = (Status.PENDING, Status.RUNNING, Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(s.value, s.label) for s in self.STATES]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
 LOGS_PER_PAGE = 50
 EVENTS_SHOWN = 100
 ARTIFACTS_SHOWN = 100
@@ -63,15 +89,19 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         "workflow",
         "status_badge",
         "progress",
+        "error",
         "cost",
         "tokens",
         "duration",
         "created_at",
     )
     list_display_links = ("short_run_id",)
-    list_filter = ("status", WorkflowFilter, ("created_at", admin.DateFieldListFilter))
+    list_filter = (RunStatusFilter, WorkflowFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("id", "workflow_id")
-    search_help_text = "A run id (full or the short id shown in the list), a workflow id, or a task's module path."
+    search_help_text = (
+        "A run id (full or the short id shown in the list), a workflow id, a task's module path, or a business key "
+        "(the input field a workflow declares as its label, e.g. a ticket id)."
+    )
     ordering = ("-created_at",)
     changelist_defer = ("input", "output", "config", "metadata")
     actions = [actions.cancel_selected_runs, actions.rerun_selected_runs]
@@ -97,10 +127,21 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
             .annotate(n=Count("pk"))
             .values("n")
         )
+        from ..registry import registry
+
+        # The business key of runs whose workflow declares a label (one key of the deferred input).
+        labels = [When(workflow_id=w.id, then=KT(f"input__{w.label}")) for w in registry.all() if w.label]
+        none = Value(None, output_field=CharField())
+        label_text = Case(*labels, default=none, output_field=CharField()) if labels else none
         return (
             super()
             .get_queryset(request)
-            .annotate(completed_stages=Coalesce(Subquery(completed, output_field=IntegerField()), 0))
+            .annotate(
+                completed_stages=Coalesce(Subquery(completed, output_field=IntegerField()), 0),
+                # one key of the (deferred) output: a failed run's error message, for the error column
+                error_text=KT("output__error__message"),
+                label_text=label_text,
+            )
         )
 
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> tuple[Any, bool]:
@@ -110,6 +151,16 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         condition = Q(workflow_id=term) | Q(workflow_id__istartswith=term)
         # Runs of Django tasks: by the task's module path (or a prefix of it, e.g. "myapp.tasks").
         condition |= Q(workflow_id=TASK_WORKFLOW_ID, workflow_name__startswith=term)
+        from ..registry import registry
+
+        for workflow in registry.all():
+            if workflow.label:
+                # A business key: that workflow's runs whose input label field equals the term (as text, or
+                # as a number when it is one). It scans that workflow's runs by the (workflow_id, ...) index.
+                key = Q(**{f"input__{workflow.label}": term})
+                if re.fullmatch(r"-?\d{1,18}", term):
+                    key |= Q(**{f"input__{workflow.label}": int(term)})
+                condition |= Q(workflow_id=workflow.id) & key
         if HEX.match(term.lower()):
             term = term.lower()
             # Full ids hit the primary key; the 8-character short id is a suffix.
@@ -121,10 +172,25 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         return format_html('<code title="{}">{}</code>', obj.pk, short_id(obj.pk))
 
     @admin.display(description="workflow", ordering="workflow_id")
-    def workflow(self, obj: WorkflowRun) -> str:
+    def workflow(self, obj: WorkflowRun) -> Any:
         if obj.workflow_id == TASK_WORKFLOW_ID:
-            return f"task {obj.workflow_name}"
-        return obj.workflow_id
+            name = format_html("task {}", obj.workflow_name)
+        elif obj.workflow_name and obj.workflow_name != obj.workflow_id:
+            name = format_html('{} <code class="quiet">{}</code>', obj.workflow_name, obj.workflow_id)
+        else:
+            name = format_html("<code>{}</code>", obj.workflow_id)
+        label = getattr(obj, "label_text", None)
+        if label:
+            return format_html('{} <span class="dwe-label">· {}</span>', name, history.first_line(str(label), 60))
+        return name
+
+    @admin.display(description="error")
+    def error(self, obj: WorkflowRun) -> Any:
+        message = getattr(obj, "error_text", None)
+        if not message or obj.status != Status.FAILED:
+            return ""
+        url = reverse(f"admin:{obj._meta.app_label}_workflowrun_change", args=[obj.pk]) + "#dwe-failure"
+        return format_html('<a href="{}" class="dwe-error-link">{}</a>', url, history.first_line(message, 120))
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: WorkflowRun) -> Any:
@@ -208,7 +274,19 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
 
 def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     """Everything the run page shows, in a fixed number of queries however large the run's history is."""
-    stages = list(WorkflowStage.objects.filter(run=run).order_by("execution_group", "stage_number"))
+    current = list(WorkflowStage.objects.filter(run=run).order_by("execution_group", "stage_number"))
+    earlier = list(
+        WorkflowStage.all_generations.filter(run=run, superseded_at__isnull=False)
+        .defer("output_data", "config", "suspended_state")
+        .order_by("superseded_at", "execution_group", "stage_number")
+    )
+    jobs = history.latest_jobs(list(WorkflowJob.objects.filter(run=run).defer("payload")))
+    attempts = history.attempts(run, current, earlier)
+    attempt = attempts[-1]
+    shown = request.GET.get("attempt") or ""
+    if shown.isdigit() and 1 <= int(shown) < len(attempts):
+        attempt = attempts[int(shown) - 1]
+    stages = current if attempt.is_current else attempt.records
     suspended_at = {
         e["payload"].get("stage_id"): e["occurred_at"]
         for e in OutboxEvent.objects.filter(run_id=run.pk, event_type="stage:suspended")
@@ -218,15 +296,25 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     }
     plan = workflow_plan(run.workflow_id)
     now = timezone.now()
-    stage_rows = [
-        {
-            "obj": s,
-            "status": badge(s.status),
-            "duration": fmt_duration(elapsed_ms(s.started_at, s.completed_at, s.duration_ms)),
-            "output": pretty_json(s.output_data) if s.output_data is not None else None,
-        }
-        for s in stages
-    ]
+    stage_rows = []
+    for s in stages:
+        job = jobs.get(s.stage_id) if attempt.is_current else None
+        retry = history.retry_scheduled(s, job)
+        stage_rows.append(
+            {
+                "obj": s,
+                "status": badge("RETRYING") if retry else badge(s.status),
+                "retry": retry,
+                "tries": history.tries(job) if attempt.is_current else "—",
+                "job": job,
+                "duration": fmt_duration(elapsed_ms(s.started_at, s.completed_at, s.duration_ms)),
+                # an earlier attempt's records are read without their output (history shows errors and timings)
+                "output": pretty_json(s.output_data)
+                if "output_data" not in s.get_deferred_fields() and s.output_data is not None
+                else None,
+            }
+        )
+    generation_of = {s.pk: n.number for n in attempts for s in n.replaced}
 
     # Logs: level filter and pagination ride on the run page's own query string.
     level = request.GET.get("level") or ""
@@ -236,10 +324,21 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     if level:
         logs_qs = logs_qs.filter(level=level)
     log_page = Paginator(logs_qs, LOGS_PER_PAGE).get_page(request.GET.get("logs_page"))
-    logs = [
-        {"obj": log, "level": level_badge(log.level), "stage": log.stage.stage_id if log.stage else ""}
-        for log in log_page.object_list
-    ]
+    logs = []
+    for log in log_page.object_list:
+        meta = dict(log.metadata or {})
+        trace = meta.pop("traceback", None)
+        logs.append(
+            {
+                "obj": log,
+                "level": level_badge(log.level),
+                "stage": log.stage.stage_id if log.stage else "",
+                # a line of a stage record a rerun replaced belongs to that earlier attempt
+                "attempt": generation_of.get(log.stage_id) if log.stage_id else None,
+                "metadata": meta or None,
+                "traceback": trace,
+            }
+        )
 
     ai_by_model = list(
         AICall.objects.filter(run=run)
@@ -270,18 +369,30 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     # Stage artifacts live in blob storage; the stage's output record names them.
     blob_artifacts = [
         {"name": name, "key": key, "stage": s.stage_id}
-        for s in stages
+        for s in current
         for name, key in sorted(((s.output_data or {}).get("artifact_keys") or {}).items())
     ]
     total = sum(len(g) for g in plan) if plan is not None else None
-    done = sum(1 for s in stages if s.status == Status.COMPLETED)
-    refresh = 5 if run.status in (Status.RUNNING, Status.PENDING) else (30 if run.status in ACTIVE else None)
+    done = sum(1 for s in current if s.status == Status.COMPLETED)
+    # Every 5 s while something can change soon; every 30 s while the run only waits for a suspended stage.
+    refresh = None
+    if run.status in ACTIVE:
+        refresh = 30 if history.only_waiting(run, current) else 5
+    share_cost, share_tokens = history.current_share(attempts[-1])
+    failure = failure_summary(run, current, jobs)
     app = WorkflowRun._meta.app_label
     return {
         "run": run,
         "original": run,
         "status": badge(run.status),
         "duration": fmt_duration(elapsed_ms(run.started_at, run.completed_at, run.duration_ms)),
+        "attempt_duration": fmt_duration(history.attempt_duration_ms(run, attempts[-1])),
+        "attempts": attempts,
+        "attempt": attempt,
+        "failure": failure,
+        "waits": history.waits(run, current, jobs),
+        "share_cost": fmt_cost(share_cost),
+        "share_tokens": fmt_int(share_tokens),
         "cost": fmt_cost(run.total_cost),
         "max_cost": fmt_cost(run.max_cost) if run.max_cost is not None else "no limit",
         "tokens": fmt_int(run.total_tokens),
@@ -290,7 +401,7 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
         "config_json": pretty_json(run.config),
         "output_json": pretty_json(run.output),
         "metadata_json": pretty_json(run.metadata) if run.metadata else None,
-        "timeline": render_timeline(run, build_rows(stages, plan, suspended_at), now),
+        "timeline": render_timeline(run, build_rows(stages, plan, suspended_at), now) if attempt.is_current else None,
         "stage_rows": stage_rows,
         "logs": logs,
         "log_page": log_page,
@@ -308,8 +419,42 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
             "ai_calls": reverse(f"admin:{app}_aicall_changelist") + f"?run={run.pk}",
             "stages": reverse(f"admin:{app}_workflowstage_changelist") + f"?run={run.pk}",
             "artifacts": reverse(f"admin:{app}_workflowartifact_changelist") + f"?run={run.pk}",
+            "jobs": reverse(f"admin:{app}_workflowjob_changelist") + f"?run={run.pk}",
             "cancel": reverse(f"admin:{app}_workflowrun_cancel", args=[run.pk]),
             "rerun": reverse(f"admin:{app}_workflowrun_rerun", args=[run.pk]),
             "history": reverse(f"admin:{app}_workflowrun_history", args=[run.pk]),
         },
+    }
+
+
+def failure_summary(
+    run: WorkflowRun, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]
+) -> dict[str, Any] | None:
+    """Which stage failed, on which try, why (type and message) and its stored traceback, for a FAILED run."""
+    if run.status != Status.FAILED:
+        return None
+    error = (run.output or {}).get("error") if isinstance(run.output, dict) else None
+    error = error if isinstance(error, dict) else {}
+    stage = next((s for s in stages if s.stage_id == error.get("stage_id")), None)
+    if stage is None:
+        stage = next((s for s in stages if s.status == Status.FAILED), None)
+    message = (stage.error_message if stage is not None else None) or error.get("message") or "no error message"
+    kind, text = history.split_error(message)
+    trace = None
+    if stage is not None:
+        meta = (
+            WorkflowLog.objects.filter(stage_id=stage.pk, level=WorkflowLog.Level.ERROR)
+            .order_by("-id")
+            .values_list("metadata", flat=True)
+            .first()
+        )
+        trace = meta.get("traceback") if isinstance(meta, dict) else None
+    job = jobs.get(stage.stage_id) if stage is not None else None
+    return {
+        "stage": stage,
+        "tries": history.tries(job) if job is not None else None,
+        "type": kind,
+        "message": text,
+        "code": error.get("code"),
+        "traceback": trace,
     }

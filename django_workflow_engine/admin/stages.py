@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import OuterRef, Subquery
 
-from ..models import WorkflowStage
+from ..models import WorkflowJob, WorkflowStage
 from .common import (
     ReadOnlyAdmin,
     RunFilter,
@@ -33,6 +34,36 @@ class StageWorkflowFilter(admin.SimpleListFilter):
         return queryset.filter(run__workflow_id=self.value()) if self.value() else queryset
 
 
+class GenerationFilter(admin.SimpleListFilter):
+    """Current records by default; a rerun's superseded records (earlier attempts) on request."""
+
+    title = "attempt"
+    parameter_name = "generation"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        return [("superseded", "earlier attempts (replaced by a rerun)"), ("all", "every attempt")]
+
+    def choices(self, changelist: Any) -> Any:
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "current",
+        }
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": self.value() == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        if self.value() == "all":
+            return queryset
+        if self.value() == "superseded":
+            return queryset.superseded()
+        return queryset.current()
+
+
 @admin.register(WorkflowStage)
 class WorkflowStageAdmin(ReadOnlyAdmin):
     list_display = (
@@ -42,12 +73,18 @@ class WorkflowStageAdmin(ReadOnlyAdmin):
         "workflow",
         "execution_group",
         "status_badge",
-        "attempt",
+        "tries",
         "duration",
         "started_at",
     )
     list_display_links = ("stage_id",)
-    list_filter = ("status", StageWorkflowFilter, ("created_at", admin.DateFieldListFilter), RunFilter)
+    list_filter = (
+        "status",
+        StageWorkflowFilter,
+        ("created_at", admin.DateFieldListFilter),
+        RunFilter,
+        GenerationFilter,
+    )
     list_select_related = ("run",)
     search_fields = ("=stage_id", "=run__id")
     search_help_text = "An exact stage id (e.g. summarize) or a full run id."
@@ -62,7 +99,8 @@ class WorkflowStageAdmin(ReadOnlyAdmin):
         "execution_group",
         "stage_number",
         "status_badge",
-        "attempt",
+        "generation",
+        "tries",
         "created_at",
         "started_at",
         "completed_at",
@@ -79,7 +117,34 @@ class WorkflowStageAdmin(ReadOnlyAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request: Any) -> Any:
-        return super().get_queryset(request).select_related("run")
+        # Every generation, so a superseded record's page opens from its logs and AI calls; the changelist
+        # shows the current generation unless the attempt filter says otherwise.
+        latest_job = WorkflowJob.objects.filter(run=OuterRef("run"), stage_id=OuterRef("stage_id")).order_by(
+            "-created_at", "-id"
+        )
+        return (
+            WorkflowStage.all_generations.select_related("run")
+            .annotate(
+                job_attempt=Subquery(latest_job.values("attempt")[:1]),
+                job_max_attempts=Subquery(latest_job.values("max_attempts")[:1]),
+            )
+            .order_by(*self.get_ordering(request))
+        )
+
+    @admin.display(description="tries")
+    def tries(self, obj: WorkflowStage) -> str:
+        """Deliveries of the stage's job so far, of the most it may get (a superseded record's are not kept)."""
+        if obj.superseded_at is not None or getattr(obj, "job_attempt", None) is None:
+            return "—"
+        return f"{obj.job_attempt} of {obj.job_max_attempts}"
+
+    @admin.display(description="generation")
+    def generation(self, obj: WorkflowStage) -> str:
+        text = f"{obj.attempt} (0 = the original run)" if obj.attempt == 0 else f"{obj.attempt} (rerun)"
+        if obj.superseded_at is not None:
+            by = f" by {obj.superseded_by}" if obj.superseded_by else ""
+            text += f" (replaced by a rerun{by} at {obj.superseded_at:%Y-%m-%d %H:%M:%S})"
+        return text
 
     @admin.display(description="run", ordering="run_id")
     def run_col(self, obj: WorkflowStage) -> Any:

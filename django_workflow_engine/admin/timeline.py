@@ -102,7 +102,9 @@ def render_timeline(run: Any, rows: Iterable[Row], now: datetime | None = None) 
     parts: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="dwe-timeline" width="{WIDTH}" height="{height}" '
         f'viewBox="0 0 {WIDTH} {height}" role="img" aria-label="Stage timeline" '
-        'style="max-width:100%;height:auto;font:11px sans-serif">',
+        # Full width on a wide screen; never below 90 % of its drawn size, so its text stays legible on a phone
+        # (the wrapper scrolls it sideways instead of the page).
+        f'style="width:100%;min-width:{int(WIDTH * 0.9)}px;height:auto;font:11px sans-serif">',
         '<defs><pattern id="dwe-hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
         'patternTransform="rotate(45)"><rect width="6" height="6" fill="#fdf1d8"/>'
         '<line x1="0" y1="0" x2="0" y2="6" stroke="#c88a00" stroke-width="3"/></pattern></defs>',
@@ -111,15 +113,20 @@ def render_timeline(run: Any, rows: Iterable[Row], now: datetime | None = None) 
     for i in range(5):
         tx = LABEL_W + plot_w * i / 4
         label = "+" + fmt_duration(span * 1000 * i / 4) if i else "0"
-        parts.append(f'<line x1="{tx:.1f}" y1="{AXIS_H - 6}" x2="{tx:.1f}" y2="{height - 34}" stroke="#e5e5e5"/>')
+        parts.append(
+            f'<line x1="{tx:.1f}" y1="{AXIS_H - 6}" x2="{tx:.1f}" y2="{height - 34}" style="stroke:var(--hairline-color,#e5e5e5)"/>'
+        )
         anchor = "end" if i == 4 else ("start" if i == 0 else "middle")
-        parts.append(f'<text x="{tx:.1f}" y="{AXIS_H - 10}" text-anchor="{anchor}" fill="#666">{escape(label)}</text>')
+        parts.append(
+            f'<text x="{tx:.1f}" y="{AXIS_H - 10}" text-anchor="{anchor}" style="fill:var(--body-quiet-color,#666)">{escape(label)}</text>'
+        )
 
     y = AXIS_H
     for index, (group_no, group_rows) in enumerate(sorted(groups.items())):
         band_h = len(group_rows) * ROW_H
-        fill = "#f7f9fb" if index % 2 == 0 else "#ffffff"
-        parts.append(f'<rect class="dwe-group" x="0" y="{y}" width="{WIDTH}" height="{band_h}" fill="{fill}"/>')
+        # Django admin's colour variables, so the bands follow its light and dark schemes.
+        fill = "var(--darkened-bg,#f7f9fb)" if index % 2 == 0 else "var(--body-bg,#ffffff)"
+        parts.append(f'<rect class="dwe-group" x="0" y="{y}" width="{WIDTH}" height="{band_h}" style="fill:{fill}"/>')
         if len(group_rows) > 1:
             # A bracket marks the stages of one group that ran side by side.
             parts.append(
@@ -130,7 +137,7 @@ def render_timeline(run: Any, rows: Iterable[Row], now: datetime | None = None) 
             parts.append(_render_row(row, y, x, now))
             y += ROW_H
         parts.append(
-            f'<text x="4" y="{y - band_h + 11}" fill="#999" font-size="9">G{group_no}'
+            f'<text x="4" y="{y - band_h + 11}" style="fill:var(--body-quiet-color,#999)" font-size="9">G{group_no}'
             f"{' ∥' if len(group_rows) > 1 else ''}</text>"
         )
         y += GROUP_GAP
@@ -144,13 +151,13 @@ def _render_row(row: Row, y: int, x: Any, now: datetime) -> str:
     fg, bg = STATUS_COLORS.get(row.status, ("#999", "#f3f3f3"))
     label = f"{row.name} ({row.stage_id})" if row.name and row.name != row.stage_id else row.stage_id
     out = [
-        f'<text x="26" y="{y + ROW_H / 2 + 4:.1f}" fill="#333">{escape(_clip(label, 28))}'
+        f'<text x="26" y="{y + ROW_H / 2 + 4:.1f}" style="fill:var(--body-fg,#333)">{escape(_clip(label, 28))}'
         f"<title>{escape(label)}</title></text>"
     ]
     bar_y = y + (ROW_H - BAR_H) / 2
     if row.started is None:
         out.append(
-            f'<text x="{LABEL_W + 4}" y="{y + ROW_H / 2 + 4:.1f}" fill="#999" '
+            f'<text x="{LABEL_W + 4}" y="{y + ROW_H / 2 + 4:.1f}" style="fill:var(--body-quiet-color,#999)" '
             f'font-style="italic">{escape(row.status.lower())}</text>'
         )
         return "".join(out)
@@ -195,11 +202,11 @@ def _legend(y: int) -> str:
         else:
             fg, bg = STATUS_COLORS[label]  # type: ignore[index]
             out.append(f'<rect x="{lx}" y="{y}" width="14" height="10" rx="2" fill="{bg}" stroke="{fg}"/>')
-        out.append(f'<text x="{lx + 18}" y="{y + 9}" fill="#555">{label.lower()}</text>')
+        out.append(f'<text x="{lx + 18}" y="{y + 9}" style="fill:var(--body-quiet-color,#555)">{label.lower()}</text>')
         lx += 110
     out.append(
         f'<path d="M{lx + 4} {y} h-4 v10 h4" fill="none" stroke="#79aec8" stroke-width="2"/>'
-        f'<text x="{lx + 10}" y="{y + 9}" fill="#555">parallel group</text>'
+        f'<text x="{lx + 10}" y="{y + 9}" style="fill:var(--body-quiet-color,#555)">parallel group</text>'
     )
     return "".join(out)
 

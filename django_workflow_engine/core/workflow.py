@@ -42,12 +42,14 @@ class Workflow:
         input: type[BaseModel] | None,
         output: type[BaseModel] | None,
         groups: Sequence[Sequence[Stage]],
+        label: str | None = None,
     ):
         self.id = id
         self.name = name
         self.description = description
         self.input = input
         self.output = output
+        self.label = label  # the input field that names a run for people (a ticket id, an order number)
         self._groups: tuple[tuple[Stage, ...], ...] = tuple(tuple(g) for g in groups)
         self._stages: dict[str, Stage] = {}
         self._group_of: dict[str, int] = {}
@@ -197,6 +199,19 @@ class WorkflowBuilder:
             .pipe(report)
             .build()
         )
+
+    Args:
+        id: the workflow id (1-100 letters, digits, ``-``, ``_`` or ``.``).
+        name: a human name, shown in the admin.
+        description: free text.
+        input: the pydantic model of the run's input (``None``: no input).
+        output: the pydantic model of the run's output.
+        label: the name of a top-level field of ``input`` that identifies a run for people (a ticket id, an
+            order number); the admin's run list shows it and finds runs by it. Default ``None``.
+
+    Raises:
+        WorkflowDefinitionError: a bad id, a schema that is not a BaseModel, or a ``label`` that is not a
+            field of ``input``.
     """
 
     def __init__(
@@ -207,6 +222,7 @@ class WorkflowBuilder:
         *,
         input: type[BaseModel] | None = None,
         output: type[BaseModel] | None = None,
+        label: str | None = None,
     ):
         if not isinstance(id, str) or not STAGE_ID_RE.match(id):
             raise WorkflowDefinitionError(
@@ -217,11 +233,17 @@ class WorkflowBuilder:
                 raise WorkflowDefinitionError(
                     f"Workflow {id!r}: {role}= must be a pydantic BaseModel subclass or None."
                 )
+        if label is not None and (input is None or label not in input.model_fields):
+            fields = ", ".join(input.model_fields) if input is not None else "(no input model)"
+            raise WorkflowDefinitionError(
+                f"Workflow {id!r}: label={label!r} must name a field of the input model (fields: {fields})."
+            )
         self.id = id
         self.name = name
         self.description = description
         self.input = input
         self.output = output
+        self.label = label
         self._groups: list[list[Stage]] = []
         self._seen: dict[str, int] = {}
 
@@ -271,4 +293,4 @@ class WorkflowBuilder:
         """Return the immutable :class:`Workflow`; raises if it has no stages."""
         if not self._groups:
             raise WorkflowDefinitionError(f"Workflow {self.id!r} has no stages: add some with pipe() or parallel().")
-        return Workflow(self.id, self.name, self.description, self.input, self.output, self._groups)
+        return Workflow(self.id, self.name, self.description, self.input, self.output, self._groups, self.label)

@@ -80,13 +80,15 @@ class CancelRun(Command):
 
 @dataclass(frozen=True)
 class RerunFrom(Command):
-    """Delete the stages from ``stage_id``'s group on and run them again, keeping earlier outputs."""
+    """Run the stages from ``stage_id``'s group on again, keeping earlier outputs; the replaced stage records
+    stay as history (superseded, attributed to ``actor`` when given)."""
 
     type: ClassVar[str] = "run.rerunFrom"
     idempotent: ClassVar[bool] = True
     run_id: str
     stage_id: str
     idempotency_key: str | None = None
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,7 @@ class RerunResult:
 
     run_id: str
     stage_id: str
-    deleted_stages: list[str] = field(default_factory=list)
+    deleted_stages: list[str] = field(default_factory=list)  # the stage ids run again (their old records are kept)
     job_ids: list[str] = field(default_factory=list)
     run: RunRecord | None = field(default=None, compare=False, repr=False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ class Outcome:
     suspend: Suspend | None = None
     error: str | None = None
     retryable: bool = True
+    traceback: str | None = None  # of the exception a failed stage raised, kept with its ERROR log line
 
 
 def parse_config(stage: Stage, raw: Mapping[str, Any] | None) -> Any:
@@ -54,9 +56,18 @@ def execute_stage(stage: Stage, ctx: StageContext) -> Outcome:
             return Outcome("completed", output=output, metrics=metrics, artifacts=artifacts)
         return Outcome("completed", output=to_json_output(stage.output, returned, stage.id))
     except NON_RETRYABLE as exc:
-        return Outcome("failed", error=error_message(exc), retryable=False)
+        return Outcome("failed", error=error_message(exc), retryable=False, traceback=format_traceback(exc))
     except Exception as exc:
-        return Outcome("failed", error=error_message(exc), retryable=True)
+        return Outcome("failed", error=error_message(exc), retryable=True, traceback=format_traceback(exc))
+
+
+TRACEBACK_CHARS = 20_000
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The exception's traceback as text, its last ``TRACEBACK_CHARS`` characters (where the error is)."""
+    text = "".join(traceback.format_exception(exc))
+    return text if len(text) <= TRACEBACK_CHARS else "…" + text[-TRACEBACK_CHARS:]
 
 
 def _metrics(custom: Mapping[str, Any], stage_id: str) -> dict[str, Any]:

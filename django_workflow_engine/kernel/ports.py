@@ -98,13 +98,19 @@ class Persistence(Protocol):
 
     # -- stages ---------------------------------------------------------------------------------------------
     def get_stages(self, run_id: str) -> list[StageRecord]:
-        """All stage records of the run ordered by (execution_group, stage_number)."""
+        """The run's current stage records (superseded ones excluded) by (execution_group, stage_number)."""
         ...
 
-    def get_stage(self, run_id: str, stage_id: str) -> StageRecord | None: ...
+    def get_stage(self, run_id: str, stage_id: str) -> StageRecord | None:
+        """The current (not superseded) record of one stage of the run."""
+        ...
+
+    def get_stage_history(self, run_id: str) -> list[StageRecord]:
+        """Every stage record of the run, superseded ones included, by (attempt, execution_group, stage_number)."""
+        ...
 
     def create_stages(self, stages: Sequence[StageRecord], now: datetime, known_new: bool = False) -> list[StageRecord]:
-        """Insert stage records (ids set by caller) unless a record for (run_id, stage_id) exists already;
+        """Insert stage records (ids set by caller) unless a current record for (run_id, stage_id) exists;
         returns the records as stored (existing ones untouched), in input order. ``known_new``: the caller
         holds the run lock and knows none exists, so a plain insert will do."""
         ...
@@ -112,20 +118,26 @@ class Persistence(Protocol):
     def update_stage(
         self, stage_pk: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None
     ) -> int:
-        """Like :meth:`update_run` for a stage record (by primary key)."""
+        """Like :meth:`update_run` for a current stage record (by primary key); a superseded record is
+        history and raises ``WorkflowEngineError`` (as a missing one does)."""
         ...
 
-    def delete_stages_from_group(self, run_id: str, group: int) -> list[StageRecord]:
-        """Delete every stage record of the run with execution_group >= group; return what was deleted."""
+    def supersede_stages_from_group(
+        self, run_id: str, group: int, now: datetime, actor: str | None = None
+    ) -> list[StageRecord]:
+        """Turn the run's current stage records with execution_group >= group into history: superseded_at = now,
+        superseded_by = actor, version + 1, and a record still PENDING/RUNNING/SUSPENDED becomes CANCELLED
+        (completed_at = now, next_poll_at = None). Their logs, AI calls, annotations and outputs stay linked to
+        them. Returns them as they were before, by (execution_group, stage_number)."""
         ...
 
     def cancel_open_stages(self, run_id: str, now: datetime) -> int:
-        """Set every stage of the run not COMPLETED/FAILED/CANCELLED to CANCELLED (completed_at = now,
+        """Set every current stage of the run not COMPLETED/FAILED/CANCELLED to CANCELLED (completed_at = now,
         next_poll_at = None, version + 1). Returns how many."""
         ...
 
     def get_due_suspended_stages(self, now: datetime, limit: int) -> list[StageRecord]:
-        """SUSPENDED stages with next_poll_at <= now, oldest next_poll_at first."""
+        """Current SUSPENDED stages with next_poll_at <= now, oldest next_poll_at first."""
         ...
 
     # -- logs -----------------------------------------------------------------------------------------------

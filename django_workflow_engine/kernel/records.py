@@ -86,6 +86,10 @@ class StageRecord:
     error_message: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # Set when a rerun replaced this record with a new generation's: it is then history, read-only, and no
+    # longer one of "the stages of the run" (``superseded_by``: who asked for the rerun, when known).
+    superseded_at: datetime | None = None
+    superseded_by: str | None = None
 
 
 @dataclass

@@ -13,17 +13,36 @@ class WorkflowStageQuerySet(models.QuerySet):
     def for_run(self, run_id: str) -> WorkflowStageQuerySet:
         return self.filter(run_id=run_id)
 
+    def current(self) -> WorkflowStageQuerySet:
+        """The records of each run's current generation (those no rerun has superseded)."""
+        return self.filter(superseded_at__isnull=True)
+
+    def superseded(self) -> WorkflowStageQuerySet:
+        """Earlier generations' records, kept read-only as history."""
+        return self.filter(superseded_at__isnull=False)
+
     def open(self) -> WorkflowStageQuerySet:
         """Stages not yet COMPLETED, FAILED or CANCELLED."""
         return self.exclude(status__in=TERMINAL)
 
     def suspended_due(self, now: datetime) -> WorkflowStageQuerySet:
-        """SUSPENDED stages whose next poll is due, oldest first."""
-        return self.filter(status=Status.SUSPENDED, next_poll_at__lte=now).order_by("next_poll_at", "id")
+        """Current SUSPENDED stages whose next poll is due, oldest first."""
+        return self.filter(status=Status.SUSPENDED, next_poll_at__lte=now, superseded_at__isnull=True).order_by(
+            "next_poll_at", "id"
+        )
+
+
+class CurrentStageManager(models.Manager.from_queryset(WorkflowStageQuerySet)):  # type: ignore[misc]
+    """``WorkflowStage.objects``: the current generation only, so ``run.stages``, the admin and user code read
+    "the stages of a run" without repeating the filter. ``WorkflowStage.all_generations`` reads history too."""
+
+    def get_queryset(self) -> WorkflowStageQuerySet:
+        return super().get_queryset().filter(superseded_at__isnull=True)
 
 
 class WorkflowStage(models.Model):
-    """One stage of one run (a rerun replaces the records of the rerun groups)."""
+    """One stage of one run, in one generation: a rerun supersedes the records of the groups it runs again
+    (they stay, read-only, with their logs, AI calls and outputs) and creates new ones."""
 
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
     created_at = models.DateTimeField()
@@ -47,13 +66,27 @@ class WorkflowStage(models.Model):
     max_wait_until = models.DateTimeField(null=True, blank=True)
     metrics = models.JSONField(null=True, blank=True)
     error_message = models.TextField(null=True, blank=True)
+    superseded_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a rerun replaced this record (NULL: the current generation)."
+    )
+    superseded_by = models.CharField(
+        max_length=200, null=True, blank=True, help_text="Who asked for the rerun that replaced this record."
+    )
 
-    objects = WorkflowStageQuerySet.as_manager()
+    objects = CurrentStageManager()
+    all_generations = WorkflowStageQuerySet.as_manager()
 
     class Meta:
         verbose_name = "workflow stage"
         ordering = ["execution_group", "stage_number"]
-        constraints = [models.UniqueConstraint(fields=["run", "stage_id"], name="dwe_stage_run_stage_uniq")]
+        constraints = [
+            # One current record per stage of a run; superseded generations may repeat it.
+            models.UniqueConstraint(
+                fields=["run", "stage_id"],
+                condition=models.Q(superseded_at__isnull=True),
+                name="dwe_stage_run_stage_uniq",
+            )
+        ]
         indexes = [
             models.Index(fields=["next_poll_at"], name="dwe_stage_poll_idx", condition=models.Q(status="SUSPENDED")),
             models.Index(fields=["status"], name="dwe_stage_status_idx"),

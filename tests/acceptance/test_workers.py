@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from django.db.models import Count
@@ -66,6 +67,38 @@ def test_two_rq_workers_and_maintenance_complete_200_runs(processes, redis_conn,
     _assert_each_stage_executed_once(run_ids)
     run = WorkflowRun.objects.get(id=run_ids[7])
     assert run.output == {"sum": 14}
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_clean_rq_load_leaves_no_failed_rq_jobs_and_no_tracebacks(processes, redis_conn, settings):
+    """Workers withdraw the messages of jobs they take without them; a withdrawal must never delete the data of
+    a message another worker is finishing (RQ then fails it with ``InvalidJobOperation`` in
+    ``handle_job_success``, and django-rq's dashboard shows failures for runs that succeeded)."""
+    from rq.registry import FailedJobRegistry
+
+    from django_workflow_engine.adapters.rq import get_queue
+
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **RQ}
+    workers = [
+        processes.start("runworker", "--worker-id", f"w{i}", engine_settings=RQ, name=f"worker{i}") for i in range(2)
+    ]
+    processes.start("runmaintenance", "--interval", "1", engine_settings=RQ, name="maintenance")
+    run_ids = [engine.start("triple", {"n": i}).id for i in range(300)]
+    try:
+        wait_until(lambda: _all_finished(run_ids), timeout=300, message="300 runs to finish")
+    except AssertionError:
+        print(processes.logs())
+        raise
+    assert set(WorkflowRun.objects.filter(id__in=run_ids).values_list("status", flat=True)) == {"COMPLETED"}
+    time.sleep(2)  # let the workers finish the messages they hold
+    failed = FailedJobRegistry(queue=get_queue())
+    assert failed.get_job_ids() == []
+    for worker in workers:
+        log = Path(worker.log_path).read_text()
+        assert "Traceback" not in log, log[-3000:]
+        assert "InvalidJobOperation" not in log
 
 
 @pytest.mark.redis

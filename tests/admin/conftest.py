@@ -16,7 +16,7 @@ from .factories import seed_runs
 __all__ = ["make_user", "seed_runs"]
 
 APP = "django_workflow_engine"
-MODELS = ("workflowrun", "workflowstage", "workflowlog", "workflowartifact", "aicall")
+MODELS = ("workflowrun", "workflowstage", "workflowjob", "workflowlog", "workflowartifact", "aicall")
 VIEW_PERMS = [f"view_{m}" for m in MODELS]
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from django_workflow_engine.core.ids import new_id
-from django_workflow_engine.models import AICall, OutboxEvent, WorkflowLog, WorkflowRun, WorkflowStage
+from django_workflow_engine.models import AICall, OutboxEvent, WorkflowJob, WorkflowLog, WorkflowRun, WorkflowStage
 
 
 def seed_runs(
@@ -24,7 +24,7 @@ def seed_runs(
     """Bulk-create ``n`` finished diamond runs with 4 stages each, AI calls, logs and events (fast: a few
     bulk inserts, no engine)."""
     now = start or timezone.now()
-    runs, stages, calls, log_rows, event_rows = [], [], [], [], []
+    runs, stages, calls, log_rows, event_rows, job_rows = [], [], [], [], [], []
     plan = [("a", "Double", 1, 1), ("b", "Add one", 2, 2), ("c", "Add ten", 2, 3), ("d", "Merge", 3, 4)]
     models = ("gpt-4o-mini", "claude-3-haiku", "unpriced-model")
     for i in range(n):
@@ -65,6 +65,22 @@ def seed_runs(
                 output_data={"value": {"n": i}},
             )
             stages.append(stage)
+            job_rows.append(
+                WorkflowJob(
+                    id=new_id(),
+                    created_at=created,
+                    updated_at=created,
+                    run=run,
+                    workflow_id=workflow_id,
+                    stage_id=stage_id,
+                    status="COMPLETED",  # finished, so nothing a test drains picks them up
+                    attempt=1,
+                    worker_id="seed-worker",
+                    available_at=created,
+                    started_at=stage.started_at,
+                    completed_at=stage.completed_at,
+                )
+            )
             if stage_id == "a":
                 first_stage = stage
         for j in range(ai_calls):
@@ -114,4 +130,5 @@ def seed_runs(
     AICall.objects.bulk_create(calls, batch_size=500)
     WorkflowLog.objects.bulk_create(log_rows, batch_size=500)
     OutboxEvent.objects.bulk_create(event_rows, batch_size=500)
+    WorkflowJob.objects.bulk_create(job_rows, batch_size=500)
     return runs

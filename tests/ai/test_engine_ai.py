@@ -6,6 +6,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from django.db.models import Sum
 from django.test import override_settings
 
 from django_workflow_engine import engine
@@ -62,16 +63,21 @@ def test_totals_update_live_while_the_run_is_running():
     assert seen["after"] == [CALL, 2 * CALL, 3 * CALL]
 
 
-def test_rerun_keeps_the_spend_of_kept_stages():
+def test_rerun_cost_is_what_every_generation_spent():
     run = _run()
     assert run.total_cost == 2 * CALL
     engine.rerun_from(run.id, "polish")
     engine.run_until_idle()
     run.refresh_from_db()
     assert run.status == "COMPLETED"
-    assert run.total_cost == 2 * CALL  # write's spend (kept) + the new polish; the old polish is not counted
-    assert AICall.objects.for_run(run).count() == 3  # the ledger keeps every call
-    # the replaced polish stage row is gone, its call still counts for stage "polish"
+    # write + the first polish + the rerun polish: the run's cost is what it really spent, like the ledger
+    assert run.total_cost == 3 * CALL
+    assert AICall.objects.for_run(run).count() == 3
+    assert AICall.objects.for_run(run).aggregate(total=Sum("cost"))["total"] == run.total_cost
+    # the replaced polish record is kept as history and its call stays attributed to it
+    old, new = WorkflowStage.all_generations.filter(run=run, stage_id="polish").order_by("attempt")
+    assert (old.superseded_at is not None, new.superseded_at) == (True, None)
+    assert AICall.objects.filter(stage=old).count() == AICall.objects.filter(stage=new).count() == 1
     by_stage = {(r["workflow_id"], r["stage_name"]): r["calls"] for r in AICall.objects.for_run(run).by_stage()}
     assert by_stage == {("ai-text", "polish"): 2, ("ai-text", "write"): 1}
 

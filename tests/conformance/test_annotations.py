@@ -117,7 +117,9 @@ def test_run_create_annotations_and_rerun_keeps_them(h):
     h.drain()
     rows = h.kernel.annotations.list(run_id)
     assert rows[0].key == "trigger.source"
-    # the first generation's stage annotations survive the rerun with their stage link cleared
+    # the first generation's stage annotations survive the rerun, still linked to its (superseded) record
     first = [r for r in rows if r.key == "decision.outcome"]
     assert [r.attempt for r in first] == [0, 1]
-    assert first[0].stage_pk is None
+    history = {s.id: s for s in h.persistence.get_stage_history(run_id)}
+    assert history[first[0].stage_pk].superseded_at is not None
+    assert history[first[1].stage_pk].superseded_at is None

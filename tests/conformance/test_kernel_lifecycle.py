@@ -273,3 +273,81 @@ def test_dead_lettered_events_are_delivered_at_the_flush_after_a_replay(h):
     h.flush()
     assert [(e["type"], e["workflow_run_id"]) for e in h.sink.events] == [("workflow:created", run_id)]
     assert h.dispatch(ReplayDeadLetters(max_events=10)).replayed == 0
+
+
+def _drain_until_finished(h, run_id):
+    for _ in range(10):
+        h.drain()
+        if h.run(run_id).status in ("COMPLETED", "FAILED"):
+            return h.run(run_id)
+        h.clock.advance(seconds=60)  # retries back off
+    raise AssertionError(f"run {run_id} did not finish: {h.run(run_id).status}")
+
+
+def test_rerun_keeps_the_failed_generation_as_history(h):
+    flows.FAIL["d"] = "RateLimitError: slow down"
+    run_id = h.start("diamond", {"value": 1})
+    first = _drain_until_finished(h, run_id)
+    assert first.status == "FAILED"
+    failed = h.stages(run_id)["d"]
+    assert (failed.status, failed.error_message) == ("FAILED", "RuntimeError: RateLimitError: slow down")
+    flows.FAIL.clear()
+    rerun_at = h.clock.advance(seconds=5)
+    result = h.dispatch(RerunFrom(run_id, "d", actor="alice"))
+    assert result.deleted_stages == ["d"]
+    run = _drain_until_finished(h, run_id)
+    assert run.status == "COMPLETED"
+    assert run.started_at == first.started_at  # the first start; the rerun does not move it
+    assert run.duration_ms == int((run.completed_at - first.started_at).total_seconds() * 1000)
+    # "the stages of the run" are the current generation: one record per stage
+    current = h.stages(run_id)
+    assert current["d"].status == "COMPLETED"
+    assert current["d"].attempt == 1
+    assert current["d"].id != failed.id
+    # the failed record is kept, read-only, with its error, timings and who replaced it
+    history = [s for s in h.persistence.get_stage_history(run_id) if s.stage_id == "d"]
+    assert [(s.attempt, s.status) for s in history] == [(0, "FAILED"), (1, "COMPLETED")]
+    old = history[0]
+    assert old.id == failed.id
+    assert (old.error_message, old.started_at, old.completed_at) == (
+        failed.error_message,
+        failed.started_at,
+        failed.completed_at,
+    )
+    assert (old.superseded_at, old.superseded_by) == (rerun_at, "alice")
+    # its ERROR log lines survive, still attributed to the failed record
+    errors = [log for log in h.logs(run_id) if log.level == "ERROR"]
+    assert errors
+    assert {log.stage_pk for log in errors} == {failed.id}
+    # with the traceback of what was raised, one ERROR line per delivery of the failing job
+    assert len(errors) == 3
+    assert "raise RuntimeError(FAIL[stage_id])" in errors[-1].metadata["traceback"]
+    assert errors[-1].metadata["traceback"].rstrip().endswith("RuntimeError: RateLimitError: slow down")
+    started = [e for e in h.persistence.get_events(run_id) if e.event_type == "workflow:started"]
+    assert started[-1].payload["actor"] == "alice"
+    assert started[-1].payload["attempt"] == 1
+
+
+def test_rerun_cost_counts_every_generation(h):
+    run_id = h.start("diamond", {"value": 1})
+    h.drain()
+    assert h.run(run_id).total_cost == Decimal("0.25")  # stage d reports total_cost 0.25
+    h.dispatch(RerunFrom(run_id, "d"))
+    assert h.run(run_id).total_cost == Decimal("0.25")  # what was spent stays spent
+    h.drain()
+    run = h.run(run_id)
+    assert run.status == "COMPLETED"
+    assert (run.total_cost, run.total_tokens) == (Decimal("0.50"), 60)
+
+
+@pytest.mark.parametrize("actor", ["x" * 201, "al\x00ice", "", 42])
+def test_rerun_refuses_a_bad_actor_and_writes_nothing(h, actor):
+    from django_workflow_engine.errors import ValidationFailed
+
+    run_id = h.start("diamond", {"value": 1})
+    h.drain()
+    before = h.run(run_id)
+    with pytest.raises(ValidationFailed, match="'actor' must be a non-empty string of at most 200 characters"):
+        h.dispatch(RerunFrom(run_id, "d", actor=actor))
+    assert h.run(run_id).version == before.version
+    assert all(s.superseded_at is None for s in h.persistence.get_stage_history(run_id))

@@ -286,28 +286,77 @@ def test_update_stage_rejects_unknown_field_and_missing_stage(adapters):
         adapters.persistence.update_stage("missing", {}, adapters.now())
 
 
-def test_delete_stages_from_group_returns_deleted(adapters):
+def test_supersede_stages_from_group_keeps_them_as_history(adapters):
     adapters.run("r1")
-    adapters.stage("r1", "a", group=1, number=1)
-    adapters.stage("r1", "c", group=3, number=3)
-    adapters.stage("r1", "b", group=2, number=2)
-    deleted = adapters.persistence.delete_stages_from_group("r1", 2)
-    assert [s.stage_id for s in deleted] == ["b", "c"]
+    adapters.stage("r1", "a", group=1, number=1, status=Status.COMPLETED)
+    adapters.stage("r1", "c", group=3, number=3, status=Status.RUNNING)
+    adapters.stage("r1", "b", group=2, number=2, status=Status.FAILED, error_message="RateLimitError: slow down")
+    now = adapters.clock.advance(seconds=5)
+    replaced = adapters.persistence.supersede_stages_from_group("r1", 2, now, "alice")
+    assert [(s.stage_id, s.status, s.superseded_at) for s in replaced] == [
+        ("b", Status.FAILED, None),
+        ("c", Status.RUNNING, None),
+    ]
+    # "the stages of the run" are the current generation only
     assert [s.stage_id for s in adapters.persistence.get_stages("r1")] == ["a"]
+    assert adapters.persistence.get_stage("r1", "b") is None
+    history = {s.stage_id: s for s in adapters.persistence.get_stage_history("r1")}
+    assert set(history) == {"a", "b", "c"}
+    b, c = history["b"], history["c"]
+    assert (b.status, b.error_message, b.superseded_at, b.superseded_by, b.version) == (
+        Status.FAILED,
+        "RateLimitError: slow down",
+        now,
+        "alice",
+        2,
+    )
+    # an open record of the replaced generation is closed, not left RUNNING forever
+    assert (c.status, c.completed_at, c.superseded_by) == (Status.CANCELLED, now, "alice")
+    assert history["a"].superseded_at is None
+    # nothing more to supersede in those groups
+    assert adapters.persistence.supersede_stages_from_group("r1", 2, now) == []
 
 
-def test_delete_stages_keeps_annotations_with_null_stage_and_drops_stage_logs(adapters):
+def test_superseded_stage_is_read_only_and_a_new_generation_can_be_created(adapters):
+    adapters.run("r1")
+    old = adapters.stage("r1", "a", status=Status.FAILED)
+    adapters.persistence.supersede_stages_from_group("r1", 1, adapters.now())
+    with pytest.raises(WorkflowEngineError, match="superseded"):
+        adapters.persistence.update_stage(old.id, {"status": Status.COMPLETED}, adapters.now())
+    new = adapters.stage("r1", "a", attempt=1)
+    assert new.id != old.id
+    assert adapters.persistence.get_stage("r1", "a").id == new.id
+    # one current record per stage: creating it again returns the existing record
+    again = adapters.stage("r1", "a", attempt=1)
+    assert again.id == new.id
+    assert [(s.attempt, s.id) for s in adapters.persistence.get_stage_history("r1")] == [(0, old.id), (1, new.id)]
+    adapters.persistence.update_stage(new.id, {"status": Status.COMPLETED}, adapters.now())
+    assert adapters.persistence.get_stage("r1", "a").status == Status.COMPLETED
+
+
+def test_superseded_stages_keep_their_logs_and_annotations(adapters):
     adapters.run("r1")
     stage = adapters.stage("r1", "a")
     adapters.persistence.append_annotations(
         [AnnotationRecord(id=0, run_id="r1", key="k", value=1, scope="stage", stage_pk=stage.id)], adapters.now()
     )
-    adapters.persistence.create_log("r1", stage.id, "INFO", "stage log", None, adapters.now())
+    adapters.persistence.create_log("r1", stage.id, "ERROR", "stage failed", None, adapters.now())
     adapters.persistence.create_log("r1", None, "INFO", "run log", None, adapters.now())
-    adapters.persistence.delete_stages_from_group("r1", 1)
+    adapters.persistence.supersede_stages_from_group("r1", 1, adapters.now())
     [annotation] = adapters.persistence.list_annotations("r1", {})
-    assert annotation.stage_pk is None
-    assert [log.message for log in adapters.persistence.get_logs("r1")] == ["run log"]
+    assert annotation.stage_pk == stage.id
+    logs = adapters.persistence.get_logs("r1")
+    assert [(log.message, log.stage_pk) for log in logs] == [("stage failed", stage.id), ("run log", None)]
+
+
+def test_superseded_stages_are_not_polled_cancelled_or_counted_as_activity(adapters):
+    adapters.run("r1", status=Status.RUNNING)
+    adapters.stage("r1", "a", status=Status.SUSPENDED, next_poll_at=adapters.now())
+    adapters.persistence.supersede_stages_from_group("r1", 1, adapters.now())
+    later = adapters.clock.advance(seconds=60)
+    assert adapters.persistence.get_due_suspended_stages(later, 10) == []
+    assert adapters.persistence.cancel_open_stages("r1", later) == 0
+    assert [r.id for r in adapters.persistence.get_stuck_runs(later)] == ["r1"]
 
 
 def test_cancel_open_stages_skips_finished(adapters):

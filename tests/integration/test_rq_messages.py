@@ -226,3 +226,21 @@ def test_a_job_rung_again_before_its_withdrawal_keeps_its_new_message(rq_setting
     assert doorbell.flush_withdrawals() == 0
     assert queue.job_ids == [job_id]
     assert queue.fetch_job(job_id) is not None
+
+
+def test_withdrawing_a_message_a_worker_already_popped_leaves_its_data_alone(rq_settings):
+    """A worker that popped a message reads and updates its job hash until RQ has finished it; a withdrawal
+    that deleted the hash then made RQ fail the message (``InvalidJobOperation`` in ``handle_job_success``)."""
+    from django_workflow_engine.adapters import rq as doorbell
+
+    queue = rq_settings
+    run = engine.start("triple", {"n": 1, "sleep": 0})
+    job_id = WorkflowJob.objects.get(run=run, stage_id="ingest").id
+    assert queue.connection.lpop(queue.key).decode() == job_id  # a worker took the message
+    assert doorbell.withdraw([job_id], oldest=True) == 0
+    assert queue.fetch_job(job_id) is not None  # its data is still there for the worker finishing it
+    # a message still queued is dropped with its data
+    queue.connection.rpush(queue.key, job_id)
+    assert doorbell.withdraw([job_id]) == 1
+    assert queue.job_ids == []
+    assert queue.fetch_job(job_id) is None

@@ -140,10 +140,15 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
     except MissingGroupOutput as exc:
         outcome = Outcome("failed", error=str(exc), retryable=False)
     except Exception as exc:
-        from ..executor import NON_RETRYABLE
+        from ..executor import NON_RETRYABLE, format_traceback
         from ..flow import error_message
 
-        outcome = Outcome("failed", error=error_message(exc), retryable=not isinstance(exc, NON_RETRYABLE))
+        outcome = Outcome(
+            "failed",
+            error=error_message(exc),
+            retryable=not isinstance(exc, NON_RETRYABLE),
+            traceback=format_traceback(exc),
+        )
     else:
         outcome = execute_stage(stage_def, ctx)
 
@@ -213,7 +218,12 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
     except _Ghost as exc:
         return ghost(run.id, exc.status, "after execution")
     if outcome.kind == "failed":
-        log_sink("ERROR", f"Stage {stage_def.id!r} failed: {outcome.error}", {"retryable": outcome.retryable})
+        meta: dict[str, Any] = {"retryable": outcome.retryable}
+        if command.job_id is not None:
+            meta["job_id"] = command.job_id
+        if outcome.traceback:
+            meta["traceback"] = outcome.traceback
+        log_sink("ERROR", f"Stage {stage_def.id!r} failed: {outcome.error}", meta)
     return result
 
 

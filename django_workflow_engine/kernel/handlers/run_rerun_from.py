@@ -1,17 +1,20 @@
 """``run.rerunFrom``: re-execute a finished run from a stage's execution group on.
 
-Stage records of that group and later ones are deleted (their blobs after commit); earlier groups' records
-and outputs are kept and feed the rerun. The rerun group gets ``attempt = previous max + 1``.
+The current stage records of that group and later ones are superseded, not deleted: they stay as the run's
+history (read-only, with their error, logs, AI calls and outputs) and new records of generation
+``attempt = previous max + 1`` run in their place. Earlier groups' records and outputs feed the rerun. The
+run's ``total_cost``/``total_tokens`` keep what earlier generations spent, and ``started_at`` stays the first
+start.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from ...core.errors import InvalidRunState, RunNotFound, WorkflowNotFound
+from ...core.errors import InvalidRunState, RunNotFound, ValidationFailed, WorkflowNotFound
 from ..commands import RerunFrom, RerunResult
 from ..events import WORKFLOW_STARTED, event
-from ..flow import Handled, attempt_prefix, prepare_group, stage_prefix, sum_metrics
+from ..flow import Handled, prepare_group
 from ..kernel import Deps
 from ..records import Status
 from ..validation import check_run_id
@@ -19,9 +22,22 @@ from ..validation import check_run_id
 RESULT = RerunResult
 # Its writes after the reads (run update, new stage records and jobs, events) need no answer before commit.
 DEFER_WRITES = True
+ACTOR_MAX_CHARS = 200  # WorkflowStage.superseded_by
+
+
+def check_actor(actor: object) -> None:
+    """``actor`` is ``None`` or printable text of at most ``ACTOR_MAX_CHARS`` characters."""
+    if actor is None:
+        return
+    if not isinstance(actor, str) or not actor or "\x00" in actor or len(actor) > ACTOR_MAX_CHARS:
+        raise ValidationFailed(
+            f"Invalid rerun actor {actor!r:.60}: 'actor' must be a non-empty string of at most "
+            f"{ACTOR_MAX_CHARS} characters without NUL bytes (a username), or None."
+        )
 
 
 def handle(command: RerunFrom, deps: Deps) -> Handled:
+    check_actor(command.actor)
     persistence = deps.persistence
     run = persistence.lock_run(check_run_id(command.run_id))
     if run is None:
@@ -44,41 +60,29 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
                 ["COMPLETED", "FAILED"],
             )
     now = deps.clock.now()
-    deleted = persistence.delete_stages_from_group(run.id, group)
+    replaced = persistence.supersede_stages_from_group(run.id, group, now, command.actor)
     kept = [s for s in stages if s.execution_group < group]
-    attempt = max((s.attempt for s in deleted), default=0) + 1
-    cost, tokens = sum_metrics(kept)
+    attempt = max((s.attempt for s in replaced), default=0) + 1
+    # What earlier generations spent stays in total_cost/total_tokens, and started_at stays the first start.
     changes = {
         "status": Status.RUNNING,
-        "started_at": now,
         "completed_at": None,
         "duration_ms": None,
         "output": None,
-        "total_cost": cost,
-        "total_tokens": tokens,
+        **({} if run.started_at is not None else {"started_at": now}),
     }
     persistence.update_run(run.id, changes, now)
     # The row is locked since it was read: the update moved its version by exactly one.
     run = replace(run, **changes, updated_at=now, version=run.version + 1)
     # Jobs of the previous generation (a worker that died mid-stage, say) must not run next to the new ones.
     deps.jobs.cancel_by_run(run.id, now, include_running=True)
-    # The rerun group's records were just deleted and the run is locked: insert them without a read-back.
+    # The rerun group's live records were just superseded and the run is locked: insert the new generation
+    # without a read-back.
     job_ids = prepare_group(deps, run, workflow, group, attempt, now, existing=kept).job_ids
-    prefixes = [stage_prefix(run.workflow_type, run.id, s.stage_id) for s in deleted]
-    keep = tuple(attempt_prefix(run.workflow_type, run.id, s.stage_id, attempt) for s in deleted)
-
-    def delete_blobs() -> None:
-        for prefix in prefixes:
-            for key in deps.blobs.list(prefix):
-                if key.startswith(keep):
-                    continue
-                try:
-                    deps.blobs.delete(key)
-                except Exception:  # noqa: S112  (cleanup is best effort; a leftover blob is harmless)
-                    continue
-
+    details = {"rerun_from": command.stage_id, "attempt": attempt}
+    if command.actor:
+        details["actor"] = command.actor
     return Handled(
-        RerunResult(run.id, command.stage_id, [s.stage_id for s in deleted], job_ids, run=run),
-        [event(WORKFLOW_STARTED, run.id, now, rerun_from=command.stage_id, attempt=attempt)],
-        after_commit=delete_blobs,
+        RerunResult(run.id, command.stage_id, [s.stage_id for s in replaced], job_ids, run=run),
+        [event(WORKFLOW_STARTED, run.id, now, **details)],
     )

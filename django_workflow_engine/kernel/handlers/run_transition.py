@@ -89,7 +89,7 @@ def advance(
         fields = {
             "status": Status.FAILED,
             "completed_at": now,
-            "duration_ms": _ms(now - run.created_at),
+            "duration_ms": _ms(now - (run.started_at or run.created_at)),
             "output": {"error": {"code": "STAGE_FAILED", "stage_id": first.stage_id, "message": message}},
         }
         if not claim(fields):
@@ -124,7 +124,13 @@ def advance(
             return NOOP
         return Handled(TransitionResult("failed"), [event(WORKFLOW_FAILED, run.id, now, error=message)])
     cost, tokens = sum_metrics(stages)
-    duration = _ms(now - run.created_at)
+    if any(s.attempt for s in stages):
+        # Rerun: the run's cost is what every generation spent, the superseded records' included.
+        earlier = [s for s in persistence.get_stage_history(run.id) if s.superseded_at is not None]
+        earlier_cost, earlier_tokens = sum_metrics(earlier)
+        cost, tokens = cost + earlier_cost, tokens + earlier_tokens
+    # Wall time since the run first started (a rerun does not move started_at).
+    duration = _ms(now - (run.started_at or run.created_at))
     fields = {
         "status": Status.COMPLETED,
         "completed_at": now,

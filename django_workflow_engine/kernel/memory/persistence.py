@@ -12,6 +12,7 @@ from typing import Any
 
 from ...core.errors import RunNotFound, StaleVersionError, WorkflowEngineError
 from ..records import (
+    ACTIVE_STATUSES,
     IN_PROGRESS,
     LIVE_JOB_STATUSES,
     TERMINAL_STATUSES,
@@ -99,7 +100,7 @@ class InMemoryPersistence:
             for run in self.store.runs.values():
                 if run.status != Status.RUNNING or run.updated_at > cutoff:
                     continue
-                stages = [s for s in self.store.stages.values() if s.run_id == run.id]
+                stages = [s for s in self.store.stages.values() if s.run_id == run.id and s.superseded_at is None]
                 if any(s.updated_at > cutoff for s in stages):
                     continue
                 if any(_suspended_waiting(s, cutoff) for s in stages):
@@ -120,16 +121,24 @@ class InMemoryPersistence:
     # -- stages ---------------------------------------------------------------------------------------------
     def get_stages(self, run_id: str) -> list[StageRecord]:
         with self._shared.lock:
-            stages = [copy.deepcopy(s) for s in self.store.stages.values() if s.run_id == run_id]
+            stages = [
+                copy.deepcopy(s) for s in self.store.stages.values() if s.run_id == run_id and s.superseded_at is None
+            ]
         stages.sort(key=lambda s: (s.execution_group, s.stage_number))
         return stages
 
     def get_stage(self, run_id: str, stage_id: str) -> StageRecord | None:
         with self._shared.lock:
             for stage in self.store.stages.values():
-                if stage.run_id == run_id and stage.stage_id == stage_id:
+                if stage.run_id == run_id and stage.stage_id == stage_id and stage.superseded_at is None:
                     return copy.deepcopy(stage)
         return None
+
+    def get_stage_history(self, run_id: str) -> list[StageRecord]:
+        with self._shared.lock:
+            stages = [copy.deepcopy(s) for s in self.store.stages.values() if s.run_id == run_id]
+        stages.sort(key=lambda s: (s.attempt, s.execution_group, s.stage_number))
+        return stages
 
     def create_stages(self, stages: Sequence[StageRecord], now: datetime, known_new: bool = False) -> list[StageRecord]:
         out = []
@@ -151,6 +160,8 @@ class InMemoryPersistence:
             stage = self.store.stages.get(stage_pk)
             if stage is None:
                 raise WorkflowEngineError(f"Stage record {stage_pk!r} does not exist.")
+            if stage.superseded_at is not None:
+                raise WorkflowEngineError(f"Stage record {stage_pk!r} was superseded by a rerun; it is read-only.")
             if expected_version is not None and stage.version != expected_version:
                 raise StaleVersionError("WorkflowStage", stage_pk, expected_version, stage.version)
             for name, value in fields.items():
@@ -161,23 +172,33 @@ class InMemoryPersistence:
             stage.updated_at = now
             return stage.version
 
-    def delete_stages_from_group(self, run_id: str, group: int) -> list[StageRecord]:
+    def supersede_stages_from_group(
+        self, run_id: str, group: int, now: datetime, actor: str | None = None
+    ) -> list[StageRecord]:
         with self._shared.lock:
-            doomed = [s for s in self.store.stages.values() if s.run_id == run_id and s.execution_group >= group]
-            for stage in doomed:
-                del self.store.stages[stage.id]
-                self.store.logs[:] = [log for log in self.store.logs if log.stage_pk != stage.id]
-                for annotation in self.store.annotations:
-                    if annotation.stage_pk == stage.id:
-                        annotation.stage_pk = None
-            doomed.sort(key=lambda s: (s.execution_group, s.stage_number))
-            return [copy.deepcopy(s) for s in doomed]
+            replaced = [
+                s
+                for s in self.store.stages.values()
+                if s.run_id == run_id and s.execution_group >= group and s.superseded_at is None
+            ]
+            replaced.sort(key=lambda s: (s.execution_group, s.stage_number))
+            before = [copy.deepcopy(s) for s in replaced]
+            for stage in replaced:
+                if stage.status in ACTIVE_STATUSES:
+                    stage.status = Status.CANCELLED
+                    stage.completed_at = now
+                    stage.next_poll_at = None
+                stage.superseded_at = now
+                stage.superseded_by = actor
+                stage.version += 1
+                stage.updated_at = now
+            return before
 
     def cancel_open_stages(self, run_id: str, now: datetime) -> int:
         count = 0
         with self._shared.lock:
             for stage in self.store.stages.values():
-                if stage.run_id == run_id and stage.status not in TERMINAL_STATUSES:
+                if stage.run_id == run_id and stage.superseded_at is None and stage.status not in TERMINAL_STATUSES:
                     stage.status = Status.CANCELLED
                     stage.completed_at = now
                     stage.next_poll_at = None
@@ -191,7 +212,10 @@ class InMemoryPersistence:
             due = [
                 copy.deepcopy(s)
                 for s in self.store.stages.values()
-                if s.status == Status.SUSPENDED and s.next_poll_at is not None and s.next_poll_at <= now
+                if s.status == Status.SUSPENDED
+                and s.superseded_at is None
+                and s.next_poll_at is not None
+                and s.next_poll_at <= now
             ]
         due.sort(key=lambda s: (s.next_poll_at, s.id))
         return due[:limit]
