@@ -266,7 +266,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     from django.test.utils import CaptureQueriesContext, override_settings
 
     from django_workflow_engine import engine
-    from django_workflow_engine.kernel.runner import run_job
+    from django_workflow_engine.kernel import run_job
 
     runs = config["runs"]
     vendor = connection.vendor

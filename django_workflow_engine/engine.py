@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .hosts.drain import run_until_idle
+from .hosts.drain import DrainResult, run_until_idle
 from .kernel import (
     CancelRun,
     CreateRun,
@@ -19,7 +19,7 @@ from .kernel import (
     KernelOptions,
     RerunFrom,
 )
-from .kernel.runner import DrainResult, JobOutcome
+from .kernel.execution import JobOutcome
 
 if TYPE_CHECKING:
     from .core.context import AIFactory

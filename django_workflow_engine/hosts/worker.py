@@ -23,8 +23,8 @@ from django.db import connections
 from django.db.utils import InterfaceError, OperationalError
 
 from ..adapters.sqlite import is_busy, use_wal
+from ..kernel.execution import JobOutcome, run_job
 from ..kernel.records import JobRecord
-from ..kernel.runner import JobOutcome, run_job
 
 logger = logging.getLogger("django_workflow_engine.worker")
 

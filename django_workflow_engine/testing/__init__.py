@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..hosts.drain import poll_suspended, run_until_idle
+from ..hosts.drain import DrainResult, drain, poll_suspended, run_until_idle
 from ..kernel import (
     CancelRun,
     CreateRun,
@@ -32,7 +32,6 @@ from ..kernel import (
     Kernel,
     KernelOptions,
     RerunFrom,
-    drain,
 )
 from ..kernel.clock import FakeClock, SystemClock
 from ..kernel.memory import (
@@ -44,7 +43,6 @@ from ..kernel.memory import (
     InMemoryStore,
 )
 from ..kernel.records import LogRecord, RunRecord, StageRecord
-from ..kernel.runner import DrainResult
 from .mock_ai import MockAI, MockAIError, MockCall, active_mock
 
 if TYPE_CHECKING:
