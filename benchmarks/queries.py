@@ -126,6 +126,7 @@ def instrument(recorder: Recorder) -> None:
     from django.db import connection
 
     from django_workflow_engine.adapters import job_queue, persistence
+    from django_workflow_engine.kernel import execution
     from django_workflow_engine.kernel import kernel as kernel_module
 
     def wrap(cls: Any, name: str, tag: str | None = None) -> None:
@@ -154,6 +155,15 @@ def instrument(recorder: Recorder) -> None:
             return original_dispatch(self, command)
 
     kernel_module.Kernel.dispatch = dispatch
+    # Hosts run a job's stage through ``execution.execute`` directly (no command dispatch): label it the same.
+    original_execute = execution.execute
+
+    def execute(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with label("job.execute"):
+            JOB_PHASE["name"], JOB_PHASE["atomics"] = "pre-flight reads", 0
+            return original_execute(*args, **kwargs)
+
+    execution.execute = execute
     original_atomic = persistence.OrmPersistence.atomic
 
     @contextlib.contextmanager
