@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .hosts.drain import DrainResult, run_until_idle
+from .hosts.wiring import provide_kernel
 from .kernel import (
     CancelRun,
     CreateRun,
@@ -359,3 +360,5 @@ def _run_model_fields() -> list[str]:
 _RUN_MODEL_FIELDS: list[str] | None = None
 
 engine = Engine()
+# Hosts given no kernel (the RQ job function, serverless handlers) run on this engine's.
+provide_kernel(lambda: engine.kernel)
