@@ -47,7 +47,7 @@ from .mock_ai import MockAI, MockAIError, MockCall, active_mock
 
 if TYPE_CHECKING:
     from ..core.workflow import Workflow
-    from ..engine import Engine
+    from ..facade import Engine
     from ..models import WorkflowRun
 
 __all__ = [
@@ -203,7 +203,7 @@ class WorkflowRunner:
 
     def __init__(self, engine: Engine | None = None):
         if engine is None:
-            from ..engine import engine as default_engine
+            from ..facade import engine as default_engine
 
             engine = default_engine
         self.engine = engine

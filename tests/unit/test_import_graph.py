@@ -35,7 +35,7 @@ LAYERS = {
     "ai": 4,
     "admin": 5,
     "management": 5,
-    "engine": 5,
+    "facade": 5,
     "apps": 5,
     "checks": 5,
     "testing": 5,
@@ -141,7 +141,7 @@ def cycles(graph: Mapping[str, set[str]]) -> set[frozenset[str]]:
 
 def layer(module: str) -> int:
     parts = module.split(".")
-    return LAYERS[parts[1]] if len(parts) > 1 else LAYERS["engine"]
+    return LAYERS[parts[1]] if len(parts) > 1 else LAYERS["facade"]
 
 
 def upward(graph: Mapping[str, set[str]]) -> set[tuple[str, str]]:
