@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .core.errors import WorkflowEngineError, WorkflowNotFound
+from .core.workflow import Workflow
 from .hosts.drain import DrainResult, run_until_idle
 from .hosts.wiring import provide_kernel
 from .kernel import (
@@ -130,7 +132,7 @@ class Engine:
 
     def start(
         self,
-        workflow_id: str,
+        workflow_id: str | Workflow,
         input: Any,
         *,
         config: Mapping[str, Any] | None = None,
@@ -142,7 +144,7 @@ class Engine:
         """Create a run and enqueue its first group at once.
 
         Args:
-            workflow_id: id of a registered workflow.
+            workflow_id: a registered workflow, or its id.
             input: workflow input (dict or the workflow's input model instance).
             config: ``{stage_id: {...}}`` overrides merged over each stage's config defaults.
             priority: higher runs are claimed and executed first (default 5).
@@ -153,11 +155,12 @@ class Engine:
         Raises:
             WorkflowNotFound, InvalidInput, InvalidConfig: nothing is written.
         """
+        workflow_id = self._workflow_id(workflow_id)
         return self._create(workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=True)
 
     def create(
         self,
-        workflow_id: str,
+        workflow_id: str | Workflow,
         input: Any,
         *,
         config: Mapping[str, Any] | None = None,
@@ -167,7 +170,23 @@ class Engine:
         metadata: dict[str, Any] | None = None,
     ) -> WorkflowRun:
         """Create a PENDING run, to be claimed by ``runmaintenance`` (or :meth:`run_until_idle`)."""
+        workflow_id = self._workflow_id(workflow_id)
         return self._create(workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=False)
+
+    def _workflow_id(self, workflow: str | Workflow) -> str:
+        """The id of ``workflow``, which must be the object registered under it (the one workers run)."""
+        if not isinstance(workflow, Workflow):
+            return workflow
+        registry = self.kernel.deps.registry
+        registered = registry.get(workflow.id)
+        if registered is None:
+            raise WorkflowNotFound(workflow.id, registry.ids())
+        if registered is not workflow:
+            raise WorkflowEngineError(
+                f"workflow: this Workflow object is not the one registered as {workflow.id!r} (two definitions "
+                "share the id); pass the registered one, or its id."
+            )
+        return workflow.id
 
     def _create(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):  # type: ignore[no-untyped-def]
         result = self.kernel.dispatch(
@@ -197,7 +216,7 @@ class Engine:
 
     def start_many(
         self,
-        workflow_id: str,
+        workflow_id: str | Workflow,
         inputs: Iterable[Any],
         *,
         config: Mapping[str, Any] | None = None,
@@ -212,7 +231,7 @@ class Engine:
         that fails rolls back alone; the batches before it stay started.
 
         Args:
-            workflow_id: id of a registered workflow.
+            workflow_id: a registered workflow, or its id.
             inputs: workflow inputs (dicts or the workflow's input model instances).
             config: ``{stage_id: {...}}`` overrides, the same for every run.
             priority: the same for every run (default 5).
@@ -231,7 +250,7 @@ class Engine:
         """
         result = self.kernel.dispatch(
             CreateRuns(
-                workflow_id=workflow_id,
+                workflow_id=self._workflow_id(workflow_id),
                 inputs=tuple(inputs),
                 config=config,
                 priority=priority,

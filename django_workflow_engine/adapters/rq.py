@@ -66,7 +66,7 @@ def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
     exception is a job rung from inside its own message (a retry): RQ deletes the running message's data when
     it finishes, so that message gets an id of its own.
 
-    With ``EAGER_EXECUTION``, jobs due now are not rung while the queue already holds messages: no worker is
+    With ``CONTINUE_IN_WORKER``, jobs due now are not rung while the queue already holds messages: no worker is
     idle then (an idle worker would have taken them), and whichever worker takes one of those messages goes
     on to take due jobs from the database, these included (``hosts.rq_worker.execute_job_by_id``). A worker
     leaving that loop with work still due rings one message for it, and maintenance re-sends messages for due
@@ -85,7 +85,7 @@ def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
 
         queue = get_queue()
         due_now = at is None or at <= datetime.now(UTC)
-        if due_now and settings.EAGER_EXECUTION and queue.connection.llen(queue.key) > 0:
+        if due_now and settings.CONTINUE_IN_WORKER and queue.connection.llen(queue.key) > 0:
             return 0
         current = get_current_job()
         running = current.id if current is not None else None

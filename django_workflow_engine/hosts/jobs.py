@@ -57,13 +57,13 @@ def drop_broken_connections() -> None:
 def execute_claimed(
     kernel: Any, job: JobRecord, worker_id: str, *, eager: bool | None = None, until: float | None = None
 ) -> JobOutcome:
-    """Execute a claimed job with a lease, then, with ``eager`` (default: ``EAGER_EXECUTION``), the stages its
+    """Execute a claimed job with a lease, then, with ``eager`` (default: ``CONTINUE_IN_WORKER``), the stages its
     run's transitions start for this worker, one after another (each leased while it runs), until a
     transition starts none, the worker is asked to stop, or ``time.monotonic()`` passes ``until``. Returns
     the first job's outcome."""
     from ..conf import settings
 
-    eager = bool(settings.EAGER_EXECUTION) if eager is None else eager
+    eager = bool(settings.CONTINUE_IN_WORKER) if eager is None else eager
 
     def may_continue() -> bool:
         return not STOPPING.is_set() and (until is None or time.monotonic() < until)

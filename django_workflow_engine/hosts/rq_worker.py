@@ -34,7 +34,7 @@ def execute_job(job_id: str) -> str:
 def execute_job_by_id(job_id: str, kernel: Kernel | None = None) -> JobOutcome | None:
     """Claim and execute one job by id (the RQ path); its outcome, or ``None`` if it was not claimable.
 
-    With ``EAGER_EXECUTION``, the worker then keeps going without the queue while the database has due jobs:
+    With ``CONTINUE_IN_WORKER``, the worker then keeps going without the queue while the database has due jobs:
     it claims the next one (highest priority, oldest first) and withdraws its message, until nothing is due,
     a stop is requested, or half of the message's RQ timeout has passed (RQ interrupts a message that runs
     past its timeout; the other half is left for the stage running at that moment)."""
@@ -53,7 +53,7 @@ def execute_job_by_id(job_id: str, kernel: Kernel | None = None) -> JobOutcome |
         # A message whose job is taken (a duplicate, or one withdrawn too late) still woke this worker: it
         # looks in the database for due work like any other.
         outcome = execute_claimed(kernel, job, worker_id, until=until) if job is not None else None
-        if not settings.EAGER_EXECUTION:
+        if not settings.CONTINUE_IN_WORKER:
             return outcome
         while not STOPPING.is_set() and (until is None or time.monotonic() < until):
             drop_broken_connections()

@@ -164,7 +164,7 @@ def test_new_jobs_are_not_rung_while_the_queue_holds_messages(rq_settings):
 
 
 def test_without_eager_execution_every_job_is_rung(rq_settings, settings):
-    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "EAGER_EXECUTION": False}
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "CONTINUE_IN_WORKER": False}
     queue = rq_settings
     runs = [engine.start("triple", {"n": n, "sleep": 0}) for n in range(2)]
     assert queue.job_ids == [WorkflowJob.objects.get(run=r, stage_id="ingest").id for r in runs]
@@ -195,10 +195,10 @@ def test_messages_of_jobs_taken_from_the_database_are_withdrawn_in_batches(rq_se
     from django_workflow_engine.hosts.rq_worker import execute_job_by_id
 
     queue = rq_settings
-    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "EAGER_EXECUTION": False}
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "CONTINUE_IN_WORKER": False}
     runs = [engine.start("triple", {"n": n, "sleep": 0}) for n in range(doorbell.WITHDRAW_BATCH + 4)]
     assert len(queue) == len(runs)  # every run rung
-    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "EAGER_EXECUTION": True}
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "CONTINUE_IN_WORKER": True}
     first = queue.job_ids[0]
     queue.remove(first)
     batches = []
