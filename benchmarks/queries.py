@@ -12,7 +12,7 @@ Workflow ``bench`` (``a -> b||c -> d``, no-op stages). For each database, in a c
   so the cost of a stage whose transition is a no-op (``b``), one that starts a group (``a``, ``c``) and one
   that completes the run (``d``) are visible separately;
 * **RQ path** (``TRANSPORT="rq"``): M runs started (doorbell rung on commit), then the real RQ worker of
-  ``hosts/worker.py`` in burst mode in this process (claim by id + ``run_job``), with SQL captured and Redis
+  ``hosts/worker.py`` + ``hosts/rq_worker.py`` in burst mode in this process (claim by id + ``run_job``), with SQL captured and Redis
   commands counted with ``MONITOR`` (only Redis db 13 is counted). The same is done for raw RQ no-op jobs.
 
 Statements are attributed to phases by wrapping engine methods from the outside (the engine is not changed):
