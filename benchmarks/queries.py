@@ -12,7 +12,7 @@ Workflow ``bench`` (``a -> b||c -> d``, no-op stages). For each database, in a c
   so the cost of a stage whose transition is a no-op (``b``), one that starts a group (``a``, ``c``) and one
   that completes the run (``d``) are visible separately;
 * **RQ path** (``TRANSPORT="rq"``): M runs started (doorbell rung on commit), then the real RQ worker of
-  ``hosts/worker.py`` in burst mode in this process (claim by id + ``run_job``), with SQL captured and Redis
+  ``hosts/worker.py`` + ``hosts/rq_worker.py`` in burst mode in this process (claim by id + ``run_job``), with SQL captured and Redis
   commands counted with ``MONITOR`` (only Redis db 13 is counted). The same is done for raw RQ no-op jobs.
 
 Statements are attributed to phases by wrapping engine methods from the outside (the engine is not changed):
@@ -126,6 +126,7 @@ def instrument(recorder: Recorder) -> None:
     from django.db import connection
 
     from django_workflow_engine.adapters import job_queue, persistence
+    from django_workflow_engine.kernel import execution
     from django_workflow_engine.kernel import kernel as kernel_module
 
     def wrap(cls: Any, name: str, tag: str | None = None) -> None:
@@ -154,6 +155,15 @@ def instrument(recorder: Recorder) -> None:
             return original_dispatch(self, command)
 
     kernel_module.Kernel.dispatch = dispatch
+    # Hosts run a job's stage through ``execution.execute`` directly (no command dispatch): label it the same.
+    original_execute = execution.execute
+
+    def execute(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with label("job.execute"):
+            JOB_PHASE["name"], JOB_PHASE["atomics"] = "pre-flight reads", 0
+            return original_execute(*args, **kwargs)
+
+    execution.execute = execute
     original_atomic = persistence.OrmPersistence.atomic
 
     @contextlib.contextmanager
@@ -266,7 +276,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     from django.test.utils import CaptureQueriesContext, override_settings
 
     from django_workflow_engine import engine
-    from django_workflow_engine.kernel.runner import run_job
+    from django_workflow_engine.kernel import run_job
 
     runs = config["runs"]
     vendor = connection.vendor

@@ -1,7 +1,7 @@
 """Raw RQ baseline: a no-op job function and a worker configured like the engine's (no Django).
 
 The worker is an ``rq.SimpleWorker`` with the JSON serializer, ``with_scheduler=True`` and logging at WARNING,
-exactly as ``manage.py runworker`` (``hosts/worker.py``) builds it. The job function only notes the first and
+exactly as ``manage.py runworker`` (``hosts/rq_worker.py``) builds it. The job function only notes the first and
 last call times in memory; the worker writes them to Redis when it stops (SIGTERM), so the measurement adds no
 Redis command per job.
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core import checks
 
-from .conf import DEFAULTS, settings
+from .conf import DEFAULTS, RENAMED, settings
 
 _POSITIVE_NUMBERS = (
     "LEASE_SECONDS",
@@ -69,7 +69,7 @@ def check_sqlite(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = []
     user = settings.user_settings()
-    unknown = sorted(set(user) - set(DEFAULTS))
+    unknown = sorted(set(user) - set(DEFAULTS) - set(RENAMED))
     if unknown:
         errors.append(
             _error(
@@ -116,7 +116,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 4,
             )
         )
-    for flag in ("EAGER_EXECUTION", "PREPARED_STATEMENTS"):
+    for flag in ("CONTINUE_IN_WORKER", "PREPARED_STATEMENTS"):
         if not isinstance(getattr(settings, flag), bool):
             errors.append(_error(f"WORKFLOW_ENGINE[{flag!r}] is {getattr(settings, flag)!r}.", "Use True or False.", 3))
     if settings.AI_LOG_PROMPTS not in (True, False, "redact"):

@@ -5,6 +5,7 @@ Values are read on every access, so ``override_settings(WORKFLOW_ENGINE=...)`` w
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -28,8 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_POLL_SECONDS": 1.0,
     "MAINTENANCE_INTERVAL_SECONDS": 5.0,
     "REDELIVER_SECONDS": 30,
-    # A worker whose stage starts the next group executes that group's first stage itself, at once.
-    "EAGER_EXECUTION": True,
+    # A worker continues its runs itself (their next stages, unclaimed siblings, due jobs) without the queue.
+    "CONTINUE_IN_WORKER": True,
     # PostgreSQL: the engine's hot statements are prepared on their second execution on a connection.
     "PREPARED_STATEMENTS": True,
     "EVENT_PLUGINS": [],
@@ -39,18 +40,38 @@ DEFAULTS: dict[str, Any] = {
     "AI_DEFAULT_MAX_COST": None,
 }
 
+# Old name -> new name. The old name still works (a user setting under it is read for the new one) and warns.
+RENAMED = {"EAGER_EXECUTION": "CONTINUE_IN_WORKER"}
+
 
 class EngineSettings:
     """Attribute access to ``settings.WORKFLOW_ENGINE`` with defaults: ``conf.settings.LEASE_SECONDS``."""
 
     def __getattr__(self, name: str) -> Any:
+        if name in RENAMED:
+            _deprecated(name)
+            name = RENAMED[name]
         if name not in DEFAULTS:
             raise AttributeError(f"Unknown WORKFLOW_ENGINE setting {name!r}")
         user = getattr(django_settings, "WORKFLOW_ENGINE", None) or {}
-        return user.get(name, DEFAULTS[name])
+        if name in user:
+            return user[name]
+        for old, new in RENAMED.items():
+            if new == name and old in user:
+                _deprecated(old)
+                return user[old]
+        return DEFAULTS[name]
 
     def user_settings(self) -> dict[str, Any]:
         return dict(getattr(django_settings, "WORKFLOW_ENGINE", None) or {})
+
+
+def _deprecated(old: str) -> None:
+    warnings.warn(
+        f"WORKFLOW_ENGINE[{old!r}] is deprecated: use WORKFLOW_ENGINE[{RENAMED[old]!r}] (same meaning).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 settings = EngineSettings()

@@ -17,7 +17,8 @@ from rq.serializers import JSONSerializer
 
 logger = logging.getLogger("django_workflow_engine.rq")
 
-JOB_FUNCTION = "django_workflow_engine.adapters.rq.execute_job"
+# The function RQ calls with a job id (a dotted path: the adapter enqueues it without importing the host).
+JOB_FUNCTION = "django_workflow_engine.hosts.rq_worker.execute_job"
 
 
 _QUEUES: dict[tuple[str, str], Any] = {}
@@ -65,9 +66,9 @@ def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
     exception is a job rung from inside its own message (a retry): RQ deletes the running message's data when
     it finishes, so that message gets an id of its own.
 
-    With ``EAGER_EXECUTION``, jobs due now are not rung while the queue already holds messages: no worker is
+    With ``CONTINUE_IN_WORKER``, jobs due now are not rung while the queue already holds messages: no worker is
     idle then (an idle worker would have taken them), and whichever worker takes one of those messages goes
-    on to take due jobs from the database, these included (``hosts.worker.execute_job_by_id``). A worker
+    on to take due jobs from the database, these included (``hosts.rq_worker.execute_job_by_id``). A worker
     leaving that loop with work still due rings one message for it, and maintenance re-sends messages for due
     jobs unclaimed after ``REDELIVER_SECONDS`` (a worker killed mid-loop). Returns how many were rung."""
     from ..conf import settings
@@ -84,7 +85,7 @@ def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
 
         queue = get_queue()
         due_now = at is None or at <= datetime.now(UTC)
-        if due_now and settings.EAGER_EXECUTION and queue.connection.llen(queue.key) > 0:
+        if due_now and settings.CONTINUE_IN_WORKER and queue.connection.llen(queue.key) > 0:
             return 0
         current = get_current_job()
         running = current.id if current is not None else None
@@ -159,13 +160,3 @@ def flush_withdrawals() -> int:
         ids = _LATER[:]
         _LATER.clear()
     return withdraw(ids, oldest=True)
-
-
-def execute_job(job_id: str) -> str:
-    """The RQ job function: claim the database job row, execute it with a lease heartbeat, record the outcome
-    and transition the run. A message for a job that is no longer PENDING (already done, cancelled, or
-    executed by another path) is a harmless no-op."""
-    from ..hosts.worker import execute_job_by_id
-
-    outcome = execute_job_by_id(str(job_id))
-    return outcome.outcome if outcome is not None else "skipped"

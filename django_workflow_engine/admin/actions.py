@@ -9,7 +9,7 @@ log (``LogEntry``) for every run it changed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -22,8 +22,20 @@ from ..models import WorkflowRun, WorkflowStage
 from ..models.status import TERMINAL
 from .common import RERUNNABLE, badge, plural, refuse_nul_bytes
 
-if TYPE_CHECKING:
-    from .runs import WorkflowRunAdmin
+
+class RunAdmin(Protocol):
+    """What these actions use of the run admin (:class:`.runs.WorkflowRunAdmin`, which imports them)."""
+
+    admin_site: Any
+    opts: Any
+
+    def has_cancel_permission(self, request: HttpRequest, obj: Any = None) -> bool: ...
+    def has_rerun_permission(self, request: HttpRequest, obj: Any = None) -> bool: ...
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool: ...
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any: ...
+    def message_user(self, request: HttpRequest, message: Any, level: int = ..., *args: Any, **kwargs: Any) -> None: ...
+    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> HttpResponse: ...
+
 
 __all__ = ["TERMINAL", "cancel_run_view", "cancel_selected_runs", "rerun_run_view", "rerun_selected_runs"]
 
@@ -36,7 +48,7 @@ REASON_MAX = 500
 
 
 @admin.action(description="Cancel selected runs…", permissions=["cancel"])
-def cancel_selected_runs(modeladmin: WorkflowRunAdmin, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+def cancel_selected_runs(modeladmin: RunAdmin, request: HttpRequest, queryset: Any) -> HttpResponse | None:
     if not modeladmin.has_cancel_permission(request):  # Django filters the action out too; refuse regardless
         raise PermissionDenied
     runs = list(queryset.order_by("-created_at"))
@@ -46,7 +58,7 @@ def cancel_selected_runs(modeladmin: WorkflowRunAdmin, request: HttpRequest, que
     return _cancel_page(modeladmin, request, runs, bulk=True)
 
 
-def cancel_run_view(modeladmin: WorkflowRunAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+def cancel_run_view(modeladmin: RunAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
     refuse_nul_bytes(request, object_id)
     if not (modeladmin.has_view_permission(request) and modeladmin.has_cancel_permission(request)):
         raise PermissionDenied  # before the lookup: a refused user learns nothing about which run ids exist
@@ -61,7 +73,7 @@ def cancel_run_view(modeladmin: WorkflowRunAdmin, request: HttpRequest, object_i
     return _cancel_page(modeladmin, request, [run], bulk=False)
 
 
-def _cancel_page(modeladmin: WorkflowRunAdmin, request: HttpRequest, runs: list[WorkflowRun], *, bulk: bool) -> Any:
+def _cancel_page(modeladmin: RunAdmin, request: HttpRequest, runs: list[WorkflowRun], *, bulk: bool) -> Any:
     to_cancel = [r for r in runs if r.status not in TERMINAL]
     finished = [r for r in runs if r.status in TERMINAL]
     context = {
@@ -83,7 +95,7 @@ def _cancel_page(modeladmin: WorkflowRunAdmin, request: HttpRequest, runs: list[
     return TemplateResponse(request, CANCEL_TEMPLATE, context)
 
 
-def _cancel(modeladmin: WorkflowRunAdmin, request: HttpRequest, runs: Sequence[WorkflowRun]) -> None:
+def _cancel(modeladmin: RunAdmin, request: HttpRequest, runs: Sequence[WorkflowRun]) -> None:
     from .. import engine
     from ..errors import RunNotFound
 
@@ -109,7 +121,7 @@ def _cancel(modeladmin: WorkflowRunAdmin, request: HttpRequest, runs: Sequence[W
 
 
 @admin.action(description="Rerun from stage…", permissions=["rerun"])
-def rerun_selected_runs(modeladmin: WorkflowRunAdmin, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+def rerun_selected_runs(modeladmin: RunAdmin, request: HttpRequest, queryset: Any) -> HttpResponse | None:
     if not modeladmin.has_rerun_permission(request):
         raise PermissionDenied
     runs = list(queryset.order_by("-created_at"))
@@ -125,7 +137,7 @@ def rerun_selected_runs(modeladmin: WorkflowRunAdmin, request: HttpRequest, quer
     return _rerun(modeladmin, request, runs, bulk=True)
 
 
-def rerun_run_view(modeladmin: WorkflowRunAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+def rerun_run_view(modeladmin: RunAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
     refuse_nul_bytes(request, object_id)
     if not (modeladmin.has_view_permission(request) and modeladmin.has_rerun_permission(request)):
         raise PermissionDenied  # before the lookup: a refused user learns nothing about which run ids exist
@@ -138,9 +150,7 @@ def rerun_run_view(modeladmin: WorkflowRunAdmin, request: HttpRequest, object_id
     return response or HttpResponseRedirect(_run_url(run))
 
 
-def _rerun(
-    modeladmin: WorkflowRunAdmin, request: HttpRequest, runs: list[WorkflowRun], *, bulk: bool
-) -> HttpResponse | None:
+def _rerun(modeladmin: RunAdmin, request: HttpRequest, runs: list[WorkflowRun], *, bulk: bool) -> HttpResponse | None:
     from ..registry import registry
 
     workflow_id = runs[0].workflow_id
@@ -218,7 +228,7 @@ def _rerun(
 
 
 def _do_rerun(
-    modeladmin: WorkflowRunAdmin, request: HttpRequest, runs: Sequence[WorkflowRun], stage_id: str, *, skipped: int
+    modeladmin: RunAdmin, request: HttpRequest, runs: Sequence[WorkflowRun], stage_id: str, *, skipped: int
 ) -> None:
     from .. import engine
     from ..errors import InvalidRunState, WorkflowEngineError

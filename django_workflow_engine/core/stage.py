@@ -234,8 +234,8 @@ def unknown_config_keys(model: type[BaseModel], raw: Mapping[str, Any]) -> list[
 @overload
 def define_stage(
     *,
-    id: str,
-    name: str,
+    id: str | None = None,
+    name: str | None = None,
     description: str = "",
     input: type[BaseModel] | None = None,
     output: type[BaseModel] | None = None,
@@ -250,8 +250,8 @@ def define_stage(
 @overload
 def define_stage(
     *,
-    id: str,
-    name: str,
+    id: str | None = None,
+    name: str | None = None,
     description: str = "",
     input: type[BaseModel] | None = None,
     output: type[BaseModel] | None = None,
@@ -265,8 +265,8 @@ def define_stage(
 
 def define_stage(
     *,
-    id: str,
-    name: str,
+    id: str | None = None,
+    name: str | None = None,
     description: str = "",
     input: type[BaseModel] | None = None,
     output: type[BaseModel] | None = None,
@@ -279,12 +279,13 @@ def define_stage(
     """Define a synchronous stage.
 
     Use it as a decorator (``@define_stage(id=..., name=...)`` over ``def fn(ctx)``) or call it with
-    ``execute=fn``. The function receives a :class:`~django_workflow_engine.core.context.StageContext` and
+    ``execute=fn``. ``id`` defaults to the function's name and ``name`` to the id made readable
+    (``def fetch_pages`` gives the id ``fetch_pages`` and the name ``Fetch pages``). The function receives a :class:`~django_workflow_engine.core.context.StageContext` and
     returns the output (a model instance or dict) or a :class:`StageResult`.
 
     Args:
-        id: unique stage id within a workflow.
-        name: human-readable name.
+        id: unique stage id within a workflow (default: the function's name).
+        name: human-readable name (default: the id, underscores as spaces, first letter upper).
         description: longer text for the admin.
         input: pydantic model for the input; ``None`` means the stage takes no input.
         output: pydantic model the output is validated against; ``None`` accepts any JSON.
@@ -299,9 +300,21 @@ def define_stage(
     """
 
     def build(fn: Callable[..., Any]) -> Stage:
+        stage_id = id
+        if stage_id is None:
+            fn_name = getattr(fn, "__name__", None)
+            if not isinstance(fn_name, str) or not STAGE_ID_RE.match(fn_name):
+                raise WorkflowDefinitionError(
+                    f"define_stage: id= is needed: it defaults to the function's name, and {fn!r} has none usable "
+                    "as a stage id (1-100 letters, digits, '-', '_' or '.', starting with a letter or digit)."
+                )
+            stage_id = fn_name
+        stage_name = name
+        if stage_name is None and isinstance(stage_id, str):
+            stage_name = stage_id.replace("_", " ").strip().capitalize()
         return make_stage(
-            id=id,
-            name=name,
+            id=stage_id,
+            name=stage_name,
             description=description,
             input=input,
             output=output,

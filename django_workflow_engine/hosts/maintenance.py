@@ -15,8 +15,16 @@ from typing import Any
 
 from django.db import close_old_connections, connections
 
-from ..kernel import ClaimPendingRuns, ExpireIdempotencyKeys, FlushOutbox, ReapStaleLeases, ReapStuckRuns
+from ..kernel import (
+    ClaimPendingRuns,
+    ExpireIdempotencyKeys,
+    FlushOutbox,
+    Kernel,
+    ReapStaleLeases,
+    ReapStuckRuns,
+)
 from .drain import poll_suspended
+from .wiring import default_kernel
 
 logger = logging.getLogger("django_workflow_engine.maintenance")
 
@@ -38,7 +46,7 @@ class MaintenanceResult:
 
 
 def run_maintenance_tick(
-    kernel: Any = None,
+    kernel: Kernel | None = None,
     *,
     worker_id: str = "maintenance",
     max_claims: int = 50,
@@ -50,9 +58,8 @@ def run_maintenance_tick(
     stale leases, flush the outbox, reap stuck runs, re-send lost RQ messages, and delete up to
     ``max_expired_keys`` idempotency keys older than ``IDEMPOTENCY_KEY_TTL_SECONDS``."""
     from ..conf import settings
-    from ..engine import engine
 
-    kernel = kernel or engine.kernel
+    kernel = default_kernel(kernel)
     result = MaintenanceResult()
 
     def step(name: str, fn: Any) -> None:
@@ -133,9 +140,10 @@ def redispatch_lost_messages(kernel: Any, older_than_seconds: float = 30, limit:
 class MaintenanceLoop:
     """Runs :func:`run_maintenance_tick` every ``interval`` seconds until stopped."""
 
-    def __init__(self, *, interval: float | None = None, worker_id: str = "maintenance"):
+    def __init__(self, *, interval: float | None = None, worker_id: str = "maintenance", kernel: Kernel | None = None):
         from ..conf import settings
 
+        self.kernel = kernel
         self.interval = interval if interval is not None else settings.MAINTENANCE_INTERVAL_SECONDS
         self.worker_id = worker_id
         self.ticks = 0
@@ -150,7 +158,7 @@ class MaintenanceLoop:
         while not self._stop.is_set():
             try:
                 close_old_connections()
-                last = run_maintenance_tick(worker_id=self.worker_id)
+                last = run_maintenance_tick(self.kernel, worker_id=self.worker_id)
                 self.ticks += 1
                 if any(
                     (

@@ -16,9 +16,11 @@ from typing import Any
 
 from django.db import close_old_connections
 
+from ..kernel import Kernel
+from .jobs import default_worker_id, execute_claimed
 from .maintenance import MaintenanceResult
 from .maintenance import run_maintenance_tick as _tick
-from .worker import default_worker_id, execute_claimed
+from .wiring import default_kernel
 
 __all__ = ["JobResult", "ProcessResult", "handle_job", "process_available_jobs", "run_maintenance_tick"]
 
@@ -39,15 +41,15 @@ class ProcessResult:
     failed: int = 0
 
 
-def handle_job(message: Mapping[str, Any] | str, *, worker_id: str | None = None) -> JobResult:
+def handle_job(
+    message: Mapping[str, Any] | str, *, worker_id: str | None = None, kernel: Kernel | None = None
+) -> JobResult:
     """Execute the job a queue message points at (``{"job_id": "..."}`` or the bare id)."""
-    from ..engine import engine
-
     job_id = message if isinstance(message, str) else message.get("job_id")
     if not isinstance(job_id, str) or not job_id:
         raise ValueError(f"handle_job needs a message with a 'job_id' string, got {message!r}.")
     close_old_connections()
-    kernel = engine.kernel
+    kernel = default_kernel(kernel)
     worker = worker_id or default_worker_id()
     job = kernel.jobs.claim(job_id, worker, kernel.clock.now())
     if job is None:
@@ -56,12 +58,12 @@ def handle_job(message: Mapping[str, Any] | str, *, worker_id: str | None = None
     return JobResult(outcome.outcome, outcome.error)
 
 
-def process_available_jobs(max_jobs: int = 1, *, worker_id: str | None = None) -> ProcessResult:
+def process_available_jobs(
+    max_jobs: int = 1, *, worker_id: str | None = None, kernel: Kernel | None = None
+) -> ProcessResult:
     """Dequeue and execute due jobs until none is left or ``max_jobs`` ran."""
-    from ..engine import engine
-
     close_old_connections()
-    kernel = engine.kernel
+    kernel = default_kernel(kernel)
     worker = worker_id or default_worker_id()
     processed = succeeded = failed = 0
     while processed < max_jobs:
@@ -77,7 +79,9 @@ def process_available_jobs(max_jobs: int = 1, *, worker_id: str | None = None) -
     return ProcessResult(processed, succeeded, failed)
 
 
-def run_maintenance_tick(*, worker_id: str = "serverless-maintenance") -> MaintenanceResult:
+def run_maintenance_tick(
+    *, worker_id: str = "serverless-maintenance", kernel: Kernel | None = None
+) -> MaintenanceResult:
     """One maintenance pass; returns what it did."""
     close_old_connections()
-    return _tick(worker_id=worker_id)
+    return _tick(kernel, worker_id=worker_id)

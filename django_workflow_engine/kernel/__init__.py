@@ -15,16 +15,15 @@ from .commands import (
     RerunFrom,
     TransitionRun,
 )
+from .execution import JobOutcome, run_job
 from .kernel import Kernel, KernelOptions
 from .records import Status
-from .runner import DrainResult, JobOutcome, drain, run_job
 
 __all__ = [
     "CancelRun",
     "ClaimPendingRuns",
     "CreateRun",
     "CreateRuns",
-    "DrainResult",
     "ExecuteJob",
     "ExpireIdempotencyKeys",
     "FlushOutbox",
@@ -38,6 +37,5 @@ __all__ = [
     "RerunFrom",
     "Status",
     "TransitionRun",
-    "drain",
     "run_job",
 ]

@@ -6,12 +6,11 @@ Results hold only JSON-friendly values so they can be cached for idempotent repl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
-    from .records import RunRecord, StartedStage
+    from .records import RunRecord
 
 
 @dataclass(frozen=True)
@@ -101,16 +100,6 @@ class ExecuteJob(Command):
     workflow_id: str
     stage_id: str
     idempotency_key: str | None = None
-    # The claimed job row, if any: its outcome (completed, suspended) and the run's transition are then
-    # written in the same transaction as the stage outcome: one commit instead of three.
-    job_id: str | None = None
-    # The worker executing the job. When set, the first stage of a group this stage's transition starts is
-    # started in that same transaction for this worker (eager continuation: no queue round trip).
-    worker_id: str | None = None
-    # Asked in the outcome transaction, when set: continue only while it returns True (a stopping worker).
-    continue_if: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
-    # Set when executing such a continuation: the records the previous transaction wrote and read.
-    started: StartedStage | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -188,7 +177,7 @@ class ClaimResult:
 
 @dataclass(frozen=True)
 class TransitionResult:
-    action: str  # "advanced" | "completed" | "failed" | "noop"
+    action: Literal["advanced", "completed", "failed", "noop"]
     next_group: int | None = None
     job_ids: list[str] = field(default_factory=list)
 
@@ -211,15 +200,12 @@ class RerunResult:
 
 @dataclass(frozen=True)
 class ExecuteResult:
-    outcome: str  # "completed" | "suspended" | "failed"
+    outcome: Literal["completed", "suspended", "failed"]
     output: Any = None
     error: str | None = None
-    next_poll_at: str | None = None
+    next_poll_at: str | None = None  # ISO 8601: results are cached as JSON for idempotent replay
     ghost: bool = False
     retryable: bool = True
-    transition: str | None = None  # the run.transition action, when it ran in the outcome transaction
-    # The next stage, started for ``ExecuteJob.worker_id`` in the outcome transaction (not cached for replay).
-    continuation: StartedStage | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

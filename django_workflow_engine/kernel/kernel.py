@@ -25,7 +25,7 @@ _HANDLERS = {
     "run.transition": "run_transition",
     "run.cancel": "run_cancel",
     "run.rerunFrom": "run_rerun_from",
-    "job.execute": "job_execute",
+    "job.execute": ".execution",
     "stage.pollSuspended": "stage_poll_suspended",
     "lease.reapStale": "lease_reap_stale",
     "run.reapStuck": "run_reap_stuck",
@@ -91,7 +91,7 @@ class Kernel:
         module = _HANDLERS.get(command.type)
         if module is None:
             raise TypeError(f"Unknown command {command!r}")
-        handler = import_module(f".handlers.{module}", __package__)
+        handler = import_module(module if module.startswith(".") else f".handlers.{module}", __package__)
         key = getattr(command, "idempotency_key", None) if command.idempotent else None
         if key is None:
             return self._run(command, handler, str(uuid.uuid4()))

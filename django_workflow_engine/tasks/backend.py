@@ -91,7 +91,7 @@ class WorkflowEngineBackend(BaseTaskBackend):
             takes_context=task.takes_context,
             run_after=run_after.isoformat() if run_after is not None else None,
         )
-        from ..engine import Engine
+        from ..facade import Engine
 
         engine = Engine(using=self.using, registry=_TaskRegistry(task.module_path))
         with transaction.atomic(using=self.using):

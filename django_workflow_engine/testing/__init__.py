@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..hosts.drain import poll_suspended, run_until_idle
+from ..hosts.drain import DrainResult, drain, poll_suspended, run_until_idle
 from ..kernel import (
     CancelRun,
     CreateRun,
@@ -32,7 +32,6 @@ from ..kernel import (
     Kernel,
     KernelOptions,
     RerunFrom,
-    drain,
 )
 from ..kernel.clock import FakeClock, SystemClock
 from ..kernel.memory import (
@@ -44,12 +43,11 @@ from ..kernel.memory import (
     InMemoryStore,
 )
 from ..kernel.records import LogRecord, RunRecord, StageRecord
-from ..kernel.runner import DrainResult
 from .mock_ai import MockAI, MockAIError, MockCall, active_mock
 
 if TYPE_CHECKING:
     from ..core.workflow import Workflow
-    from ..engine import Engine
+    from ..facade import Engine
     from ..models import WorkflowRun
 
 __all__ = [
@@ -205,7 +203,7 @@ class WorkflowRunner:
 
     def __init__(self, engine: Engine | None = None):
         if engine is None:
-            from ..engine import engine as default_engine
+            from ..facade import engine as default_engine
 
             engine = default_engine
         self.engine = engine

@@ -62,7 +62,7 @@ def fake_clock_engine(db: Any, fake_clock: Any) -> Any:
     """An ``Engine(clock=fake_clock)`` on the test database: time moves only with ``fake_clock.advance(...)``."""
     from datetime import UTC, datetime
 
-    from ..engine import Engine
+    from ..facade import Engine
 
     # Rows are stamped with the kernel clock; starting at wall time keeps them comparable with the global engine's.
     fake_clock.set(datetime.now(UTC))

@@ -53,12 +53,23 @@ def test_run_changelist_shows_columns(admin_client_, finished_run):
     assert "4/4 stages" in html
     assert "COMPLETED" in html
     assert "$0.2500" in html  # total_cost 0.25 from stage d's custom metrics
-    assert "30" in html  # tokens
+    assert finished_run.total_tokens == 30
+    assert '<td class="field-tokens">30</td>' in html
 
 
-def test_run_changelist_progress_of_a_failed_run(admin_client_, failed_run):
+def test_run_changelist_progress_of_a_failed_run(admin_client_):
+    # Both parallel stages fail: whichever runs first fails the run, so only stage a is ever completed.
+    flows.FAIL.update(b="upstream timeout", c="upstream timeout")
+    try:
+        run = engine.start("diamond", {"value": 1})
+        engine.run_until_idle()
+    finally:
+        flows.FAIL.clear()
+    run.refresh_from_db()
+    assert run.status == "FAILED"
+    assert list(run.stages.filter(status="COMPLETED").values_list("stage_id", flat=True)) == ["a"]
     html = admin_client_.get(url("workflowrun_changelist")).content.decode()
-    assert "1/4 stages" in html or "2/4 stages" in html
+    assert '<td class="field-progress"><span style="white-space:nowrap">1/4 stages</span></td>' in html
 
 
 def test_run_changelist_newest_first_and_filters(admin_client_):

@@ -7,6 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from django_workflow_engine.models import WorkflowRun
+
 from .factories import seed_runs
 
 pytestmark = pytest.mark.django_db
@@ -122,15 +124,16 @@ def test_unfiltered_lists_of_big_tables_use_the_planner_estimate(admin_client_, 
     seed_runs(60, status="FAILED")
     seed_runs(5)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE django_workflow_engine_workflowrun")
+        cursor.execute("ANALYZE django_workflow_engine_workflowrun")  # the estimate: 65 (exact on a small table)
+    WorkflowRun.objects.filter(pk__in=WorkflowRun.objects.filter(status="FAILED").values("pk")[:5]).delete()
+    # The estimate is not refreshed by the deletes: a big table shows it, a filtered list and a small table the
+    # exact count.
     monkeypatch.setattr(EstimatedCountPaginator, "ESTIMATE_ABOVE", 10)
-    with CaptureQueriesContext(connection) as ctx:
-        response = admin_client_.get(url("workflowrun_changelist"))
-    assert response.context["cl"].result_count == 65  # ANALYZE of a small table is exact
-    assert sum("pg_class" in q["sql"] for q in ctx.captured_queries) == 1
-    # A filtered list is always counted exactly.
+    assert admin_client_.get(url("workflowrun_changelist")).context["cl"].result_count == 65
     response = admin_client_.get(url("workflowrun_changelist"), {"status__exact": "FAILED"})
-    assert response.context["cl"].result_count == 60
+    assert response.context["cl"].result_count == 55
+    monkeypatch.setattr(EstimatedCountPaginator, "ESTIMATE_ABOVE", 100)
+    assert admin_client_.get(url("workflowrun_changelist")).context["cl"].result_count == 60
 
 
 def test_run_page_query_count_does_not_grow_with_attempts(viewer, django_assert_max_num_queries):

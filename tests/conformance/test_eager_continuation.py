@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from django_workflow_engine.kernel import CancelRun, drain, run_job
+from django_workflow_engine.hosts.drain import drain
+from django_workflow_engine.kernel import CancelRun, run_job
 from django_workflow_engine.kernel.records import Status
 from tests import flows
 

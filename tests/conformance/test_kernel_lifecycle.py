@@ -262,6 +262,22 @@ def test_completed_stage_is_not_executed_twice(h):
     assert job is not None
 
 
+def test_a_job_delivered_for_a_completed_stage_is_settled_without_running_it_again(h):
+    from django_workflow_engine.kernel import ExecuteJob, run_job
+
+    run_id = h.start("diamond", {"value": 1})
+    job = h.jobs.dequeue("w", h.clock.now())
+    h.dispatch(ExecuteJob(run_id, "diamond", "a"))  # the stage completes, its job is left RUNNING
+    outcome = run_job(h.kernel, job)
+    assert (outcome.outcome, outcome.transition) == ("completed", "advanced")
+    assert flows.CALLS["a"] == 1
+    following = h.jobs.dequeue("w", h.clock.now())  # the job settled, the next group queued
+    assert following.stage_id in ("b", "c")
+    assert run_job(h.kernel, following).outcome == "completed"
+    assert h.drain().completed == 2
+    assert h.run(run_id).status == "COMPLETED"
+
+
 def test_dead_lettered_events_are_delivered_at_the_flush_after_a_replay(h):
     run_id = h.create("diamond", {"value": 1})
     h.sink.fail_times = 3  # the receiver is broken for three deliveries: the event is dead-lettered

@@ -14,7 +14,8 @@ from django_workflow_engine.adapters.job_queue import OrmJobQueue
 from django_workflow_engine.adapters.persistence import OrmPersistence
 from django_workflow_engine.core.errors import RunNotFound, WorkflowEngineError
 from django_workflow_engine.core.ids import new_id
-from django_workflow_engine.kernel import drain, run_job
+from django_workflow_engine.hosts.drain import drain
+from django_workflow_engine.kernel import run_job
 from django_workflow_engine.kernel.records import NewJob, RunRecord, StageRecord, Status
 from django_workflow_engine.models import OutboxEvent, WorkflowJob, WorkflowRun, WorkflowStage
 from tests import flows

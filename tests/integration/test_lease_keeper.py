@@ -6,7 +6,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from django_workflow_engine.hosts.worker import LeaseKeeper
+from django_workflow_engine.hosts.leases import LeaseKeeper
 from django_workflow_engine.kernel.records import JobRecord
 
 

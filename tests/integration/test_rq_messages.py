@@ -80,7 +80,7 @@ def test_worker_rejects_pickled_payloads(rq_settings):
 
 def test_a_sibling_taken_by_the_worker_that_rang_it_leaves_no_message_behind(rq_settings, monkeypatch):
     from django_workflow_engine.adapters import rq as doorbell
-    from django_workflow_engine.hosts.worker import execute_job_by_id
+    from django_workflow_engine.hosts.rq_worker import execute_job_by_id
     from django_workflow_engine.models import WorkflowRun
 
     queue = rq_settings
@@ -107,7 +107,7 @@ def test_a_sibling_taken_by_the_worker_that_rang_it_leaves_no_message_behind(rq_
 
 
 def test_one_message_works_through_the_due_backlog_and_withdraws_its_messages(rq_settings):
-    from django_workflow_engine.hosts.worker import execute_job_by_id
+    from django_workflow_engine.hosts.rq_worker import execute_job_by_id
     from django_workflow_engine.models import WorkflowRun
 
     queue = rq_settings
@@ -131,7 +131,7 @@ def test_one_message_works_through_the_due_backlog_and_withdraws_its_messages(rq
 def test_a_message_stops_taking_work_at_half_its_rq_timeout(rq_settings, monkeypatch):
     import rq
 
-    from django_workflow_engine.hosts.worker import execute_job_by_id
+    from django_workflow_engine.hosts.rq_worker import execute_job_by_id
 
     queue = rq_settings
     runs = [engine.start("triple", {"n": n, "sleep": 0}) for n in range(2)]
@@ -164,14 +164,14 @@ def test_new_jobs_are_not_rung_while_the_queue_holds_messages(rq_settings):
 
 
 def test_without_eager_execution_every_job_is_rung(rq_settings, settings):
-    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "EAGER_EXECUTION": False}
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "CONTINUE_IN_WORKER": False}
     queue = rq_settings
     runs = [engine.start("triple", {"n": n, "sleep": 0}) for n in range(2)]
     assert queue.job_ids == [WorkflowJob.objects.get(run=r, stage_id="ingest").id for r in runs]
 
 
 def test_a_worker_leaving_with_work_due_rings_one_message_for_it(rq_settings):
-    from django_workflow_engine.hosts import worker
+    from django_workflow_engine.hosts import jobs, rq_worker
 
     queue = rq_settings
     runs = [engine.start("triple", {"n": n, "sleep": 0}) for n in range(2)]  # the second is not rung
@@ -181,24 +181,24 @@ def test_a_worker_leaving_with_work_due_rings_one_message_for_it(rq_settings):
     queue.remove(stale.id)
     assert queue.job_ids == []
 
-    worker._STOPPING.set()  # the worker is asked to stop: it takes nothing from the database
+    jobs.STOPPING.set()  # the worker is asked to stop: it takes nothing from the database
     try:
-        assert worker.execute_job_by_id(stale.id) is None
+        assert rq_worker.execute_job_by_id(stale.id) is None
     finally:
-        worker._STOPPING.clear()
+        jobs.STOPPING.clear()
 
     assert queue.job_ids == [WorkflowJob.objects.get(run=runs[1], stage_id="ingest").id]  # announced for others
 
 
 def test_messages_of_jobs_taken_from_the_database_are_withdrawn_in_batches(rq_settings, settings, monkeypatch):
     from django_workflow_engine.adapters import rq as doorbell
-    from django_workflow_engine.hosts.worker import execute_job_by_id
+    from django_workflow_engine.hosts.rq_worker import execute_job_by_id
 
     queue = rq_settings
-    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "EAGER_EXECUTION": False}
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "CONTINUE_IN_WORKER": False}
     runs = [engine.start("triple", {"n": n, "sleep": 0}) for n in range(doorbell.WITHDRAW_BATCH + 4)]
     assert len(queue) == len(runs)  # every run rung
-    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "EAGER_EXECUTION": True}
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, "CONTINUE_IN_WORKER": True}
     first = queue.job_ids[0]
     queue.remove(first)
     batches = []

@@ -19,7 +19,7 @@ from django.db.utils import OperationalError
 from django_workflow_engine import engine
 from django_workflow_engine.adapters import sqlite as guard
 from django_workflow_engine.checks import SQLITE_OPTIONS, SQLITE_OPTIONS_SNIPPET, check_sqlite
-from django_workflow_engine.hosts.worker import execute_claimed
+from django_workflow_engine.hosts.jobs import execute_claimed
 from django_workflow_engine.models import WorkflowJob, WorkflowRun
 
 sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite locking")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ..commands import ReapStaleLeases, ReapStaleResult
+from ..execution import fail_stage_and_run
 from ..kernel import Deps
 from ..records import TERMINAL_RUN_STATUSES
 
@@ -12,8 +13,6 @@ RESULT = ReapStaleResult
 
 
 def handle(command: ReapStaleLeases, deps: Deps, causation_id: str) -> ReapStaleResult:
-    from ..runner import fail_stage_and_run
-
     now = deps.clock.now()
     with deps.persistence.atomic():
         released = deps.jobs.release_stale(now - timedelta(seconds=command.stale_after_seconds), now)

@@ -10,7 +10,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .hosts.drain import run_until_idle
+from .core.errors import WorkflowEngineError, WorkflowNotFound
+from .core.workflow import Workflow
+from .hosts.drain import DrainResult, run_until_idle
+from .hosts.wiring import provide_kernel
 from .kernel import (
     CancelRun,
     CreateRun,
@@ -19,7 +22,7 @@ from .kernel import (
     KernelOptions,
     RerunFrom,
 )
-from .kernel.runner import DrainResult, JobOutcome
+from .kernel.execution import JobOutcome
 
 if TYPE_CHECKING:
     from .core.context import AIFactory
@@ -129,7 +132,7 @@ class Engine:
 
     def start(
         self,
-        workflow_id: str,
+        workflow_id: str | Workflow,
         input: Any,
         *,
         config: Mapping[str, Any] | None = None,
@@ -141,7 +144,7 @@ class Engine:
         """Create a run and enqueue its first group at once.
 
         Args:
-            workflow_id: id of a registered workflow.
+            workflow_id: a registered workflow, or its id.
             input: workflow input (dict or the workflow's input model instance).
             config: ``{stage_id: {...}}`` overrides merged over each stage's config defaults.
             priority: higher runs are claimed and executed first (default 5).
@@ -152,11 +155,12 @@ class Engine:
         Raises:
             WorkflowNotFound, InvalidInput, InvalidConfig: nothing is written.
         """
+        workflow_id = self._workflow_id(workflow_id)
         return self._create(workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=True)
 
     def create(
         self,
-        workflow_id: str,
+        workflow_id: str | Workflow,
         input: Any,
         *,
         config: Mapping[str, Any] | None = None,
@@ -166,7 +170,23 @@ class Engine:
         metadata: dict[str, Any] | None = None,
     ) -> WorkflowRun:
         """Create a PENDING run, to be claimed by ``runmaintenance`` (or :meth:`run_until_idle`)."""
+        workflow_id = self._workflow_id(workflow_id)
         return self._create(workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=False)
+
+    def _workflow_id(self, workflow: str | Workflow) -> str:
+        """The id of ``workflow``, which must be the object registered under it (the one workers run)."""
+        if not isinstance(workflow, Workflow):
+            return workflow
+        registry = self.kernel.deps.registry
+        registered = registry.get(workflow.id)
+        if registered is None:
+            raise WorkflowNotFound(workflow.id, registry.ids())
+        if registered is not workflow:
+            raise WorkflowEngineError(
+                f"workflow: this Workflow object is not the one registered as {workflow.id!r} (two definitions "
+                "share the id); pass the registered one, or its id."
+            )
+        return workflow.id
 
     def _create(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):  # type: ignore[no-untyped-def]
         result = self.kernel.dispatch(
@@ -196,7 +216,7 @@ class Engine:
 
     def start_many(
         self,
-        workflow_id: str,
+        workflow_id: str | Workflow,
         inputs: Iterable[Any],
         *,
         config: Mapping[str, Any] | None = None,
@@ -211,7 +231,7 @@ class Engine:
         that fails rolls back alone; the batches before it stay started.
 
         Args:
-            workflow_id: id of a registered workflow.
+            workflow_id: a registered workflow, or its id.
             inputs: workflow inputs (dicts or the workflow's input model instances).
             config: ``{stage_id: {...}}`` overrides, the same for every run.
             priority: the same for every run (default 5).
@@ -230,7 +250,7 @@ class Engine:
         """
         result = self.kernel.dispatch(
             CreateRuns(
-                workflow_id=workflow_id,
+                workflow_id=self._workflow_id(workflow_id),
                 inputs=tuple(inputs),
                 config=config,
                 priority=priority,
@@ -359,3 +379,5 @@ def _run_model_fields() -> list[str]:
 _RUN_MODEL_FIELDS: list[str] | None = None
 
 engine = Engine()
+# Hosts given no kernel (the RQ job function, serverless handlers) run on this engine's.
+provide_kernel(lambda: engine.kernel)

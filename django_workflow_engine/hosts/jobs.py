@@ -1,0 +1,113 @@
+"""Executing claimed jobs in a worker process: each under a lease, followed by the stages its run's transitions
+start for this worker (eager continuation), and given back at once when the database was busy. Shared by the
+database worker, the RQ job function and the serverless entry points."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from django.db import connections
+from django.db.utils import OperationalError
+
+from ..adapters.sqlite import is_busy
+from ..kernel.execution import JobOutcome, run_job
+from ..kernel.records import JobRecord
+from .leases import LEASES
+
+logger = logging.getLogger("django_workflow_engine.worker")
+
+_WORKER_ID: str | None = None
+# Set when this process is asked to stop: a chain of eager continuations ends after the current stage.
+STOPPING = threading.Event()
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def current_worker_id() -> str:
+    return _WORKER_ID or default_worker_id()
+
+
+def set_worker_id(worker_id: str | None) -> None:
+    """The lease holder id of the jobs this process executes (``Worker.run`` sets it)."""
+    global _WORKER_ID
+    _WORKER_ID = worker_id
+
+
+def drop_broken_connections() -> None:
+    """Between jobs: close only connections that saw an error (and no longer answer).
+
+    Unlike ``close_old_connections`` this ignores ``CONN_MAX_AGE``: a worker keeps its connection across
+    jobs (reconnecting for every stage costs more than the stage itself), and a connection broken by a
+    database restart is replaced before the next job.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and conn.errors_occurred and not conn.is_usable():
+            conn.close()
+        elif conn.connection is not None:
+            conn.errors_occurred = False
+
+
+def execute_claimed(
+    kernel: Any, job: JobRecord, worker_id: str, *, eager: bool | None = None, until: float | None = None
+) -> JobOutcome:
+    """Execute a claimed job with a lease, then, with ``eager`` (default: ``CONTINUE_IN_WORKER``), the stages its
+    run's transitions start for this worker, one after another (each leased while it runs), until a
+    transition starts none, the worker is asked to stop, or ``time.monotonic()`` passes ``until``. Returns
+    the first job's outcome."""
+    from ..conf import settings
+
+    eager = bool(settings.CONTINUE_IN_WORKER) if eager is None else eager
+
+    def may_continue() -> bool:
+        return not STOPPING.is_set() and (until is None or time.monotonic() < until)
+
+    first: JobOutcome | None = None
+    started = None
+    while True:
+        try:
+            with LEASES.hold(kernel, job, worker_id, settings.HEARTBEAT_SECONDS):
+                outcome = run_job(
+                    kernel,
+                    job,
+                    continue_as=worker_id if eager else None,
+                    continue_if=may_continue,
+                    started=started,
+                )
+        except OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            released = release_busy(kernel, job, worker_id, exc)
+            return first or released
+        first = first or outcome
+        # A continuation was started before any stop request reached this process: it runs, like the
+        # current stage would; the stop request then ends the chain at its transition.
+        started = outcome.continuation
+        if started is None:
+            return first
+        job = started.job
+
+
+def release_busy(kernel: Any, job: JobRecord, worker_id: str, exc: BaseException) -> JobOutcome:
+    """Give back a claimed job whose execution met a busy SQLite database (after :mod:`..adapters.sqlite` waited
+    it out, e.g. at a commit): PENDING and due at once, its attempt not counted (the stage did not fail; the
+    database was busy), so another try starts now instead of at lease expiry. The transaction that failed
+    rolled back: if the stage code had run, it runs again, as after a lost lease."""
+    logger.warning(
+        "database busy (%s): job %s (stage %s of run %s) released for another try",
+        exc,
+        job.id,
+        job.stage_id,
+        job.run_id,
+    )
+    try:
+        kernel.jobs.release(job.id, worker_id, kernel.clock.now())
+    except Exception:
+        logger.exception("could not release job %s; it is retried when its lease expires", job.id)
+    return JobOutcome(job.id, job.run_id, job.stage_id, job.attempt, "released", 0, str(exc))

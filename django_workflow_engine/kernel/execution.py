@@ -1,0 +1,475 @@
+"""Executing one job: begin, run the stage code, record the outcome.
+
+1. **Begin** (one transaction, run row locked): a run that is no longer RUNNING makes this a ghost job; else
+   the stage becomes RUNNING (visible at once) and ``stage:started`` is recorded. An eager continuation (a
+   :class:`StartedStage`) skips it: the transaction that started it did this.
+2. **Run** the stage code with no transaction open, so a slow model call holds no locks.
+3. **Record** (one transaction): lock the run row, re-check it is RUNNING (else discard the result: ghost),
+   write the outcome, annotations and events, and settle the job: a completed job is completed and its run
+   transitioned (starting the next stage for the worker, when asked), a suspended one suspended. A failed job
+   is retried with backoff or failed for good after that transaction (:func:`run_job`).
+
+The run row is not updated by begin or run, so parallel siblings do not contend on its version. Hosts call
+:func:`run_job`; the ``job.execute`` command (:func:`handle`) runs the same path for a stage with no job.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..core.context import StageContext, StageStorage
+from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
+from ..core.ids import new_id
+from .commands import ExecuteJob, ExecuteResult, TransitionRun
+from .events import STAGE_FAILED, STAGE_PROGRESS, WORKFLOW_FAILED, event
+from .executor import NON_RETRYABLE, Outcome, execute_stage, format_traceback, parse_config
+from .flow import (
+    MISSING,
+    MissingGroupOutput,
+    add_ai_metrics,
+    error_message,
+    load_output,
+    stage_input,
+    stage_started_event,
+    store_output,
+    workflow_context,
+)
+from .handlers import run_transition
+from .outcome import annotation_events, annotations, write_outcome
+from .records import JobRecord, RunRecord, StageRecord, StartedStage, Status
+
+if TYPE_CHECKING:
+    from ..core.workflow import Stage, Workflow
+    from .deps import Deps
+    from .kernel import Kernel
+
+logger = logging.getLogger("django_workflow_engine.worker")
+
+StageOutcome = Literal["completed", "suspended", "failed"]
+# ``released``: a host gave the job back after an infrastructure error (a busy SQLite database).
+JobOutcomeKind = Literal["completed", "suspended", "retrying", "failed", "released"]
+TransitionAction = Literal["advanced", "completed", "failed", "noop"]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What happened to one job."""
+
+    job_id: str
+    run_id: str
+    stage_id: str
+    attempt: int
+    outcome: JobOutcomeKind
+    duration_ms: int
+    error: str | None = None
+    ghost: bool = False
+    transition: TransitionAction | None = None
+    # The next stage of the run, already started for this worker (eager continuation): run it next with
+    # ``run_job(kernel, continuation.job, started=continuation)``, or give it back with ``jobs.release``.
+    continuation: StartedStage | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Executed:
+    """What executing one stage did. ``transition`` and ``continuation`` are set when a job was settled in the
+    outcome transaction."""
+
+    outcome: StageOutcome
+    output: Any = None
+    error: str | None = None
+    next_poll_at: datetime | None = None
+    ghost: bool = False
+    retryable: bool = True
+    transition: TransitionAction | None = None
+    continuation: StartedStage | None = None
+
+    def result(self) -> ExecuteResult:
+        """The ``job.execute`` command's result (``next_poll_at`` as ISO text: results are cached as JSON)."""
+        poll = self.next_poll_at.isoformat() if self.next_poll_at else None
+        return ExecuteResult(self.outcome, self.output, self.error, poll, self.ghost, self.retryable)
+
+
+@dataclass(frozen=True)
+class Settle:
+    """The job to settle with the stage outcome, and who continues with the run's next stage."""
+
+    job_id: str
+    worker_id: str | None = None
+    continue_if: Callable[[], bool] | None = None
+
+
+@dataclass
+class _Begun:
+    run: RunRecord
+    stages: list[StageRecord]
+    record: StageRecord
+    started: datetime
+
+
+class _Ghost(Exception):
+    def __init__(self, status: str):
+        self.status = status
+
+
+def _ghost(run_id: str, status: str, when: str) -> Executed:
+    error = f"Run {run_id} is {status} {when}; ghost job result discarded."
+    return Executed("failed", error=error, ghost=True, retryable=False)
+
+
+# -- the command ------------------------------------------------------------------------------------------------
+
+RESULT = ExecuteResult
+
+
+def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
+    """``job.execute``: execute one stage of one run that has no claimed job."""
+    return execute(deps, command.run_id, command.workflow_id, command.stage_id, causation_id).result()
+
+
+# -- the path ---------------------------------------------------------------------------------------------------
+
+
+def execute(
+    deps: Deps,
+    run_id: str,
+    workflow_id: str,
+    stage_id: str,
+    causation_id: str,
+    settle: Settle | None = None,
+    started: StartedStage | None = None,
+) -> Executed:
+    """Begin, run and record one stage; with ``settle``, the job is settled in the outcome transaction."""
+    workflow = deps.registry.get(workflow_id)
+    if workflow is None:
+        raise WorkflowNotFound(workflow_id, deps.registry.ids())
+    stage_def = workflow.stage(stage_id)
+    if started is not None:
+        begun = _Begun(started.run, started.stages, started.record, started.record.started_at or deps.clock.now())
+    else:
+        begin = _begin(deps, workflow, stage_def, run_id, causation_id, settle)
+        if isinstance(begin, Executed):
+            return begin
+        begun = begin
+    outcome, ctx = _run_stage(deps, workflow, stage_def, begun)
+    return _record(deps, workflow, stage_def, begun, outcome, ctx, causation_id, settle)
+
+
+def _begin(
+    deps: Deps, workflow: Workflow, stage_def: Stage, run_id: str, causation_id: str, settle: Settle | None
+) -> _Begun | Executed:
+    """One transaction, run row locked: check the run, read its stages, mark this stage RUNNING and record
+    ``stage:started``. It commits before any stage code runs."""
+    persistence = deps.persistence
+    now = deps.clock.now()
+    with persistence.atomic(defer_writes=True):
+        run = persistence.lock_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        if run.status != Status.RUNNING:
+            return _ghost(run.id, str(run.status), "before execution")
+        stages = persistence.get_stages(run.id)
+        record = next((s for s in stages if s.stage_id == stage_def.id), None)
+        if record is not None and record.status == Status.COMPLETED:
+            # A duplicate delivery of a finished stage: never executed twice; its job is settled here.
+            output = load_output(deps, record)
+            transition = None
+            if settle is not None:
+                deps.jobs.complete(settle.job_id, now)
+                advanced = run_transition.advance(deps, run, now)
+                persistence.append_events(advanced.events, causation_id)
+                transition = advanced.result.action
+            return Executed("completed", output=None if output is MISSING else output, transition=transition)
+        if record is None:
+            new = StageRecord(
+                id=new_id(),
+                run_id=run.id,
+                stage_id=stage_def.id,
+                stage_name=stage_def.name,
+                stage_number=workflow.stage_number(stage_def.id),
+                execution_group=workflow.group_of(stage_def.id),
+                status=Status.RUNNING,
+                started_at=now,
+                config=dict(run.config.get(stage_def.id) or {}),
+            )
+            record = persistence.create_stages([new], now)[0]
+        else:
+            persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": now}, now)
+        persistence.append_events([stage_started_event(record, now)], causation_id)
+    return _Begun(run, stages, record, now)
+
+
+def _log_sink(deps: Deps, begun: _Begun) -> Callable[[str, str, dict[str, Any]], None]:
+    def log_sink(level: str, message: str, meta: dict[str, Any]) -> None:
+        try:
+            deps.persistence.create_log(begun.run.id, begun.record.id, level, message, meta or None, deps.clock.now())
+        except Exception:
+            logger.exception("could not store a log line of stage %s", begun.record.stage_id)
+
+    return log_sink
+
+
+def _run_stage(deps: Deps, workflow: Workflow, stage_def: Stage, begun: _Begun) -> tuple[Outcome, StageContext | None]:
+    """The stage code, with no transaction open."""
+    run, record = begun.run, begun.record
+    context = workflow_context(deps, begun.stages)
+    try:
+        raw_input = stage_input(workflow, run, record.execution_group, context, stage_def.id)
+        ctx = StageContext(
+            input=stage_def.parse_input(raw_input),
+            workflow_context=context,
+            stage_number=record.stage_number,
+            resume_state=record.suspended_state,
+            run_id=run.id,
+            workflow_id=workflow.id,
+            stage_id=stage_def.id,
+            stage_name=stage_def.name,
+            stage_record_id=record.id,
+            attempt=record.attempt,
+            config=parse_config(
+                stage_def, record.config if record.config is not None else run.config.get(stage_def.id)
+            ),
+            storage=StageStorage(deps.blobs, run.workflow_type, run.id, stage_def.id),
+            log_sink=_log_sink(deps, begun),
+            ai_factory=deps.ai_factory,
+        )
+    except MissingGroupOutput as exc:
+        return Outcome("failed", error=str(exc), retryable=False), None
+    except Exception as exc:
+        retryable = not isinstance(exc, NON_RETRYABLE)
+        return Outcome("failed", error=error_message(exc), retryable=retryable, traceback=format_traceback(exc)), None
+    return execute_stage(stage_def, ctx), ctx
+
+
+def _record(
+    deps: Deps,
+    workflow: Workflow,
+    stage_def: Stage,
+    begun: _Begun,
+    outcome: Outcome,
+    ctx: StageContext | None,
+    causation_id: str,
+    settle: Settle | None,
+) -> Executed:
+    """One transaction: the outcome, annotations and events, and the job settled, unless the run stopped being
+    RUNNING meanwhile."""
+    persistence = deps.persistence
+    run, record = begun.run, begun.record
+    finished = deps.clock.now()
+    duration_ms = int((finished - begun.started).total_seconds() * 1000)
+    output_data = None
+    if outcome.kind == "completed":
+        try:
+            output_data = store_output(deps, run, stage_def.id, outcome.output, outcome.artifacts, record.attempt)
+        except Exception as exc:
+            error = f"Could not store the output of stage {stage_def.id!r}: {error_message(exc)}"
+            outcome = Outcome("failed", error=error)
+    if ctx is not None and ctx.ai_usage is not None:  # set by ctx.ai(): AI spend joins the stage's metrics
+        spent = add_ai_metrics(record.metrics, ctx)  # added to earlier attempts' spend
+        outcome.metrics = {**outcome.metrics, **{k: v for k, v in spent.items() if k.startswith("ai_")}}
+    progress = [event(STAGE_PROGRESS, run.id, finished, **p) for p in (ctx.progress_events if ctx else [])]
+    notes = annotations(ctx, run, record) if ctx is not None else []
+    try:
+        with persistence.atomic(defer_writes=True):
+            locked = persistence.lock_run(run.id)
+            if locked is None or locked.status != Status.RUNNING:
+                raise _Ghost(str(locked.status) if locked else "deleted")
+            written = write_outcome(deps, run, record, stage_def, outcome, output_data, finished, duration_ms)
+            executed = Executed(
+                outcome.kind,  # type: ignore[arg-type]
+                output=outcome.output if outcome.kind == "completed" else None,
+                error=outcome.error if outcome.kind == "failed" else None,
+                next_poll_at=written.record.next_poll_at if outcome.kind == "suspended" else None,
+                retryable=outcome.retryable,
+            )
+            events = written.events
+            if settle is not None:
+                executed, settled = _settle(deps, workflow, begun, locked, written.record, executed, settle, finished)
+                events += settled
+            if notes:
+                persistence.append_annotations([row for row, _ in notes], finished)
+            persistence.append_events(progress + events + annotation_events(notes, run.id, finished), causation_id)
+    except _Ghost as exc:
+        return _ghost(run.id, exc.status, "after execution")
+    if outcome.kind == "failed":
+        meta: dict[str, Any] = {"retryable": outcome.retryable}
+        if settle is not None:
+            meta["job_id"] = settle.job_id
+        if outcome.traceback:
+            meta["traceback"] = outcome.traceback
+        _log_sink(deps, begun)("ERROR", f"Stage {stage_def.id!r} failed: {outcome.error}", meta)
+    return executed
+
+
+def _settle(
+    deps: Deps,
+    workflow: Workflow,
+    begun: _Begun,
+    locked: RunRecord,
+    written: StageRecord,
+    executed: Executed,
+    settle: Settle,
+    now: datetime,
+) -> tuple[Executed, list[dict[str, Any]]]:
+    """In the outcome transaction, run row locked: complete the job and transition the run (the next group is
+    enqueued on this commit), or suspend the job. A failed job is settled after the commit by :func:`run_job`."""
+    from dataclasses import replace
+
+    if executed.outcome == "suspended":
+        assert executed.next_poll_at is not None
+        deps.jobs.suspend(settle.job_id, executed.next_poll_at, now)
+        return replace(executed, transition="noop"), []
+    if executed.outcome != "completed":
+        return executed, []
+    deps.jobs.complete(settle.job_id, now)
+    claim_for = settle.worker_id
+    if claim_for is not None and settle.continue_if is not None and not settle.continue_if():
+        claim_for = None
+    # The only stage of its group: no other stage of the run changed since begin read them (later groups
+    # start only from here; cancel and rerun change the locked run row).
+    known = None
+    if len(workflow.group(begun.record.execution_group)) == 1:
+        known = [s for s in begun.stages if s.id != begun.record.id] + [written]
+    advanced = run_transition.advance(deps, locked, now, claim_for=claim_for, stages=known)
+    return replace(executed, transition=advanced.result.action, continuation=advanced.started), advanced.events
+
+
+# -- hosts' entry point -----------------------------------------------------------------------------------------
+
+
+def retry_delay(job: JobRecord, base_seconds: float) -> timedelta:
+    """Exponential backoff: ``base * 2**(attempt-1)`` (2 s, 4 s, 8 s with the default base)."""
+    return timedelta(seconds=base_seconds * (2 ** max(0, job.attempt - 1)))
+
+
+def run_job(
+    kernel: Kernel,
+    job: JobRecord,
+    *,
+    on_error: Callable[[BaseException], None] | None = None,
+    continue_as: str | None = None,
+    continue_if: Callable[[], bool] | None = None,
+    started: StartedStage | None = None,
+) -> JobOutcome:
+    """Execute a job already claimed (RUNNING, leased) and settle it.
+
+    Infrastructure errors (database down, workflow removed) propagate; the job keeps its lease and is
+    re-delivered when the lease expires (hosts give it back at once when the error is a busy SQLite database).
+
+    Args:
+        continue_as: a worker id: when the stage completes and its run's next group starts, the group's
+            first stage is started for this worker in the same transaction (``JobOutcome.continuation``).
+        continue_if: asked at that moment; a continuation is started only if it returns True.
+        started: execute this continuation (``job`` is ``started.job``) without its begin transaction.
+    """
+    deps = kernel.deps
+    began = deps.clock.now()
+    try:
+        # No idempotency key: the claimed job row is the guard (each delivery is a new attempt, and a stage
+        # that already COMPLETED is never executed again).
+        settle = Settle(job.id, continue_as, continue_if)
+        executed = execute(deps, job.run_id, job.workflow_id, job.stage_id, str(uuid.uuid4()), settle, started)
+    except (WorkflowNotFound, StageNotFound, RunNotFound) as exc:
+        # A job that can never run (its workflow or stage was removed, its run deleted) is quarantined:
+        # failed for good with the reason, so it cannot crash-loop through lease expiry and redelivery.
+        return quarantine(kernel, job, f"Job quarantined: {exc}", began)
+    now = deps.clock.now()
+    outcome: JobOutcomeKind = executed.outcome
+    transition = executed.transition
+    if executed.outcome == "failed":
+        outcome, transition = _settle_failure(kernel, job, executed, now, on_error)
+    duration_ms = int((now - began).total_seconds() * 1000)
+    log = logger.warning if outcome in ("failed", "retrying") else logger.info
+    log(
+        "stage %s of run %s %s (attempt %d, %d ms)%s",
+        job.stage_id,
+        job.run_id,
+        outcome if not executed.ghost else "discarded (ghost)",
+        job.attempt,
+        duration_ms,
+        f": {executed.error}" if executed.error else "",
+    )
+    return JobOutcome(
+        job.id,
+        job.run_id,
+        job.stage_id,
+        job.attempt,
+        outcome,
+        duration_ms,
+        executed.error,
+        executed.ghost,
+        transition,
+        executed.continuation,
+    )
+
+
+def _settle_failure(
+    kernel: Kernel,
+    job: JobRecord,
+    executed: Executed,
+    now: datetime,
+    on_error: Callable[[BaseException], None] | None,
+) -> tuple[JobOutcomeKind, TransitionAction | None]:
+    """A failed job: retried with backoff while attempts remain, else failed for good and its run transitioned."""
+    deps = kernel.deps
+    error = executed.error or "Unknown error"
+    if not executed.ghost and executed.retryable and job.attempt < job.max_attempts:
+        workflow = deps.registry.get(job.workflow_id)
+        stage = workflow.stage(job.stage_id) if workflow and workflow.has_stage(job.stage_id) else None
+        base = stage.retry_base_seconds if stage and stage.retry_base_seconds is not None else None
+        base = deps.options.retry_base_seconds if base is None else base
+        deps.jobs.fail(job.id, error, now + retry_delay(job, base), now)
+        return "retrying", None
+    deps.jobs.fail(job.id, error, None, now)
+    if executed.ghost:
+        return "failed", None
+    try:
+        return "failed", kernel.dispatch(TransitionRun(job.run_id)).action
+    except Exception as exc:
+        logger.exception("transition after the failure of job %s failed", job.id)
+        if on_error:
+            on_error(exc)
+        return "failed", None
+
+
+def quarantine(kernel: Kernel, job: JobRecord, message: str, started: datetime | None = None) -> JobOutcome:
+    """Fail a job for good, and its stage and run with it (if they still exist and are not finished)."""
+    deps = kernel.deps
+    now = deps.clock.now()
+    logger.error("%s (job %s, stage %s, run %s)", message, job.id, job.stage_id, job.run_id)
+    with deps.persistence.atomic():
+        deps.jobs.fail(job.id, message, None, now)
+        fail_stage_and_run(deps, job.run_id, job.stage_id, message, now)
+    duration = int((now - (started or now)).total_seconds() * 1000)
+    return JobOutcome(job.id, job.run_id, job.stage_id, job.attempt, "failed", duration, message)
+
+
+def fail_stage_and_run(deps: Deps, run_id: str, stage_id: str, message: str, now: datetime) -> None:
+    """Inside a transaction: mark the stage FAILED and the run FAILED (if RUNNING), with events."""
+    persistence = deps.persistence
+    run = persistence.lock_run(run_id)
+    if run is None or run.status != Status.RUNNING:
+        return
+    stage = persistence.get_stage(run_id, stage_id)
+    events = []
+    if stage is not None and stage.status in (Status.PENDING, Status.RUNNING):
+        persistence.update_stage(
+            stage.id, {"status": Status.FAILED, "completed_at": now, "error_message": message}, now
+        )
+        events.append(event(STAGE_FAILED, run_id, now, stage_id=stage_id, stage_name=stage.stage_name, error=message))
+    persistence.update_run(
+        run_id,
+        {
+            "status": Status.FAILED,
+            "completed_at": now,
+            "output": {"error": {"code": "STAGE_FAILED", "stage_id": stage_id, "message": message}},
+        },
+        now,
+    )
+    deps.jobs.cancel_by_run(run_id, now)
+    events.append(event(WORKFLOW_FAILED, run_id, now, error=message, stage_id=stage_id))
+    persistence.append_events(events, f"quarantine:{run_id}:{stage_id}")
