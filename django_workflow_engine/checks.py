@@ -101,6 +101,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 10,
             )
         )
+    if settings.RETENTION is not None:
+        from .ops.retention import InvalidRetention, configured_policy
+
+        try:
+            configured_policy()
+        except InvalidRetention as exc:
+            errors.append(
+                _error(
+                    str(exc),
+                    "e.g. RETENTION = {'older_than': '30d', 'statuses': ['COMPLETED', 'CANCELLED'], "
+                    "'batch_size': 500, 'max_runs_per_tick': 2000}.",
+                    20,
+                )
+            )
     if settings.TRANSPORT == "rq":
         from django.conf import settings as dj
 
