@@ -111,7 +111,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 _error(
                     str(exc),
                     "e.g. RETENTION = {'older_than': '30d', 'statuses': ['COMPLETED', 'CANCELLED'], "
-                    "'batch_size': 500, 'max_runs_per_tick': 2000}.",
+                    "'batch_size': 100, 'max_runs_per_tick': 2000}.",
                     20,
                 )
             )

@@ -74,7 +74,9 @@ def delete_runs(run_ids: Sequence[str], using: str = "default") -> dict[str, int
     ids = list(run_ids)
     if not ids:
         return {}
-    AICall.objects.using(using).filter(run_id__in=ids, replay__isnull=False).update(replay=None)
+    # One new version of each call row instead of three (replay, then stage and run set NULL by the cascade,
+    # which then finds nothing left to update).
+    AICall.objects.using(using).filter(run_id__in=ids).update(run=None, stage=None, replay=None)
     noted: list[tuple[str, str]] = []
     token = _batch.set(noted)
     try:

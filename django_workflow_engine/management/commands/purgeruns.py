@@ -6,6 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from django_workflow_engine.ops.retention import DEFAULT_BATCH_SIZE
+
 
 class Command(BaseCommand):
     help = (
@@ -24,7 +26,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--workflow", action="append", default=None, help="only runs of this workflow id (repeat)")
         parser.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
-        parser.add_argument("--batch-size", type=int, default=500, help="runs per transaction (1-10000, default 500)")
+        parser.add_argument(
+            "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="runs per transaction (1-10000, default 100)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from django_workflow_engine.ops.retention import InvalidRetention, RetentionPolicy, purge_runs
