@@ -16,6 +16,7 @@ from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
 from .commands import ClaimPendingRuns, ExecuteJob, ExecuteResult, TransitionRun
 from .events import STAGE_FAILED, WORKFLOW_FAILED, event
 from .kernel import Deps, Kernel
+from .logcontext import job_extra
 from .records import JobRecord, StartedStage, Status
 
 logger = logging.getLogger("django_workflow_engine.worker")
@@ -123,7 +124,7 @@ def run_job(
                 try:
                     transition = kernel.dispatch(TransitionRun(job.run_id)).action
                 except Exception as exc:
-                    logger.exception("transition after the failure of job %s failed", job.id)
+                    logger.exception("transition after the failure of job %s failed", job.id, extra=job_extra(job))
                     if on_error:
                         on_error(exc)
     record = JobOutcome(
@@ -147,6 +148,7 @@ def run_job(
         job.attempt,
         duration_ms,
         f": {result.error}" if result.error else "",
+        extra=job_extra(job),
     )
     return record
 
@@ -155,7 +157,7 @@ def quarantine(kernel: Kernel, job: JobRecord, message: str, started: datetime |
     """Fail a job for good, and its stage and run with it (if they still exist and are not finished)."""
     deps = kernel.deps
     now = deps.clock.now()
-    logger.error("%s (job %s, stage %s, run %s)", message, job.id, job.stage_id, job.run_id)
+    logger.error("%s (job %s, stage %s, run %s)", message, job.id, job.stage_id, job.run_id, extra=job_extra(job))
     with deps.persistence.atomic():
         deps.jobs.fail(job.id, message, None, now)
         fail_stage_and_run(deps, job.run_id, job.stage_id, message, now)

@@ -43,6 +43,7 @@ from ..flow import (
     workflow_context,
 )
 from ..kernel import Deps
+from ..logcontext import log_extra
 from ..records import AnnotationRecord, RunRecord, StageRecord, Status
 from . import run_transition as transition
 
@@ -114,7 +115,11 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
         try:
             persistence.create_log(run.id, record.id, level, message, meta or None, deps.clock.now())
         except Exception:
-            logger.exception("could not store a log line of stage %s", stage_def.id)
+            logger.exception(
+                "could not store a log line of stage %s",
+                stage_def.id,
+                extra=log_extra(run.id, run.workflow_id, stage_def.id),
+            )
 
     ctx: StageContext | None = None
     try:
