@@ -80,7 +80,8 @@ def delete_runs(run_ids: Sequence[str], using: str = "default") -> dict[str, int
     noted: list[tuple[str, str]] = []
     token = _batch.set(noted)
     try:
-        _, counts = WorkflowRun.objects.using(using).filter(pk__in=ids).delete()
+        # Only what the receivers read: a run's input and output can be large.
+        _, counts = WorkflowRun.objects.using(using).filter(pk__in=ids).only("id", "workflow_type").delete()
     finally:
         _batch.reset(token)
     deleted = [pk for pk, _ in noted]

@@ -16,8 +16,9 @@ from django.contrib.auth.models import User
 from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from pydantic import BaseModel
@@ -199,11 +200,15 @@ def test_dry_run_counts_and_deletes_nothing():
 def test_bulk_delete_removes_blobs_only_after_commit():
     runs = [_engine_run(f"b{i}") for i in range(3)]
     folders = [_folder(r) for r in runs]
-    with transaction.atomic():
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         counts = delete_runs([r.pk for r in runs])
         assert counts["django_workflow_engine.WorkflowRun"] == 3
         assert all(f.exists() for f in folders)  # not before the commit
     assert not any(f.exists() for f in folders)
+    # the runs are read for the receivers without their (possibly large) input and output
+    run_selects = [q["sql"] for q in queries if q["sql"].startswith('SELECT "django_workflow_engine_workflowrun"')]
+    assert run_selects
+    assert not [sql for sql in run_selects if '"input"' in sql or '"output"' in sql]
 
     kept = _engine_run("rolled-back")
 
