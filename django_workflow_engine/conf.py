@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_INPUT_BYTES": 1024 * 1024,
     # Finished runs the maintenance loop purges, e.g. {"older_than": "30d"} (None: kept until deleted).
     "RETENTION": None,
+    # OpenTelemetry spans per run, stage execution and AI call (the 'otel' extra); False: nothing is imported.
+    "TRACING": False,
     "WORKER_POLL_SECONDS": 1.0,
     "MAINTENANCE_INTERVAL_SECONDS": 5.0,
     "REDELIVER_SECONDS": 30,

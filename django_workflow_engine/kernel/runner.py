@@ -65,6 +65,23 @@ def run_job(
         continue_if: asked at that moment; a continuation is started only if it returns True.
         started: execute this continuation (``job`` is ``started.job``) without its phase 1.
     """
+    observer = kernel.deps.options.observer
+    if observer is None:
+        return _run_job(kernel, job, on_error, continue_as, continue_if, started)
+    with observer.stage(job) as record:
+        outcome = _run_job(kernel, job, on_error, continue_as, continue_if, started)
+        record(outcome)
+    return outcome
+
+
+def _run_job(
+    kernel: Kernel,
+    job: JobRecord,
+    on_error: Callable[[BaseException], None] | None,
+    continue_as: str | None,
+    continue_if: Callable[[], bool] | None,
+    started: StartedStage | None,
+) -> JobOutcome:
     deps = kernel.deps
     began = deps.clock.now()
     try:

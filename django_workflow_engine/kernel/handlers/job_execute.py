@@ -111,7 +111,11 @@ def handle(command: ExecuteJob, deps: Deps, causation_id: str) -> ExecuteResult:
     context = workflow_context(deps, stages)
 
     # Phase 2: user code, no transaction open.
+    observer = deps.options.observer
+
     def log_sink(level: str, message: str, meta: dict[str, Any]) -> None:
+        if observer is not None:
+            observer.stage_log(run.id, stage_def.id, level, message, meta)
         try:
             persistence.create_log(run.id, record.id, level, message, meta or None, deps.clock.now())
         except Exception:
