@@ -149,7 +149,8 @@ def _candidates(status: str, cutoff: datetime, workflows: Sequence[str], after: 
     if workflows:
         qs = qs.filter(workflow_id__in=workflows)
     if after is not None:
-        qs = qs.filter(Q(updated_at__gt=after[0]) | Q(updated_at=after[0], id__gt=after[1]))
+        # The >= bound is what the index range starts from; the OR breaks ties on equal timestamps.
+        qs = qs.filter(Q(updated_at__gte=after[0]), Q(updated_at__gt=after[0]) | Q(id__gt=after[1]))
     return qs.order_by("updated_at", "id")
 
 
