@@ -291,3 +291,12 @@ def test_a_good_retention_setting_passes_the_check():
     retention = {"older_than": 86400 * 30, "statuses": ["COMPLETED"], "workflows": ["keeper"], "batch_size": 100}
     with override_settings(WORKFLOW_ENGINE={"RETENTION": retention}):
         assert [e for e in checks.run_checks() if e.id.startswith("django_workflow_engine")] == []
+
+
+def test_batches_walk_runs_with_equal_timestamps_in_id_order():
+    runs = seed_runs(5, workflow_id="keeper", start=OLD)
+    WorkflowRun.objects.update(updated_at=OLD)  # one timestamp: the id breaks the ties between batches
+    seen: list[int] = []
+    result = purge_runs(RetentionPolicy.build("30d", batch_size=2), progress=lambda r: seen.append(r.runs))
+    assert (result.runs, result.batches, seen) == (5, 3, [2, 4, 5])
+    assert not WorkflowRun.objects.filter(pk__in=[r.pk for r in runs]).exists()
