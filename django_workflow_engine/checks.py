@@ -141,6 +141,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 10,
             )
         )
+    if settings.RETENTION is not None:
+        from .ops.retention import InvalidRetention, configured_policy
+
+        try:
+            configured_policy()
+        except InvalidRetention as exc:
+            errors.append(
+                _error(
+                    str(exc),
+                    "e.g. RETENTION = {'older_than': '30d', 'statuses': ['COMPLETED', 'CANCELLED'], "
+                    "'batch_size': 100, 'max_runs_per_tick': 2000}.",
+                    20,
+                )
+            )
+    if not isinstance(settings.TRACING, bool):
+        errors.append(_error(f"WORKFLOW_ENGINE['TRACING'] is {settings.TRACING!r}.", "Use True or False.", 21))
+    elif settings.TRACING:
+        import importlib.util
+
+        if importlib.util.find_spec("opentelemetry") is None:
+            errors.append(
+                _error(
+                    "WORKFLOW_ENGINE['TRACING'] is True but OpenTelemetry is not installed.",
+                    "pip install 'django-workflow-engine[otel]' (and configure an exporter), or set TRACING = False.",
+                    21,
+                )
+            )
     if settings.TRANSPORT == "rq":
         from django.conf import settings as dj
 

@@ -58,7 +58,13 @@ class Engine:
             idempotency_stale_seconds=settings.IDEMPOTENCY_STALE_SECONDS,
             inline_output_bytes=settings.INLINE_OUTPUT_BYTES,
             max_input_bytes=settings.MAX_INPUT_BYTES,
+            observer=self._observer() if settings.TRACING else None,
         )
+
+    def _observer(self) -> Any:
+        from .ops.tracing import StageObserver
+
+        return StageObserver(using=self.using)
 
     @property
     def kernel(self) -> Kernel:
@@ -189,6 +195,22 @@ class Engine:
         return workflow.id
 
     def _create(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):  # type: ignore[no-untyped-def]
+        from .conf import settings
+
+        if settings.TRACING:
+            from .ops.tracing import traced_create
+
+            return traced_create(
+                lambda: self._create_untraced(
+                    workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=start
+                ),
+                using=self.using,
+            )
+        return self._create_untraced(
+            workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=start
+        )
+
+    def _create_untraced(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):  # type: ignore[no-untyped-def]
         result = self.kernel.dispatch(
             CreateRun(
                 workflow_id=workflow_id,

@@ -42,6 +42,7 @@ class MaintenanceResult:
     requeued: int = 0
     redispatched: int = 0
     keys_expired: int = 0
+    runs_purged: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -56,7 +57,8 @@ def run_maintenance_tick(
 ) -> MaintenanceResult:
     """One pass: claim pending runs, poll due suspended stages (and transition the resumed runs), release
     stale leases, flush the outbox, reap stuck runs, re-send lost RQ messages, and delete up to
-    ``max_expired_keys`` idempotency keys older than ``IDEMPOTENCY_KEY_TTL_SECONDS``."""
+    ``max_expired_keys`` idempotency keys older than ``IDEMPOTENCY_KEY_TTL_SECONDS``, and purge finished runs
+    per the ``RETENTION`` setting (at most its ``max_runs_per_tick``)."""
     from ..conf import settings
 
     kernel = default_kernel(kernel)
@@ -100,6 +102,12 @@ def run_maintenance_tick(
             command = ExpireIdempotencyKeys(older_than_seconds=ttl, max_keys=max_expired_keys)
             result.keys_expired = kernel.dispatch(command).expired
 
+    def retention() -> None:
+        if settings.RETENTION is not None:
+            from ..ops.retention import apply_retention
+
+            result.runs_purged = apply_retention(now=kernel.clock.now())
+
     for name, fn in (
         ("claim", claim),
         ("poll", poll),
@@ -108,6 +116,7 @@ def run_maintenance_tick(
         ("stuck", stuck),
         ("redispatch", redispatch),
         ("idempotency", idempotency),
+        ("retention", retention),
     ):
         step(name, fn)
     return result
@@ -168,6 +177,7 @@ class MaintenanceLoop:
                         last.stuck_reaped,
                         last.requeued,
                         last.redispatched,
+                        last.runs_purged,
                     )
                 ):
                     logger.info("maintenance: %s", last)

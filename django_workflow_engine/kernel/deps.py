@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.context import AIFactory
 from .ports import BlobStore, Clock, EventSink, JobQueue, Persistence, WorkflowRegistry
@@ -17,6 +18,7 @@ class KernelOptions:
     inline_output_bytes: outputs up to this JSON size live in the stage row, larger ones in blob storage.
     max_input_bytes: larger workflow inputs are refused (1 MiB).
     suspend_fallback_seconds: poll interval when a suspended stage gives none (60).
+    observer: tracing hooks (``stage(job)`` context manager, ``stage_log(...)``); None: not called at all.
     """
 
     max_attempts: int = 3
@@ -25,6 +27,7 @@ class KernelOptions:
     inline_output_bytes: int = 64 * 1024
     max_input_bytes: int = 1024 * 1024
     suspend_fallback_seconds: float = 60.0
+    observer: Any = None
 
 
 @dataclass

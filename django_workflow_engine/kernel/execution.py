@@ -26,7 +26,7 @@ from ..core.context import StageContext, StageStorage
 from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
 from ..core.ids import new_id
 from .commands import ExecuteJob, ExecuteResult, TransitionRun
-from .events import STAGE_FAILED, STAGE_PROGRESS, WORKFLOW_FAILED, event
+from .events import STAGE_PROGRESS, event
 from .executor import NON_RETRYABLE, Outcome, execute_stage, format_traceback, parse_config
 from .flow import (
     MISSING,
@@ -40,7 +40,8 @@ from .flow import (
     workflow_context,
 )
 from .handlers import run_transition
-from .outcome import annotation_events, annotations, write_outcome
+from .logcontext import job_extra, log_extra
+from .outcome import annotation_events, annotations, fail_stage_and_run, write_outcome
 from .records import JobRecord, RunRecord, StageRecord, StartedStage, Status
 
 if TYPE_CHECKING:
@@ -204,11 +205,19 @@ def _begin(
 
 
 def _log_sink(deps: Deps, begun: _Begun) -> Callable[[str, str, dict[str, Any]], None]:
+    observer = deps.options.observer
+
     def log_sink(level: str, message: str, meta: dict[str, Any]) -> None:
+        if observer is not None:
+            observer.stage_log(begun.run.id, begun.record.stage_id, level, message, meta)
         try:
             deps.persistence.create_log(begun.run.id, begun.record.id, level, message, meta or None, deps.clock.now())
         except Exception:
-            logger.exception("could not store a log line of stage %s", begun.record.stage_id)
+            logger.exception(
+                "could not store a log line of stage %s",
+                begun.record.stage_id,
+                extra=log_extra(begun.run.id, begun.run.workflow_id, begun.record.stage_id),
+            )
 
     return log_sink
 
@@ -366,6 +375,23 @@ def run_job(
         continue_if: asked at that moment; a continuation is started only if it returns True.
         started: execute this continuation (``job`` is ``started.job``) without its begin transaction.
     """
+    observer = kernel.deps.options.observer
+    if observer is None:
+        return _run_job(kernel, job, on_error, continue_as, continue_if, started)
+    with observer.stage(job) as record:
+        outcome = _run_job(kernel, job, on_error, continue_as, continue_if, started)
+        record(outcome)
+    return outcome
+
+
+def _run_job(
+    kernel: Kernel,
+    job: JobRecord,
+    on_error: Callable[[BaseException], None] | None,
+    continue_as: str | None,
+    continue_if: Callable[[], bool] | None,
+    started: StartedStage | None,
+) -> JobOutcome:
     deps = kernel.deps
     began = deps.clock.now()
     try:
@@ -392,6 +418,7 @@ def run_job(
         job.attempt,
         duration_ms,
         f": {executed.error}" if executed.error else "",
+        extra=job_extra(job),
     )
     return JobOutcome(
         job.id,
@@ -430,7 +457,7 @@ def _settle_failure(
     try:
         return "failed", kernel.dispatch(TransitionRun(job.run_id)).action
     except Exception as exc:
-        logger.exception("transition after the failure of job %s failed", job.id)
+        logger.exception("transition after the failure of job %s failed", job.id, extra=job_extra(job))
         if on_error:
             on_error(exc)
         return "failed", None
@@ -440,36 +467,9 @@ def quarantine(kernel: Kernel, job: JobRecord, message: str, started: datetime |
     """Fail a job for good, and its stage and run with it (if they still exist and are not finished)."""
     deps = kernel.deps
     now = deps.clock.now()
-    logger.error("%s (job %s, stage %s, run %s)", message, job.id, job.stage_id, job.run_id)
+    logger.error("%s (job %s, stage %s, run %s)", message, job.id, job.stage_id, job.run_id, extra=job_extra(job))
     with deps.persistence.atomic():
         deps.jobs.fail(job.id, message, None, now)
         fail_stage_and_run(deps, job.run_id, job.stage_id, message, now)
     duration = int((now - (started or now)).total_seconds() * 1000)
     return JobOutcome(job.id, job.run_id, job.stage_id, job.attempt, "failed", duration, message)
-
-
-def fail_stage_and_run(deps: Deps, run_id: str, stage_id: str, message: str, now: datetime) -> None:
-    """Inside a transaction: mark the stage FAILED and the run FAILED (if RUNNING), with events."""
-    persistence = deps.persistence
-    run = persistence.lock_run(run_id)
-    if run is None or run.status != Status.RUNNING:
-        return
-    stage = persistence.get_stage(run_id, stage_id)
-    events = []
-    if stage is not None and stage.status in (Status.PENDING, Status.RUNNING):
-        persistence.update_stage(
-            stage.id, {"status": Status.FAILED, "completed_at": now, "error_message": message}, now
-        )
-        events.append(event(STAGE_FAILED, run_id, now, stage_id=stage_id, stage_name=stage.stage_name, error=message))
-    persistence.update_run(
-        run_id,
-        {
-            "status": Status.FAILED,
-            "completed_at": now,
-            "output": {"error": {"code": "STAGE_FAILED", "stage_id": stage_id, "message": message}},
-        },
-        now,
-    )
-    deps.jobs.cancel_by_run(run_id, now)
-    events.append(event(WORKFLOW_FAILED, run_id, now, error=message, stage_id=stage_id))
-    persistence.append_events(events, f"quarantine:{run_id}:{stage_id}")

@@ -12,6 +12,7 @@ from .events import (
     STAGE_COMPLETED,
     STAGE_FAILED,
     STAGE_SUSPENDED,
+    WORKFLOW_FAILED,
     WORKFLOW_SUSPENDED,
     event,
 )
@@ -128,3 +129,30 @@ def annotation_events(rows: list[tuple[AnnotationRecord, bool]], run_id: str, no
         for a, wanted in rows
         if wanted
     ]
+
+
+def fail_stage_and_run(deps: Deps, run_id: str, stage_id: str, message: str, now: datetime) -> None:
+    """Inside a transaction: mark the stage FAILED and the run FAILED (if RUNNING), with events."""
+    persistence = deps.persistence
+    run = persistence.lock_run(run_id)
+    if run is None or run.status != Status.RUNNING:
+        return
+    stage = persistence.get_stage(run_id, stage_id)
+    events = []
+    if stage is not None and stage.status in (Status.PENDING, Status.RUNNING):
+        persistence.update_stage(
+            stage.id, {"status": Status.FAILED, "completed_at": now, "error_message": message}, now
+        )
+        events.append(event(STAGE_FAILED, run_id, now, stage_id=stage_id, stage_name=stage.stage_name, error=message))
+    persistence.update_run(
+        run_id,
+        {
+            "status": Status.FAILED,
+            "completed_at": now,
+            "output": {"error": {"code": "STAGE_FAILED", "stage_id": stage_id, "message": message}},
+        },
+        now,
+    )
+    deps.jobs.cancel_by_run(run_id, now)
+    events.append(event(WORKFLOW_FAILED, run_id, now, error=message, stage_id=stage_id))
+    persistence.append_events(events, f"quarantine:{run_id}:{stage_id}")

@@ -45,6 +45,11 @@ class WorkflowRun(models.Model):
     max_cost = models.DecimalField(null=True, blank=True, **MONEY)
     metadata = models.JSONField(null=True, blank=True)
     event_seq = models.PositiveIntegerField(default=0, help_text="Last outbox sequence number used by this run.")
+    trace_context = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="W3C trace context (traceparent) of the span that started the run, when TRACING is on.",
+    )
 
     objects = WorkflowRunQuerySet.as_manager()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ..commands import ReapStaleLeases, ReapStaleResult
-from ..execution import fail_stage_and_run
 from ..kernel import Deps
+from ..outcome import fail_stage_and_run
 from ..records import TERMINAL_RUN_STATUSES
 
 RESULT = ReapStaleResult

@@ -10,6 +10,7 @@ import logging
 
 from ..commands import FlushOutbox, FlushResult
 from ..kernel import Deps
+from ..logcontext import log_extra
 
 RESULT = FlushResult
 logger = logging.getLogger("django_workflow_engine.outbox")
@@ -28,7 +29,13 @@ def handle(command: FlushOutbox, deps: Deps, causation_id: str) -> FlushResult:
         try:
             deps.sink.emit(row.payload)
         except Exception:
-            logger.exception("delivering event %s #%d of run %s failed", row.event_type, row.sequence, row.run_id)
+            logger.exception(
+                "delivering event %s #%d of run %s failed",
+                row.event_type,
+                row.sequence,
+                row.run_id,
+                extra=log_extra(row.run_id),
+            )
             blocked.add(row.run_id)
             failed += 1
             if persistence.record_event_failure(row.id, max_retries, deps.clock.now()):

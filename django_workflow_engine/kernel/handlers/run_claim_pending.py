@@ -13,6 +13,7 @@ from ..commands import ClaimedRun, ClaimPendingRuns, ClaimResult
 from ..events import WORKFLOW_FAILED, WORKFLOW_STARTED, event
 from ..flow import error_message, prepare_group
 from ..kernel import Deps
+from ..logcontext import log_extra
 from ..records import RunRecord, Status
 
 RESULT = ClaimResult
@@ -59,11 +60,13 @@ def handle(command: ClaimPendingRuns, deps: Deps, causation_id: str) -> ClaimRes
         except Exception as exc:
             if run is None:
                 raise
-            logger.exception("claiming run %s failed", run.id)
+            logger.exception("claiming run %s failed", run.id, extra=log_extra(run.id, run.workflow_id))
             try:
                 _fail(deps, run, "CLAIM_FAILED", error_message(exc), command.worker_id, causation_id)
             except Exception:
-                logger.exception("could not mark run %s failed after a claim error", run.id)
+                logger.exception(
+                    "could not mark run %s failed after a claim error", run.id, extra=log_extra(run.id, run.workflow_id)
+                )
             outcome = ClaimedRun(run.id, run.workflow_id, [])
         if outcome is not None:
             claimed.append(outcome)

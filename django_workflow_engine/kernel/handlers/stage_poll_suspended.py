@@ -20,6 +20,7 @@ from ..events import STAGE_COMPLETED, STAGE_FAILED, WORKFLOW_FAILED, event
 from ..executor import parse_config
 from ..flow import add_ai_metrics, error_message, store_output
 from ..kernel import Deps
+from ..logcontext import log_extra
 from ..records import RunRecord, StageRecord, Status
 
 RESULT = PollResult
@@ -121,7 +122,11 @@ def _check_context(deps: Deps, run: RunRecord, stage: StageRecord, stage_def: An
         try:
             deps.persistence.create_log(run.id, stage.id, level, message, meta or None, deps.clock.now())
         except Exception:
-            logger.exception("could not store a log line of stage %s", stage.stage_id)
+            logger.exception(
+                "could not store a log line of stage %s",
+                stage.stage_id,
+                extra=log_extra(run.id, run.workflow_id, stage.stage_id),
+            )
 
     return CheckContext(
         run_id=run.id,
