@@ -10,7 +10,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rq.serializers import JSONSerializer
@@ -58,6 +58,14 @@ def get_queue(name: str | None = None):  # type: ignore[no-untyped-def]
     return queue
 
 
+def not_before(at: datetime) -> datetime:
+    """``at`` rounded up to a whole second: RQ's scheduler keeps whole-second timestamps (it would drop the
+    fraction and deliver the message up to a second early, to a job that is not due yet and so is skipped)."""
+    if at.microsecond:
+        at = at.replace(microsecond=0) + timedelta(seconds=1)
+    return at
+
+
 def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
     """Enqueue one RQ message per job id (at ``at`` if given and in the future). Never raises: if Redis
     is down the jobs stay PENDING in the database and maintenance re-sends their messages.
@@ -94,8 +102,9 @@ def ring(job_ids: Iterable[str], at: datetime | None = None) -> int:
             return job_id if job_id != running else f"{job_id}-{uuid.uuid4().hex[:12]}"
 
         if at is not None and at > datetime.now(UTC):
+            when = not_before(at)
             for job_id in ids:
-                queue.enqueue_at(at, JOB_FUNCTION, job_id, job_id=message_id(job_id), result_ttl=0, failure_ttl=3600)
+                queue.enqueue_at(when, JOB_FUNCTION, job_id, job_id=message_id(job_id), result_ttl=0, failure_ttl=3600)
         else:
             with queue.connection.pipeline() as pipe:
                 queue.enqueue_many(

@@ -139,8 +139,9 @@ def _ring_at(job_ids: list[str], when: datetime) -> None:
     """Schedule one RQ message per job for ``when``. Its RQ id is not the job id: the message rung for "now"
     when the run started has that id, finds the job not yet due and is skipped, and RQ then deletes the data
     of the message with its id (a scheduled message sharing it would be lost)."""
-    from ..adapters.rq import JOB_FUNCTION, get_queue
+    from ..adapters.rq import JOB_FUNCTION, get_queue, not_before
 
     queue = get_queue()
+    when = not_before(when)
     for job_id in job_ids:
         queue.enqueue_at(when, JOB_FUNCTION, job_id, job_id=f"{job_id}-due", result_ttl=0, failure_ttl=3600)
