@@ -99,7 +99,7 @@ class Engine:
             ai_factory=self._ai_factory(),
         )
 
-    def _doorbell(self) -> Callable[[list[str]], None] | None:
+    def _doorbell(self) -> Callable[..., object] | None:
         from .conf import settings
 
         if settings.TRANSPORT != "rq":
@@ -194,7 +194,7 @@ class Engine:
             )
         return workflow.id
 
-    def _create(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):  # type: ignore[no-untyped-def]
+    def _create(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):
         from .conf import settings
 
         if settings.TRACING:
@@ -210,7 +210,7 @@ class Engine:
             workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=start
         )
 
-    def _create_untraced(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):  # type: ignore[no-untyped-def]
+    def _create_untraced(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):
         result = self.kernel.dispatch(
             CreateRun(
                 workflow_id=workflow_id,

@@ -3,6 +3,7 @@
 import json
 import os
 import tempfile
+from typing import Any
 
 import dj_database_url
 import django
@@ -90,7 +91,7 @@ WORKFLOW_ENGINE = {"TRANSPORT": "database", "RETRY_BASE_SECONDS": 0}
 # Acceptance tests start real processes with extra engine settings (short leases, the RQ transport...).
 WORKFLOW_ENGINE.update(json.loads(os.environ.get("DWE_ENGINE_SETTINGS", "{}")))
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"null": {"class": "logging.NullHandler"}},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from typing import Any
 
@@ -30,7 +31,7 @@ class StorageBlobStore:
             check_blob_key(self.prefix)
 
     @property
-    def storage(self):  # type: ignore[no-untyped-def]
+    def storage(self):
         return storages[self.alias]
 
     def _name(self, key: str) -> str:
@@ -76,7 +77,7 @@ class StorageBlobStore:
         self._walk(folder, found)
         return sorted(k for k in found if k.startswith(prefix))
 
-    def _walk(self, folder: str, found: list[str]) -> None:
+    def _walk(self, folder: str, found: builtins.list[str]) -> None:
         """Collect the keys (relative to ``prefix``) of every file under ``folder``."""
         full = "/".join(p for p in (self.prefix, folder) if p)
         try:

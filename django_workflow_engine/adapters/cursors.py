@@ -42,23 +42,29 @@ def hot_cursor(connection: Any) -> Any:
         else:
             cursor = binding(raw)
         # As Django's create_cursor does: a cursor timezone only when the connection's differs.
-        from django.db.backends.postgresql import base
-
+        base = _postgresql_base()
         loader = connection.connection.adapters.get_loader(base.TIMESTAMPTZ_OID, base.Format.TEXT)
         if connection.timezone != loader.timezone:
             base.register_tzloader(connection.timezone, cursor)
         return connection._prepare_cursor(cursor)
 
 
+def _postgresql_base() -> Any:
+    """Django's PostgreSQL backend module, untyped: its psycopg 3 names are missing from django-stubs."""
+    from django.db.backends.postgresql import base
+
+    return base
+
+
 @cache
 def _cursor_classes() -> tuple[type, type] | None:
     """Django's server-binding cursor class and a subclass that prepares repeated statements (psycopg 3);
     ``None`` under psycopg2."""
-    from django.db.backends.postgresql.base import ServerBindingCursor
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
     if not is_psycopg3:
         return None
+    ServerBindingCursor = _postgresql_base().ServerBindingCursor
 
     class PreparingCursor(ServerBindingCursor):  # type: ignore[misc, valid-type]
         def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, **kwargs: Any) -> Any:
@@ -69,7 +75,7 @@ def _cursor_classes() -> tuple[type, type] | None:
                 elif len(seen) < _SEEN_LIMIT:
                     seen[query] = True
             result = super().execute(query, params, prepare=prepare, **kwargs)
-            if self._query is None:
+            if self._query is None:  # type: ignore[has-type]  # psycopg cursor state, untyped base class
                 # psycopg keeps no query for a prepared execution, and Django's query log reads it from there.
                 self._query = _Executed(query.encode() if isinstance(query, str) else query)
             return result

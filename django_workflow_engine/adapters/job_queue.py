@@ -12,10 +12,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import F, Field, Q
 from django.db.models.functions import Greatest
 
 from ..core.errors import WorkflowEngineError
@@ -89,7 +89,7 @@ class OrmJobQueue:
         self.on_enqueue = on_enqueue
         self.on_withdraw = on_withdraw
 
-    def _jobs(self):  # type: ignore[no-untyped-def]
+    def _jobs(self):
         return WorkflowJob.objects.using(self.using)
 
     def _ring(self, ids: list[str], at: datetime | None = None) -> None:
@@ -259,9 +259,10 @@ class OrmJobQueue:
         connection = connections[self.using]
         meta = WorkflowJob._meta
         qn = connection.ops.quote_name
-        sets, params = [], []
+        sets: list[str] = []
+        params: list[Any] = []
         for name, value in values.items():
-            field = meta.get_field(name)
+            field = cast(Field, meta.get_field(name))  # concrete columns only: callers pass field names
             sets.append(f"{qn(field.column)} = %s")
             params.append(field.get_db_prep_save(value, connection))
         sql = f'UPDATE {qn(meta.db_table)} SET {", ".join(sets)} WHERE "id" = %s AND NOT ("status" = %s)'

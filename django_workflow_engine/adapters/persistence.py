@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.db import IntegrityError, connections, transaction
-from django.db.models import Exists, F, Max, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, Field, Max, Model, OuterRef, Q, QuerySet, Subquery
 from django.db.models.sql import UpdateQuery
 
 from ..core.errors import RunNotFound, StaleVersionError, WorkflowEngineError
@@ -88,7 +88,7 @@ def update_returning(using: str, queryset: QuerySet, values: Mapping[str, Any]) 
     or ``None``: one ``UPDATE ... RETURNING`` statement (PostgreSQL, SQLite)."""
     model = queryset.model
     connection = connections[using]
-    query = queryset.query.chain(UpdateQuery)
+    query: Any = queryset.query.chain(UpdateQuery)  # an UpdateQuery; the stubs type chain() as its receiver
     query.add_update_values(values)
     sql, params = query.get_compiler(using).as_sql()
     names, columns, read = row_reader(model, connection)
@@ -113,7 +113,7 @@ def _versioned_update_sql(
     sets: list[str] = []
     params: list[Any] = []
     for name, value in values.items():
-        field = meta.get_field(name)
+        field = cast(Field, meta.get_field(name))  # concrete columns only: callers pass field names
         if name == "version" and not isinstance(value, int):  # F("version") + 1
             sets.append(f"{qn(field.column)} = {qn(field.column)} + 1")
             continue
@@ -180,7 +180,7 @@ def _json_insert_statement(using: str, model: type[Model], ignore_conflicts: boo
 
 def json_rows(params: Sequence[Any]) -> list[dict[str, Any]]:
     """The row dicts (by column) of :func:`json_insert_sql`'s parameters, still open to change until it runs."""
-    return params[0].obj  # type: ignore[no-any-return]
+    return params[0].obj
 
 
 def _json_default(value: Any) -> Any:
@@ -327,7 +327,7 @@ class OrmPersistence:
     def _pg(self) -> bool:
         return connections[self.using].vendor == "postgresql"
 
-    def atomic(self, defer_writes: bool = False):  # type: ignore[no-untyped-def]
+    def atomic(self, defer_writes: bool = False):
         """A transaction. ``defer_writes``: on PostgreSQL, writes whose results are not needed at once leave
         together in one statement before the next read and before commit (:mod:`.deferred`); in such a block
         ``update_run``/``update_stage`` without ``expected_version`` return 0 instead of the new version."""
@@ -335,17 +335,17 @@ class OrmPersistence:
             return deferred.deferred_atomic(self.using)
         return write_atomic(self.using)
 
-    def _objects(self, model: type[Model]):  # type: ignore[no-untyped-def]
+    def _objects(self, model: type[Model]):
         return model._default_manager.using(self.using)
 
-    def _runs(self):  # type: ignore[no-untyped-def]
+    def _runs(self):
         return self._objects(WorkflowRun)
 
-    def _stages(self):  # type: ignore[no-untyped-def]
+    def _stages(self):
         """Current stage records (the default manager hides superseded ones)."""
         return self._objects(WorkflowStage)
 
-    def _history(self):  # type: ignore[no-untyped-def]
+    def _history(self):
         """Every generation's stage records."""
         return WorkflowStage.all_generations.using(self.using)
 

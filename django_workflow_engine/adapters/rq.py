@@ -40,7 +40,7 @@ _LATER: list[str] = []
 _LATER_LOCK = threading.Lock()
 
 
-def get_queue(name: str | None = None):  # type: ignore[no-untyped-def]
+def get_queue(name: str | None = None):
     """The engine's RQ queue, one object per process and configuration. django-rq builds a new queue, Redis
     client and connection pool on every call, and each new connection costs a handshake (and RQ an ``INFO``
     for the server version): reusing them keeps ringing the doorbell to one round trip."""

@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.db import connections, transaction
 from django.db.utils import OperationalError
@@ -148,7 +148,9 @@ def use_wal(using: str = "default") -> str | None:
     or ``None`` when there is nothing to do (not SQLite, an in-memory database, inside a transaction) or the
     switch failed (logged)."""
     connection = connections[using]
-    if connection.vendor != "sqlite" or connection.is_in_memory_db() or connection.in_atomic_block:
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        return None
+    if cast(Any, connection).is_in_memory_db():  # a method of the SQLite backend only
         return None
     if "journal_mode" in str(connection.settings_dict.get("OPTIONS", {}).get("init_command", "")).lower():
         return None

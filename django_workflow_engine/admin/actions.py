@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from ..models import WorkflowRun, WorkflowStage
 from ..models.status import TERMINAL
-from .common import RERUNNABLE, badge, plural, refuse_nul_bytes
+from .common import RERUNNABLE, badge, missing_object_redirect, plural, refuse_nul_bytes
 
 
 class RunAdmin(Protocol):
@@ -34,7 +34,6 @@ class RunAdmin(Protocol):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool: ...
     def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any: ...
     def message_user(self, request: HttpRequest, message: Any, level: int = ..., *args: Any, **kwargs: Any) -> None: ...
-    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> HttpResponse: ...
 
 
 __all__ = ["TERMINAL", "cancel_run_view", "cancel_selected_runs", "rerun_run_view", "rerun_selected_runs"]
@@ -64,7 +63,7 @@ def cancel_run_view(modeladmin: RunAdmin, request: HttpRequest, object_id: str) 
         raise PermissionDenied  # before the lookup: a refused user learns nothing about which run ids exist
     run = WorkflowRun.objects.filter(pk=object_id).first()
     if run is None:
-        return modeladmin._get_obj_does_not_exist_redirect(request, modeladmin.opts, object_id)
+        return missing_object_redirect(modeladmin, request, object_id)
     if not (modeladmin.has_view_permission(request, run) and modeladmin.has_cancel_permission(request, run)):
         raise PermissionDenied
     if request.method == "POST" and request.POST.get("post") == "yes":
@@ -143,7 +142,7 @@ def rerun_run_view(modeladmin: RunAdmin, request: HttpRequest, object_id: str) -
         raise PermissionDenied  # before the lookup: a refused user learns nothing about which run ids exist
     run = WorkflowRun.objects.filter(pk=object_id).first()
     if run is None:
-        return modeladmin._get_obj_does_not_exist_redirect(request, modeladmin.opts, object_id)
+        return missing_object_redirect(modeladmin, request, object_id)
     if not (modeladmin.has_view_permission(request, run) and modeladmin.has_rerun_permission(request, run)):
         raise PermissionDenied
     response = _rerun(modeladmin, request, [run], bulk=False)

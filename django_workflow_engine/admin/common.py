@@ -7,16 +7,21 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import BadRequest
 from django.core.paginator import Paginator
 from django.db import connections
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 
 from ..core.ids import short_id
 from ..models import Status
@@ -137,6 +142,15 @@ def refuse_nul_bytes(request: Any, *values: str) -> None:
         raise BadRequest("A request parameter contains a NUL byte.")
 
 
+def missing_object_redirect(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+    """What Django's admin answers for an object id that does not exist: a warning and the admin index."""
+    # Django's own message, so its translations apply.
+    text = _("%(name)s with ID “%(key)s” doesn’t exist. Perhaps it was deleted?")  # noqa: RUF001
+    message = text % {"name": capfirst(model_admin.opts.verbose_name), "key": unquote(object_id)}
+    model_admin.message_user(request, message, messages.WARNING)
+    return HttpResponseRedirect(reverse("admin:index", current_app=model_admin.admin_site.name))
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows are written by the engine; the admin only shows them.
 
@@ -186,8 +200,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
         return DeferringChangeList
 
-    def get_paginator(self, request: Any, queryset: Any, per_page: int, orphans: int = 0, **kwargs: Any) -> Paginator:
-        return EstimatedCountPaginator(queryset, per_page, orphans=orphans, **kwargs)
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Any, Any],
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> Paginator:
+        return EstimatedCountPaginator(queryset, per_page, orphans, allow_empty_first_page)
 
 
 class EstimatedCountPaginator(Paginator):
@@ -200,8 +221,8 @@ class EstimatedCountPaginator(Paginator):
     ESTIMATE_ABOVE = 100_000
 
     @cached_property
-    def count(self) -> int:  # type: ignore[override]
-        qs = self.object_list
+    def count(self) -> int:
+        qs: Any = self.object_list  # a QuerySet from the admin (the paginator's type allows any sequence)
         query = getattr(qs, "query", None)
         if query is not None and not query.where and not query.distinct:
             connection = connections[qs.db]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
@@ -41,6 +42,7 @@ from .common import (
     fmt_duration,
     fmt_int,
     level_badge,
+    missing_object_redirect,
     pretty_json,
     refuse_nul_bytes,
 )
@@ -255,7 +257,7 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         run = WorkflowRun.objects.filter(pk=object_id).first()
         if run is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return missing_object_redirect(self, request, object_id)
         if not self.has_view_permission(request, run):
             raise PermissionDenied
         context = {
@@ -287,8 +289,8 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     if shown.isdigit() and 1 <= int(shown) < len(attempts):
         attempt = attempts[int(shown) - 1]
     stages = current if attempt.is_current else attempt.records
-    suspended_at = {
-        e["payload"].get("stage_id"): e["occurred_at"]
+    suspended_at: dict[str, datetime] = {
+        str(e["payload"].get("stage_id")): e["occurred_at"]
         for e in OutboxEvent.objects.filter(run_id=run.pk, event_type="stage:suspended")
         .order_by("sequence")
         .values("payload", "occurred_at")

@@ -134,9 +134,10 @@ class WorkflowStageAdmin(ReadOnlyAdmin):
     @admin.display(description="tries")
     def tries(self, obj: WorkflowStage) -> str:
         """Deliveries of the stage's job so far, of the most it may get (a superseded record's are not kept)."""
-        if obj.superseded_at is not None or getattr(obj, "job_attempt", None) is None:
+        attempt = getattr(obj, "job_attempt", None)  # annotated by get_queryset
+        if obj.superseded_at is not None or attempt is None:
             return "—"
-        return f"{obj.job_attempt} of {obj.job_max_attempts}"
+        return f"{attempt} of {getattr(obj, 'job_max_attempts', None)}"
 
     @admin.display(description="generation")
     def generation(self, obj: WorkflowStage) -> str:

@@ -200,7 +200,7 @@ def _legend(y: int) -> str:
         if kind == "wait":
             out.append(f'<rect x="{lx}" y="{y}" width="14" height="10" fill="url(#dwe-hatch)" stroke="#c88a00"/>')
         else:
-            fg, bg = STATUS_COLORS[label]  # type: ignore[index]
+            fg, bg = STATUS_COLORS[label]
             out.append(f'<rect x="{lx}" y="{y}" width="14" height="10" rx="2" fill="{bg}" stroke="{fg}"/>')
         out.append(f'<text x="{lx + 18}" y="{y + 9}" style="fill:var(--body-quiet-color,#555)">{label.lower()}</text>')
         lx += 110

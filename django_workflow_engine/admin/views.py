@@ -208,11 +208,11 @@ def costs_csv_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     key = request.GET.get("table") or "day"
     if key not in TABLES:
         # Plain text, and the value is not echoed: this answer must never be something a browser renders.
-        response = HttpResponseBadRequest(
+        refused = HttpResponseBadRequest(
             f"Unknown table in ?table=: choose one of {', '.join(TABLES)}.", content_type="text/plain; charset=utf-8"
         )
-        response["X-Content-Type-Options"] = "nosniff"
-        return response
+        refused["X-Content-Type-Options"] = "nosniff"
+        return refused
     _, start, end = date_range(request)
     _, headers, _ = TABLES[key]
     response = HttpResponse(content_type="text/csv; charset=utf-8")

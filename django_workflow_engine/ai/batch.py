@@ -252,7 +252,7 @@ def get_batch_results(
         if file_id:
             content = litellm.file_content(file_id, custom_llm_provider=handle.provider, **connection)
             lines += [json.loads(line) for line in content.content.decode().splitlines() if line.strip()]
-    parsed = {line.get("custom_id"): _item(spec, line, schema) for line in lines}
+    parsed: dict[Any, BatchItem] = {line.get("custom_id"): _item(spec, line, schema) for line in lines}
     order = list(handle.request_ids) or list(parsed)
     missing = [i for i in order if i not in parsed]
     items = [parsed[i] for i in order if i in parsed]
@@ -274,7 +274,7 @@ def _item(spec: ModelSpec, line: Mapping[str, Any], schema: type[BaseModel] | No
 
     model_response = ModelResponse(**body)
     usage = usage_of(model_response)
-    text = model_response.choices[0].message.content or ""  # type: ignore[union-attr]
+    text = model_response.choices[0].message.content or ""
     obj = None
     problem = None
     if schema is not None:

@@ -173,7 +173,7 @@ def _rq_worker_class(base: type) -> type:
     """``base`` (an RQ worker class) that also tells the engine when a warm shutdown is requested, so a
     chain of eager continuations ends after the current stage."""
 
-    class EngineRQWorker(base):  # type: ignore[misc, valid-type]
+    class EngineRQWorker(base):
         def request_stop(self, signum: Any, frame: Any) -> None:
             STOPPING.set()
             super().request_stop(signum, frame)
@@ -204,7 +204,7 @@ def _orphan_aware_scheduler() -> type:
     parent changed and stops the way a requested stop does (locks released, death registered)."""
     from rq.scheduler import RQScheduler
 
-    class OrphanAwareScheduler(RQScheduler):  # type: ignore[misc]
+    class OrphanAwareScheduler(RQScheduler):
         def start(self) -> Any:
             self._engine_parent = os.getpid()
             return super().start()

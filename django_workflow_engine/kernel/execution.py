@@ -41,7 +41,7 @@ from .flow import (
 )
 from .handlers import run_transition
 from .logcontext import job_extra, log_extra
-from .outcome import annotation_events, annotations, fail_stage_and_run, write_outcome
+from .outcome import annotation_events, buffered_annotations, fail_stage_and_run, write_outcome
 from .records import JobRecord, RunRecord, StageRecord, StartedStage, Status
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ def _record(
         spent = add_ai_metrics(record.metrics, ctx)  # added to earlier attempts' spend
         outcome.metrics = {**outcome.metrics, **{k: v for k, v in spent.items() if k.startswith("ai_")}}
     progress = [event(STAGE_PROGRESS, run.id, finished, **p) for p in (ctx.progress_events if ctx else [])]
-    notes = annotations(ctx, run, record) if ctx is not None else []
+    notes = buffered_annotations(ctx, run, record) if ctx is not None else []
     try:
         with persistence.atomic(defer_writes=True):
             locked = persistence.lock_run(run.id)

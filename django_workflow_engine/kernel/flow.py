@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.errors import BlobNotFound
 from ..core.ids import new_id
@@ -270,7 +270,14 @@ def stage_started_event(record: StageRecord, now: datetime) -> dict[str, Any]:
     )
 
 
-def sum_metrics(stages: Sequence[StageRecord]) -> tuple[Any, int]:
+class Metered(Protocol):
+    """A stage record or row: anything with the stage's ``metrics`` mapping."""
+
+    @property
+    def metrics(self) -> Mapping[str, Any] | None: ...
+
+
+def sum_metrics(stages: Sequence[Metered]) -> tuple[Any, int]:
     """Cost and tokens of ``stages`` from their metrics.
 
     A stage counts the larger of its ``total_cost`` custom metric and the ``ai_cost`` the AI helper recorded

@@ -89,7 +89,7 @@ def write_outcome(
     return Written(dataclasses.replace(record, **fields, updated_at=now), events)
 
 
-def annotations(ctx: StageContext, run: RunRecord, record: StageRecord) -> list[tuple[AnnotationRecord, bool]]:
+def buffered_annotations(ctx: StageContext, run: RunRecord, record: StageRecord) -> list[tuple[AnnotationRecord, bool]]:
     """Buffered ``ctx.annotate`` calls as (row, emit_event) pairs."""
     rows = []
     for item in ctx.annotations:

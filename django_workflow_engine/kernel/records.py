@@ -61,6 +61,11 @@ class RunRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
+    def elapsed_ms(self, now: datetime) -> int:
+        """Wall time from the run's first start (its creation if it never started) to ``now``."""
+        since = self.started_at or self.created_at or now
+        return int((now - since).total_seconds() * 1000)
+
 
 @dataclass
 class StageRecord:

@@ -1,7 +1,7 @@
 from django.db import models
 
 from .ai_call_queries import AICallQuerySet
-from .run import MONEY, WorkflowRun
+from .run import MONEY_DIGITS, MONEY_PLACES, WorkflowRun
 from .stage import WorkflowStage
 
 
@@ -22,7 +22,7 @@ class AICall(models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0)
-    cost = models.DecimalField(null=True, blank=True, **MONEY)
+    cost = models.DecimalField(null=True, blank=True, max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(null=True, blank=True)
     is_batch = models.BooleanField(default=False)
@@ -50,7 +50,7 @@ class AICall(models.Model):
         null=True, blank=True, help_text="What a re-execution of the stage is given back; dropped when it is done."
     )
 
-    objects = AICallQuerySet.as_manager()
+    objects = models.Manager.from_queryset(AICallQuerySet)()
 
     class Meta:
         verbose_name = "AI call"

@@ -5,7 +5,9 @@ from django.db import models
 from ..core.ids import new_id, short_id
 from .status import TERMINAL, Status
 
-MONEY = {"max_digits": 20, "decimal_places": 10}
+# Money columns: up to 10 integer digits and 10 decimals (sub-cent token prices add up exactly).
+MONEY_DIGITS = 20
+MONEY_PLACES = 10
 
 
 class WorkflowRunQuerySet(models.QuerySet):
@@ -40,9 +42,9 @@ class WorkflowRun(models.Model):
     input = models.JSONField()
     output = models.JSONField(null=True, blank=True)
     config = models.JSONField(default=dict)
-    total_cost = models.DecimalField(default=0, **MONEY)
+    total_cost = models.DecimalField(default=0, max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
     total_tokens = models.BigIntegerField(default=0)
-    max_cost = models.DecimalField(null=True, blank=True, **MONEY)
+    max_cost = models.DecimalField(null=True, blank=True, max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
     metadata = models.JSONField(null=True, blank=True)
     event_seq = models.PositiveIntegerField(default=0, help_text="Last outbox sequence number used by this run.")
     trace_context = models.JSONField(

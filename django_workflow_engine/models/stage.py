@@ -97,6 +97,6 @@ class WorkflowStage(models.Model):
         return f"{self.stage_id} ({self.status})"
 
     @property
-    def output(self):  # type: ignore[no-untyped-def]
+    def output(self):
         """The stored output when it is inline (small outputs); ``None`` otherwise."""
         return (self.output_data or {}).get("value")

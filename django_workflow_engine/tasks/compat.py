@@ -9,13 +9,14 @@ from __future__ import annotations
 import django
 from django.core.exceptions import ImproperlyConfigured
 
+# django-stubs follows Django 5.2, which has no django.tasks: mypy sees these imports as untyped.
 if django.VERSION >= (6, 0):
-    from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
-    from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import Task, TaskError
-    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-    from django.tasks.signals import task_enqueued, task_finished, task_started
-    from django.utils.json import normalize_json
+    from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends  # type: ignore[import-untyped,unused-ignore]
+    from django.tasks.backends.base import BaseTaskBackend  # type: ignore[import-untyped,unused-ignore]
+    from django.tasks.base import Task, TaskError  # type: ignore[import-untyped,unused-ignore]
+    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist  # type: ignore[import-untyped,unused-ignore]
+    from django.tasks.signals import task_enqueued, task_finished, task_started  # type: ignore[import-untyped,unused-ignore]
+    from django.utils.json import normalize_json  # type: ignore[import-untyped,unused-ignore]
 
     FRAMEWORK = "django.tasks"
 else:  # pragma: no cover - exercised by the Django 5.2 leg

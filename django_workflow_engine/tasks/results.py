@@ -40,13 +40,14 @@ def load_result(result_id: Any, using: str) -> Any:
         .values("status", "started_at")
         .first()
     )
-    logs = list(
-        WorkflowLog.objects.using(using)
+    logs = [
+        (meta or {}, at)  # metadata is never NULL here: the filter asks for one of its keys
+        for meta, at in WorkflowLog.objects.using(using)
         .filter(run_id=run.id, level__in=("INFO", "ERROR"))
         .filter(metadata__has_any_keys=[ATTEMPT_KEY, ERROR_KEY])
         .order_by("created_at", "id")
         .values_list("metadata", "created_at")
-    )
+    ]
     call = TaskCall.model_validate(run.input)
     status = task_status(run.status, job["status"] if job else None)
     attempts = [(meta, at) for meta, at in logs if ATTEMPT_KEY in meta]

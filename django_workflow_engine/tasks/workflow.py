@@ -128,7 +128,7 @@ def _attempts(ctx: Any) -> tuple[int, int, str, Any, list[dict[str, Any]]]:
         .order_by("created_at", "id")
         .values_list("metadata", "created_at")
     )
-    return attempt, max_attempts, worker_id or "unknown", enqueued_at, [{**m, "at": at} for m, at in earlier]
+    return attempt, max_attempts, worker_id or "unknown", enqueued_at, [{**(m or {}), "at": at} for m, at in earlier]
 
 
 def _log_error(ctx: Any, call: TaskCall, attempt: int, exc: BaseException) -> None:

@@ -305,7 +305,7 @@ class MockAI:
     def __enter__(self) -> MockAI:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.stop()
 
     # -- answering ---------------------------------------------------------------------------------------------

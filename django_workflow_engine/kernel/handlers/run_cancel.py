@@ -28,7 +28,7 @@ def handle(command: CancelRun, deps: Deps) -> Handled:
     fields = {
         "status": Status.CANCELLED,
         "completed_at": now,
-        "duration_ms": int((now - run.created_at).total_seconds() * 1000),
+        "duration_ms": run.elapsed_ms(now),
     }
     deps.persistence.update_run(run.id, fields, now)
     deps.persistence.cancel_open_stages(run.id, now)

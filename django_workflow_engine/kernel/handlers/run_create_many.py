@@ -149,9 +149,10 @@ def _batch(
                 run = next(made)
                 out_ids.append(run.id)
                 out_runs.append(run)
-                if keys[offset] is not None:
+                key = keys[offset]
+                if key is not None:
                     result = CreateRunResult(run_id=run.id, status=str(run.status))
-                    persistence.complete_idempotency_key(keys[offset], CreateRun.type, _cacheable(result))
+                    persistence.complete_idempotency_key(key, CreateRun.type, _cacheable(result))
     except BaseException:
         _release(persistence, acquired)
         raise

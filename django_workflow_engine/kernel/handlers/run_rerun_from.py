@@ -10,6 +10,7 @@ start.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from ...core.errors import InvalidRunState, RunNotFound, ValidationFailed, WorkflowNotFound
 from ..commands import RerunFrom, RerunResult
@@ -64,7 +65,7 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
     kept = [s for s in stages if s.execution_group < group]
     attempt = max((s.attempt for s in replaced), default=0) + 1
     # What earlier generations spent stays in total_cost/total_tokens, and started_at stays the first start.
-    changes = {
+    changes: dict[str, Any] = {
         "status": Status.RUNNING,
         "completed_at": None,
         "duration_ms": None,

@@ -89,7 +89,7 @@ def advance(
         fields = {
             "status": Status.FAILED,
             "completed_at": now,
-            "duration_ms": _ms(now - (run.started_at or run.created_at)),
+            "duration_ms": run.elapsed_ms(now),
             "output": {"error": {"code": "STAGE_FAILED", "stage_id": first.stage_id, "message": message}},
         }
         if not claim(fields):
@@ -130,7 +130,7 @@ def advance(
         earlier_cost, earlier_tokens = sum_metrics(earlier)
         cost, tokens = cost + earlier_cost, tokens + earlier_tokens
     # Wall time since the run first started (a rerun does not move started_at).
-    duration = _ms(now - (run.started_at or run.created_at))
+    duration = run.elapsed_ms(now)
     fields = {
         "status": Status.COMPLETED,
         "completed_at": now,
@@ -155,7 +155,3 @@ def advance(
             )
         ],
     )
-
-
-def _ms(delta) -> int:  # type: ignore[no-untyped-def]
-    return int(delta.total_seconds() * 1000)

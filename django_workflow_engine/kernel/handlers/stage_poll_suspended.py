@@ -185,7 +185,7 @@ def _fail(deps: Deps, run: RunRecord, stage: StageRecord, message: str, causatio
             {
                 "status": Status.FAILED,
                 "completed_at": now,
-                "duration_ms": int((now - run.created_at).total_seconds() * 1000),
+                "duration_ms": run.elapsed_ms(now),
                 "output": {"error": {"code": "STAGE_FAILED", "stage_id": stage.stage_id, "message": message}},
             },
             now,

@@ -13,7 +13,7 @@ from ..records import (
     NewJob,
     Status,
 )
-from .store import InMemoryStore, shared
+from .store import InMemoryStore, shared, stamped
 
 
 class InMemoryJobQueue:
@@ -59,7 +59,7 @@ class InMemoryJobQueue:
 
     def dequeue(self, worker_id: str, now: datetime) -> JobRecord | None:
         with self._shared.lock:
-            due = [j for j in self.store.jobs.values() if j.status == Status.PENDING and j.available_at <= now]
+            due = [j for j in self.store.jobs.values() if j.status == Status.PENDING and stamped(j.available_at) <= now]
             if not due:
                 return None
             job = min(due, key=lambda j: (-j.priority, j.created_at, j.__dict__.get("_seq", 0)))
@@ -68,7 +68,7 @@ class InMemoryJobQueue:
     def claim(self, job_id: str, worker_id: str, now: datetime) -> JobRecord | None:
         with self._shared.lock:
             job = self.store.jobs.get(job_id)
-            if job is None or job.status != Status.PENDING or job.available_at > now:
+            if job is None or job.status != Status.PENDING or stamped(job.available_at) > now:
                 return None
             return self._take(job, worker_id, now)
 
@@ -80,7 +80,7 @@ class InMemoryJobQueue:
                 if j.run_id == run_id
                 and j.stage_id == stage_id
                 and j.status == Status.PENDING
-                and j.available_at <= now
+                and stamped(j.available_at) <= now
             ]
             if not due:
                 return None
@@ -206,7 +206,7 @@ class InMemoryJobQueue:
             jobs = [
                 _copy_job(j)
                 for j in self.store.jobs.values()
-                if j.status == Status.PENDING and j.available_at <= now and j.updated_at <= older_than
+                if j.status == Status.PENDING and stamped(j.available_at) <= now and stamped(j.updated_at) <= older_than
             ]
         jobs.sort(key=lambda j: (-j.priority, j.created_at))
         return jobs[:limit]

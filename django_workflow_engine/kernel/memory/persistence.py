@@ -24,7 +24,7 @@ from ..records import (
     StageRecord,
     Status,
 )
-from .store import Idem, InMemoryStore, shared
+from .store import Idem, InMemoryStore, shared, stamped
 
 _RUN_FIELDS = {f.name for f in fields(RunRecord)}
 _STAGE_FIELDS = {f.name for f in fields(StageRecord)}
@@ -37,7 +37,7 @@ class InMemoryPersistence:
         self.store = store or InMemoryStore()
         self._shared = shared(self.store)
 
-    def atomic(self, defer_writes: bool = False):  # type: ignore[no-untyped-def]
+    def atomic(self, defer_writes: bool = False):
         return self._shared.atomic()  # writes here are immediate; deferring them would change nothing
 
     # -- runs -----------------------------------------------------------------------------------------------
@@ -98,17 +98,17 @@ class InMemoryPersistence:
         with self._shared.lock:
             result = []
             for run in self.store.runs.values():
-                if run.status != Status.RUNNING or run.updated_at > cutoff:
+                if run.status != Status.RUNNING or stamped(run.updated_at) > cutoff:
                     continue
                 stages = [s for s in self.store.stages.values() if s.run_id == run.id and s.superseded_at is None]
-                if any(s.updated_at > cutoff for s in stages):
+                if any(stamped(s.updated_at) > cutoff for s in stages):
                     continue
                 if any(_suspended_waiting(s, cutoff) for s in stages):
                     continue
                 if any(j.run_id == run.id and j.status in LIVE_JOB_STATUSES for j in self.store.jobs.values()):
                     continue
                 result.append(copy.deepcopy(run))
-            result.sort(key=lambda r: r.updated_at)
+            result.sort(key=lambda r: stamped(r.updated_at))
             return result[:limit]
 
     def add_run_totals(self, run_id: str, cost: Decimal, tokens: int) -> None:

@@ -9,10 +9,12 @@ from typing import Any
 class DictRegistry:
     """A registry over a dict or list of workflows."""
 
-    def __init__(self, workflows: Iterable[Any] | Mapping[str, Any] = ()) -> None:
-        self._workflows: dict[str, Any] = (
-            dict(workflows) if isinstance(workflows, Mapping) else {w.id: w for w in workflows}
-        )
+    def __init__(self, workflows: Iterable[Any] = ()) -> None:  # a Mapping of id -> workflow, or workflows
+        self._workflows: dict[str, Any]
+        if isinstance(workflows, Mapping):
+            self._workflows = dict(workflows)
+        else:
+            self._workflows = {workflow.id: workflow for workflow in workflows}
 
     def get(self, workflow_id: str) -> Any:
         return self._workflows.get(workflow_id)

@@ -20,6 +20,13 @@ from ..records import (
 )
 
 
+def stamped(value: datetime | None) -> datetime:
+    """A stored row's timestamp: the store sets each one on write, so a missing one is a bug, not a state."""
+    if value is None:
+        raise AssertionError("an in-memory row was stored without its timestamp")
+    return value
+
+
 @dataclass
 class Idem:
     result: Any
