@@ -60,6 +60,7 @@ class RunRecord:
     metadata: dict[str, Any] | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    concurrency_key: str | None = None  # set on runs of a limited workflow; PENDING with a key = waiting for a slot
 
 
 @dataclass
