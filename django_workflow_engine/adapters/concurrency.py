@@ -8,11 +8,13 @@ writer at a time (``BEGIN IMMEDIATE``), so a count and the write that follows it
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from django.db import connections
 from django.db.models import Count, Q
 
+from ..kernel.records import RunRecord
 from ..models import WorkflowRun
 from ..models.status import Status
 
@@ -39,14 +41,12 @@ class OrmConcurrency:
         return counts["running"], counts["waiting"]
 
     def waiting_runs(self, workflow_id: str, key: str, limit: int) -> list[Any]:
-        from .persistence import run_record
-
         rows = (
             WorkflowRun.objects.using(self.using)
             .filter(workflow_id=workflow_id, concurrency_key=key, status=Status.PENDING)
             .order_by("-priority", "created_at", "id")[:limit]
         )
-        return [run_record(row) for row in rows]
+        return [RunRecord(**{f.name: getattr(row, f.name) for f in fields(RunRecord)}) for row in rows]
 
     def waiting_concurrency_keys(self, limit: int) -> list[tuple[str, str]]:
         rows = (
