@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from django_workflow_engine import WorkflowBuilder, engine
-from django_workflow_engine.errors import InvalidInput, WorkflowDefinitionError
+from django_workflow_engine.errors import ConcurrencyKeyError, WorkflowDefinitionError
 from django_workflow_engine.models import WorkflowJob, WorkflowRun
 from tests.flows_limits import Order, handle
 
@@ -75,7 +75,7 @@ def test_cancelling_a_waiting_run_frees_nothing_and_it_never_starts():
     ],
 )
 def test_a_bad_key_function_refuses_the_start_and_writes_nothing(customer, message):
-    with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConcurrencyKeyError, match=message.replace("(", r"\(").replace(")", r"\)")):
         engine.start("per-customer", {"customer": customer})
     assert not WorkflowRun.objects.exists()
     assert not WorkflowJob.objects.exists()
