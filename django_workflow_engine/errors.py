@@ -1,5 +1,6 @@
 """Every exception the engine raises for something a caller can fix. All subclass ``WorkflowEngineError``."""
 
+from .core.concurrency import ConcurrencyKeyError
 from .core.errors import (
     BlobNotFound,
     BudgetExceeded,
@@ -29,6 +30,7 @@ from .core.errors import (
 __all__ = [
     "BlobNotFound",
     "BudgetExceeded",
+    "ConcurrencyKeyError",
     "IdempotencyInProgressError",
     "InvalidArgument",
     "InvalidBlobKey",

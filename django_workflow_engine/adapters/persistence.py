@@ -42,6 +42,7 @@ from ..models import (
     WorkflowStage,
 )
 from . import deferred
+from .concurrency import OrmConcurrency
 from .cursors import hot_cursor
 from .sqlite import busy_guard, guard_public_methods, write_atomic
 
@@ -312,7 +313,7 @@ def _update_values(record: str, names: list[str], fields: Mapping[str, Any], now
 
 
 @guard_public_methods
-class OrmPersistence:
+class OrmPersistence(OrmConcurrency):
     """Persistence over the Django ORM (SQLite or PostgreSQL). On SQLite its transactions take the write lock
     up front and a busy database is waited out (:mod:`.sqlite`).
 
@@ -491,7 +492,8 @@ class OrmPersistence:
         with transaction.atomic(using=self.using):
             row = claim_one(
                 self.using,
-                self._runs().pending().order_by("-priority", "created_at", "id"),
+                # A PENDING run with a concurrency key waits for a slot: kernel/concurrency.py starts it.
+                self._runs().pending().filter(concurrency_key=None).order_by("-priority", "created_at", "id"),
                 Q(status=Status.PENDING),
                 status=Status.RUNNING,
                 started_at=now,

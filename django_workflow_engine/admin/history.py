@@ -134,7 +134,9 @@ def waits(run: Any, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]) -
         return []
     lines = []
     if run.status == Status.PENDING:
-        lines.append("Waiting for maintenance to claim the run (runmaintenance).")
+        from .waiting import slot_wait
+
+        lines.append(slot_wait(run) or "Waiting for maintenance to claim the run (runmaintenance).")
     for stage in stages:
         job = jobs.get(stage.stage_id)
         retry = retry_scheduled(stage, job)

@@ -30,7 +30,7 @@ from ..models import (
     WorkflowStage,
 )
 from ..tasks.workflow import TASK_WORKFLOW_ID
-from . import actions, history
+from . import actions, history, waiting
 from .common import (
     ACTIVE,
     RERUNNABLE,
@@ -91,6 +91,7 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         "workflow",
         "status_badge",
         "progress",
+        "waiting",
         "error",
         "cost",
         "tokens",
@@ -98,7 +99,7 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         "created_at",
     )
     list_display_links = ("short_run_id",)
-    list_filter = (RunStatusFilter, WorkflowFilter, ("created_at", admin.DateFieldListFilter))
+    list_filter = (RunStatusFilter, waiting.WaitingFilter, WorkflowFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("id", "workflow_id")
     search_help_text = (
         "A run id (full or the short id shown in the list), a workflow id, a task's module path, or a business key "
@@ -135,7 +136,7 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         labels = [When(workflow_id=w.id, then=KT(f"input__{w.label}")) for w in registry.all() if w.label]
         none = Value(None, output_field=CharField())
         label_text = Case(*labels, default=none, output_field=CharField()) if labels else none
-        return (
+        return waiting.annotate(
             super()
             .get_queryset(request)
             .annotate(
@@ -185,6 +186,10 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         if label:
             return format_html('{} <span class="dwe-label">· {}</span>', name, history.first_line(str(label), 60))
         return name
+
+    @admin.display(description="waiting")
+    def waiting(self, obj: WorkflowRun) -> Any:
+        return waiting.list_text(obj)
 
     @admin.display(description="error")
     def error(self, obj: WorkflowRun) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .concurrency import ConcurrencyKeyFn, check_concurrency, run_key
 from .errors import (
     InvalidConfig,
     InvalidInput,
@@ -43,12 +44,15 @@ class Workflow:
         output: type[BaseModel] | None,
         groups: Sequence[Sequence[Stage]],
         label: str | None = None,
+        max_concurrent_runs: int | None = None,
+        concurrency_key: ConcurrencyKeyFn | None = None,
     ):
         self.id = id
         self.name = name
         self.description = description
         self.input = input
         self.output = output
+        self.max_concurrent_runs, self.concurrency_key = check_concurrency(id, max_concurrent_runs, concurrency_key)
         self.label = label  # the input field that names a run for people (a ticket id, an order number)
         self._groups: tuple[tuple[Stage, ...], ...] = tuple(tuple(g) for g in groups)
         self._stages: dict[str, Stage] = {}
@@ -133,6 +137,14 @@ class Workflow:
             raise InvalidInput(f"Invalid input for workflow {self.id!r}: field {exc}") from None
         return raw
 
+    def run_concurrency_key(self, data: Any) -> str | None:
+        """The concurrency key of a run with validated input ``data`` (``None``: not limited).
+
+        Raises:
+            ConcurrencyKeyError: the ``concurrency_key`` function raised or returned a non-string.
+        """
+        return run_key(self.id, self.max_concurrent_runs, self.concurrency_key, data)
+
     def default_config(self) -> dict[str, dict[str, Any]]:
         """``{stage_id: defaults}`` for every stage (``{}`` for stages without config defaults)."""
         return {stage.id: stage.default_config() for stage in self._stages.values()}
@@ -208,10 +220,15 @@ class WorkflowBuilder:
         output: the pydantic model of the run's output.
         label: the name of a top-level field of ``input`` that identifies a run for people (a ticket id, an
             order number); the admin's run list shows it and finds runs by it. Default ``None``.
+        max_concurrent_runs: at most this many runs (sharing a key, with ``concurrency_key``) are RUNNING at
+            once; the others wait PENDING and start in priority, then FIFO, order. Default ``None``: no limit.
+        concurrency_key: ``fn(input) -> str | None``, the key runs are limited by (say, a customer id); ``None``
+            from it means that run is not limited. Without it the limit holds for the whole workflow.
 
     Raises:
         WorkflowDefinitionError: a bad id, a schema that is not a BaseModel, or a ``label`` that is not a
-            field of ``input``.
+            field of ``input``; a ``max_concurrent_runs`` that is not a positive integer, or a
+            ``concurrency_key`` that is not callable.
     """
 
     def __init__(
@@ -223,6 +240,8 @@ class WorkflowBuilder:
         input: type[BaseModel] | None = None,
         output: type[BaseModel] | None = None,
         label: str | None = None,
+        max_concurrent_runs: int | None = None,
+        concurrency_key: ConcurrencyKeyFn | None = None,
     ):
         if not isinstance(id, str) or not STAGE_ID_RE.match(id):
             raise WorkflowDefinitionError(
@@ -244,6 +263,7 @@ class WorkflowBuilder:
         self.input = input
         self.output = output
         self.label = label
+        self.max_concurrent_runs, self.concurrency_key = check_concurrency(id, max_concurrent_runs, concurrency_key)
         self._groups: list[list[Stage]] = []
         self._seen: dict[str, int] = {}
 
@@ -293,4 +313,14 @@ class WorkflowBuilder:
         """Return the immutable :class:`Workflow`; raises if it has no stages."""
         if not self._groups:
             raise WorkflowDefinitionError(f"Workflow {self.id!r} has no stages: add some with pipe() or parallel().")
-        return Workflow(self.id, self.name, self.description, self.input, self.output, self._groups, self.label)
+        return Workflow(
+            self.id,
+            self.name,
+            self.description,
+            self.input,
+            self.output,
+            self._groups,
+            self.label,
+            max_concurrent_runs=self.max_concurrent_runs,
+            concurrency_key=self.concurrency_key,
+        )

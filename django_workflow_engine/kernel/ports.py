@@ -65,6 +65,22 @@ class Persistence(Protocol):
 
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
+    # -- run concurrency limits (kernel/concurrency.py) --
+    def lock_concurrency_key(self, workflow_id: str, key: str) -> None:
+        """Serialize admissions of one (workflow, key) until the transaction ends."""
+
+    def concurrency_counts(self, workflow_id: str, key: str) -> tuple[int, int]:
+        """(RUNNING, PENDING) runs of ``workflow_id`` with concurrency key ``key``."""
+        ...
+
+    def waiting_runs(self, workflow_id: str, key: str, limit: int) -> list[RunRecord]:
+        """PENDING runs with ``key``, highest priority first, then oldest."""
+        ...
+
+    def waiting_concurrency_keys(self, limit: int) -> list[tuple[str, str]]:
+        """(workflow_id, key) pairs that have runs waiting for a slot."""
+        ...
+
     def lock_run(self, run_id: str) -> RunRecord | None:
         """Read the run and lock its row until the surrounding transaction ends (``SELECT ... FOR UPDATE`` on
         PostgreSQL). Must be called inside ``atomic()``. ``None`` if missing."""

@@ -60,6 +60,7 @@ class RunRecord:
     metadata: dict[str, Any] | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    concurrency_key: str | None = None  # set on runs of a limited workflow; PENDING with a key = waiting for a slot
 
     def elapsed_ms(self, now: datetime) -> int:
         """Wall time from the run's first start (its creation if it never started) to ``now``."""

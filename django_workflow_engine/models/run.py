@@ -20,6 +20,10 @@ class WorkflowRunQuerySet(models.QuerySet):
     def finished(self) -> WorkflowRunQuerySet:
         return self.filter(status__in=TERMINAL)
 
+    def waiting_for_slot(self) -> WorkflowRunQuerySet:
+        """PENDING runs held back by their workflow's concurrency limit."""
+        return self.filter(status=Status.PENDING, concurrency_key__isnull=False)
+
     def for_workflow(self, workflow_id: str) -> WorkflowRunQuerySet:
         return self.filter(workflow_id=workflow_id)
 
@@ -53,6 +57,14 @@ class WorkflowRun(models.Model):
         help_text="W3C trace context (traceparent) of the span that started the run, when TRACING is on.",
     )
 
+    concurrency_key = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="Key of the workflow's concurrency limit ('' = the whole workflow); NULL: not limited. "
+        "A PENDING run with a key waits for a slot.",
+    )
+
     objects = WorkflowRunQuerySet.as_manager()
 
     class Meta:
@@ -63,6 +75,11 @@ class WorkflowRun(models.Model):
             models.Index(fields=["workflow_id", "-created_at"], name="dwe_run_workflow_idx"),
             models.Index(fields=["-created_at"], name="dwe_run_created_idx"),
             models.Index(fields=["status", "updated_at"], name="dwe_run_activity_idx"),
+            models.Index(
+                fields=["workflow_id", "concurrency_key", "status", "-priority", "created_at"],
+                name="dwe_run_slot_idx",
+                condition=models.Q(concurrency_key__isnull=False),
+            ),
         ]
         permissions = [
             ("cancel_workflowrun", "Can cancel workflow runs"),

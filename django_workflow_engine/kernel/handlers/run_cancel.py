@@ -7,6 +7,7 @@ before writing anything and discards their result.
 from __future__ import annotations
 
 from ...core.errors import RunNotFound
+from .. import concurrency
 from ..commands import CancelResult, CancelRun
 from ..events import WORKFLOW_CANCELLED, event
 from ..flow import Handled
@@ -33,4 +34,7 @@ def handle(command: CancelRun, deps: Deps) -> Handled:
     deps.persistence.update_run(run.id, fields, now)
     deps.persistence.cancel_open_stages(run.id, now)
     deps.jobs.cancel_by_run(run.id, now)
-    return Handled(CancelResult(True), [event(WORKFLOW_CANCELLED, run.id, now, reason=command.reason)])
+    events = [event(WORKFLOW_CANCELLED, run.id, now, reason=command.reason)]
+    if run.status == Status.RUNNING:  # a cancelled waiting run held no slot
+        events += concurrency.release(deps, run, now)
+    return Handled(CancelResult(True), events)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from ...core.errors import WorkflowNotFound
+from .. import concurrency
 from ..commands import ClaimedRun, ClaimPendingRuns, ClaimResult
 from ..events import WORKFLOW_FAILED, WORKFLOW_STARTED, event
 from ..flow import error_message, prepare_group
@@ -70,4 +71,8 @@ def handle(command: ClaimPendingRuns, deps: Deps, causation_id: str) -> ClaimRes
             outcome = ClaimedRun(run.id, run.workflow_id, [])
         if outcome is not None:
             claimed.append(outcome)
+    # Runs waiting for a concurrency slot are not claimed above: they start here if a slot is free.
+    claimed += [
+        ClaimedRun(run_id, workflow_id, []) for run_id, workflow_id in concurrency.sweep(deps, deps.clock.now())
+    ]
     return ClaimResult(claimed)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ...core.errors import InvalidInput, WorkflowNotFound
 from ...core.ids import new_id
+from .. import concurrency
 from ..commands import CreateRun, CreateRunResult
 from ..events import WORKFLOW_CREATED, WORKFLOW_STARTED, event
 from ..flow import Handled, prepare_group
@@ -62,8 +63,13 @@ def new_run(command: CreateRun, workflow: Any, data: Any, config: dict[str, Any]
 def handle(command: CreateRun, deps: Deps) -> Handled:
     start = command.start
     workflow, data, config = validate(command, deps)
+    key = workflow.run_concurrency_key(data)  # raises before anything is written
     now = deps.clock.now()
-    run = deps.persistence.create_run(new_run(command, workflow, data, config, now), now)
+    record = new_run(command, workflow, data, config, now)
+    record.concurrency_key = key
+    if key is not None and start and not concurrency.admit(deps, workflow, record):
+        record.status, record.started_at, start = Status.PENDING, None, False  # waits for a slot
+    run = deps.persistence.create_run(record, now)
     events = [event(WORKFLOW_CREATED, run.id, now, workflow_id=workflow.id)]
     if command.annotations:
         rows = [

@@ -53,6 +53,13 @@ def _validated(command: CreateRuns, deps: Deps) -> tuple[Any, list[tuple[Any, An
     workflow = deps.registry.get(command.workflow_id)
     if workflow is None:
         raise WorkflowNotFound(command.workflow_id, deps.registry.ids())
+    if getattr(workflow, "max_concurrent_runs", None) is not None:
+        from ...core.errors import WorkflowEngineError
+
+        raise WorkflowEngineError(
+            f"Workflow {workflow.id!r} has max_concurrent_runs: start its runs one by one with engine.start(), "
+            "which admits each to a concurrency slot; start_many() does not."
+        )
     items = []
     for index, raw in enumerate(command.inputs):
         item = CreateRun(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ...core.errors import StaleVersionError
+from .. import concurrency
 from ..commands import TransitionResult, TransitionRun
 from ..events import WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_STARTED, event
 from ..flow import (
@@ -97,7 +98,10 @@ def advance(
         deps.jobs.cancel_by_run(run.id, now)
         return Handled(
             TransitionResult("failed"),
-            [event(WORKFLOW_FAILED, run.id, now, error=message, stage_id=first.stage_id)],
+            [
+                event(WORKFLOW_FAILED, run.id, now, error=message, stage_id=first.stage_id),
+                *concurrency.release(deps, run, now, workflow),
+            ],
         )
 
     max_group = max(s.execution_group for s in stages)
@@ -122,7 +126,10 @@ def advance(
             }
         ):
             return NOOP
-        return Handled(TransitionResult("failed"), [event(WORKFLOW_FAILED, run.id, now, error=message)])
+        return Handled(
+            TransitionResult("failed"),
+            [event(WORKFLOW_FAILED, run.id, now, error=message), *concurrency.release(deps, run, now, workflow)],
+        )
     cost, tokens = sum_metrics(stages)
     if any(s.attempt for s in stages):
         # Rerun: the run's cost is what every generation spent, the superseded records' included.
@@ -152,6 +159,7 @@ def advance(
                 output=output,
                 total_cost=str(fields["total_cost"]),
                 total_tokens=fields["total_tokens"],
-            )
+            ),
+            *concurrency.release(deps, run, now, workflow),
         ],
     )

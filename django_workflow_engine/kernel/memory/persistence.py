@@ -24,13 +24,14 @@ from ..records import (
     StageRecord,
     Status,
 )
+from .concurrency import InMemoryConcurrency
 from .store import Idem, InMemoryStore, shared, stamped
 
 _RUN_FIELDS = {f.name for f in fields(RunRecord)}
 _STAGE_FIELDS = {f.name for f in fields(StageRecord)}
 
 
-class InMemoryPersistence:
+class InMemoryPersistence(InMemoryConcurrency):
     """In-memory :class:`~django_workflow_engine.kernel.ports.Persistence`."""
 
     def __init__(self, store: InMemoryStore | None = None):
@@ -84,7 +85,8 @@ class InMemoryPersistence:
 
     def claim_next_pending_run(self, now: datetime) -> RunRecord | None:
         with self._shared.lock:
-            pending = [r for r in self.store.runs.values() if r.status == Status.PENDING]
+            # A PENDING run with a concurrency key waits for a slot: kernel/concurrency.py starts it.
+            pending = [r for r in self.store.runs.values() if r.status == Status.PENDING and r.concurrency_key is None]
             if not pending:
                 return None
             run = min(pending, key=lambda r: (-r.priority, r.created_at, r.id))

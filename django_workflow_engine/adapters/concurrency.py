@@ -1,0 +1,59 @@
+"""ORM side of run concurrency limits (mixed into :class:`~.persistence.OrmPersistence`).
+
+A slot is held by a RUNNING run with a ``concurrency_key``: no slot row can outlive its run, so a worker that
+dies mid-run leaks nothing (the run is retried or reaped, and its slot ends with it). Admission serializes
+per key: PostgreSQL takes a transaction-level advisory lock on the (workflow, key) pair; SQLite runs one
+writer at a time (``BEGIN IMMEDIATE``), so a count and the write that follows it cannot interleave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from django.db import connections
+from django.db.models import Count, Q
+
+from ..kernel.records import RunRecord
+from ..models import WorkflowRun
+from ..models.status import Status
+
+
+class OrmConcurrency:
+    using: str
+
+    def lock_concurrency_key(self, workflow_id: str, key: str) -> None:
+        connection = connections[self.using]
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"dwe-run:{workflow_id}:{key}"])
+
+    def concurrency_counts(self, workflow_id: str, key: str) -> tuple[int, int]:
+        counts = (
+            WorkflowRun.objects.using(self.using)
+            .filter(workflow_id=workflow_id, concurrency_key=key, status__in=[Status.RUNNING, Status.PENDING])
+            .aggregate(
+                running=Count("pk", filter=Q(status=Status.RUNNING)),
+                waiting=Count("pk", filter=Q(status=Status.PENDING)),
+            )
+        )
+        return counts["running"], counts["waiting"]
+
+    def waiting_runs(self, workflow_id: str, key: str, limit: int) -> list[Any]:
+        rows = (
+            WorkflowRun.objects.using(self.using)
+            .filter(workflow_id=workflow_id, concurrency_key=key, status=Status.PENDING)
+            .order_by("-priority", "created_at", "id")[:limit]
+        )
+        return [RunRecord(**{f.name: getattr(row, f.name) for f in fields(RunRecord)}) for row in rows]
+
+    def waiting_concurrency_keys(self, limit: int) -> list[tuple[str, str]]:
+        rows = (
+            WorkflowRun.objects.using(self.using)
+            .waiting_for_slot()
+            .values_list("workflow_id", "concurrency_key")
+            .distinct()
+            .order_by("workflow_id", "concurrency_key")[:limit]
+        )
+        return [(w, k) for w, k in rows]

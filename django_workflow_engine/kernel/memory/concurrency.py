@@ -1,0 +1,42 @@
+"""In-memory side of run concurrency limits (mixed into :class:`.persistence.InMemoryPersistence`)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..records import RunRecord, Status
+
+
+class InMemoryConcurrency:
+    store: Any
+    _shared: Any
+
+    def lock_concurrency_key(self, workflow_id: str, key: str) -> None:
+        return None  # one process: the store's lock serializes every read and write
+
+    def _keyed(self, workflow_id: str, key: str) -> list[RunRecord]:
+        return [r for r in self.store.runs.values() if r.workflow_id == workflow_id and r.concurrency_key == key]
+
+    def concurrency_counts(self, workflow_id: str, key: str) -> tuple[int, int]:
+        with self._shared.lock:
+            runs = self._keyed(workflow_id, key)
+            return (
+                sum(r.status == Status.RUNNING for r in runs),
+                sum(r.status == Status.PENDING for r in runs),
+            )
+
+    def waiting_runs(self, workflow_id: str, key: str, limit: int) -> list[RunRecord]:
+        with self._shared.lock:
+            runs = [r for r in self._keyed(workflow_id, key) if r.status == Status.PENDING]
+            runs.sort(key=lambda r: (-r.priority, r.created_at, r.id))
+            return [copy.deepcopy(r) for r in runs[:limit]]
+
+    def waiting_concurrency_keys(self, limit: int) -> list[tuple[str, str]]:
+        with self._shared.lock:
+            keys = {
+                (r.workflow_id, r.concurrency_key)
+                for r in self.store.runs.values()
+                if r.status == Status.PENDING and r.concurrency_key is not None
+            }
+            return sorted(keys)[:limit]  # type: ignore[arg-type]

@@ -1,0 +1,52 @@
+"""Workflows with concurrency limits, for tests/integration/test_concurrency_limits.py and the worker test."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from django_workflow_engine import WorkflowBuilder, define_stage
+
+
+class Order(BaseModel):
+    customer: str
+    n: int = 0
+    sleep: float = 0.0
+
+
+class Done(BaseModel):
+    n: int
+
+
+@define_stage(id="handle", name="Handle", input=Order, output=Done)
+def handle(ctx):
+    import time
+
+    if ctx.input.sleep:
+        time.sleep(ctx.input.sleep)
+    return Done(n=ctx.input.n)
+
+
+def customer_key(data: dict) -> str | None:
+    if data["customer"] == "boom":
+        raise ValueError("no customer registry")
+    if data["customer"] == "bad-type":
+        return 42  # type: ignore[return-value]
+    return data["customer"] or None
+
+
+per_customer = (
+    WorkflowBuilder(
+        "per-customer",
+        "One at a time per customer",
+        input=Order,
+        output=Done,
+        max_concurrent_runs=1,
+        concurrency_key=customer_key,
+    )
+    .pipe(handle)
+    .build()
+)
+
+whole_two = (
+    WorkflowBuilder("whole-two", "Two at a time", input=Order, output=Done, max_concurrent_runs=2).pipe(handle).build()
+)
