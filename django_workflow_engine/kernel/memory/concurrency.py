@@ -39,4 +39,4 @@ class InMemoryConcurrency:
                 for r in self.store.runs.values()
                 if r.status == Status.PENDING and r.concurrency_key is not None
             }
-            return sorted(keys)[:limit]  # type: ignore[arg-type]
+            return sorted(keys)[:limit]
