@@ -57,18 +57,26 @@ def annotate(queryset: Any) -> Any:
     return queryset.annotate(wait_poll_at=_next_poll(), wait_retry_at=_retry_at())
 
 
+# A line under the status badge, wrapped, so the list keeps its width.
+WAIT_STYLE = "display:block;max-width:14em;margin-top:2px;font-size:11px;white-space:normal"
+
+
 def list_text(run: Any) -> Any:
-    """The run list's "waiting" cell."""
+    """Why a run waits, for the run list's status cell ("" when it does not wait)."""
     if run.status == Status.PENDING and run.concurrency_key is not None:
-        return format_html('<span class="dwe-wait">{}</span>', slot_text(run))
+        return format_html('<span class="dwe-wait" style="{}">{}</span>', WAIT_STYLE, slot_text(run))
     if run.status != Status.RUNNING:
         return ""
     retry = getattr(run, "wait_retry_at", None)
     if retry is not None and retry > timezone.now():
-        return format_html('<span class="dwe-wait">retry backoff until {}</span>', timezone.localtime(retry))
+        return format_html(
+            '<span class="dwe-wait" style="{}">retry backoff until {}</span>', WAIT_STYLE, timezone.localtime(retry)
+        )
     poll = getattr(run, "wait_poll_at", None)
     if poll is not None:
-        return format_html('<span class="dwe-wait">suspended, next poll at {}</span>', timezone.localtime(poll))
+        return format_html(
+            '<span class="dwe-wait" style="{}">suspended, next poll at {}</span>', WAIT_STYLE, timezone.localtime(poll)
+        )
     return ""
 
 
