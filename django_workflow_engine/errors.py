@@ -1,6 +1,6 @@
 """Every exception the engine raises for something a caller can fix. All subclass ``WorkflowEngineError``."""
 
-from .core.concurrency import ConcurrencyKeyError
+from .core.concurrency import ConcurrencyKeyError, ConcurrencyLimitReached
 from .core.errors import (
     BlobNotFound,
     BudgetExceeded,
@@ -31,6 +31,7 @@ __all__ = [
     "BlobNotFound",
     "BudgetExceeded",
     "ConcurrencyKeyError",
+    "ConcurrencyLimitReached",
     "IdempotencyInProgressError",
     "InvalidArgument",
     "InvalidBlobKey",

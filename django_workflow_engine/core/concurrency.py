@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .errors import InvalidInput, WorkflowDefinitionError
+from .errors import InvalidInput, WorkflowDefinitionError, WorkflowEngineError
 
 #: The key of every run of a workflow limited without a ``concurrency_key`` function.
 WHOLE_WORKFLOW = ""
@@ -20,6 +20,19 @@ ConcurrencyKeyFn = Callable[[Any], "str | None"]
 class ConcurrencyKeyError(InvalidInput):
     """A workflow's ``concurrency_key`` function raised or returned something other than a string or ``None``;
     the run was not created."""
+
+
+class ConcurrencyLimitReached(WorkflowEngineError):
+    """A rerun was refused: every slot of the run's concurrency key is taken, or runs wait for one before it.
+    Nothing was changed; rerun it when a slot frees."""
+
+    def __init__(self, run_id: str, workflow_id: str, key: str, limit: int):
+        self.run_id, self.workflow_id, self.key, self.limit = run_id, workflow_id, key, limit
+        scope = f"key {key!r}" if key else "the whole workflow"
+        super().__init__(
+            f"Cannot rerun workflow run {run_id!r}: workflow {workflow_id!r} allows {limit} running run(s) for "
+            f"{scope} and none is free (or runs are waiting for one); rerun it when a run of that key finishes."
+        )
 
 
 def check_limit(owner: str, name: str, value: Any) -> int | None:

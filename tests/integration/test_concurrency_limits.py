@@ -100,3 +100,24 @@ def test_a_key_that_is_not_callable_or_has_no_limit_is_refused():
     with pytest.raises(WorkflowDefinitionError, match="concurrency_key needs max_concurrent_runs"):
         WorkflowBuilder("w", "W", input=Order, concurrency_key=lambda d: d["customer"])
     assert WorkflowBuilder("w", "W", input=Order).pipe(handle).build().max_concurrent_runs is None
+
+
+def test_a_rerun_asks_for_a_slot_and_is_refused_unchanged_when_none_is_free():
+    from django_workflow_engine.errors import ConcurrencyLimitReached
+
+    done = engine.start("per-customer", {"customer": "acme", "n": 1})
+    engine.run_until_idle()
+    holder = engine.start("per-customer", {"customer": "acme", "n": 2})
+    before = WorkflowRun.objects.get(pk=done.id)
+    with pytest.raises(ConcurrencyLimitReached, match="allows 1 running run\\(s\\) for key 'acme' and none is free"):
+        engine.rerun_from(done.id, "handle")
+    after = WorkflowRun.objects.get(pk=done.id)
+    assert (after.status, after.version, after.completed_at) == ("COMPLETED", before.version, before.completed_at)
+    assert not WorkflowJob.objects.filter(run_id=done.id, status="PENDING").exists()
+
+    engine.run_until_idle()  # the holder finishes: the slot is free again
+    assert WorkflowRun.objects.get(pk=holder.id).status == "COMPLETED"
+    engine.rerun_from(done.id, "handle")
+    assert WorkflowRun.objects.get(pk=done.id).status == "RUNNING"
+    engine.run_until_idle()
+    assert WorkflowRun.objects.get(pk=done.id).status == "COMPLETED"

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ...core.concurrency import ConcurrencyLimitReached
 from ...core.errors import InvalidRunState, RunNotFound, ValidationFailed, WorkflowNotFound
+from .. import concurrency
 from ..commands import RerunFrom, RerunResult
 from ..events import WORKFLOW_STARTED, event
 from ..flow import Handled, prepare_group
@@ -60,6 +62,9 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
                 f"rerun from {command.stage_id!r} (previous stages have not completed: {', '.join(missing)})",
                 ["COMPLETED", "FAILED"],
             )
+    key, limit = run.concurrency_key, workflow.max_concurrent_runs
+    if key is not None and limit is not None and not concurrency.admit(deps, workflow, run):
+        raise ConcurrencyLimitReached(run.id, workflow.id, key, limit)  # before anything is written
     now = deps.clock.now()
     replaced = persistence.supersede_stages_from_group(run.id, group, now, command.actor)
     kept = [s for s in stages if s.execution_group < group]
