@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ...core.errors import StaleVersionError
+from .. import concurrency
 from ..commands import ReapStuckResult, ReapStuckRuns, TransitionRun
 from ..events import WORKFLOW_FAILED, event
 from ..kernel import Deps
@@ -86,7 +87,11 @@ def handle(command: ReapStuckRuns, deps: Deps, causation_id: str) -> ReapStuckRe
             deps.jobs.cancel_by_run(run.id, now)
             persistence.create_log(run.id, None, "ERROR", message, None, now)
             persistence.append_events(
-                [event(WORKFLOW_FAILED, run.id, now, error=message, code="STUCK_RUN_REAPED")], causation_id
+                [
+                    event(WORKFLOW_FAILED, run.id, now, error=message, code="STUCK_RUN_REAPED"),
+                    *concurrency.release(deps, run, now),  # its slot goes to the next waiting run
+                ],
+                causation_id,
             )
             failed += 1
     return ReapStuckResult(failed=failed, requeued=requeued)

@@ -15,6 +15,7 @@ from typing import Any
 from ...core.batch import CompletionError, NotReady, Ready, as_timedelta
 from ...core.context import CheckContext, StageStorage
 from ...core.stage import run_callable, to_json_output
+from .. import concurrency
 from ..commands import PollResult, PollSuspended
 from ..events import STAGE_COMPLETED, STAGE_FAILED, WORKFLOW_FAILED, event
 from ..executor import parse_config
@@ -196,6 +197,7 @@ def _fail(deps: Deps, run: RunRecord, stage: StageRecord, message: str, causatio
             [
                 event(STAGE_FAILED, run.id, now, stage_id=stage.stage_id, stage_name=stage.stage_name, error=message),
                 event(WORKFLOW_FAILED, run.id, now, error=message, stage_id=stage.stage_id),
+                *concurrency.release(deps, run, now),  # its slot goes to the next waiting run
             ],
             causation_id,
         )
