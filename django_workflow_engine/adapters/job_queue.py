@@ -25,11 +25,11 @@ from ..models import WorkflowJob
 from . import deferred
 from .cursors import hot_cursor
 from .persistence import (
-    SINGLE_STATEMENT_CLAIM_VENDORS,
     claim_one,
     expect_rows,
     json_insert_sql,
     row_reader,
+    single_statement_claims,
 )
 from .sqlite import guard_public_methods
 
@@ -143,7 +143,7 @@ class OrmJobQueue:
         }
 
     def _single_statement(self) -> bool:
-        return connections[self.using].vendor in SINGLE_STATEMENT_CLAIM_VENDORS
+        return single_statement_claims(connections[self.using])
 
     def dequeue(self, worker_id: str, now: datetime) -> JobRecord | None:
         if self._single_statement():

@@ -56,6 +56,13 @@ _FINISHED_STAGE = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 SINGLE_STATEMENT_CLAIM_VENDORS = frozenset({"postgresql", "sqlite"})
 
 
+def single_statement_claims(connection: Any) -> bool:
+    """Whether claims here are one hand-written ``UPDATE ... RETURNING`` statement: PostgreSQL, and SQLite from
+    3.35 (the first with RETURNING). Elsewhere the adapters take the select-then-conditional-update path.
+    Read at each call, so a test can switch every adapter to that path at once."""
+    return connection.vendor in SINGLE_STATEMENT_CLAIM_VENDORS and connection.features.can_return_columns_from_insert
+
+
 def claim_one(using: str, candidates: QuerySet, guard: Q, **values: Any) -> Any:
     """Apply ``values`` to the first row of ``candidates`` (filtered and ordered) and return it as a model
     instance (as it is after the update), or ``None`` when there is no candidate. Two concurrent callers
@@ -73,7 +80,7 @@ def claim_one(using: str, candidates: QuerySet, guard: Q, **values: Any) -> Any:
     manager = model._default_manager.using(using)
     connection = connections[using]
     locked = candidates.select_for_update(skip_locked=True)
-    if connection.vendor in SINGLE_STATEMENT_CLAIM_VENDORS:
+    if single_statement_claims(connection):
         return update_returning(using, manager.filter(guard, pk=Subquery(locked.values("pk")[:1])), values)
     for _ in range(10):
         pk = locked.values_list("pk", flat=True).first()

@@ -60,13 +60,18 @@ def orm_adapters(**queue_options: Any) -> Adapters:
     return Adapters("orm", OrmPersistence(), OrmJobQueue(**queue_options), FakeClock())
 
 
-@pytest.fixture(params=["memory", "orm"])
-def adapters(request) -> Adapters:
+@pytest.fixture(params=["memory", "orm", "orm-fallback"])
+def adapters(request, monkeypatch) -> Adapters:
     """The adapters under test. Modules carry ``pytestmark = pytest.mark.django_db`` (the ORM variant needs
-    the test database)."""
+    the test database). ``orm-fallback``: the ORM adapters on the path of databases without
+    ``UPDATE ... RETURNING`` (select, then a conditional update), which PostgreSQL and SQLite never take."""
     if request.param == "memory":
         store = InMemoryStore()
         return Adapters("memory", InMemoryPersistence(store), InMemoryJobQueue(store), FakeClock())
+    if request.param == "orm-fallback":
+        from django_workflow_engine.adapters import persistence
+
+        monkeypatch.setattr(persistence, "SINGLE_STATEMENT_CLAIM_VENDORS", frozenset())
     return orm_adapters()
 
 
