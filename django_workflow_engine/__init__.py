@@ -22,6 +22,7 @@ from .core.errors import (
     WorkflowNotFound,
 )
 from .core.stage import Stage, StageResult, define_stage
+from .core.version import VERSION
 from .core.workflow import Workflow, WorkflowBuilder
 
 # The module is ``facade`` so that ``django_workflow_engine.engine`` is only ever the Engine instance (patch the
@@ -54,7 +55,7 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "BudgetExceeded",

@@ -36,9 +36,9 @@ _lock = threading.Lock()
 
 
 def tracer() -> trace.Tracer:
-    from .. import __version__
+    from ..core.version import VERSION
 
-    return trace.get_tracer(TRACER_NAME, __version__)
+    return trace.get_tracer(TRACER_NAME, VERSION)
 
 
 def traced_create(create: Callable[[], Any], *, using: str = "default") -> Any:
