@@ -16,11 +16,15 @@ from .core.errors import (
     InvalidConfig,
     InvalidInput,
     InvalidRunState,
+    NonRetryableError,
     RunNotFound,
+    RunNotRunning,
     StageNotFound,
+    StageTimedOut,
     WorkflowEngineError,
     WorkflowNotFound,
 )
+from .core.retry import RetryPolicy
 from .core.stage import Stage, StageResult, define_stage
 from .core.version import VERSION
 from .core.workflow import Workflow, WorkflowBuilder
@@ -66,13 +70,17 @@ __all__ = [
     "InvalidConfig",
     "InvalidInput",
     "InvalidRunState",
+    "NonRetryableError",
     "NotReady",
     "Ready",
+    "RetryPolicy",
     "RunNotFound",
+    "RunNotRunning",
     "Stage",
     "StageContext",
     "StageNotFound",
     "StageResult",
+    "StageTimedOut",
     "Status",
     "Suspend",
     "Workflow",

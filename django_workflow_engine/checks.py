@@ -107,6 +107,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     base = settings.RETRY_BASE_SECONDS
     if isinstance(base, bool) or not isinstance(base, int | float) or base < 0:
         errors.append(_error(f"WORKFLOW_ENGINE['RETRY_BASE_SECONDS'] is {base!r}.", "Use a number >= 0.", 3))
+    for key in ("RETRY_MAX_INTERVAL_SECONDS", "STAGE_TIMEOUT_SECONDS"):
+        value = getattr(settings, key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or value == float("inf")
+        ):
+            errors.append(
+                _error(f"WORKFLOW_ENGINE[{key!r}] is {value!r}.", f"Set {key} to a positive number or None.", 35)
+            )
+    jitter = settings.RETRY_JITTER
+    if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
+        errors.append(_error(f"WORKFLOW_ENGINE['RETRY_JITTER'] is {jitter!r}.", "Use a fraction from 0 to 1.", 35))
     lease, beat = settings.LEASE_SECONDS, settings.HEARTBEAT_SECONDS
     if isinstance(lease, int | float) and isinstance(beat, int | float) and beat >= lease:
         errors.append(

@@ -22,6 +22,11 @@ DEFAULTS: dict[str, Any] = {
     "STUCK_RUN_SECONDS": 900,
     "MAX_ATTEMPTS": 3,
     "RETRY_BASE_SECONDS": 2,
+    # The longest wait between two attempts, and the share of it taken off at random (0 to 1).
+    "RETRY_MAX_INTERVAL_SECONDS": 300,
+    "RETRY_JITTER": 0.0,
+    # The time one stage execution may take, for stages defined without timeout= (None: no limit).
+    "STAGE_TIMEOUT_SECONDS": None,
     "IDEMPOTENCY_STALE_SECONDS": 600,
     # Idempotency keys older than this are deleted by the maintenance tick (None: kept until their run is deleted).
     "IDEMPOTENCY_KEY_TTL_SECONDS": 7 * 24 * 3600,

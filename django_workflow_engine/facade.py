@@ -55,6 +55,9 @@ class Engine:
         return KernelOptions(
             max_attempts=settings.MAX_ATTEMPTS,
             retry_base_seconds=settings.RETRY_BASE_SECONDS,
+            retry_max_interval_seconds=settings.RETRY_MAX_INTERVAL_SECONDS,
+            retry_jitter=settings.RETRY_JITTER,
+            stage_timeout_seconds=settings.STAGE_TIMEOUT_SECONDS,
             idempotency_stale_seconds=settings.IDEMPOTENCY_STALE_SECONDS,
             inline_output_bytes=settings.INLINE_OUTPUT_BYTES,
             max_input_bytes=settings.MAX_INPUT_BYTES,

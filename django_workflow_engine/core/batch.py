@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .errors import WorkflowDefinitionError
+from .retry import RetryPolicy, Seconds
 from .stage import Stage, make_stage
 
 DEFAULT_POLL_INTERVAL = timedelta(seconds=30)
@@ -90,6 +91,8 @@ def define_async_batch_stage(
     execute: Callable[..., Any] | None = None,
     max_attempts: int | None = None,
     retry_base_seconds: float | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: Seconds | None = None,
 ) -> Stage | Callable[[Callable[..., Any]], Stage]:
     """Define an async-batch stage.
 
@@ -99,7 +102,8 @@ def define_async_batch_stage(
     than ``max_wait``. ``check_completion`` may be called more than once for one completion, so make it
     idempotent. When a suspended stage is executed again, ``ctx.resume_state`` holds the saved state.
 
-    Usable as a decorator or with ``execute=``, like :func:`define_stage`.
+    Usable as a decorator or with ``execute=``, like :func:`define_stage`; ``timeout`` limits each call of
+    ``execute`` (the wait while suspended is bounded by ``Suspend(max_wait=...)``).
     """
     if not callable(check_completion):
         raise WorkflowDefinitionError(f"Stage {id!r}: check_completion must be callable, got {check_completion!r}.")
@@ -118,6 +122,8 @@ def define_async_batch_stage(
             check_completion=check_completion,
             max_attempts=max_attempts,
             retry_base_seconds=retry_base_seconds,
+            retry=retry,
+            timeout=timeout,
         )
 
     if execute is not None:

@@ -179,3 +179,32 @@ class InvalidIdempotencyKey(InvalidArgument):
 
 class InvalidReason(InvalidArgument):
     """A cancel ``reason`` is not a storable string of at most the documented length."""
+
+
+class InvalidDeadline(InvalidArgument):
+    """A run ``deadline`` is not an aware datetime in the future or a positive duration."""
+
+
+class NonRetryableError(WorkflowEngineError):
+    """Raise it from a stage to fail the stage at once, whatever attempts its retry policy has left."""
+
+
+class StageTimedOut(WorkflowEngineError):
+    """A stage ran past its ``timeout``; retried by its retry policy like any other failure."""
+
+    def __init__(self, stage_id: str, seconds: float):
+        self.stage_id = stage_id
+        self.seconds = seconds
+        super().__init__(f"Stage {stage_id!r} timed out after {seconds:g} s.")
+
+
+class RunNotRunning(WorkflowEngineError):
+    """The stage's run was cancelled or failed (a deadline passed, say) while the stage ran.
+
+    ``ctx.check_cancelled()`` raises it, and the AI helper raises it instead of making a new provider call:
+    the stage's result would be discarded anyway."""
+
+    def __init__(self, run_id: str, status: str):
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"Run {run_id!r} is {status}; the stage stops here and its result is discarded.")

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import InvalidInput, InvalidOutput, WorkflowDefinitionError, format_validation_errors
 from .jsonsafe import JSONValueError, check_json_value
+from .retry import NO_POLICY, RetryPolicy, Seconds, check_timeout
 
 if TYPE_CHECKING:
     from .context import StageContext
@@ -150,6 +151,8 @@ class Stage:
         check_completion: for async-batch stages, ``fn(state, ctx) -> Ready | NotReady | CompletionError``.
         max_attempts: job attempts before the stage fails for good (default: ``WORKFLOW_ENGINE["MAX_ATTEMPTS"]``).
         retry_base_seconds: exponential backoff base (default: ``WORKFLOW_ENGINE["RETRY_BASE_SECONDS"]``).
+        retry: the rest of the retry policy (longest wait, jitter, which exceptions are retried).
+        timeout: seconds one execution may take (default: ``WORKFLOW_ENGINE["STAGE_TIMEOUT_SECONDS"]``).
     """
 
     id: str
@@ -164,6 +167,8 @@ class Stage:
     check_completion: Callable[..., Any] | None = None
     max_attempts: int | None = None
     retry_base_seconds: float | None = None
+    retry: RetryPolicy = NO_POLICY
+    timeout: float | None = None
 
     def __call__(self, ctx: StageContext) -> Any:
         return run_callable(self.execute, ctx)
@@ -244,6 +249,8 @@ def define_stage(
     execute: None = None,
     max_attempts: int | None = None,
     retry_base_seconds: float | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: Seconds | None = None,
 ) -> Callable[[Callable[..., Any]], Stage]: ...
 
 
@@ -260,6 +267,8 @@ def define_stage(
     execute: Callable[..., Any],
     max_attempts: int | None = None,
     retry_base_seconds: float | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: Seconds | None = None,
 ) -> Stage: ...
 
 
@@ -275,6 +284,8 @@ def define_stage(
     execute: Callable[..., Any] | None = None,
     max_attempts: int | None = None,
     retry_base_seconds: float | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: Seconds | None = None,
 ) -> Stage | Callable[[Callable[..., Any]], Stage]:
     """Define a synchronous stage.
 
@@ -294,6 +305,11 @@ def define_stage(
         execute: the stage function, when not used as a decorator.
         max_attempts: per-stage override of the job attempt limit.
         retry_base_seconds: per-stage override of the retry backoff base.
+        retry: a :class:`~django_workflow_engine.RetryPolicy` (longest wait, jitter, ``retry_on`` /
+            ``dont_retry_on``); ``max_attempts`` and ``retry_base_seconds`` above are shortcuts for two of its
+            fields.
+        timeout: seconds (or a ``timedelta``) one execution may take before it fails with "timed out after
+            N s" (and is retried like any failure); default ``WORKFLOW_ENGINE["STAGE_TIMEOUT_SECONDS"]``.
 
     Raises:
         WorkflowDefinitionError: for a malformed id, schema or option.
@@ -323,6 +339,8 @@ def define_stage(
             execute=fn,
             max_attempts=max_attempts,
             retry_base_seconds=retry_base_seconds,
+            retry=retry,
+            timeout=timeout,
         )
 
     if execute is not None:
@@ -344,6 +362,8 @@ def make_stage(
     check_completion: Callable[..., Any] | None = None,
     max_attempts: int | None = None,
     retry_base_seconds: float | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: Seconds | None = None,
 ) -> Stage:
     check_stage_id(id)
     if not isinstance(name, str) or not name.strip():
@@ -360,6 +380,18 @@ def make_stage(
         raise WorkflowDefinitionError(f"Stage {id!r}: max_attempts must be a positive integer, got {max_attempts!r}.")
     if retry_base_seconds is not None and retry_base_seconds < 0:
         raise WorkflowDefinitionError(f"Stage {id!r}: retry_base_seconds must be >= 0, got {retry_base_seconds!r}.")
+    if retry is None:
+        retry = NO_POLICY
+    elif not isinstance(retry, RetryPolicy):
+        raise WorkflowDefinitionError(f"Stage {id!r}: retry= must be a RetryPolicy, got {retry!r}.")
+    for option, shortcut, field_value in (
+        ("max_attempts", max_attempts, retry.max_attempts),
+        ("retry_base_seconds", retry_base_seconds, retry.backoff_base),
+    ):
+        if shortcut is not None and field_value is not None and shortcut != field_value:
+            raise WorkflowDefinitionError(
+                f"Stage {id!r}: {option}={shortcut!r} disagrees with its retry policy ({field_value!r}); give one."
+            )
     return Stage(
         id=id,
         name=name,
@@ -371,6 +403,8 @@ def make_stage(
         dependencies=tuple(dependencies),
         mode=mode,
         check_completion=check_completion,
-        max_attempts=max_attempts,
-        retry_base_seconds=retry_base_seconds,
+        max_attempts=max_attempts if max_attempts is not None else retry.max_attempts,
+        retry_base_seconds=retry_base_seconds if retry_base_seconds is not None else retry.backoff_base,
+        retry=retry,
+        timeout=check_timeout(f"Stage {id!r}", "timeout", timeout),
     )

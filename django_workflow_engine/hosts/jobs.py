@@ -72,7 +72,8 @@ def execute_claimed(
     started = None
     while True:
         try:
-            with LEASES.hold(kernel, job, worker_id, settings.HEARTBEAT_SECONDS):
+            stop_at = lease_stop(kernel, job, settings.HEARTBEAT_SECONDS)
+            with LEASES.hold(kernel, job, worker_id, settings.HEARTBEAT_SECONDS, stop_at):
                 outcome = run_job(
                     kernel,
                     job,
@@ -92,6 +93,18 @@ def execute_claimed(
         if started is None:
             return first
         job = started.job
+
+
+def lease_stop(kernel: Any, job: JobRecord, heartbeat: float) -> float | None:
+    """``time.monotonic()`` after which the job's lease is no longer renewed: its stage's timeout, plus a
+    heartbeat of grace (``None``: no timeout)."""
+    workflow = kernel.deps.registry.get(job.workflow_id)
+    if workflow is None or not workflow.has_stage(job.stage_id):
+        return None
+    timeout = workflow.stage(job.stage_id).timeout
+    if timeout is None:
+        timeout = kernel.deps.options.stage_timeout_seconds
+    return None if timeout is None else time.monotonic() + timeout + heartbeat
 
 
 def release_busy(kernel: Any, job: JobRecord, worker_id: str, exc: BaseException) -> JobOutcome:

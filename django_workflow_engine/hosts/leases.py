@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,19 +21,24 @@ class LeaseKeeper:
     its own (with its own DB connection) that lives as long as the process: holding a job costs no thread
     start per stage.
 
-    Use :meth:`hold` around a job's execution. A job whose lease is found gone is logged and dropped."""
+    Use :meth:`hold` around a job's execution. A job whose lease is found gone is logged and dropped. A job
+    held with ``stop_at`` (its stage's timeout, as ``time.monotonic()``) is no longer renewed after it: stage
+    code that could not be interrupted keeps this worker, but its lease expires and another worker takes the
+    retry."""
 
     def __init__(self) -> None:
-        self._held: dict[str, tuple[Any, JobRecord, str]] = {}
+        self._held: dict[str, tuple[Any, JobRecord, str, float | None]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._interval = 60.0
         self._wake = threading.Event()
 
     @contextmanager
-    def hold(self, kernel: Any, job: JobRecord, worker_id: str, interval: float) -> Iterator[None]:
+    def hold(
+        self, kernel: Any, job: JobRecord, worker_id: str, interval: float, stop_at: float | None = None
+    ) -> Iterator[None]:
         with self._lock:
-            self._held[job.id] = (kernel, job, worker_id)
+            self._held[job.id] = (kernel, job, worker_id, stop_at)
             if self._thread is None or not self._thread.is_alive():
                 self._interval = interval
                 self._wake.clear()
@@ -54,7 +60,18 @@ class LeaseKeeper:
                 self._wake.clear()
                 with self._lock:
                     held = list(self._held.values())
-                for kernel, job, worker_id in held:
+                for kernel, job, worker_id, stop_at in held:
+                    if stop_at is not None and time.monotonic() > stop_at:
+                        logger.warning(
+                            "stage %s of run %s is past its timeout and cannot be interrupted; its lease is no "
+                            "longer renewed (job %s)",
+                            job.stage_id,
+                            job.run_id,
+                            job.id,
+                        )
+                        with self._lock:
+                            self._held.pop(job.id, None)
+                        continue
                     self._touch(kernel, job, worker_id)
         finally:
             connections.close_all()

@@ -18,6 +18,9 @@ class KernelOptions:
     inline_output_bytes: outputs up to this JSON size live in the stage row, larger ones in blob storage.
     max_input_bytes: larger workflow inputs are refused (1 MiB).
     suspend_fallback_seconds: poll interval when a suspended stage gives none (60).
+    retry_max_interval_seconds: the longest wait between two attempts (None: no ceiling).
+    retry_jitter: a fraction in [0, 1]: each retry waits up to that share less, at random (0: exact).
+    stage_timeout_seconds: the time one stage execution may take, for stages without their own (None: no limit).
     observer: tracing hooks (``stage(job)`` context manager, ``stage_log(...)``); None: not called at all.
     """
 
@@ -27,6 +30,9 @@ class KernelOptions:
     inline_output_bytes: int = 64 * 1024
     max_input_bytes: int = 1024 * 1024
     suspend_fallback_seconds: float = 60.0
+    retry_max_interval_seconds: float | None = None
+    retry_jitter: float = 0.0
+    stage_timeout_seconds: float | None = None
     observer: Any = None
 
 

@@ -18,16 +18,17 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.context import StageContext, StageStorage
 from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
 from ..core.ids import new_id
+from ..core.retry import NO_POLICY, RetryPolicy
 from .commands import ExecuteJob, ExecuteResult, TransitionRun
 from .events import STAGE_PROGRESS, event
-from .executor import NON_RETRYABLE, Outcome, execute_stage, format_traceback, parse_config
+from .executor import NON_RETRYABLE, Outcome, execute_stage, failure, parse_config
 from .flow import (
     MISSING,
     MissingGroupOutput,
@@ -249,9 +250,12 @@ def _run_stage(deps: Deps, workflow: Workflow, stage_def: Stage, begun: _Begun) 
     except MissingGroupOutput as exc:
         return Outcome("failed", error=str(exc), retryable=False), None
     except Exception as exc:
-        retryable = not isinstance(exc, NON_RETRYABLE)
-        return Outcome("failed", error=error_message(exc), retryable=retryable, traceback=format_traceback(exc)), None
-    return execute_stage(stage_def, ctx), ctx
+        return failure(exc, not isinstance(exc, NON_RETRYABLE) and stage_def.retry.retryable(exc)), None
+    return execute_stage(stage_def, ctx, stage_timeout(deps, stage_def)), ctx
+
+
+def stage_timeout(deps: Deps, stage_def: Stage) -> float | None:
+    return stage_def.timeout if stage_def.timeout is not None else deps.options.stage_timeout_seconds
 
 
 def _record(
@@ -308,6 +312,8 @@ def _record(
         meta: dict[str, Any] = {"retryable": outcome.retryable}
         if settle is not None:
             meta["job_id"] = settle.job_id
+        if outcome.error_type:
+            meta["error_type"] = outcome.error_type
         if outcome.traceback:
             meta["traceback"] = outcome.traceback
         _log_sink(deps, begun)("ERROR", f"Stage {stage_def.id!r} failed: {outcome.error}", meta)
@@ -326,8 +332,6 @@ def _settle(
 ) -> tuple[Executed, list[dict[str, Any]]]:
     """In the outcome transaction, run row locked: complete the job and transition the run (the next group is
     enqueued on this commit), or suspend the job. A failed job is settled after the commit by :func:`run_job`."""
-    from dataclasses import replace
-
     if executed.outcome == "suspended":
         assert executed.next_poll_at is not None
         deps.jobs.suspend(settle.job_id, executed.next_poll_at, now)
@@ -350,9 +354,21 @@ def _settle(
 # -- hosts' entry point -----------------------------------------------------------------------------------------
 
 
-def retry_delay(job: JobRecord, base_seconds: float) -> timedelta:
-    """Exponential backoff: ``base * 2**(attempt-1)`` (2 s, 4 s, 8 s with the default base)."""
-    return timedelta(seconds=base_seconds * (2 ** max(0, job.attempt - 1)))
+def retry_delay(deps: Deps, job: JobRecord, stage: Stage | None) -> timedelta:
+    """Exponential backoff from the stage's retry policy and the settings: ``base * 2**(attempt-1)`` (2 s, 4 s,
+    8 s with the default base), at most the policy's longest wait, less its jitter."""
+    options = deps.options
+    defaults = RetryPolicy(
+        backoff_base=options.retry_base_seconds,
+        max_interval=options.retry_max_interval_seconds,
+        jitter=options.retry_jitter,
+    )
+    if stage is None:
+        return NO_POLICY.delay(job.attempt, defaults)
+    policy = stage.retry
+    if stage.retry_base_seconds is not None and policy.backoff_base is None:
+        policy = replace(policy, backoff_base=stage.retry_base_seconds)
+    return policy.delay(job.attempt, defaults)
 
 
 def run_job(
@@ -447,9 +463,7 @@ def _settle_failure(
     if not executed.ghost and executed.retryable and job.attempt < job.max_attempts:
         workflow = deps.registry.get(job.workflow_id)
         stage = workflow.stage(job.stage_id) if workflow and workflow.has_stage(job.stage_id) else None
-        base = stage.retry_base_seconds if stage and stage.retry_base_seconds is not None else None
-        base = deps.options.retry_base_seconds if base is None else base
-        deps.jobs.fail(job.id, error, now + retry_delay(job, base), now)
+        deps.jobs.fail(job.id, error, now + retry_delay(deps, job, stage), now)
         return "retrying", None
     deps.jobs.fail(job.id, error, None, now)
     if executed.ghost:

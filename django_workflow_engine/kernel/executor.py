@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,11 +12,29 @@ from pydantic import ValidationError
 
 from ..core.batch import Suspend
 from ..core.context import StageContext
-from ..core.errors import BudgetExceeded, InvalidInput, InvalidOutput, MissingStageOutput, format_validation_errors
-from ..core.stage import Stage, StageResult, run_callable, to_json_output
+from ..core.errors import (
+    BudgetExceeded,
+    InvalidInput,
+    InvalidOutput,
+    MissingStageOutput,
+    NonRetryableError,
+    RunNotRunning,
+    StageTimedOut,
+    format_validation_errors,
+)
+from ..core.stage import Stage, StageResult, to_json_output
 from .flow import error_message
+from .timeouts import call_with_timeout
 
-NON_RETRYABLE = (InvalidInput, InvalidOutput, ValidationError, MissingStageOutput, BudgetExceeded)
+NON_RETRYABLE = (
+    InvalidInput,
+    InvalidOutput,
+    ValidationError,
+    MissingStageOutput,
+    BudgetExceeded,
+    NonRetryableError,
+    RunNotRunning,
+)
 
 
 @dataclass
@@ -27,7 +46,8 @@ class Outcome:
     suspend: Suspend | None = None
     error: str | None = None
     retryable: bool = True
-    traceback: str | None = None  # of the exception a failed stage raised, kept with its ERROR log line
+    traceback: str | None = None  # of the exception a failed stage raised, stored on the stage
+    error_type: str | None = None  # its class, "module.Name"
 
 
 def parse_config(stage: Stage, raw: Mapping[str, Any] | None) -> Any:
@@ -37,10 +57,21 @@ def parse_config(stage: Stage, raw: Mapping[str, Any] | None) -> Any:
         raise InvalidInput(f"Invalid config for stage {stage.id!r}: {format_validation_errors(exc.errors())}") from None
 
 
-def execute_stage(stage: Stage, ctx: StageContext) -> Outcome:
-    """Call ``stage.execute(ctx)`` and classify the result."""
+def execute_stage(stage: Stage, ctx: StageContext, timeout: float | None = None) -> Outcome:
+    """Call ``stage.execute(ctx)`` (interrupted after ``timeout`` seconds where possible, see
+    :mod:`.timeouts`) and classify the result."""
+    began = time.monotonic()
+    outcome = _execute(stage, ctx, timeout)
+    if timeout is not None and outcome.kind != "failed" and time.monotonic() - began > timeout:
+        # Stage code that could not be interrupted (see timeouts.py): its late result is discarded.
+        exc = StageTimedOut(stage.id, timeout)
+        return failure(exc, stage.retry.retryable(exc))
+    return outcome
+
+
+def _execute(stage: Stage, ctx: StageContext, timeout: float | None) -> Outcome:
     try:
-        returned = run_callable(stage.execute, ctx)
+        returned = call_with_timeout(stage.execute, ctx, timeout, stage.id)
         if isinstance(returned, Suspend):
             if stage.mode != "async-batch":
                 return Outcome(
@@ -55,10 +86,17 @@ def execute_stage(stage: Stage, ctx: StageContext) -> Outcome:
             artifacts = {name: to_json_output(None, value, stage.id) for name, value in returned.artifacts.items()}
             return Outcome("completed", output=output, metrics=metrics, artifacts=artifacts)
         return Outcome("completed", output=to_json_output(stage.output, returned, stage.id))
-    except NON_RETRYABLE as exc:
-        return Outcome("failed", error=error_message(exc), retryable=False, traceback=format_traceback(exc))
     except Exception as exc:
-        return Outcome("failed", error=error_message(exc), retryable=True, traceback=format_traceback(exc))
+        return failure(exc, not isinstance(exc, NON_RETRYABLE) and stage.retry.retryable(exc))
+
+
+def failure(exc: BaseException, retryable: bool) -> Outcome:
+    """A failed outcome carrying ``exc``'s message, type and traceback."""
+    kind = type(exc)
+    error_type = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return Outcome(
+        "failed", error=error_message(exc), retryable=retryable, traceback=format_traceback(exc), error_type=error_type
+    )
 
 
 TRACEBACK_CHARS = 20_000
