@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +150,7 @@ class Engine:
         idempotency_key: str | None = None,
         max_cost: Decimal | float | str | None = None,
         metadata: dict[str, Any] | None = None,
+        deadline: datetime | timedelta | float | None = None,
     ) -> WorkflowRun:
         """Create a run and enqueue its first group at once.
 
@@ -160,12 +162,16 @@ class Engine:
             idempotency_key: a repeated key returns the run created the first time instead of a new one.
             max_cost: AI spend budget for the run.
             metadata: free JSON stored on the run.
+            deadline: an aware datetime, or a duration from now (seconds or ``timedelta``): a run not finished
+                by then fails with "deadline exceeded". Default: the workflow's ``timeout``, if any.
 
         Raises:
-            WorkflowNotFound, InvalidInput, InvalidConfig: nothing is written.
+            WorkflowNotFound, InvalidInput, InvalidConfig, InvalidDeadline: nothing is written.
         """
         workflow_id = self._workflow_id(workflow_id)
-        return self._create(workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=True)
+        return self._create(
+            workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=True, deadline=deadline
+        )
 
     def create(
         self,
@@ -177,10 +183,13 @@ class Engine:
         idempotency_key: str | None = None,
         max_cost: Decimal | float | str | None = None,
         metadata: dict[str, Any] | None = None,
+        deadline: datetime | timedelta | float | None = None,
     ) -> WorkflowRun:
         """Create a PENDING run, to be claimed by ``runmaintenance`` (or :meth:`run_until_idle`)."""
         workflow_id = self._workflow_id(workflow_id)
-        return self._create(workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=False)
+        return self._create(
+            workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=False, deadline=deadline
+        )
 
     def _workflow_id(self, workflow: str | Workflow) -> str:
         """The id of ``workflow``, which must be the object registered under it (the one workers run)."""
@@ -197,23 +206,19 @@ class Engine:
             )
         return workflow.id
 
-    def _create(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):
+    def _create(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start, deadline):
         from .conf import settings
 
+        args = (workflow_id, input, config, priority, idempotency_key, max_cost, metadata)
         if settings.TRACING:
             from .ops.tracing import traced_create
 
-            return traced_create(
-                lambda: self._create_untraced(
-                    workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=start
-                ),
-                using=self.using,
-            )
-        return self._create_untraced(
-            workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=start
-        )
+            return traced_create(lambda: self._create_untraced(*args, start=start, deadline=deadline), using=self.using)
+        return self._create_untraced(*args, start=start, deadline=deadline)
 
-    def _create_untraced(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):
+    def _create_untraced(
+        self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start, deadline
+    ):
         result = self.kernel.dispatch(
             CreateRun(
                 workflow_id=workflow_id,
@@ -224,6 +229,7 @@ class Engine:
                 max_cost=max_cost,
                 metadata=metadata,
                 start=start,
+                deadline=deadline,
             )
         )
         return self._run_model(result.run_id, result.run)

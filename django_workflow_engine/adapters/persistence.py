@@ -509,6 +509,14 @@ class OrmPersistence(OrmConcurrency):
             )
             return run_record(row) if row is not None else None
 
+    def get_runs_past_deadline(self, now: datetime, limit: int = 100) -> list[RunRecord]:
+        rows = (
+            self._runs()
+            .filter(deadline_at__lte=now, status__in=[Status.PENDING, Status.RUNNING, Status.SUSPENDED])
+            .order_by("deadline_at")[:limit]
+        )
+        return [run_record(row) for row in rows]
+
     def get_stuck_runs(self, cutoff: datetime, limit: int = 100) -> list[RunRecord]:
         active_stage = (
             WorkflowStage.objects.current()

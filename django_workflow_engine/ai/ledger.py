@@ -6,8 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from ..core.context import AIUsage
-from ..core.errors import BudgetExceeded
+from ..core.context import STOPPED_RUN_STATUSES, AIUsage
+from ..core.errors import BudgetExceeded, RunNotRunning
 from .costs import ModelSpec, default_budget
 from .journal import AlreadyRecorded, CallJournal, logger
 from .prompts import error_text
@@ -78,20 +78,26 @@ class CallLedger:
             self._check_budget(after=True)
         return usage, row.cost
 
-    def _budget(self) -> tuple[Decimal | None, Decimal]:
+    def _budget(self) -> tuple[Decimal | None, Decimal, str | None]:
         from ..models import WorkflowRun
 
-        row = WorkflowRun.objects.filter(pk=self.run_id).values("max_cost", "total_cost", "workflow_id").first()
+        row = (
+            WorkflowRun.objects.filter(pk=self.run_id).values("max_cost", "total_cost", "workflow_id", "status").first()
+        )
         if row is None:
-            return None, ZERO
+            return None, ZERO, None
         budget = row["max_cost"] if row["max_cost"] is not None else default_budget(row["workflow_id"])
-        return budget, row["total_cost"] or ZERO
+        return budget, row["total_cost"] or ZERO, row["status"]
 
     def _check_budget(self, *, after: bool = False) -> None:
-        """Before a call: refuse if the run has spent its budget. After one: raise if this call passed it."""
+        """Before a call: refuse, inside a stage, if the run is finished (cancelled, failed by its deadline: the
+        stage's result would be discarded) or has spent its budget. After one: raise if this call passed it.
+        Both are read in the one statement the budget check makes anyway."""
         if not self.run_id:
             return
-        budget, spent = run_sync(self._budget)
+        budget, spent, status = run_sync(self._budget)
+        if not after and self.stage_pk and status in STOPPED_RUN_STATUSES:
+            raise RunNotRunning(self.run_id, status)
         if budget is None:
             return
         if spent > budget or (not after and spent >= budget):

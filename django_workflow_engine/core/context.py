@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
-from .errors import InvalidBlobKey, MissingStageOutput
+from .errors import InvalidBlobKey, MissingStageOutput, RunNotRunning
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
+CANCEL_CHECK_SECONDS = 1.0
+STOPPED_RUN_STATUSES = ("CANCELLED", "FAILED", "COMPLETED")
 
 LogSink = Callable[[str, str, dict[str, Any]], None]
 
@@ -119,6 +122,7 @@ class BaseContext:
         storage: StageStorage,
         log_sink: LogSink,
         ai_factory: AIFactory | None = None,
+        run_status: Callable[[], str | None] | None = None,
     ):
         self.run_id = run_id
         self.workflow_id = workflow_id
@@ -130,6 +134,8 @@ class BaseContext:
         self.storage = storage
         self._log_sink = log_sink
         self._ai_factory = ai_factory
+        self._run_status = run_status
+        self._status_checked = (-CANCEL_CHECK_SECONDS, False)  # (time.monotonic(), cancelled) of the last read
         self.annotations: list[dict[str, Any]] = []
         # Set by the first ``ai()`` call of this execution and shared by its helpers: the spend the kernel adds
         # to the stage's metrics, and the AI call journal (``ai/journal.py``; opaque to core and the kernel).
@@ -174,6 +180,26 @@ class BaseContext:
                     "emit_event": emit_event,
                 }
             )
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the run stopped while this stage runs (cancelled, or failed: its deadline passed, say); the
+        stage's result would be discarded. A long stage checks it between steps to stop early. Reads the run's
+        status from the database at most once every ``CANCEL_CHECK_SECONDS`` (1 s)."""
+        if self._run_status is None:
+            return False
+        checked_at, cancelled = self._status_checked
+        now = time.monotonic()
+        if not cancelled and now - checked_at >= CANCEL_CHECK_SECONDS:
+            cancelled = self._run_status() in STOPPED_RUN_STATUSES
+            self._status_checked = (now, cancelled)
+        return cancelled
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`~django_workflow_engine.errors.RunNotRunning` if :attr:`cancelled`: the stage stops
+        there, and its result (a ghost's) is discarded."""
+        if self.cancelled:
+            raise RunNotRunning(self.run_id, self._run_status() if self._run_status else "stopped")
 
     def ai(self) -> StageAI:
         """The AI helper for this stage (topic ``workflow.<run_id>.stage.<stage_id>``), with cost tracking."""

@@ -198,6 +198,14 @@ class StageTimedOut(WorkflowEngineError):
         super().__init__(f"Stage {stage_id!r} timed out after {seconds:g} s.")
 
 
+class RunDeadlineExceeded(WorkflowEngineError):
+    """A stage was stopped because its run's deadline came (the run fails with "deadline exceeded")."""
+
+    def __init__(self, stage_id: str):
+        self.stage_id = stage_id
+        super().__init__(f"Run deadline exceeded while stage {stage_id!r} ran.")
+
+
 class RunNotRunning(WorkflowEngineError):
     """The stage's run was cancelled or failed (a deadline passed, say) while the stage ran.
 

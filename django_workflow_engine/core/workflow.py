@@ -17,6 +17,7 @@ from .errors import (
     format_validation_errors,
 )
 from .jsonsafe import JSONValueError, check_json_value
+from .retry import Seconds, check_timeout
 from .stage import STAGE_ID_RE, Stage
 
 
@@ -46,6 +47,7 @@ class Workflow:
         label: str | None = None,
         max_concurrent_runs: int | None = None,
         concurrency_key: ConcurrencyKeyFn | None = None,
+        timeout: Seconds | None = None,
     ):
         self.id = id
         self.name = name
@@ -53,6 +55,7 @@ class Workflow:
         self.input = input
         self.output = output
         self.max_concurrent_runs, self.concurrency_key = check_concurrency(id, max_concurrent_runs, concurrency_key)
+        self.timeout = check_timeout(f"Workflow {id!r}", "timeout", timeout)
         self.label = label  # the input field that names a run for people (a ticket id, an order number)
         self._groups: tuple[tuple[Stage, ...], ...] = tuple(tuple(g) for g in groups)
         self._stages: dict[str, Stage] = {}
@@ -224,6 +227,8 @@ class WorkflowBuilder:
             once; the others wait PENDING and start in priority, then FIFO, order. Default ``None``: no limit.
         concurrency_key: ``fn(input) -> str | None``, the key runs are limited by (say, a customer id); ``None``
             from it means that run is not limited. Without it the limit holds for the whole workflow.
+        timeout: seconds (or a ``timedelta``) each run has from its creation; a run not finished by then fails
+            with "deadline exceeded" (``engine.start(deadline=...)`` overrides it per run). Default ``None``.
 
     Raises:
         WorkflowDefinitionError: a bad id, a schema that is not a BaseModel, or a ``label`` that is not a
@@ -242,6 +247,7 @@ class WorkflowBuilder:
         label: str | None = None,
         max_concurrent_runs: int | None = None,
         concurrency_key: ConcurrencyKeyFn | None = None,
+        timeout: Seconds | None = None,
     ):
         if not isinstance(id, str) or not STAGE_ID_RE.match(id):
             raise WorkflowDefinitionError(
@@ -264,6 +270,7 @@ class WorkflowBuilder:
         self.output = output
         self.label = label
         self.max_concurrent_runs, self.concurrency_key = check_concurrency(id, max_concurrent_runs, concurrency_key)
+        self.timeout = check_timeout(f"Workflow {id!r}", "timeout", timeout)
         self._groups: list[list[Stage]] = []
         self._seen: dict[str, int] = {}
 
@@ -323,4 +330,5 @@ class WorkflowBuilder:
             self.label,
             max_concurrent_runs=self.max_concurrent_runs,
             concurrency_key=self.concurrency_key,
+            timeout=self.timeout,
         )

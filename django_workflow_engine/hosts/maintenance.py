@@ -17,6 +17,7 @@ from django.db import close_old_connections, connections
 
 from ..kernel import (
     ClaimPendingRuns,
+    ExpireDeadlines,
     ExpireIdempotencyKeys,
     FlushOutbox,
     Kernel,
@@ -43,6 +44,7 @@ class MaintenanceResult:
     redispatched: int = 0
     keys_expired: int = 0
     runs_purged: int = 0
+    deadlines_expired: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -55,7 +57,7 @@ def run_maintenance_tick(
     max_events: int = 500,
     max_expired_keys: int = 1000,
 ) -> MaintenanceResult:
-    """One pass: claim pending runs, poll due suspended stages (and transition the resumed runs), release
+    """One pass: fail runs past their deadline, claim pending runs, poll due suspended stages (and transition the resumed runs), release
     stale leases, flush the outbox, reap stuck runs, re-send lost RQ messages, and delete up to
     ``max_expired_keys`` idempotency keys older than ``IDEMPOTENCY_KEY_TTL_SECONDS``, and purge finished runs
     per the ``RETENTION`` setting (at most its ``max_runs_per_tick``)."""
@@ -72,6 +74,9 @@ def run_maintenance_tick(
             result.errors.append(name)
             if connections["default"].in_atomic_block is False:
                 close_old_connections()
+
+    def deadlines() -> None:
+        result.deadlines_expired = kernel.dispatch(ExpireDeadlines(max_runs=max_claims)).failed
 
     def claim() -> None:
         result.claimed = len(kernel.dispatch(ClaimPendingRuns(worker_id=worker_id, max_claims=max_claims)).claimed)
@@ -109,6 +114,7 @@ def run_maintenance_tick(
             result.runs_purged = apply_retention(now=kernel.clock.now())
 
     for name, fn in (
+        ("deadlines", deadlines),
         ("claim", claim),
         ("poll", poll),
         ("leases", leases),

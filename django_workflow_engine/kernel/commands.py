@@ -35,6 +35,8 @@ class CreateRun(Command):
     run_id: str | None = None
     annotations: tuple[dict[str, Any], ...] = ()
     start: bool = False  # create it RUNNING with its first group enqueued (no claim round trip)
+    # An aware datetime, or seconds (a number or timedelta) from now; None: the workflow's timeout, if any.
+    deadline: Any = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,14 @@ class ReapStaleLeases(Command):
 class ReapStuckRuns(Command):
     type: ClassVar[str] = "run.reapStuck"
     stuck_after_seconds: float = 900
+
+
+@dataclass(frozen=True)
+class ExpireDeadlines(Command):
+    """Fail unfinished runs whose deadline has passed, up to ``max_runs`` of them."""
+
+    type: ClassVar[str] = "run.expireDeadlines"
+    max_runs: int = 100
 
 
 @dataclass(frozen=True)
@@ -219,6 +229,11 @@ class PollResult:
 @dataclass(frozen=True)
 class ReapStaleResult:
     released: int = 0
+
+
+@dataclass(frozen=True)
+class ExpireDeadlinesResult:
+    failed: int = 0
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from .flow import (
     store_output,
     workflow_context,
 )
-from .handlers import run_transition
+from .handlers import run_expire_deadlines, run_transition
 from .logcontext import job_extra, log_extra
 from .outcome import annotation_events, buffered_annotations, fail_stage_and_run, write_outcome
 from .records import JobRecord, RunRecord, StageRecord, StartedStage, Status
@@ -174,6 +174,9 @@ def _begin(
             raise RunNotFound(run_id)
         if run.status != Status.RUNNING:
             return _ghost(run.id, str(run.status), "before execution")
+        if run_expire_deadlines.past_deadline(run, now):
+            persistence.append_events(run_expire_deadlines.expire(deps, run, now), causation_id)
+            return _ghost(run.id, "FAILED (deadline exceeded)", "before execution")
         stages = persistence.get_stages(run.id)
         record = next((s for s in stages if s.stage_id == stage_def.id), None)
         if record is not None and record.status == Status.COMPLETED:
@@ -246,12 +249,22 @@ def _run_stage(deps: Deps, workflow: Workflow, stage_def: Stage, begun: _Begun) 
             storage=StageStorage(deps.blobs, run.workflow_type, run.id, stage_def.id),
             log_sink=_log_sink(deps, begun),
             ai_factory=deps.ai_factory,
+            run_status=_status_reader(deps, run.id),
         )
     except MissingGroupOutput as exc:
         return Outcome("failed", error=str(exc), retryable=False), None
     except Exception as exc:
         return failure(exc, not isinstance(exc, NON_RETRYABLE) and stage_def.retry.retryable(exc)), None
-    return execute_stage(stage_def, ctx, stage_timeout(deps, stage_def)), ctx
+    run_left = (run.deadline_at - deps.clock.now()).total_seconds() if run.deadline_at is not None else None
+    return execute_stage(stage_def, ctx, stage_timeout(deps, stage_def), run_left), ctx
+
+
+def _status_reader(deps: Deps, run_id: str) -> Callable[[], str | None]:
+    def status() -> str | None:
+        run = deps.persistence.get_run(run_id)
+        return str(run.status) if run is not None else None
+
+    return status
 
 
 def stage_timeout(deps: Deps, stage_def: Stage) -> float | None:

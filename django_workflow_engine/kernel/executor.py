@@ -18,6 +18,7 @@ from ..core.errors import (
     InvalidOutput,
     MissingStageOutput,
     NonRetryableError,
+    RunDeadlineExceeded,
     RunNotRunning,
     StageTimedOut,
     format_validation_errors,
@@ -57,14 +58,21 @@ def parse_config(stage: Stage, raw: Mapping[str, Any] | None) -> Any:
         raise InvalidInput(f"Invalid config for stage {stage.id!r}: {format_validation_errors(exc.errors())}") from None
 
 
-def execute_stage(stage: Stage, ctx: StageContext, timeout: float | None = None) -> Outcome:
-    """Call ``stage.execute(ctx)`` (interrupted after ``timeout`` seconds where possible, see
-    :mod:`.timeouts`) and classify the result."""
+def execute_stage(
+    stage: Stage, ctx: StageContext, timeout: float | None = None, run_left: float | None = None
+) -> Outcome:
+    """Call ``stage.execute(ctx)`` and classify the result. The code is interrupted where possible (see
+    :mod:`.timeouts`) after ``timeout`` seconds, or after ``run_left`` seconds, when its run's deadline comes
+    first (then the stage fails for good: the run is over)."""
+    limit = timeout if run_left is None or (timeout is not None and timeout <= run_left) else max(run_left, 0.001)
     began = time.monotonic()
-    outcome = _execute(stage, ctx, timeout)
-    if timeout is not None and outcome.kind != "failed" and time.monotonic() - began > timeout:
-        # Stage code that could not be interrupted (see timeouts.py): its late result is discarded.
-        exc = StageTimedOut(stage.id, timeout)
+    outcome = _execute(stage, ctx, limit)
+    late = limit is not None and outcome.kind != "failed" and time.monotonic() - began > limit
+    if late or (outcome.kind == "failed" and outcome.error_type == TIMED_OUT):
+        # Interrupted, or stage code that could not be interrupted (see timeouts.py): its late result is discarded.
+        if limit is not timeout:
+            return failure(RunDeadlineExceeded(stage.id), False)
+        exc = StageTimedOut(stage.id, limit or 0)
         return failure(exc, stage.retry.retryable(exc))
     return outcome
 
@@ -90,12 +98,21 @@ def _execute(stage: Stage, ctx: StageContext, timeout: float | None) -> Outcome:
         return failure(exc, not isinstance(exc, NON_RETRYABLE) and stage.retry.retryable(exc))
 
 
+def _type_name(kind: type) -> str:
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+TIMED_OUT = _type_name(StageTimedOut)
+
+
 def failure(exc: BaseException, retryable: bool) -> Outcome:
     """A failed outcome carrying ``exc``'s message, type and traceback."""
-    kind = type(exc)
-    error_type = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
     return Outcome(
-        "failed", error=error_message(exc), retryable=retryable, traceback=format_traceback(exc), error_type=error_type
+        "failed",
+        error=error_message(exc),
+        retryable=retryable,
+        traceback=format_traceback(exc),
+        error_type=_type_name(type(exc)),
     )
 
 

@@ -108,6 +108,10 @@ class Persistence(Protocol):
         heartbeating, or will be released by the lease reaper); oldest updated_at first."""
         ...
 
+    def get_runs_past_deadline(self, now: datetime, limit: int = 100) -> list[RunRecord]:
+        """Unfinished runs (PENDING, RUNNING, SUSPENDED) whose ``deadline_at`` is <= now, earliest first."""
+        ...
+
     def add_run_totals(self, run_id: str, cost: Decimal, tokens: int) -> None:
         """Atomically add to total_cost/total_tokens (no version bump: these are counters)."""
         ...

@@ -61,6 +61,7 @@ class RunRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     concurrency_key: str | None = None  # set on runs of a limited workflow; PENDING with a key = waiting for a slot
+    deadline_at: datetime | None = None  # not finished by then: failed with "deadline exceeded"
 
     def elapsed_ms(self, now: datetime) -> int:
         """Wall time from the run's first start (its creation if it never started) to ``now``."""

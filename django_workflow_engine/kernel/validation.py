@@ -8,10 +8,13 @@ naming the argument instead of a database error deep inside a transaction.
 from __future__ import annotations
 
 import json
+import math
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..core.errors import (
+    InvalidDeadline,
     InvalidIdempotencyKey,
     InvalidMaxCost,
     InvalidMetadata,
@@ -121,6 +124,32 @@ def check_reason(reason: Any) -> None:
     problem = _storable_text(reason)
     if problem:
         raise InvalidReason("reason", problem)
+
+
+def check_deadline(value: Any, now: datetime) -> datetime | None:
+    """A run ``deadline`` (an aware datetime, or seconds from ``now`` as a number or ``timedelta``) as the
+    datetime it falls at; ``None`` for none."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidDeadline("deadline", f"must be an aware datetime (with a timezone), got {value.isoformat()}")
+        if value <= now:
+            raise InvalidDeadline("deadline", f"{value.isoformat()} has already passed")
+        return value
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidDeadline(
+            "deadline", f"must be a datetime, a timedelta or a number of seconds, got {type(value).__name__}"
+        )
+    if math.isnan(seconds) or math.isinf(seconds) or seconds <= 0:
+        raise InvalidDeadline("deadline", f"must be a positive duration, got {_short(value)}")
+    if seconds > 100 * 365 * 24 * 3600:
+        raise InvalidDeadline("deadline", f"must be at most 100 years away, got {_short(value)}")
+    return now + timedelta(seconds=seconds)
 
 
 def check_run_id(run_id: Any) -> str:

@@ -64,6 +64,11 @@ class WorkflowRun(models.Model):
         help_text="Key of the workflow's concurrency limit ('' = the whole workflow); NULL: not limited. "
         "A PENDING run with a key waits for a slot.",
     )
+    deadline_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The run fails with 'deadline exceeded' if it has not finished by then; NULL: no deadline.",
+    )
 
     objects = WorkflowRunQuerySet.as_manager()
 
@@ -79,6 +84,11 @@ class WorkflowRun(models.Model):
                 fields=["workflow_id", "concurrency_key", "status", "-priority", "created_at"],
                 name="dwe_run_slot_idx",
                 condition=models.Q(concurrency_key__isnull=False),
+            ),
+            models.Index(
+                fields=["deadline_at"],
+                name="dwe_run_deadline_idx",
+                condition=models.Q(deadline_at__isnull=False, status__in=["PENDING", "RUNNING", "SUSPENDED"]),
             ),
         ]
         permissions = [

@@ -14,7 +14,7 @@ from ..events import WORKFLOW_CREATED, WORKFLOW_STARTED, event
 from ..flow import Handled, prepare_group
 from ..kernel import Deps
 from ..records import AnnotationRecord, RunRecord, Status
-from ..validation import check_max_cost, validate_run_arguments
+from ..validation import check_deadline, check_max_cost, validate_run_arguments
 
 RESULT = CreateRunResult
 # Nothing here needs an answer from the database before commit: the adapter may send every write at once.
@@ -42,7 +42,11 @@ _max_cost = check_max_cost
 
 
 def new_run(command: CreateRun, workflow: Any, data: Any, config: dict[str, Any], now: Any) -> RunRecord:
-    """The record of a run ``command`` creates (validated ``data`` and ``config``), RUNNING if it starts now."""
+    """The record of a run ``command`` creates (validated ``data`` and ``config``), RUNNING if it starts now.
+
+    Raises:
+        InvalidDeadline: for a deadline that is past, naive or not a positive duration."""
+    deadline = command.deadline if command.deadline is not None else workflow.timeout
     run = RunRecord(
         id=command.run_id or new_id(),
         workflow_id=workflow.id,
@@ -53,6 +57,7 @@ def new_run(command: CreateRun, workflow: Any, data: Any, config: dict[str, Any]
         priority=command.priority,
         metadata=command.metadata,
         max_cost=_max_cost(command.max_cost),
+        deadline_at=check_deadline(deadline, now),
     )
     if command.start:
         run.status = Status.RUNNING

@@ -96,6 +96,15 @@ class InMemoryPersistence(InMemoryConcurrency):
             run.updated_at = now
             return copy.deepcopy(run)
 
+    def get_runs_past_deadline(self, now: datetime, limit: int = 100) -> list[RunRecord]:
+        with self._shared.lock:
+            due = [
+                copy.deepcopy(run)
+                for run in self.store.runs.values()
+                if run.deadline_at is not None and run.deadline_at <= now and run.status not in TERMINAL_STATUSES
+            ]
+        return sorted(due, key=lambda r: r.deadline_at or now)[:limit]
+
     def get_stuck_runs(self, cutoff: datetime, limit: int = 100) -> list[RunRecord]:
         with self._shared.lock:
             result = []
