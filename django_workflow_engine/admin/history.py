@@ -150,6 +150,9 @@ def waits(run: Any, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]) -
             lines.append(text + ".")
         elif stage.status == Status.PENDING and job is not None and job.status == Status.PENDING:
             lines.append(f"Stage {stage.stage_id} is queued for a worker (due at {clock(job.available_at)}).")
+    if run.deadline_at is not None:
+        when = timezone.localtime(run.deadline_at).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"Deadline: the run fails with 'deadline exceeded' if it has not finished by {when}.")
     return lines
 
 

@@ -276,6 +276,18 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, self.run_template, context)
 
 
+def last_tracebacks(stage_pks: list[str]) -> dict[str, str]:
+    """The traceback of each failed stage's last failed attempt, from its ERROR log line (one query)."""
+    if not stage_pks:
+        return {}
+    traces: dict[str, str] = {}
+    rows = WorkflowLog.objects.filter(stage_id__in=stage_pks, level=WorkflowLog.Level.ERROR).order_by("id")
+    for stage_pk, meta in rows.values_list("stage_id", "metadata"):
+        if isinstance(meta, dict) and isinstance(meta.get("traceback"), str):
+            traces[stage_pk] = meta["traceback"]
+    return traces
+
+
 def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     """Everything the run page shows, in a fixed number of queries however large the run's history is."""
     current = list(WorkflowStage.objects.filter(run=run).order_by("execution_group", "stage_number"))
@@ -300,6 +312,7 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     }
     plan = workflow_plan(run.workflow_id)
     now = timezone.now()
+    traces = last_tracebacks([s.pk for s in stages if s.error_message])
     stage_rows = []
     for s in stages:
         job = jobs.get(s.stage_id) if attempt.is_current else None
@@ -312,6 +325,7 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
                 "tries": history.tries(job) if attempt.is_current else "—",
                 "job": job,
                 "duration": fmt_duration(elapsed_ms(s.started_at, s.completed_at, s.duration_ms)),
+                "traceback": traces.get(s.pk),
                 # an earlier attempt's records are read without their output (history shows errors and timings)
                 "output": pretty_json(s.output_data)
                 if "output_data" not in s.get_deferred_fields() and s.output_data is not None

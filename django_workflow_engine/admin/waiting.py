@@ -62,7 +62,20 @@ WAIT_STYLE = "display:block;max-width:14em;margin-top:2px;font-size:11px;white-s
 
 
 def list_text(run: Any) -> Any:
-    """Why a run waits, for the run list's status cell ("" when it does not wait)."""
+    """Why a run waits, and its deadline, for the run list's status cell ("" when neither)."""
+    text = _wait_text(run)
+    deadline = getattr(run, "deadline_at", None)
+    if deadline is None or run.status not in (Status.PENDING, Status.RUNNING, Status.SUSPENDED):
+        return text
+    return format_html(
+        '{}<span class="dwe-deadline" style="{}">deadline {}</span>',
+        text,
+        WAIT_STYLE,
+        timezone.localtime(deadline).strftime("%Y-%m-%d %H:%M"),
+    )
+
+
+def _wait_text(run: Any) -> Any:
     if run.status == Status.PENDING and run.concurrency_key is not None:
         return format_html('<span class="dwe-wait" style="{}">{}</span>', WAIT_STYLE, slot_text(run))
     if run.status != Status.RUNNING:

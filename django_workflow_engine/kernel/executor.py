@@ -67,13 +67,15 @@ def execute_stage(
     limit = timeout if run_left is None or (timeout is not None and timeout <= run_left) else max(run_left, 0.001)
     began = time.monotonic()
     outcome = _execute(stage, ctx, limit)
-    late = limit is not None and outcome.kind != "failed" and time.monotonic() - began > limit
-    if late or (outcome.kind == "failed" and outcome.error_type == TIMED_OUT):
-        # Interrupted, or stage code that could not be interrupted (see timeouts.py): its late result is discarded.
-        if limit is not timeout:
-            return failure(RunDeadlineExceeded(stage.id), False)
-        exc = StageTimedOut(stage.id, limit or 0)
-        return failure(exc, stage.retry.retryable(exc))
+    interrupted = outcome.kind == "failed" and outcome.error_type == TIMED_OUT
+    if interrupted and limit is not timeout:
+        stopped = failure(RunDeadlineExceeded(stage.id), False)
+        stopped.traceback = outcome.traceback  # where the stage was when the deadline came
+        return stopped
+    if limit is not None and outcome.kind != "failed" and time.monotonic() - began > limit:
+        # Stage code that could not be interrupted (see timeouts.py): its late result is discarded.
+        exc: Exception = StageTimedOut(stage.id, limit) if limit is timeout else RunDeadlineExceeded(stage.id)
+        return failure(exc, limit is timeout and stage.retry.retryable(exc))
     return outcome
 
 
