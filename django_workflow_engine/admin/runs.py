@@ -276,7 +276,7 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, self.run_template, context)
 
 
-def last_tracebacks(stage_pks: list[str]) -> dict[str, str]:
+def last_tracebacks(stage_pks: set[str]) -> dict[str, str]:
     """The traceback of each failed stage's last failed attempt, from its ERROR log line (one query)."""
     if not stage_pks:
         return {}
@@ -312,7 +312,7 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     }
     plan = workflow_plan(run.workflow_id)
     now = timezone.now()
-    traces = last_tracebacks([s.pk for s in stages if s.error_message])
+    traces = last_tracebacks({s.pk for s in [*stages, *current] if s.error_message})
     stage_rows = []
     for s in stages:
         job = jobs.get(s.stage_id) if attempt.is_current else None
@@ -397,7 +397,7 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     if run.status in ACTIVE:
         refresh = 30 if history.only_waiting(run, current) else 5
     share_cost, share_tokens = history.current_share(attempts[-1])
-    failure = failure_summary(run, current, jobs)
+    failure = failure_summary(run, current, jobs, traces)
     app = WorkflowRun._meta.app_label
     return {
         "run": run,
@@ -446,7 +446,7 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
 
 
 def failure_summary(
-    run: WorkflowRun, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]
+    run: WorkflowRun, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob], traces: dict[str, str]
 ) -> dict[str, Any] | None:
     """Which stage failed, on which try, why (type and message) and its stored traceback, for a FAILED run."""
     if run.status != Status.FAILED:
@@ -458,15 +458,7 @@ def failure_summary(
         stage = next((s for s in stages if s.status == Status.FAILED), None)
     message = (stage.error_message if stage is not None else None) or error.get("message") or "no error message"
     kind, text = history.split_error(message)
-    trace = None
-    if stage is not None:
-        meta = (
-            WorkflowLog.objects.filter(stage_id=stage.pk, level=WorkflowLog.Level.ERROR)
-            .order_by("-id")
-            .values_list("metadata", flat=True)
-            .first()
-        )
-        trace = meta.get("traceback") if isinstance(meta, dict) else None
+    trace = traces.get(stage.pk) if stage is not None else None
     job = jobs.get(stage.stage_id) if stage is not None else None
     return {
         "stage": stage,

@@ -199,7 +199,8 @@ class BaseContext:
         """Raise :class:`~django_workflow_engine.errors.RunNotRunning` if :attr:`cancelled`: the stage stops
         there, and its result (a ghost's) is discarded."""
         if self.cancelled:
-            raise RunNotRunning(self.run_id, self._run_status() if self._run_status else "stopped")
+            status = self._run_status() if self._run_status is not None else None
+            raise RunNotRunning(self.run_id, status or "gone")
 
     def ai(self) -> StageAI:
         """The AI helper for this stage (topic ``workflow.<run_id>.stage.<stage_id>``), with cost tracking."""

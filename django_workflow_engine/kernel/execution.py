@@ -19,16 +19,16 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.context import StageContext, StageStorage
 from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
 from ..core.ids import new_id
-from ..core.retry import NO_POLICY, RetryPolicy
-from .commands import ExecuteJob, ExecuteResult, TransitionRun
+from .commands import ExecuteJob, ExecuteResult
 from .events import STAGE_PROGRESS, event
 from .executor import NON_RETRYABLE, Outcome, execute_stage, failure, parse_config
+from .failures import settle_failure
 from .flow import (
     MISSING,
     MissingGroupOutput,
@@ -367,23 +367,6 @@ def _settle(
 # -- hosts' entry point -----------------------------------------------------------------------------------------
 
 
-def retry_delay(deps: Deps, job: JobRecord, stage: Stage | None) -> timedelta:
-    """Exponential backoff from the stage's retry policy and the settings: ``base * 2**(attempt-1)`` (2 s, 4 s,
-    8 s with the default base), at most the policy's longest wait, less its jitter."""
-    options = deps.options
-    defaults = RetryPolicy(
-        backoff_base=options.retry_base_seconds,
-        max_interval=options.retry_max_interval_seconds,
-        jitter=options.retry_jitter,
-    )
-    if stage is None:
-        return NO_POLICY.delay(job.attempt, defaults)
-    policy = stage.retry
-    if stage.retry_base_seconds is not None and policy.backoff_base is None:
-        policy = replace(policy, backoff_base=stage.retry_base_seconds)
-    return policy.delay(job.attempt, defaults)
-
-
 def run_job(
     kernel: Kernel,
     job: JobRecord,
@@ -436,7 +419,9 @@ def _run_job(
     outcome: JobOutcomeKind = executed.outcome
     transition = executed.transition
     if executed.outcome == "failed":
-        outcome, transition = _settle_failure(kernel, job, executed, now, on_error)
+        outcome, transition = settle_failure(
+            kernel, job, executed.error, executed.ghost, executed.retryable, now, on_error
+        )
     duration_ms = int((now - began).total_seconds() * 1000)
     log = logger.warning if outcome in ("failed", "retrying") else logger.info
     log(
@@ -461,33 +446,6 @@ def _run_job(
         transition,
         executed.continuation,
     )
-
-
-def _settle_failure(
-    kernel: Kernel,
-    job: JobRecord,
-    executed: Executed,
-    now: datetime,
-    on_error: Callable[[BaseException], None] | None,
-) -> tuple[JobOutcomeKind, TransitionAction | None]:
-    """A failed job: retried with backoff while attempts remain, else failed for good and its run transitioned."""
-    deps = kernel.deps
-    error = executed.error or "Unknown error"
-    if not executed.ghost and executed.retryable and job.attempt < job.max_attempts:
-        workflow = deps.registry.get(job.workflow_id)
-        stage = workflow.stage(job.stage_id) if workflow and workflow.has_stage(job.stage_id) else None
-        deps.jobs.fail(job.id, error, now + retry_delay(deps, job, stage), now)
-        return "retrying", None
-    deps.jobs.fail(job.id, error, None, now)
-    if executed.ghost:
-        return "failed", None
-    try:
-        return "failed", kernel.dispatch(TransitionRun(job.run_id)).action
-    except Exception as exc:
-        logger.exception("transition after the failure of job %s failed", job.id, extra=job_extra(job))
-        if on_error:
-            on_error(exc)
-        return "failed", None
 
 
 def quarantine(kernel: Kernel, job: JobRecord, message: str, started: datetime | None = None) -> JobOutcome:

@@ -220,3 +220,33 @@ def test_bad_retry_policies(kwargs, message):
     with pytest.raises(WorkflowDefinitionError, match="RetryPolicy") as info:
         RetryPolicy(**kwargs)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("STAGE_TIMEOUT_SECONDS", 0),
+        ("STAGE_TIMEOUT_SECONDS", -1),
+        ("STAGE_TIMEOUT_SECONDS", float("nan")),
+        ("STAGE_TIMEOUT_SECONDS", "30"),
+        ("RETRY_MAX_INTERVAL_SECONDS", 0),
+        ("RETRY_MAX_INTERVAL_SECONDS", float("inf")),
+        ("RETRY_JITTER", 1.5),
+        ("RETRY_JITTER", -0.1),
+        ("RETRY_JITTER", True),
+    ],
+)
+def test_manage_py_check_names_a_bad_time_setting(settings, setting, value):
+    from django_workflow_engine.checks import check_settings
+
+    settings.WORKFLOW_ENGINE = {setting: value}
+    errors = check_settings(None)
+    assert [e.id for e in errors] == ["django_workflow_engine.E035"]
+    assert setting in errors[0].msg
+
+
+def test_good_time_settings_pass_the_checks(settings):
+    from django_workflow_engine.checks import check_settings
+
+    settings.WORKFLOW_ENGINE = {"STAGE_TIMEOUT_SECONDS": 600, "RETRY_MAX_INTERVAL_SECONDS": None, "RETRY_JITTER": 0.3}
+    assert check_settings(None) == []
