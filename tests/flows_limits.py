@@ -50,3 +50,23 @@ per_customer = (
 whole_two = (
     WorkflowBuilder("whole-two", "Two at a time", input=Order, output=Done, max_concurrent_runs=2).pipe(handle).build()
 )
+
+
+@define_stage(id="render", name="Render on the one GPU pair", input=Order, output=Done, max_concurrent=2)
+def render(ctx):
+    import time
+
+    if ctx.input.sleep:
+        time.sleep(ctx.input.sleep)
+    return Done(n=ctx.input.n)
+
+
+@define_stage(id="prepare", name="Prepare", input=Order, output=Order)
+def prepare(ctx):
+    return ctx.input
+
+
+# Unlimited runs whose second stage is limited to two executions at once across the cluster.
+gpu_pair = (
+    WorkflowBuilder("gpu-pair", "Render, two at a time", input=Order, output=Done).pipe(prepare).pipe(render).build()
+)

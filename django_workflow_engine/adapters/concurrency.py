@@ -15,7 +15,7 @@ from django.db import connections
 from django.db.models import Count, Q
 
 from ..kernel.records import RunRecord
-from ..models import WorkflowRun
+from ..models import WorkflowRun, WorkflowStage
 from ..models.status import Status
 
 
@@ -28,6 +28,29 @@ class OrmConcurrency:
             return
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"dwe-run:{workflow_id}:{key}"])
+
+    def lock_stage_limit(self, workflow_id: str, stage_id: str) -> None:
+        connection = connections[self.using]
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"dwe-stage:{workflow_id}:{stage_id}"]
+            )
+
+    def running_stage_count(self, workflow_id: str, stage_id: str, exclude_id: str) -> int:
+        return (
+            WorkflowStage.objects.using(self.using)
+            .filter(
+                stage_id=stage_id,
+                status=Status.RUNNING,
+                superseded_at__isnull=True,
+                run__workflow_id=workflow_id,
+                run__status=Status.RUNNING,
+            )
+            .exclude(pk=exclude_id)
+            .count()
+        )
 
     def concurrency_counts(self, workflow_id: str, key: str) -> tuple[int, int]:
         counts = (

@@ -283,7 +283,7 @@ class OrmJobQueue:
         elif self._update(job_id, status=Status.PENDING, available_at=retry_at, **common):
             self._ring([job_id], retry_at if retry_at > now else None)
 
-    def release(self, job_id: str, worker_id: str, now: datetime) -> bool:
+    def release(self, job_id: str, worker_id: str, now: datetime, until: datetime | None = None) -> bool:
         released = (
             self._jobs()
             .filter(pk=job_id, status=Status.RUNNING, worker_id=worker_id)
@@ -293,12 +293,12 @@ class OrmJobQueue:
                 worker_id=None,
                 locked_at=None,
                 started_at=None,
-                available_at=now,
+                available_at=until or now,
                 updated_at=now,
             )
         )
         if released:
-            self._ring([job_id])
+            self._ring([job_id], until if until is not None and until > now else None)
         return bool(released)
 
     def touch(self, job_id: str, worker_id: str, now: datetime) -> bool:

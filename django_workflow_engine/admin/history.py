@@ -128,6 +128,16 @@ def retry_scheduled(stage: WorkflowStage, job: WorkflowJob | None) -> str | None
     return f"retrying at {clock(job.available_at)} (attempt {job.attempt + 1} of {job.max_attempts})"
 
 
+def stage_limit(workflow_id: str, stage_id: str) -> int | None:
+    """The ``max_concurrent`` of a registered stage (``None``: none, or no longer registered)."""
+    from ..registry import registry
+
+    workflow = registry.get(workflow_id)
+    if workflow is None or not workflow.has_stage(stage_id):
+        return None
+    return workflow.stage(stage_id).max_concurrent
+
+
 def waits(run: Any, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]) -> list[str]:
     """What an unfinished run is waiting for, one sentence per stage that waits."""
     if run.status not in (Status.RUNNING, Status.PENDING):
@@ -149,7 +159,14 @@ def waits(run: Any, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]) -
                 text += f" (gives up at {clock(stage.max_wait_until)})"
             lines.append(text + ".")
         elif stage.status == Status.PENDING and job is not None and job.status == Status.PENDING:
-            lines.append(f"Stage {stage.stage_id} is queued for a worker (due at {clock(job.available_at)}).")
+            limit = stage_limit(run.workflow_id, stage.stage_id)
+            if limit is not None and job.available_at is not None and job.available_at > timezone.now():
+                lines.append(
+                    f"Stage {stage.stage_id} waits for a slot: at most {limit} of it run at once across the "
+                    f"cluster (tried again at {clock(job.available_at)})."
+                )
+            else:
+                lines.append(f"Stage {stage.stage_id} is queued for a worker (due at {clock(job.available_at)}).")
     if run.deadline_at is not None:
         when = timezone.localtime(run.deadline_at).strftime("%Y-%m-%d %H:%M:%S")
         lines.append(f"Deadline: the run fails with 'deadline exceeded' if it has not finished by {when}.")

@@ -93,6 +93,7 @@ def define_async_batch_stage(
     retry_base_seconds: float | None = None,
     retry: RetryPolicy | None = None,
     timeout: Seconds | None = None,
+    max_concurrent: int | None = None,
 ) -> Stage | Callable[[Callable[..., Any]], Stage]:
     """Define an async-batch stage.
 
@@ -124,6 +125,7 @@ def define_async_batch_stage(
             retry_base_seconds=retry_base_seconds,
             retry=retry,
             timeout=timeout,
+            max_concurrent=max_concurrent,
         )
 
     if execute is not None:

@@ -153,6 +153,7 @@ class Stage:
         retry_base_seconds: exponential backoff base (default: ``WORKFLOW_ENGINE["RETRY_BASE_SECONDS"]``).
         retry: the rest of the retry policy (longest wait, jitter, which exceptions are retried).
         timeout: seconds one execution may take (default: ``WORKFLOW_ENGINE["STAGE_TIMEOUT_SECONDS"]``).
+        max_concurrent: at most this many executions of this stage at once, across every run and worker.
     """
 
     id: str
@@ -169,6 +170,7 @@ class Stage:
     retry_base_seconds: float | None = None
     retry: RetryPolicy = NO_POLICY
     timeout: float | None = None
+    max_concurrent: int | None = None
 
     def __call__(self, ctx: StageContext) -> Any:
         return run_callable(self.execute, ctx)
@@ -251,6 +253,7 @@ def define_stage(
     retry_base_seconds: float | None = None,
     retry: RetryPolicy | None = None,
     timeout: Seconds | None = None,
+    max_concurrent: int | None = None,
 ) -> Callable[[Callable[..., Any]], Stage]: ...
 
 
@@ -269,6 +272,7 @@ def define_stage(
     retry_base_seconds: float | None = None,
     retry: RetryPolicy | None = None,
     timeout: Seconds | None = None,
+    max_concurrent: int | None = None,
 ) -> Stage: ...
 
 
@@ -286,6 +290,7 @@ def define_stage(
     retry_base_seconds: float | None = None,
     retry: RetryPolicy | None = None,
     timeout: Seconds | None = None,
+    max_concurrent: int | None = None,
 ) -> Stage | Callable[[Callable[..., Any]], Stage]:
     """Define a synchronous stage.
 
@@ -310,6 +315,8 @@ def define_stage(
             fields.
         timeout: seconds (or a ``timedelta``) one execution may take before it fails with "timed out after
             N s" (and is retried like any failure); default ``WORKFLOW_ENGINE["STAGE_TIMEOUT_SECONDS"]``.
+        max_concurrent: at most this many executions of this stage at once across the cluster (a GPU, a
+            licence, a fragile API); a job over the limit waits, due again a moment later, its attempt unspent.
 
     Raises:
         WorkflowDefinitionError: for a malformed id, schema or option.
@@ -341,6 +348,7 @@ def define_stage(
             retry_base_seconds=retry_base_seconds,
             retry=retry,
             timeout=timeout,
+            max_concurrent=max_concurrent,
         )
 
     if execute is not None:
@@ -364,6 +372,7 @@ def make_stage(
     retry_base_seconds: float | None = None,
     retry: RetryPolicy | None = None,
     timeout: Seconds | None = None,
+    max_concurrent: int | None = None,
 ) -> Stage:
     check_stage_id(id)
     if not isinstance(name, str) or not name.strip():
@@ -380,6 +389,12 @@ def make_stage(
         raise WorkflowDefinitionError(f"Stage {id!r}: max_attempts must be a positive integer, got {max_attempts!r}.")
     if retry_base_seconds is not None and retry_base_seconds < 0:
         raise WorkflowDefinitionError(f"Stage {id!r}: retry_base_seconds must be >= 0, got {retry_base_seconds!r}.")
+    if max_concurrent is not None and (
+        isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1
+    ):
+        raise WorkflowDefinitionError(
+            f"Stage {id!r}: max_concurrent must be a positive integer, got {max_concurrent!r}."
+        )
     if retry is None:
         retry = NO_POLICY
     elif not isinstance(retry, RetryPolicy):
@@ -407,4 +422,5 @@ def make_stage(
         retry_base_seconds=retry_base_seconds if retry_base_seconds is not None else retry.backoff_base,
         retry=retry,
         timeout=check_timeout(f"Stage {id!r}", "timeout", timeout),
+        max_concurrent=max_concurrent,
     )

@@ -19,7 +19,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.context import StageContext, StageStorage
@@ -52,9 +52,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_workflow_engine.worker")
 
-StageOutcome = Literal["completed", "suspended", "failed"]
+StageOutcome = Literal["completed", "suspended", "failed", "deferred"]
 # ``released``: a host gave the job back after an infrastructure error (a busy SQLite database).
-JobOutcomeKind = Literal["completed", "suspended", "retrying", "failed", "released"]
+# ``deferred``: its stage's cluster-wide limit was reached; the job is due again shortly, its attempt unspent.
+JobOutcomeKind = Literal["completed", "suspended", "retrying", "failed", "released", "deferred"]
+# How soon a job deferred by its stage's ``max_concurrent`` is due again.
+STAGE_SLOT_POLL_SECONDS = 1.0
 TransitionAction = Literal["advanced", "completed", "failed", "noop"]
 
 
@@ -103,6 +106,7 @@ class Settle:
     job_id: str
     worker_id: str | None = None
     continue_if: Callable[[], bool] | None = None
+    holder: str | None = None  # the worker holding the job's lease
 
 
 @dataclass
@@ -189,6 +193,10 @@ def _begin(
                 persistence.append_events(advanced.events, causation_id)
                 transition = advanced.result.action
             return Executed("completed", output=None if output is MISSING else output, transition=transition)
+        if stage_def.max_concurrent is not None and settle is not None:
+            waiting = _stage_slot_taken(deps, workflow, stage_def, record, settle, now)
+            if waiting is not None:
+                return waiting
         if record is None:
             new = StageRecord(
                 id=new_id(),
@@ -206,6 +214,26 @@ def _begin(
             persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": now}, now)
         persistence.append_events([stage_started_event(record, now)], causation_id)
     return _Begun(run, stages, record, now)
+
+
+def _stage_slot_taken(
+    deps: Deps, workflow: Workflow, stage_def: Stage, record: StageRecord | None, settle: Settle, now: datetime
+) -> Executed | None:
+    """In the begin transaction: ``None`` if the stage may start under its ``max_concurrent``, else the job is
+    given back, due again in ``STAGE_SLOT_POLL_SECONDS``, and the deferral returned. Admissions to one stage
+    are serialized (an advisory lock on PostgreSQL, the single writer on SQLite), and an admitted stage is
+    RUNNING before that transaction commits, so the count never misses one."""
+    limit = stage_def.max_concurrent
+    assert limit is not None
+    deps.persistence.lock_stage_limit(workflow.id, stage_def.id)
+    running = deps.persistence.running_stage_count(workflow.id, stage_def.id, record.id if record else "")
+    if running < limit:
+        return None
+    until = now + timedelta(seconds=STAGE_SLOT_POLL_SECONDS)
+    deps.jobs.release(settle.job_id, settle.holder or "", now, until=until)
+    return Executed(
+        "deferred", error=f"waiting for a slot of stage {stage_def.id!r}: limit {limit} ({running} running)"
+    )
 
 
 def _log_sink(deps: Deps, begun: _Begun) -> Callable[[str, str, dict[str, Any]], None]:
@@ -409,7 +437,7 @@ def _run_job(
     try:
         # No idempotency key: the claimed job row is the guard (each delivery is a new attempt, and a stage
         # that already COMPLETED is never executed again).
-        settle = Settle(job.id, continue_as, continue_if)
+        settle = Settle(job.id, continue_as, continue_if, job.worker_id)
         executed = execute(deps, job.run_id, job.workflow_id, job.stage_id, str(uuid.uuid4()), settle, started)
     except (WorkflowNotFound, StageNotFound, RunNotFound) as exc:
         # A job that can never run (its workflow or stage was removed, its run deleted) is quarantined:

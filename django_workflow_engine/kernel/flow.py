@@ -159,7 +159,8 @@ def prepare_group(
     worker in the same transaction: its record is inserted RUNNING, its job already claimed, and
     ``stage:started`` returned in ``events`` for the caller to append."""
     known_new = existing is not None and not any(s.execution_group == group for s in existing)
-    eager = claim_for is not None and known_new
+    # A stage with a cluster-wide limit is never started eagerly: it must be admitted when a worker begins it.
+    eager = claim_for is not None and known_new and workflow.group(group)[0].max_concurrent is None
     new_records = group_records(run, workflow, group, attempt, now, eager=eager)
     stored = deps.persistence.create_stages(new_records, now, known_new=known_new)
     taken = stored[0] if eager else None

@@ -66,6 +66,14 @@ class Persistence(Protocol):
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
     # -- run concurrency limits (kernel/concurrency.py) --
+    def lock_stage_limit(self, workflow_id: str, stage_id: str) -> None:
+        """Inside a transaction: serialize admissions to one stage's cluster-wide limit until commit."""
+        ...
+
+    def running_stage_count(self, workflow_id: str, stage_id: str, exclude_id: str) -> int:
+        """Current RUNNING stage records of ``stage_id`` in runs of ``workflow_id``, other than ``exclude_id``."""
+        ...
+
     def lock_concurrency_key(self, workflow_id: str, key: str) -> None:
         """Serialize admissions of one (workflow, key) until the transaction ends."""
 
@@ -278,9 +286,10 @@ class JobQueue(Protocol):
         Without: -> FAILED, completed_at = now, last_error. A CANCELLED job stays CANCELLED."""
         ...
 
-    def release(self, job_id: str, worker_id: str, now: datetime) -> bool:
-        """Give back a RUNNING job held by ``worker_id`` that it has not started executing: PENDING, due now,
-        lease cleared, attempt decremented (the attempt was never made). False if it is no longer held."""
+    def release(self, job_id: str, worker_id: str, now: datetime, until: datetime | None = None) -> bool:
+        """Give back a RUNNING job held by ``worker_id`` that it has not started executing: PENDING, due now
+        (or at ``until``: deferred, e.g. while its stage's concurrency limit is reached), lease cleared, attempt
+        decremented (the attempt was never made). False if it is no longer held."""
         ...
 
     def touch(self, job_id: str, worker_id: str, now: datetime) -> bool:

@@ -250,3 +250,39 @@ def test_good_time_settings_pass_the_checks(settings):
 
     settings.WORKFLOW_ENGINE = {"STAGE_TIMEOUT_SECONDS": 600, "RETRY_MAX_INTERVAL_SECONDS": None, "RETRY_JITTER": 0.3}
     assert check_settings(None) == []
+
+
+def test_a_stage_over_its_cluster_limit_is_deferred_without_spending_an_attempt():
+    from tests.flows_limits import gpu_pair
+
+    harness = MemoryHarness([gpu_pair])
+    first, second, third = (harness.start("gpu-pair", {"customer": c}) for c in "abc")
+    harness.drain(max_jobs=3)  # every run is now at its render stage
+    # Two workers elsewhere hold render for the first two runs.
+    held = []
+    for _ in range(2):
+        job = harness.jobs.dequeue("elsewhere", harness.clock.now())
+        stage = harness.persistence.get_stage(job.run_id, "render")
+        harness.persistence.update_stage(stage.id, {"status": "RUNNING"}, harness.clock.now())
+        held.append(job)
+    assert {j.run_id for j in held} == {first, second}
+
+    harness.drain()
+    (job,) = harness.jobs.jobs_for_run(third)[1:]
+    assert (job.status, job.attempt) == ("PENDING", 0)  # deferred, its attempt given back
+    assert job.available_at == harness.clock.now() + timedelta(seconds=1)
+    assert harness.persistence.get_stage(third, "render").status == "PENDING"
+
+    from django_workflow_engine.kernel import run_job
+
+    run_job(harness.kernel, held[0])  # one slot frees
+    harness.clock.advance(timedelta(seconds=1))
+    harness.run_until_idle()
+    assert harness.persistence.get_run(third).status == "COMPLETED"
+    assert harness.persistence.get_run(second).status == "RUNNING"  # still held elsewhere
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "2", True])
+def test_bad_max_concurrent_names_the_stage(value):
+    with pytest.raises(WorkflowDefinitionError, match="Stage 'bad': max_concurrent must be a positive integer"):
+        define_stage(id="bad", name="Bad", max_concurrent=value)(lambda ctx: None)

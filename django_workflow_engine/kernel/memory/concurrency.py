@@ -15,6 +15,24 @@ class InMemoryConcurrency:
     def lock_concurrency_key(self, workflow_id: str, key: str) -> None:
         return None  # one process: the store's lock serializes every read and write
 
+    def lock_stage_limit(self, workflow_id: str, stage_id: str) -> None:
+        return None
+
+    def running_stage_count(self, workflow_id: str, stage_id: str, exclude_id: str) -> int:
+        with self._shared.lock:
+            runs = self.store.runs
+            return sum(
+                1
+                for s in self.store.stages.values()
+                if s.stage_id == stage_id
+                and s.status == Status.RUNNING
+                and s.superseded_at is None
+                and s.id != exclude_id
+                and s.run_id in runs
+                and runs[s.run_id].workflow_id == workflow_id
+                and runs[s.run_id].status == Status.RUNNING
+            )
+
     def _keyed(self, workflow_id: str, key: str) -> list[RunRecord]:
         return [r for r in self.store.runs.values() if r.workflow_id == workflow_id and r.concurrency_key == key]
 

@@ -135,7 +135,7 @@ class InMemoryJobQueue:
                 job.status = Status.FAILED
                 job.completed_at = now
 
-    def release(self, job_id: str, worker_id: str, now: datetime) -> bool:
+    def release(self, job_id: str, worker_id: str, now: datetime, until: datetime | None = None) -> bool:
         with self._shared.lock:
             job = self.store.jobs.get(job_id)
             if job is None or job.status != Status.RUNNING or job.worker_id != worker_id:
@@ -145,7 +145,7 @@ class InMemoryJobQueue:
             job.worker_id = None
             job.locked_at = None
             job.started_at = None
-            job.available_at = now
+            job.available_at = until or now
             job.updated_at = now
             return True
 
