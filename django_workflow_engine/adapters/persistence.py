@@ -42,6 +42,7 @@ from ..models import (
     WorkflowStage,
 )
 from . import deferred
+from .asyncsafe import off_the_loop
 from .concurrency import OrmConcurrency
 from .cursors import hot_cursor
 from .sqlite import busy_guard, guard_public_methods, write_atomic
@@ -485,6 +486,9 @@ class OrmPersistence(OrmConcurrency):
 
     def get_run(self, run_id: str) -> RunRecord | None:
         return self._run_by_id(run_id, lock=False)
+
+    def get_run_status(self, run_id: str) -> str | None:
+        return off_the_loop(lambda: self._runs().filter(pk=run_id).values_list("status", flat=True).first())
 
     def lock_run(self, run_id: str) -> RunRecord | None:
         return self._run_by_id(run_id, lock=True)

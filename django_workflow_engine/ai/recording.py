@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from ..adapters.asyncsafe import off_the_loop
 from .journal import AlreadyRecorded
 from .prompts import apply_prompt_policy
 from .results import ZERO, Usage
@@ -47,20 +46,7 @@ def run_sync(fn: Callable[[], Any]) -> Any:
     """Run ORM work or a provider call; inside a running event loop (an ``async def`` stage) it runs on a
     helper thread, since Django refuses synchronous queries there and litellm, seeing a running loop, would
     leave its async logging tasks on a loop that is about to close."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return fn()
-    from django.db import close_old_connections
-
-    def in_thread() -> Any:
-        try:
-            return fn()
-        finally:
-            close_old_connections()
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(in_thread).result()
+    return off_the_loop(fn)
 
 
 def write_call(record: CallRecord) -> Any:

@@ -288,11 +288,7 @@ def _run_stage(deps: Deps, workflow: Workflow, stage_def: Stage, begun: _Begun) 
 
 
 def _status_reader(deps: Deps, run_id: str) -> Callable[[], str | None]:
-    def status() -> str | None:
-        run = deps.persistence.get_run(run_id)
-        return str(run.status) if run is not None else None
-
-    return status
+    return lambda: deps.persistence.get_run_status(run_id)
 
 
 def stage_timeout(deps: Deps, stage_def: Stage) -> float | None:

@@ -81,7 +81,7 @@ def execute_stage(
 
 def _execute(stage: Stage, ctx: StageContext, timeout: float | None) -> Outcome:
     try:
-        returned = call_with_timeout(stage.execute, ctx, timeout, stage.id)
+        returned = call_with_timeout(stage.execute, ctx, timeout, stage.id, lambda: ctx.cancelled)
         if isinstance(returned, Suspend):
             if stage.mode != "async-batch":
                 return Outcome(

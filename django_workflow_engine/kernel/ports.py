@@ -89,6 +89,11 @@ class Persistence(Protocol):
         """(workflow_id, key) pairs that have runs waiting for a slot."""
         ...
 
+    def get_run_status(self, run_id: str) -> str | None:
+        """The run's status (``None``: no such run); callable from a thread that runs an event loop (an
+        ``async def`` stage)."""
+        ...
+
     def lock_run(self, run_id: str) -> RunRecord | None:
         """Read the run and lock its row until the surrounding transaction ends (``SELECT ... FOR UPDATE`` on
         PostgreSQL). Must be called inside ``atomic()``. ``None`` if missing."""

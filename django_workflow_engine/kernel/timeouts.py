@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..core.errors import StageTimedOut
+from ..core.errors import RunNotRunning, StageTimedOut
 from ..core.stage import run_callable
 
 
@@ -34,26 +34,58 @@ def can_interrupt() -> bool:
     return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
 
 
-def call_with_timeout(fn: Callable[..., Any], arg: Any, seconds: float | None, stage_id: str) -> Any:
-    """``fn(arg)`` (a ``def`` or ``async def`` stage function), interrupted after ``seconds`` where possible."""
+def call_with_timeout(
+    fn: Callable[..., Any],
+    arg: Any,
+    seconds: float | None,
+    stage_id: str,
+    stopped: Callable[[], bool] | None = None,
+) -> Any:
+    """``fn(arg)`` (a ``def`` or ``async def`` stage function), interrupted after ``seconds`` where possible.
+    An ``async def`` one is also cancelled once ``stopped()`` (asked every ``WATCH_SECONDS``) says its run
+    stopped; it then raises :class:`RunNotRunning`."""
+    if inspect.iscoroutinefunction(fn):
+        return run_callable(_async_limited(fn, arg, seconds, stage_id, stopped))
     if seconds is None:
         return run_callable(fn, arg)
-    if inspect.iscoroutinefunction(fn):
-        return run_callable(_async_limited(fn, arg, seconds, stage_id))
     if not can_interrupt():
         return run_callable(fn, arg)
     with alarm(seconds, stage_id):
         return run_callable(fn, arg)
 
 
-def _async_limited(fn: Callable[..., Any], arg: Any, seconds: float, stage_id: str) -> Callable[[], Any]:
+WATCH_SECONDS = 1.0
+
+
+def _async_limited(
+    fn: Callable[..., Any], arg: Any, seconds: float | None, stage_id: str, stopped: Callable[[], bool] | None
+) -> Callable[[], Any]:
     async def limited() -> Any:
+        task = asyncio.ensure_future(fn(arg))
+        watcher = asyncio.ensure_future(_watch(task, stopped)) if stopped is not None else None
         try:
-            return await asyncio.wait_for(fn(arg), seconds)
+            return await asyncio.wait_for(task, seconds)
         except TimeoutError:
-            raise StageTimedOut(stage_id, seconds) from None
+            raise StageTimedOut(stage_id, seconds or 0) from None
+        except asyncio.CancelledError:
+            if watcher is not None and watcher.done() and watcher.result():
+                raise RunNotRunning(getattr(arg, "run_id", "?"), "stopped") from None
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     return limited
+
+
+async def _watch(task: asyncio.Future[Any], stopped: Callable[[], bool]) -> bool:
+    """Cancel ``task`` once ``stopped()``; True if it did."""
+    while not task.done():
+        await asyncio.sleep(WATCH_SECONDS)
+        if stopped():  # a short, blocking status read (on its own thread when it needs the database)
+            task.cancel()
+            return True
+    return False
 
 
 @contextmanager

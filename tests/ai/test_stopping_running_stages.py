@@ -41,16 +41,26 @@ def loop(ctx):
     return {"done": done}
 
 
+@define_stage(id="async_wait", name="Async wait", input=Steps)
+async def async_wait(ctx):
+    import asyncio
+
+    await asyncio.sleep(ctx.input.step_seconds)
+    STEPS_DONE[ctx.run_id] = 1
+    return {"done": 1}
+
+
+async_waiting = WorkflowBuilder("async-waiting", "Waits, async", input=Steps).pipe(async_wait).build()
 looping = WorkflowBuilder("looping", "Loops", input=Steps).pipe(loop).build()
 bounded = WorkflowBuilder("bounded", "Has 60 s", input=Steps, timeout=60).pipe(loop).build()
 
 
 @pytest.fixture(autouse=True)
 def flows():
-    for flow in (looping, bounded):
+    for flow in (looping, bounded, async_waiting):
         registry.register(flow)
     yield
-    for flow in (looping, bounded):
+    for flow in (looping, bounded, async_waiting):
         registry.unregister(flow.id)
 
 
@@ -109,6 +119,28 @@ def test_ctx_check_cancelled_stops_a_long_stage_cooperatively():
     assert 10 < STEPS_DONE[run.id] < 100  # stopped within a second of the cancel, by check_cancelled()
     assert WorkflowRun.objects.get(pk=run.id).status == "CANCELLED"
     assert WorkflowStage.objects.get(run=run).output_data is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancelling_a_run_cancels_its_running_async_stage():
+    import threading
+
+    from django.db import connections
+
+    run = engine.start("async-waiting", {"step_seconds": 30})
+
+    def cancel() -> None:
+        engine.cancel(run.id)
+        connections.close_all()
+
+    stopper = threading.Timer(0.3, cancel)
+    stopper.start()
+    began = time.monotonic()
+    engine.run_until_idle()
+    stopper.join()
+    assert time.monotonic() - began < 5  # cancelled at the watcher's next look, not after 30 s
+    assert run.id not in STEPS_DONE
+    assert WorkflowRun.objects.get(pk=run.id).status == "CANCELLED"
 
 
 def test_a_deadline_interrupts_the_running_stage_and_fails_the_run():

@@ -63,6 +63,11 @@ class InMemoryPersistence(InMemoryConcurrency):
             run = self.store.runs.get(run_id)
             return copy.deepcopy(run) if run else None
 
+    def get_run_status(self, run_id: str) -> str | None:
+        with self._shared.lock:
+            run = self.store.runs.get(run_id)
+            return str(run.status) if run else None
+
     def lock_run(self, run_id: str) -> RunRecord | None:
         return self.get_run(run_id)
 
