@@ -148,7 +148,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         conn.flushdb()
 
     def start_runs(count: int) -> list[str]:
-        return [engine.start("bench", {}).id for _ in range(count)]
+        return [engine.start(config["workflow"], {"n": i}).id for i in range(count)]
 
     if not during:
         t = time.perf_counter()
@@ -209,7 +209,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
             delay = t0 + i / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            paced_ids.append(engine.start("bench", {}).id)
+            paced_ids.append(engine.start(config["workflow"], {"n": len(paced_ids)}).id)
         paced_finished = wait_finished(paced_ids, paced_runs, max(60.0, paced_runs / rate * 3))
         paced = measure(paced_ids)
         paced["submit_rate_runs_per_s"] = rate
@@ -243,6 +243,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         "kind": "engine",
         "database": connection.vendor,
         "transport": transport,
+        "workflow": config["workflow"],
         "workers": workers,
         "runs": runs,
         "finished": finished,
@@ -389,6 +390,13 @@ def main() -> None:
     parser.add_argument(
         "--timeout", type=float, help="seconds to wait for a phase's runs (default max(180, 0.6 x runs))"
     )
+    parser.add_argument(
+        "--workflow",
+        default="bench",
+        choices=["bench", "bench-limited"],
+        help="the measured workflow: 'bench', or 'bench-limited' (the same stages, at most 2 runs at once per key, "
+        "10 keys): throughput with a concurrency limit",
+    )
     parser.add_argument("--name", default="throughput", help="results/<name>.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -433,6 +441,7 @@ def main() -> None:
                 "conn_max_age": args.conn_max_age,
                 "starts_during_load": args.starts_during_load,
                 "sqlite_options": args.sqlite_options,
+                "workflow": args.workflow,
             }
             tmp = tempfile.mkdtemp(prefix="dwe-bench-sqlite-") if database == "sqlite" else None
             url = pg_url if tmp is None else f"sqlite:///{tmp}/bench.sqlite3"

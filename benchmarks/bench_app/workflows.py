@@ -33,3 +33,24 @@ bench = (
     .pipe(bench_d)
     .build()
 )
+
+
+# The same stages under a concurrency limit, for throughput with and without one (``throughput.py --workflow``):
+# ten runs per key, keys spread over the runs' ``n`` input, so the limit is reached and handed over constantly.
+def _bench_key(data: dict) -> str:
+    return f"k{int(data.get('n', 0)) % 10}"
+
+
+bench_limited = (
+    WorkflowBuilder(
+        "bench-limited",
+        "Benchmark, limited",
+        "a then b||c then d (no-op stages), at most 2 runs at once per key of 10",
+        max_concurrent_runs=2,
+        concurrency_key=_bench_key,
+    )
+    .pipe(bench_a)
+    .parallel([bench_b, bench_c])
+    .pipe(bench_d)
+    .build()
+)
