@@ -72,7 +72,7 @@ def process_available_jobs(
             break
         outcome = execute_claimed(kernel, job, worker, eager=False)
         processed += 1
-        if outcome.outcome in ("completed", "suspended"):
+        if outcome.outcome in ("completed", "suspended", "deferred"):
             succeeded += 1
         else:
             failed += 1

@@ -200,7 +200,7 @@ class RerunResult:
 
 @dataclass(frozen=True)
 class ExecuteResult:
-    outcome: Literal["completed", "suspended", "failed"]
+    outcome: Literal["completed", "suspended", "failed", "deferred"]
     output: Any = None
     error: str | None = None
     next_poll_at: str | None = None  # ISO 8601: results are cached as JSON for idempotent replay

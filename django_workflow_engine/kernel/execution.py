@@ -51,9 +51,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_workflow_engine.worker")
 
-StageOutcome = Literal["completed", "suspended", "failed"]
+StageOutcome = Literal["completed", "suspended", "failed", "deferred"]
 # ``released``: a host gave the job back after an infrastructure error (a busy SQLite database).
-JobOutcomeKind = Literal["completed", "suspended", "retrying", "failed", "released"]
+# ``deferred``: the stage asked to run again later as the same attempt (an AI rate limit): due later, no retry used.
+JobOutcomeKind = Literal["completed", "suspended", "retrying", "failed", "released", "deferred"]
 TransitionAction = Literal["advanced", "completed", "failed", "noop"]
 
 
@@ -291,8 +292,8 @@ def _record(
             executed = Executed(
                 outcome.kind,  # type: ignore[arg-type]
                 output=outcome.output if outcome.kind == "completed" else None,
-                error=outcome.error if outcome.kind == "failed" else None,
-                next_poll_at=written.record.next_poll_at if outcome.kind == "suspended" else None,
+                error=outcome.error if outcome.kind in ("failed", "deferred") else None,
+                next_poll_at=_due_again(outcome, written.record),
                 retryable=outcome.retryable,
             )
             events = written.events
@@ -311,7 +312,16 @@ def _record(
         if outcome.traceback:
             meta["traceback"] = outcome.traceback
         _log_sink(deps, begun)("ERROR", f"Stage {stage_def.id!r} failed: {outcome.error}", meta)
+    elif outcome.kind == "deferred":
+        _log_sink(deps, begun)("INFO", f"Stage {stage_def.id!r} deferred: {outcome.error}", {"attempt": record.attempt})
     return executed
+
+
+def _due_again(outcome: Outcome, written: StageRecord) -> datetime | None:
+    """When a suspended stage is polled, or a deferred one runs again."""
+    if outcome.kind == "suspended":
+        return written.next_poll_at
+    return outcome.defer_until if outcome.kind == "deferred" else None
 
 
 def _settle(
@@ -331,6 +341,10 @@ def _settle(
     if executed.outcome == "suspended":
         assert executed.next_poll_at is not None
         deps.jobs.suspend(settle.job_id, executed.next_poll_at, now)
+        return replace(executed, transition="noop"), []
+    if executed.outcome == "deferred":
+        assert executed.next_poll_at is not None
+        deps.jobs.defer(settle.job_id, executed.next_poll_at, executed.error or "deferred", now)
         return replace(executed, transition="noop"), []
     if executed.outcome != "completed":
         return executed, []

@@ -5,13 +5,21 @@ from __future__ import annotations
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..core.batch import Suspend
 from ..core.context import StageContext
-from ..core.errors import BudgetExceeded, InvalidInput, InvalidOutput, MissingStageOutput, format_validation_errors
+from ..core.errors import (
+    BudgetExceeded,
+    InvalidInput,
+    InvalidOutput,
+    MissingStageOutput,
+    StageDeferred,
+    format_validation_errors,
+)
 from ..core.stage import Stage, StageResult, run_callable, to_json_output
 from .flow import error_message
 
@@ -20,7 +28,7 @@ NON_RETRYABLE = (InvalidInput, InvalidOutput, ValidationError, MissingStageOutpu
 
 @dataclass
 class Outcome:
-    kind: str  # "completed" | "suspended" | "failed"
+    kind: str  # "completed" | "suspended" | "failed" | "deferred"
     output: Any = None
     metrics: dict[str, Any] = field(default_factory=dict)
     artifacts: Mapping[str, Any] = field(default_factory=dict)
@@ -28,6 +36,7 @@ class Outcome:
     error: str | None = None
     retryable: bool = True
     traceback: str | None = None  # of the exception a failed stage raised, kept with its ERROR log line
+    defer_until: datetime | None = None  # "deferred": due again then, same attempt (``error`` is the reason)
 
 
 def parse_config(stage: Stage, raw: Mapping[str, Any] | None) -> Any:
@@ -55,6 +64,8 @@ def execute_stage(stage: Stage, ctx: StageContext) -> Outcome:
             artifacts = {name: to_json_output(None, value, stage.id) for name, value in returned.artifacts.items()}
             return Outcome("completed", output=output, metrics=metrics, artifacts=artifacts)
         return Outcome("completed", output=to_json_output(stage.output, returned, stage.id))
+    except StageDeferred as exc:
+        return Outcome("deferred", error=exc.reason, defer_until=exc.until)
     except NON_RETRYABLE as exc:
         return Outcome("failed", error=error_message(exc), retryable=False, traceback=format_traceback(exc))
     except Exception as exc:

@@ -274,6 +274,11 @@ class JobQueue(Protocol):
         Without: -> FAILED, completed_at = now, last_error. A CANCELLED job stays CANCELLED."""
         ...
 
+    def defer(self, job_id: str, until: datetime, reason: str, now: datetime) -> None:
+        """RUNNING -> PENDING due at ``until``, lease cleared, attempt decremented (a deferral is not an
+        attempt), ``wait_reason`` = reason. A job that is no longer RUNNING is left alone."""
+        ...
+
     def release(self, job_id: str, worker_id: str, now: datetime) -> bool:
         """Give back a RUNNING job held by ``worker_id`` that it has not started executing: PENDING, due now,
         lease cleared, attempt decremented (the attempt was never made). False if it is no longer held."""

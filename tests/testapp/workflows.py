@@ -3,4 +3,5 @@
 from tests.flows import diamond, triple, triple_ai
 
 __all__ = ["diamond", "triple", "triple_ai"]
+from tests.flows_ai_traffic import ai_burst  # noqa: F401
 from tests.flows_limits import per_customer, whole_two  # noqa: F401
