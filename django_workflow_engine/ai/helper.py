@@ -118,7 +118,7 @@ class AIHelper(CallLedger):
         costs: list[Decimal | None] = []
         executed: list[ToolCall] = []
         prompt_text = logged_prompt(prompt, system)
-        traffic = Traffic(tuple(fallbacks), cache)
+        traffic = Traffic.of(fallbacks, cache)
         for step in range(1, max_steps + 1):
             response, usage, cost, answered = self._complete(
                 spec, messages, options, "text", prompt_text, {"step": step}, traffic=traffic
@@ -173,6 +173,7 @@ class AIHelper(CallLedger):
             BudgetExceeded, and litellm's errors, as for :meth:`generate_text`.
         """
         spec = resolve_model(model)
+        traffic = Traffic.of(fallbacks, cache)
         if self._native_structured_output(spec):
             options.setdefault("response_format", schema)
             messages = messages_for(prompt, system)
@@ -203,7 +204,7 @@ class AIHelper(CallLedger):
                 prompt_text,
                 {"attempt": attempt},
                 validate=validate,
-                traffic=Traffic(tuple(fallbacks), cache),
+                traffic=traffic,
             )
             usages.append(usage)
             costs.append(cost)
@@ -249,6 +250,7 @@ class AIHelper(CallLedger):
             **options: passed to ``litellm.embedding`` unchanged.
         """
         spec = resolve_model(model)
+        fallbacks = Traffic.of(fallbacks, cache).fallbacks
         items = [texts] if isinstance(texts, str) else list(texts)
         if dimensions is not None:
             options["dimensions"] = dimensions

@@ -97,35 +97,37 @@ def estimate_tokens(spec: ModelSpec, request: Mapping[str, Any]) -> int:
     return int(counted) + int(out)
 
 
-def problems(limits: Any, known_model: Any) -> list[str]:
-    """What is wrong with an ``AI_RATE_LIMITS`` value (for the system checks), one sentence per problem.
+def problems(limits: Any, known_model: Any) -> list[tuple[str, str]]:
+    """What is wrong with an ``AI_RATE_LIMITS`` value, as ``(kind, sentence)`` pairs: ``"shape"`` (a malformed
+    entry) or ``"model"`` (a name or pattern no known model matches).
 
     Args:
         known_model: ``known_model(name_or_pattern) -> bool``, whether litellm's price map or ``AI_MODELS``
             knows the model (for a pattern: at least one model it matches).
     """
     if not isinstance(limits, Mapping):
-        return [f"must be a dict of model name or pattern -> {{'rpm': int, 'tpm': int}}, got {type(limits).__name__}"]
+        return [("shape", f"must be a dict of model name or pattern -> {{'rpm': ..., 'tpm': ...}}, not {limits!r}")]
     found = []
     for pattern, values in limits.items():
         if not isinstance(pattern, str) or not pattern:
-            found.append(f"key {pattern!r} is not a model name or pattern")
+            found.append(("shape", f"key {pattern!r} is not a model name or pattern"))
             continue
         if not isinstance(values, Mapping):
-            found.append(f"{pattern!r}: must be a dict like {{'rpm': 500, 'tpm': 200000}}, got {values!r}")
+            found.append(
+                ("shape", f"{pattern!r} must map to a dict like {{'rpm': 500, 'tpm': 200000}}, not {values!r}")
+            )
             continue
-        unknown = sorted(set(values) - set(LIMIT_KEYS))
+        unknown = sorted(map(str, set(values) - set(LIMIT_KEYS)))
         if unknown:
-            found.append(f"{pattern!r}: unknown key(s) {', '.join(map(repr, unknown))}; use 'rpm' and/or 'tpm'")
+            found.append(("shape", f"{pattern!r} has unknown key(s) {', '.join(map(repr, unknown))}; use 'rpm', 'tpm'"))
         if not any(k in values for k in LIMIT_KEYS):
-            found.append(f"{pattern!r}: set 'rpm' (requests per minute) and/or 'tpm' (tokens per minute)")
+            found.append(
+                ("shape", f"{pattern!r} sets neither 'rpm' (requests per minute) nor 'tpm' (tokens per minute)")
+            )
         for key in LIMIT_KEYS:
             value = values.get(key)
             if key in values and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                found.append(f"{pattern!r}: {key!r} must be a positive integer, got {value!r}")
+                found.append(("shape", f"{pattern!r}: {key!r} must be a positive whole number, not {value!r}"))
         if not known_model(pattern):
-            found.append(
-                f"{pattern!r} matches no model litellm or AI_MODELS knows; check the spelling "
-                "(litellm names such as 'gpt-4o-mini' or 'anthropic/claude-3-5-haiku-20241022', or globs 'anthropic/*')"
-            )
+            found.append(("model", f"{pattern!r} matches no model that litellm's price map or AI_MODELS knows"))
     return found

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from ..core.errors import RateLimited
+from ..core.errors import InvalidArgument, RateLimited
 from .costs import ModelSpec
 from .ratelimit import Grant, Limit, RateLimiter, configured_limits, estimate_tokens, limit_for
 from .recording import run_sync
@@ -60,6 +61,23 @@ class Traffic:
 
     fallbacks: tuple[str, ...] = ()
     cache: bool | float | None = None
+
+    @classmethod
+    def of(cls, fallbacks: Sequence[str] | None, cache: bool | float | None) -> Traffic:
+        """Checked options of one call.
+
+        Raises:
+            InvalidArgument: ``fallbacks`` is not a list of model names, or ``cache`` not a bool or a TTL.
+        """
+        if fallbacks is None:
+            fallbacks = ()
+        if isinstance(fallbacks, str) or not all(isinstance(m, str) and m for m in fallbacks):
+            raise InvalidArgument("fallbacks", f"expected a list of model names, e.g. ['gpt-4o'], got {fallbacks!r}")
+        if cache is not None and not isinstance(cache, bool):
+            ok = isinstance(cache, int | float) and math.isfinite(cache) and cache > 0
+            if not ok:
+                raise InvalidArgument("cache", f"expected True, False or a TTL in seconds > 0, got {cache!r}")
+        return cls(tuple(fallbacks), cache)
 
 
 def classify(exc: BaseException) -> str | None:

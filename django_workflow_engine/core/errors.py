@@ -6,7 +6,7 @@ Every exception subclasses :class:`WorkflowEngineError`. Messages say what was w
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -164,7 +164,8 @@ class RateLimited(StageDeferred):
 
     def __init__(self, model: str, until: datetime):
         self.model = model
-        super().__init__(until, f"rate limit {model} until {until:%H:%M:%S}")
+        shown = until.astimezone(UTC) if until.tzinfo else until
+        super().__init__(until, f"rate limit {model} until {shown:%H:%M:%S}" + (" UTC" if until.tzinfo else ""))
 
 
 class InvalidArgument(WorkflowEngineError, ValueError):
