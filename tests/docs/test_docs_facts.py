@@ -25,6 +25,7 @@ OUR_PAGES = [
     "porting.md",
     "settings.md",
     "tasks.md",
+    "flow-control.md",
 ]
 LINK_RE = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
 
