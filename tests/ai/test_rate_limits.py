@@ -216,3 +216,71 @@ def test_a_short_retry_after_is_waited_out_in_the_stage(mock_ai):
     assert run.status == "COMPLETED"
     assert run.output["text"] == "after the wait"
     assert AICall.objects.filter(run=run, error__isnull=False).count() == 1
+
+
+def test_streams_are_rate_limited_too():
+    with limits(AI_RATE_LIMITS={"gpt-4o-mini": {"rpm": 1}}, AI_RATE_LIMIT_WAIT_SECONDS=0):
+        ai = create_ai_helper("task.stream")
+        assert "".join(ai.stream_text("gpt-4o-mini", "hi", mock_response="streamed")) == "streamed"
+        with pytest.raises(RateLimited):
+            list(ai.stream_text("gpt-4o-mini", "hi", mock_response="streamed"))
+    row = AICall.objects.get()
+    assert (row.call_type, row.metadata["rate_limit"]) == ("stream", "gpt-4o-mini")
+
+
+# -- what a limit costs ---------------------------------------------------------------------------------------------
+
+
+def statements(fn) -> list[str]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        fn()
+    # Savepoints are the test's transaction wrapping; in a worker these are BEGIN/COMMIT of the same blocks.
+    return [q["sql"].split()[0] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+
+
+@pytest.mark.parametrize(
+    ("limit", "added"),
+    [({"rpm": 1000}, ["UPDATE", "DELETE", "SELECT", "INSERT"]), ({"rpm": 1000, "tpm": 10**6}, None)],
+)
+def test_the_database_limiter_adds_four_statements_per_call_and_one_to_correct_tokens(limit, added):
+    ai = create_ai_helper("task")
+    ai.generate_text("gpt-4o-mini", "warm up", mock_response="ok")
+    plain = statements(lambda: ai.generate_text("gpt-4o-mini", "hi", mock_response="ok"))
+    assert plain == ["INSERT"]  # the AICall row: nothing else without limits
+    with limits(AI_RATE_LIMITS={"gpt-4o-mini": limit}):
+        ai.generate_text("gpt-4o-mini", "warm up", mock_response="ok")  # the model's bucket row is created once
+        limited = statements(lambda: ai.generate_text("gpt-4o-mini", "hi", mock_response="ok"))
+    if added is None:  # with tpm: the estimate is corrected after the call
+        added = ["UPDATE", "DELETE", "SELECT", "INSERT", "UPDATE"]
+    assert limited == [*added, "INSERT"]
+
+
+@pytest.mark.redis
+def test_the_redis_limiter_adds_one_command_per_call_and_one_to_correct_tokens():
+    from django_workflow_engine.adapters.rq import get_queue
+
+    flush_redis_limits()
+    connection = get_queue().connection
+    sent: list[str] = []
+    original = connection.execute_command
+
+    def counting(*args, **kwargs):
+        sent.append(str(args[0]))
+        return original(*args, **kwargs)
+
+    connection.execute_command = counting
+    try:
+        ai = create_ai_helper("task")
+        for limit, expected in (({"rpm": 1000}, ["EVALSHA"]), ({"rpm": 1000, "tpm": 10**6}, ["EVALSHA", "EVALSHA"])):
+            with limits(AI_RATE_LIMITER="redis", AI_RATE_LIMITS={"gpt-4o-mini": limit}):
+                ai.generate_text("gpt-4o-mini", "warm up", mock_response="ok")  # loads the scripts once
+                sent.clear()
+                sql = statements(lambda: ai.generate_text("gpt-4o-mini", "hi", mock_response="ok"))
+            assert sent == expected
+            assert sql == ["INSERT"]  # no statement: only the AICall row
+    finally:
+        connection.execute_command = original
+        flush_redis_limits()
