@@ -90,8 +90,9 @@ def answer(
     metadata: dict[str, Any],
     key: str | None,
 ) -> tuple[Any, Usage, Decimal | None]:
-    """A cached answer, recorded as a call with ``cached=True``, cost 0 and the cost it saved."""
-    usage = Usage(input_tokens=hit.input_tokens, output_tokens=hit.output_tokens)
+    """A cached answer, recorded as a call with ``cached=True``, cost 0, no tokens (the provider was not asked;
+    ``metadata["saved_tokens"]`` keeps what the original used) and ``saved_cost``."""
+    usage = Usage()
     response = completion_from(hit.payload) if call_type != "embed" else hit.payload
     shown = (
         f"[{len(hit.payload['embeddings'])} embeddings, cached]"
@@ -106,7 +107,12 @@ def answer(
         usage=usage,
         cost=ZERO,
         latency_ms=0,
-        metadata={**metadata, "cache": "hit", "answered_by": hit.model_id},
+        metadata={
+            **metadata,
+            "cache": "hit",
+            "answered_by": hit.model_id,
+            "saved_tokens": hit.input_tokens + hit.output_tokens,
+        },
         call_key=key,
         replay=hit.payload if key else None,
         cached=True,

@@ -27,8 +27,9 @@ __all__ = ["JobResult", "ProcessResult", "handle_job", "process_available_jobs",
 
 @dataclass(frozen=True)
 class JobResult:
-    """``outcome``: completed, suspended, retrying, failed, released (a busy SQLite database: the job was given
-    back for another try), or skipped (the job was not claimable)."""
+    """``outcome``: completed, suspended, retrying, deferred (due later as the same attempt: an AI rate limit),
+    failed, released (a busy SQLite database: the job was given back for another try), or skipped (the job was
+    not claimable)."""
 
     outcome: str
     error: str | None = None

@@ -147,7 +147,9 @@ def test_an_identical_request_is_answered_from_the_cache_at_no_cost(mock_ai):
     paid, cached = AICall.objects.order_by("created_at", "id")
     assert (paid.cached, paid.cost, paid.saved_cost) == (False, MINI, None)
     assert (cached.cached, cached.cost, cached.saved_cost, cached.response) == (True, 0, MINI, "fresh answer")
-    assert (cached.input_tokens, cached.output_tokens) == (10, 20)
+    # Nothing was consumed: no tokens on the row (the run's token total stays true); the original's are noted.
+    assert (cached.input_tokens, cached.output_tokens, cached.metadata["saved_tokens"]) == (0, 0, 30)
+    assert second.usage.total_tokens == 0
 
 
 def test_a_different_prompt_model_or_parameter_is_not_a_hit(mock_ai):
