@@ -79,6 +79,16 @@ def limit_for(spec: ModelSpec, limits: Mapping[str, Any]) -> Limit | None:
     return Limit(pattern, rpm=values.get("rpm"), tpm=values.get("tpm"))
 
 
+def limiter_kind() -> str:
+    """``"redis"`` or ``"database"``: ``AI_RATE_LIMITER``, where ``"auto"`` means Redis when TRANSPORT is "rq"."""
+    from ..conf import settings
+
+    choice = settings.AI_RATE_LIMITER
+    if choice == "auto":
+        return "redis" if settings.TRANSPORT == "rq" else "database"
+    return str(choice)
+
+
 def estimate_tokens(spec: ModelSpec, request: Mapping[str, Any]) -> int:
     """Tokens a request will use, before it is sent: its input by litellm's counter (a character-based guess when
     litellm does not know the model), plus ``max_tokens`` when the call sets it."""

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from ..core.errors import InvalidArgument, RateLimited
 from .costs import ModelSpec
-from .ratelimit import Grant, Limit, RateLimiter, configured_limits, estimate_tokens, limit_for
+from .ratelimit import Grant, Limit, RateLimiter, configured_limits, estimate_tokens, limit_for, limiter_kind
 from .recording import run_sync
 
 if TYPE_CHECKING:
@@ -193,13 +193,8 @@ def send(
 
 
 def limiter() -> RateLimiter:
-    """The configured limiter: Redis when ``AI_RATE_LIMITER`` says so, or is ``"auto"`` and TRANSPORT is "rq"."""
-    from ..conf import settings
-
-    choice = settings.AI_RATE_LIMITER
-    if choice == "auto":
-        choice = "redis" if settings.TRANSPORT == "rq" else "database"
-    if choice == "redis":
+    """The configured limiter (see :func:`~django_workflow_engine.ai.ratelimit.limiter_kind`)."""
+    if limiter_kind() == "redis":
         from .ratelimit_redis import RedisRateLimiter
 
         return RedisRateLimiter()

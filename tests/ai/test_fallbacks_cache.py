@@ -237,3 +237,38 @@ def test_aicosts_and_the_costs_page_show_what_the_cache_saved(mock_ai, admin_cli
     page = admin_client.get("/admin/django_workflow_engine/aicall/costs/").content.decode()
     assert "Saved by the response cache (2 cached calls)" in page
     assert "$0.000027" in page
+
+
+def test_maintenance_deletes_expired_entries_and_old_grants_only_when_configured(mock_ai):
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from django_workflow_engine.ai.purge import purge_ai_traffic
+    from django_workflow_engine.hosts.maintenance import run_maintenance_tick
+    from django_workflow_engine.models import AIRateLimitGrant
+
+    mock_ai.text("answer")
+    ai = create_ai_helper("task")
+    ai.generate_text("gpt-4o-mini", "old", cache=60)
+    ai.generate_text("gpt-4o-mini", "fresh", cache=3600)
+    AIResponseCache.objects.filter(expires_at__lt=timezone.now() + timedelta(minutes=5)).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    now = timezone.now()
+    AIRateLimitGrant.objects.create(bucket="gpt-4o-mini", granted_at=now - timedelta(minutes=2), tokens=5)
+    AIRateLimitGrant.objects.create(bucket="gpt-4o-mini", granted_at=now, tokens=5)
+
+    with CaptureQueriesContext(connection) as captured:
+        assert purge_ai_traffic(now) == 0  # not configured: nothing is even looked at
+    assert captured.captured_queries == []
+
+    configured = engine_settings(AI_CACHE=True, AI_RATE_LIMITS={"gpt-4o-mini": {"rpm": 10}})
+    with override_settings(WORKFLOW_ENGINE=configured):
+        result = run_maintenance_tick()
+    assert result.ai_rows_purged == 2
+    assert "ai_traffic" not in result.errors
+    assert AIResponseCache.objects.count() == 1
+    assert list(AIRateLimitGrant.objects.values_list("granted_at", flat=True)) == [now]
