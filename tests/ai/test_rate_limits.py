@@ -284,3 +284,46 @@ def test_the_redis_limiter_adds_one_command_per_call_and_one_to_correct_tokens()
     finally:
         connection.execute_command = original
         flush_redis_limits()
+
+
+def test_a_stage_may_defer_itself_with_stage_deferred():
+    from pydantic import BaseModel
+
+    from django_workflow_engine import StageDeferred, WorkflowBuilder, define_stage
+    from django_workflow_engine.registry import registry
+
+    class Empty(BaseModel):
+        pass
+
+    class Done(BaseModel):
+        executions: int
+
+    seen: list[int] = []  # one entry per execution
+
+    @define_stage(id="wait-for-window", name="Wait for window", input=Empty, output=Done)
+    def wait_for_window(ctx):
+        seen.append(1)
+        if len(seen) < 3:
+            raise StageDeferred(timezone.now() + timedelta(seconds=0.2), "partner API window closed")
+        return Done(executions=len(seen))
+
+    workflow = (
+        WorkflowBuilder("self-deferring", "Self deferring", input=Empty, output=Done).pipe(wait_for_window).build()
+    )
+    registry.register(workflow)
+    try:
+        with limits(MAX_ATTEMPTS=1):
+            run = engine.start("self-deferring", {})
+            engine.run_until_idle()
+            assert WorkflowJob.objects.get(run=run).wait_reason == "partner API window closed"
+            for _ in range(20):
+                time.sleep(0.25)
+                engine.run_until_idle()
+                run.refresh_from_db()
+                if run.status != "RUNNING":
+                    break
+    finally:
+        registry.unregister("self-deferring")
+    assert run.status == "COMPLETED"
+    assert run.output == {"executions": 3}
+    assert WorkflowJob.objects.get(run=run).attempt == 1  # three executions, one attempt (MAX_ATTEMPTS = 1)
