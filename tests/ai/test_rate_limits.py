@@ -327,3 +327,16 @@ def test_a_stage_may_defer_itself_with_stage_deferred():
     assert run.status == "COMPLETED"
     assert run.output == {"executions": 3}
     assert WorkflowJob.objects.get(run=run).attempt == 1  # three executions, one attempt (MAX_ATTEMPTS = 1)
+
+
+@pytest.mark.django_db(transaction=True)  # the helper's queries run on a thread of their own in an async stage
+def test_an_async_stage_is_deferred_too():
+    with limits(AI_RATE_LIMITS={"gpt-4o-mini": {"rpm": 1}}, AI_RATE_LIMIT_WAIT_SECONDS=0):
+        first = engine.start("ai-async", {"topic": "otters"})
+        second = engine.start("ai-async", {"topic": "beavers"})
+        engine.run_until_idle()
+    first.refresh_from_db()
+    assert first.status == "COMPLETED"
+    job = WorkflowJob.objects.get(run=second)
+    assert (job.status, job.attempt) == ("PENDING", 0)
+    assert job.wait_reason.startswith("rate limit gpt-4o-mini until ")
