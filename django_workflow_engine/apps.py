@@ -11,6 +11,7 @@ class WorkflowEngineConfig(AppConfig):
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers system checks)
         from .adapters import deletion
+        from .ai import checks as ai_checks  # noqa: F401  (the AI traffic settings' checks)
         from .ai.journal import on_workflow_event
         from .registry import registry
         from .signals import workflow_event

@@ -47,6 +47,19 @@ DEFAULTS: dict[str, Any] = {
     "AI_LOG_PROMPTS": True,
     # AI spend budget for runs started without max_cost: a number for every run, or {workflow_id: number}.
     "AI_DEFAULT_MAX_COST": None,
+    # Requests and tokens per minute per model or glob pattern, shared by every worker (docs/flow-control.md):
+    # {"gpt-4o-mini": {"rpm": 500, "tpm": 200_000}, "anthropic/*": {"rpm": 50}}.
+    "AI_RATE_LIMITS": {},
+    # Where the limits are counted: "auto" (Redis when TRANSPORT is "rq", else the database), "redis", "database".
+    "AI_RATE_LIMITER": "auto",
+    # A call over a limit waits up to this long; beyond it the stage is deferred (rescheduled, same attempt).
+    "AI_RATE_LIMIT_WAIT_SECONDS": 5.0,
+    # The rate limits' window ("per minute"); shorter only to test limits quickly.
+    "AI_RATE_LIMIT_WINDOW_SECONDS": 60.0,
+    # How long a provider 429 without a Retry-After header holds a model back.
+    "AI_RATE_LIMIT_RETRY_AFTER_SECONDS": 20.0,
+    # Response cache: False (off unless a call passes cache=...), True (every call, 1 hour) or a TTL in seconds.
+    "AI_CACHE": False,
 }
 
 # Old name -> new name. The old name still works (a user setting under it is read for the new one) and warns.

@@ -277,13 +277,30 @@ class OrmJobQueue:
         )
 
     def fail(self, job_id: str, error: str, retry_at: datetime | None, now: datetime) -> None:
-        common = {"last_error": error, "worker_id": None, "locked_at": None, "updated_at": now}
+        common = {"last_error": error, "worker_id": None, "locked_at": None, "updated_at": now, "wait_reason": None}
         if retry_at is None:
             self._update(job_id, status=Status.FAILED, completed_at=now, **common)
         elif self._update(job_id, status=Status.PENDING, available_at=retry_at, **common):
             self._ring([job_id], retry_at if retry_at > now else None)
 
-    def release(self, job_id: str, worker_id: str, now: datetime, until: datetime | None = None) -> bool:
+    def defer(self, job_id: str, until: datetime, reason: str, now: datetime) -> None:
+        deferred_rows = (
+            self._jobs()
+            .filter(pk=job_id, status=Status.RUNNING)
+            .update(
+                status=Status.PENDING,
+                attempt=Greatest(F("attempt") - 1, 0),
+                worker_id=None,
+                locked_at=None,
+                available_at=until,
+                wait_reason=reason[:200],
+                updated_at=now,
+            )
+        )
+        if deferred_rows:
+            self._ring([job_id], until if until > now else None)
+
+    def release(self, job_id: str, worker_id: str, now: datetime) -> bool:
         released = (
             self._jobs()
             .filter(pk=job_id, status=Status.RUNNING, worker_id=worker_id)
@@ -293,12 +310,12 @@ class OrmJobQueue:
                 worker_id=None,
                 locked_at=None,
                 started_at=None,
-                available_at=until or now,
+                available_at=now,
                 updated_at=now,
             )
         )
         if released:
-            self._ring([job_id], until if until is not None and until > now else None)
+            self._ring([job_id])
         return bool(released)
 
     def touch(self, job_id: str, worker_id: str, now: datetime) -> bool:

@@ -158,6 +158,8 @@ def waits(run: Any, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]) -
             if stage.max_wait_until is not None:
                 text += f" (gives up at {clock(stage.max_wait_until)})"
             lines.append(text + ".")
+        elif stage.status == Status.PENDING and job is not None and job.status == Status.PENDING and job.wait_reason:
+            lines.append(f"Stage {stage.stage_id} is deferred: {job.wait_reason} (the same attempt; no retry is used).")
         elif stage.status == Status.PENDING and job is not None and job.status == Status.PENDING:
             limit = stage_limit(run.workflow_id, stage.stage_id)
             if limit is not None and job.available_at is not None and job.available_at > timezone.now():

@@ -42,6 +42,9 @@ AGGREGATES = {
     "out_tokens": Sum("output_tokens"),
     "total_cost": Sum("cost"),
     "unpriced": Count("pk", filter=Q(cost__isnull=True)),
+    # The response cache: calls it answered, and what the provider calls they replaced would have cost.
+    "cache_hits": Count("pk", filter=Q(cached=True)),
+    "saved": Sum("saved_cost"),
 }
 
 
@@ -127,10 +130,11 @@ def _rollup(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]
         total = totals.get(group)
         if total is None:
             totals[group] = total = {**dict(zip(keys, group, strict=True)), "calls": 0, "unpriced": 0}
-            total.update(in_tokens=None, out_tokens=None, total_cost=None)
+            total.update(in_tokens=None, out_tokens=None, total_cost=None, cache_hits=0, saved=None)
         total["calls"] += row["calls"]
         total["unpriced"] += row["unpriced"]
-        for name in ("in_tokens", "out_tokens", "total_cost"):
+        total["cache_hits"] += row["cache_hits"]
+        for name in ("in_tokens", "out_tokens", "total_cost", "saved"):
             if row[name] is not None:
                 total[name] = row[name] if total[name] is None else total[name] + row[name]
     return list(totals.values())
@@ -163,6 +167,8 @@ def costs_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     models = by_key["model"]
     total_cost = sum((r["total_cost"] or Decimal(0) for r in models), Decimal(0))
     unpriced = sum(r["unpriced"] for r in models)
+    cache_hits = sum(r["cache_hits"] for r in models)
+    saved = sum((r["saved"] or Decimal(0) for r in models), Decimal(0))
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.opts,
@@ -181,6 +187,8 @@ def costs_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
             "output_tokens": fmt_int(sum(r["out_tokens"] or 0 for r in models)),
             "cost": fmt_cost(total_cost),
             "unpriced": unpriced,
+            "cache_hits": fmt_int(cache_hits) if cache_hits else None,
+            "saved": fmt_cost(saved),
         },
         "csv_url": reverse(f"admin:{model_admin.opts.app_label}_aicall_costs_csv")
         + "?"

@@ -1,5 +1,5 @@
-"""Why a run waits, for the run list and the run page: a concurrency slot, a suspended stage's next poll,
-a retry's backoff. Read from existing rows; the list reads it in its one changelist query."""
+"""Why a run waits, for the run list and the run page: a concurrency slot, an AI rate limit (a deferred stage),
+a suspended stage's next poll, a retry's backoff. Read from existing rows; the list reads it in its one changelist query."""
 
 from __future__ import annotations
 
@@ -52,9 +52,16 @@ def _retry_at() -> Subquery:
     return Subquery(jobs.values("run").annotate(at=Min("available_at")).values("at")[:1], output_field=DateTimeField())
 
 
+def _deferred() -> Subquery:
+    # A job deferred by an AI rate limit carries its reason until it is claimed again.
+    jobs = WorkflowJob.objects.filter(run=OuterRef("pk"), status=Status.PENDING, wait_reason__isnull=False)
+    return Subquery(jobs.order_by("available_at").values("wait_reason")[:1])
+
+
 def annotate(queryset: Any) -> Any:
-    """The run list's queryset with ``wait_poll_at`` and ``wait_retry_at`` (correlated, for the page's rows)."""
-    return queryset.annotate(wait_poll_at=_next_poll(), wait_retry_at=_retry_at())
+    """The run list's queryset with ``wait_poll_at``, ``wait_retry_at`` and ``wait_deferred`` (correlated, for
+    the page's rows)."""
+    return queryset.annotate(wait_poll_at=_next_poll(), wait_retry_at=_retry_at(), wait_deferred=_deferred())
 
 
 # A line under the status badge, wrapped, so the list keeps its width.
@@ -80,6 +87,9 @@ def _wait_text(run: Any) -> Any:
         return format_html('<span class="dwe-wait" style="{}">{}</span>', WAIT_STYLE, slot_text(run))
     if run.status != Status.RUNNING:
         return ""
+    deferred = getattr(run, "wait_deferred", None)
+    if deferred:
+        return format_html('<span class="dwe-wait" style="{}">{}</span>', WAIT_STYLE, deferred)
     retry = getattr(run, "wait_retry_at", None)
     if retry is not None and retry > timezone.now():
         return format_html(
@@ -94,22 +104,31 @@ def _wait_text(run: Any) -> Any:
 
 
 class WaitingFilter(admin.SimpleListFilter):
-    """Runs that wait: for a concurrency slot, a suspended stage's poll, or a retry's backoff."""
+    """Runs that wait: for a concurrency slot, an AI rate limit, a suspended stage's poll, or a retry's backoff."""
 
     title = "waiting"
     parameter_name = "waiting"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("slot", "for a concurrency slot"), ("any", "for anything (slot, poll, retry)")]
+        return [
+            ("slot", "for a concurrency slot"),
+            ("rate", "for an AI rate limit"),
+            ("any", "for anything (slot, rate limit, poll, retry)"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: Any) -> Any:
         slot = Q(status=Status.PENDING, concurrency_key__isnull=False)
         if self.value() == "slot":
             return queryset.filter(slot)
+        deferred = WorkflowJob.objects.filter(run=OuterRef("pk"), status=Status.PENDING, wait_reason__isnull=False)
+        if self.value() == "rate":
+            return queryset.filter(Exists(deferred), status=Status.RUNNING)
         if self.value() == "any":
             suspended = WorkflowStage.objects.filter(run=OuterRef("pk"), status=Status.SUSPENDED)
             retry = WorkflowJob.objects.filter(
                 run=OuterRef("pk"), status=Status.PENDING, attempt__gt=0, available_at__gt=timezone.now()
             )
-            return queryset.filter(slot | Q(status=Status.RUNNING) & (Exists(suspended) | Exists(retry)))
+            return queryset.filter(
+                slot | Q(status=Status.RUNNING) & (Exists(suspended) | Exists(retry) | Exists(deferred))
+            )
         return queryset

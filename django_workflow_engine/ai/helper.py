@@ -10,7 +10,6 @@ types live in ``results.py``, streaming in ``streaming.py``, tools in ``tools.py
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -19,11 +18,13 @@ from pydantic import BaseModel, ValidationError
 
 from ..core.context import BaseContext, StageContext
 from ..core.errors import format_validation_errors
+from . import cache as response_cache
+from .cache import key_for, ttl_seconds
 from .costs import ModelSpec, load_litellm, resolve_model, response_cost
 from .journal import CallJournal, completion_from, completion_payload, scope_for
 from .ledger import CallLedger
 from .prompts import Prompt, apply_prompt_policy, logged_prompt, messages_for, strip_fences
-from .recording import CallRecord, elapsed_ms, record_call, run_sync, write_call
+from .recording import CallRecord, elapsed_ms, record_call, write_call
 from .results import (
     ZERO,
     AIError,
@@ -39,6 +40,7 @@ from .results import (
 )
 from .streaming import TextStream
 from .tools import jsonable, run_tool, tool_from
+from .traffic import Traffic, send
 from .usage import StageUsage
 
 DEFAULT_MAX_STEPS = 10
@@ -76,6 +78,8 @@ class AIHelper(CallLedger):
         system: str | None = None,
         tools: Sequence[Callable[..., Any] | Mapping[str, Any]] | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
+        fallbacks: Sequence[str] = (),
+        cache: bool | float | None = None,
         **options: Any,
     ) -> TextResult:
         """Generate text from a prompt string or a list of chat messages.
@@ -88,10 +92,17 @@ class AIHelper(CallLedger):
                 model answers without calling a tool; each execution is an ``AICall`` row under
                 ``<topic>.tool.<name>`` with zero cost), or raw tool dicts passed through unexecuted.
             max_steps: most provider calls a tool loop may make.
+            fallbacks: model keys tried in order when a model is rate limited (``AI_RATE_LIMITS`` or a 429),
+                times out or fails with a 5xx; each attempt is an ``AICall`` row, priced at the model that
+                answered, and ``result.model`` names it.
+            cache: ``True`` or a TTL in seconds: an identical request within the TTL is answered from the
+                response cache (``False``: never; default: ``WORKFLOW_ENGINE["AI_CACHE"]``).
             **options: passed to ``litellm.completion`` unchanged.
 
         Raises:
             BudgetExceeded: the run's budget is spent (before the call) or this call passed it (after).
+            RateLimited: every model is over its rate limit beyond ``AI_RATE_LIMIT_WAIT_SECONDS`` (inside a
+                stage, the stage is deferred until then, without using a retry attempt).
             AIError: the tool loop did not finish within ``max_steps``.
             Exception: litellm's errors (``RateLimitError``...), re-raised after being recorded.
         """
@@ -107,8 +118,11 @@ class AIHelper(CallLedger):
         costs: list[Decimal | None] = []
         executed: list[ToolCall] = []
         prompt_text = logged_prompt(prompt, system)
+        traffic = Traffic.of(fallbacks, cache)
         for step in range(1, max_steps + 1):
-            response, usage, cost = self._complete(spec, messages, options, "text", prompt_text, {"step": step})
+            response, usage, cost, answered = self._complete(
+                spec, messages, options, "text", prompt_text, {"step": step}, traffic=traffic
+            )
             usages.append(usage)
             costs.append(cost)
             message = response.choices[0].message
@@ -118,7 +132,7 @@ class AIHelper(CallLedger):
                     text=message.content or "",
                     usage=sum(usages, Usage()),
                     cost=sum_costs(costs),
-                    model=model,
+                    model=answered,
                     finish_reason=response.choices[0].finish_reason,
                     tool_calls=tuple(executed),
                     steps=step,
@@ -137,19 +151,29 @@ class AIHelper(CallLedger):
         raise AIError(f"Model {model!r} was still calling tools after {max_steps} steps; raise max_steps or simplify.")
 
     def generate_object(
-        self, model: str, prompt: Prompt, *, schema: type[BaseModel], system: str | None = None, **options: Any
+        self,
+        model: str,
+        prompt: Prompt,
+        *,
+        schema: type[BaseModel],
+        system: str | None = None,
+        fallbacks: Sequence[str] = (),
+        cache: bool | float | None = None,
+        **options: Any,
     ) -> ObjectResult:
         """Generate a validated instance of ``schema``.
 
         Models with native structured output (per litellm, or ``AI_MODELS[key]["supports_response_schema"]``)
         get ``response_format=schema``; others get JSON mode plus the JSON Schema in a system message. Output
-        that does not validate gets one corrective retry that shows the model its errors.
+        that does not validate gets one corrective retry that shows the model its errors. ``fallbacks`` and
+        ``cache`` work as for :meth:`generate_text` (the request format follows the requested model).
 
         Raises:
             StructuredOutputError: still invalid after the retry; the message names the failing fields.
             BudgetExceeded, and litellm's errors, as for :meth:`generate_text`.
         """
         spec = resolve_model(model)
+        traffic = Traffic.of(fallbacks, cache)
         if self._native_structured_output(spec):
             options.setdefault("response_format", schema)
             messages = messages_for(prompt, system)
@@ -172,8 +196,15 @@ class AIHelper(CallLedger):
             return None
 
         for attempt in (1, 2):
-            response, usage, cost = self._complete(
-                spec, messages, options, "object", prompt_text, {"attempt": attempt}, validate=validate
+            response, usage, cost, answered = self._complete(
+                spec,
+                messages,
+                options,
+                "object",
+                prompt_text,
+                {"attempt": attempt},
+                validate=validate,
+                traffic=traffic,
             )
             usages.append(usage)
             costs.append(cost)
@@ -186,7 +217,7 @@ class AIHelper(CallLedger):
                     object=parsed,
                     usage=sum(usages, Usage()),
                     cost=sum_costs(costs),
-                    model=model,
+                    model=answered,
                     attempts=attempt,
                     raw=response,
                 )
@@ -202,50 +233,79 @@ class AIHelper(CallLedger):
         raise StructuredOutputError(model, schema, errors, attempts=2)
 
     def embed(
-        self, model: str, texts: str | Sequence[str], dimensions: int | None = None, **options: Any
+        self,
+        model: str,
+        texts: str | Sequence[str],
+        dimensions: int | None = None,
+        *,
+        fallbacks: Sequence[str] = (),
+        cache: bool | float | None = None,
+        **options: Any,
     ) -> EmbedResult:
         """Embed one text or many (one provider call for all of them).
 
         Args:
             dimensions: output size, for models that support it (``text-embedding-3-*``...).
+            fallbacks, cache: as for :meth:`generate_text`.
             **options: passed to ``litellm.embedding`` unchanged.
         """
         spec = resolve_model(model)
+        fallbacks = Traffic.of(fallbacks, cache).fallbacks
         items = [texts] if isinstance(texts, str) else list(texts)
         if dimensions is not None:
             options["dimensions"] = dimensions
         prompt_text = items[0] if len(items) == 1 else json.dumps(items, ensure_ascii=False)
-        row, key = self._lookup(self._key("embed", spec, {"input": items, "options": options}))
+        request: dict[str, Any] = {"input": items, "options": options}
+        if fallbacks:
+            request["fallbacks"] = list(fallbacks)
+        row, key = self._lookup(self._key("embed", spec, request))
         if row is not None:
             usage, cost = self._replayed(row)
             return EmbedResult(embeddings=row.replay["embeddings"], usage=usage, cost=cost, model=model)
+        specs = [spec, *map(resolve_model, fallbacks)]
+        cache_ttl = ttl_seconds(cache)
+        cache_key = key_for("embed", specs, request) if cache_ttl else None
+        metadata: dict[str, Any] = {"text_count": len(items)}
+        if cache_key is not None:
+            hit = response_cache.lookup(cache_key)
+            if hit is not None:
+                payload, usage, cost = response_cache.answer(self, hit, spec, "embed", prompt_text, metadata, key)
+                return EmbedResult(embeddings=payload["embeddings"], usage=usage, cost=cost, model=hit.model_id)
         self._check_budget()
         litellm = load_litellm()
-        started = time.monotonic()
-        try:
-            response = run_sync(
-                lambda: litellm.embedding(model=spec.model_id, input=items, **{**spec.params, **options})
-            )
-        except Exception as exc:
-            self._record_failure(spec, "embed", prompt_text, exc, started, {"text_count": len(items)})
-            raise
+        sent = send(
+            self,
+            specs,
+            request,
+            lambda s: litellm.embedding(model=s.model_id, input=items, **{**s.params, **options}),
+            lambda s, exc, started, extra: self._record_failure(
+                s, "embed", prompt_text, exc, started, {**metadata, **extra}
+            ),
+            in_stage=self._journal is not None,
+        )
+        response, answered = sent.response, sent.spec
         vectors = [list(d["embedding"] if isinstance(d, Mapping) else d.embedding) for d in response.data]
         usage = usage_of(response)
-        cost = response_cost(spec, response, usage)
+        sent.correct_tokens(usage.total_tokens)
+        cost = response_cost(answered, response, usage)
+        payload = {"embeddings": vectors}
         record = self._entry(
-            spec,
+            answered,
             "embed",
             prompt=prompt_text,
             response=f"[{len(vectors)} embeddings, {len(vectors[0]) if vectors else 0} dims]",
             usage=usage,
             cost=cost,
-            latency_ms=elapsed_ms(started),
-            metadata={"text_count": len(items), "dimensions": len(vectors[0]) if vectors else 0},
+            latency_ms=elapsed_ms(sent.started),
+            metadata={**metadata, **sent.metadata, "dimensions": len(vectors[0]) if vectors else 0},
             call_key=key,
-            replay={"embeddings": vectors} if key else None,
+            replay=payload if key else None,
+            sent_at=sent.sent_at,
         )
         self._record(record)
-        return EmbedResult(embeddings=vectors, usage=usage, cost=cost, model=model, raw=response)
+        if cache_key is not None and cache_ttl:
+            response_cache.store(cache_key, "embed", answered, payload, usage, cost, cache_ttl)
+        return EmbedResult(embeddings=vectors, usage=usage, cost=cost, model=answered.key, raw=response)
 
     def stream_text(self, model: str, prompt: Prompt, *, system: str | None = None, **options: Any) -> TextStream:
         """Stream text: iterate the returned :class:`TextStream` for chunks.
@@ -291,47 +351,80 @@ class AIHelper(CallLedger):
         prompt_text: str,
         metadata: dict[str, Any],
         validate: Callable[[str], str | None] | None = None,
-    ) -> tuple[Any, Usage, Decimal | None]:
-        row, key = self._lookup(self._key(call_type, spec, {"messages": messages, "options": options}))
+        traffic: Traffic | None = None,
+    ) -> tuple[Any, Usage, Decimal | None, str]:
+        """One provider call (or its journal replay, or a cache hit): the response, its usage and cost, and the
+        key of the model that answered."""
+        traffic = traffic or Traffic()
+        request: dict[str, Any] = {"messages": messages, "options": options}
+        if traffic.fallbacks:
+            request["fallbacks"] = list(traffic.fallbacks)
+        row, key = self._lookup(self._key(call_type, spec, request))
         if row is not None:
             usage, cost = self._replayed(row)
-            return completion_from(row.replay), usage, cost
+            return completion_from(row.replay), usage, cost, _answered(row.model_key, spec, traffic)
+        specs = [spec, *map(resolve_model, traffic.fallbacks)]
+        cache_ttl = ttl_seconds(traffic.cache)
+        cache_key = key_for(call_type, specs, request) if cache_ttl else None
+        if cache_key is not None:
+            hit = response_cache.lookup(cache_key)
+            if hit is not None:
+                answer, usage, cost = response_cache.answer(self, hit, spec, call_type, prompt_text, metadata, key)
+                by = next((s.key for s in specs if s.model_id == hit.model_id), spec.key)
+                return answer, usage, cost, by
         self._check_budget()
         litellm = load_litellm()
-        started = time.monotonic()
-        try:
-            response = run_sync(
-                lambda: litellm.completion(model=spec.model_id, messages=messages, **{**spec.params, **options})
-            )
-        except Exception as exc:
-            self._record_failure(spec, call_type, prompt_text, exc, started, metadata)
-            raise
+        sent = send(
+            self,
+            specs,
+            request,
+            lambda s: litellm.completion(model=s.model_id, messages=messages, **{**s.params, **options}),
+            lambda s, exc, started, extra: self._record_failure(
+                s, call_type, prompt_text, exc, started, {**metadata, **extra}
+            ),
+            in_stage=self._journal is not None,
+        )
+        response, answered = sent.response, sent.spec
         usage = usage_of(response)
-        cost = response_cost(spec, response, usage)
+        sent.correct_tokens(usage.total_tokens)
+        cost = response_cost(answered, response, usage)
         choice = response.choices[0]
         text = choice.message.content or ""
         error = validate(text) if validate is not None else None
         calls = getattr(choice.message, "tool_calls", None) or []
         shown = text or json.dumps([{"tool": c.function.name, "arguments": c.function.arguments} for c in calls])
+        payload = completion_payload(response) if key or cache_key else None
         record = self._entry(
-            spec,
+            answered,
             call_type,
             prompt=prompt_text,
             response=shown,
             usage=usage,
             cost=cost,
-            latency_ms=elapsed_ms(started),
+            latency_ms=elapsed_ms(sent.started),
             error=error,
-            metadata={**metadata, "finish_reason": choice.finish_reason, "response_model": response.model},
+            metadata={
+                **metadata,
+                **sent.metadata,
+                "finish_reason": choice.finish_reason,
+                "response_model": response.model,
+            },
             call_key=key,
-            replay=completion_payload(response) if key else None,
+            replay=payload if key else None,
+            sent_at=sent.sent_at,
         )
         winner = self._record(record)
         if winner is not None and winner.replay is not None:
             # Another execution of this stage recorded this call first: continue with its answer, so the
             # stage's result agrees with the ledger.
-            return completion_from(winner.replay), row_usage(winner), winner.cost
-        return response, usage, cost
+            return completion_from(winner.replay), row_usage(winner), winner.cost, winner.model_key
+        if cache_key is not None and cache_ttl and error is None:
+            response_cache.store(cache_key, call_type, answered, payload, usage, cost, cache_ttl)
+        return response, usage, cost, answered.key
+
+
+def _answered(model_key: str, spec: ModelSpec, traffic: Traffic) -> str:
+    return model_key if model_key in (spec.key, *traffic.fallbacks) else spec.key
 
 
 def helper_for_context(ctx: BaseContext) -> AIHelper:

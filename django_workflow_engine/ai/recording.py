@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +41,9 @@ class CallRecord:
     is_batch: bool = False
     call_key: str | None = None
     replay: Any = None
+    cached: bool = False  # answered from the response cache: cost 0, ``saved_cost`` what it would have cost
+    saved_cost: Decimal | None = None
+    sent_at: datetime | None = None  # the row's created_at when set (a rate-limited call: when it was granted)
 
 
 def run_sync(fn: Callable[[], Any]) -> Any:
@@ -72,7 +76,7 @@ def write_call(record: CallRecord) -> Any:
         if stage_id is None and stage_pk:
             stage_id = WorkflowStage.objects.filter(pk=stage_pk).values_list("stage_id", flat=True).first()
         row = AICall(
-            created_at=timezone.now(),
+            created_at=record.sent_at or timezone.now(),
             topic=record.topic[:300],
             call_type=record.call_type,
             model_key=record.model_key[:200],
@@ -93,6 +97,8 @@ def write_call(record: CallRecord) -> Any:
             stage_key=stage_id,
             call_key=call_key,
             replay=record.replay,
+            cached=record.cached,
+            saved_cost=record.saved_cost,
         )
         try:
             with transaction.atomic():

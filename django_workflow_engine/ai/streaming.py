@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Generator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -12,6 +11,7 @@ from .ledger import CallLedger
 from .prompts import error_text
 from .recording import elapsed_ms
 from .results import ZERO, Usage, usage_of
+from .traffic import send
 
 
 class TextStream:
@@ -70,17 +70,19 @@ class TextStream:
         helper._check_budget()
         litellm = load_litellm()
         options.setdefault("stream_options", {"include_usage": True})
-        started = time.monotonic()
         chunks: list[Any] = []
         parts: list[str] = []
-        meta: dict[str, Any] = {"completed": False}
-        try:
-            stream = litellm.completion(
-                model=spec.model_id, messages=messages, stream=True, **{**spec.params, **options}
-            )
-        except Exception as exc:
-            helper._record_failure(spec, "stream", prompt, exc, started, {})
-            raise
+        # Rate limits apply when the request is sent, as for any call (see traffic.py).
+        sent = send(
+            helper,
+            [spec],
+            {"messages": messages, "options": options},
+            lambda s: litellm.completion(model=s.model_id, messages=messages, stream=True, **{**s.params, **options}),
+            lambda s, exc, started, extra: helper._record_failure(s, "stream", prompt, exc, started, extra),
+            in_stage=helper._journal is not None,
+        )
+        stream, started = sent.response, sent.started
+        meta: dict[str, Any] = {"completed": False, **sent.metadata}
         error: BaseException | None = None
         try:
             for chunk in stream:
@@ -103,6 +105,7 @@ class TextStream:
             self.text = "".join(parts)
             usage, cost = self._usage(litellm, spec, chunks, messages)
             self.usage, self.cost = usage, cost
+            sent.correct_tokens(usage.total_tokens)
             meta.update(stream_chunks=len(chunks), finish_reason=self.finish_reason)
             whole = meta["completed"] and error is None  # only a whole answer is memoized
             record = helper._entry(
@@ -117,6 +120,7 @@ class TextStream:
                 metadata=meta,
                 call_key=call_key if whole else None,
                 replay={"text": self.text, "finish_reason": self.finish_reason} if whole and call_key else None,
+                sent_at=sent.sent_at,
             )
             helper._record(record, check_budget=meta["completed"])
 

@@ -6,6 +6,7 @@ Every exception subclasses :class:`WorkflowEngineError`. Messages say what was w
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -142,6 +143,29 @@ class BudgetExceeded(WorkflowEngineError):
         self.budget = budget
         self.spent = spent
         super().__init__(f"Run {run_id!r} exceeded its cost budget: budget {budget}, spent {spent}.")
+
+
+class StageDeferred(WorkflowEngineError):
+    """Raised inside a stage: run it again at ``until``, as the same attempt (not a failure, no retry used).
+
+    The engine puts the stage's job back in the queue, due at ``until``, with ``reason`` as its wait reason
+    (shown in the admin); AI calls the stage already made are replayed from the call journal, not paid again.
+    """
+
+    def __init__(self, until: datetime, reason: str):
+        self.until = until
+        self.reason = reason
+        super().__init__(f"Deferred: {reason}")
+
+
+class RateLimited(StageDeferred):
+    """An AI call is over a rate limit (``AI_RATE_LIMITS``, or the provider's 429) for longer than the brief
+    wait: inside a stage, the stage is deferred until ``until``; outside one, the caller gets this error."""
+
+    def __init__(self, model: str, until: datetime):
+        self.model = model
+        shown = until.astimezone(UTC) if until.tzinfo else until
+        super().__init__(until, f"rate limit {model} until {shown:%H:%M:%S}" + (" UTC" if until.tzinfo else ""))
 
 
 class InvalidArgument(WorkflowEngineError, ValueError):

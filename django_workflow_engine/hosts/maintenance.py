@@ -45,6 +45,7 @@ class MaintenanceResult:
     keys_expired: int = 0
     runs_purged: int = 0
     deadlines_expired: int = 0
+    ai_rows_purged: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -60,7 +61,8 @@ def run_maintenance_tick(
     """One pass: fail runs past their deadline, claim pending runs, poll due suspended stages (and transition the resumed runs), release
     stale leases, flush the outbox, reap stuck runs, re-send lost RQ messages, and delete up to
     ``max_expired_keys`` idempotency keys older than ``IDEMPOTENCY_KEY_TTL_SECONDS``, and purge finished runs
-    per the ``RETENTION`` setting (at most its ``max_runs_per_tick``)."""
+    per the ``RETENTION`` setting (at most its ``max_runs_per_tick``), and delete expired AI response cache
+    entries and old rate-limit grants (when ``AI_CACHE`` / ``AI_RATE_LIMITS`` are set)."""
     from ..conf import settings
 
     kernel = default_kernel(kernel)
@@ -107,6 +109,11 @@ def run_maintenance_tick(
             command = ExpireIdempotencyKeys(older_than_seconds=ttl, max_keys=max_expired_keys)
             result.keys_expired = kernel.dispatch(command).expired
 
+    def ai_traffic() -> None:
+        from ..ai.purge import purge_ai_traffic
+
+        result.ai_rows_purged = purge_ai_traffic(kernel.clock.now())
+
     def retention() -> None:
         if settings.RETENTION is not None:
             from ..ops.retention import apply_retention
@@ -123,6 +130,7 @@ def run_maintenance_tick(
         ("redispatch", redispatch),
         ("idempotency", idempotency),
         ("retention", retention),
+        ("ai_traffic", ai_traffic),
     ):
         step(name, fn)
     return result

@@ -27,8 +27,9 @@ __all__ = ["JobResult", "ProcessResult", "handle_job", "process_available_jobs",
 
 @dataclass(frozen=True)
 class JobResult:
-    """``outcome``: completed, suspended, retrying, failed, released (a busy SQLite database: the job was given
-    back for another try), or skipped (the job was not claimable)."""
+    """``outcome``: completed, suspended, retrying, deferred (due later as the same attempt: an AI rate limit),
+    failed, released (a busy SQLite database: the job was given back for another try), or skipped (the job was
+    not claimable)."""
 
     outcome: str
     error: str | None = None
@@ -72,7 +73,7 @@ def process_available_jobs(
             break
         outcome = execute_claimed(kernel, job, worker, eager=False)
         processed += 1
-        if outcome.outcome in ("completed", "suspended"):
+        if outcome.outcome in ("completed", "suspended", "deferred"):
             succeeded += 1
         else:
             failed += 1

@@ -54,7 +54,8 @@ logger = logging.getLogger("django_workflow_engine.worker")
 
 StageOutcome = Literal["completed", "suspended", "failed", "deferred"]
 # ``released``: a host gave the job back after an infrastructure error (a busy SQLite database).
-# ``deferred``: its stage's cluster-wide limit was reached; the job is due again shortly, its attempt unspent.
+# ``deferred``: due again later as the same attempt, no retry used: the stage asked for it (an AI rate limit), or
+# its stage's cluster-wide limit was reached.
 JobOutcomeKind = Literal["completed", "suspended", "retrying", "failed", "released", "deferred"]
 # How soon a job deferred by its stage's ``max_concurrent`` is due again.
 STAGE_SLOT_POLL_SECONDS = 1.0
@@ -106,7 +107,6 @@ class Settle:
     job_id: str
     worker_id: str | None = None
     continue_if: Callable[[], bool] | None = None
-    holder: str | None = None  # the worker holding the job's lease
 
 
 @dataclass
@@ -230,10 +230,9 @@ def _stage_slot_taken(
     if running < limit:
         return None
     until = now + timedelta(seconds=STAGE_SLOT_POLL_SECONDS)
-    deps.jobs.release(settle.job_id, settle.holder or "", now, until=until)
-    return Executed(
-        "deferred", error=f"waiting for a slot of stage {stage_def.id!r}: limit {limit} ({running} running)"
-    )
+    reason = f"waiting for a slot of stage {stage_def.id!r}: limit {limit} ({running} running)"
+    deps.jobs.defer(settle.job_id, until, reason, now)
+    return Executed("deferred", error=reason, next_poll_at=until)
 
 
 def _log_sink(deps: Deps, begun: _Begun) -> Callable[[str, str, dict[str, Any]], None]:
@@ -332,8 +331,8 @@ def _record(
             executed = Executed(
                 outcome.kind,  # type: ignore[arg-type]
                 output=outcome.output if outcome.kind == "completed" else None,
-                error=outcome.error if outcome.kind == "failed" else None,
-                next_poll_at=written.record.next_poll_at if outcome.kind == "suspended" else None,
+                error=outcome.error if outcome.kind in ("failed", "deferred") else None,
+                next_poll_at=_due_again(outcome, written.record),
                 retryable=outcome.retryable,
             )
             events = written.events
@@ -354,7 +353,16 @@ def _record(
         if outcome.traceback:
             meta["traceback"] = outcome.traceback
         _log_sink(deps, begun)("ERROR", f"Stage {stage_def.id!r} failed: {outcome.error}", meta)
+    elif outcome.kind == "deferred":
+        _log_sink(deps, begun)("INFO", f"Stage {stage_def.id!r} deferred: {outcome.error}", {"attempt": record.attempt})
     return executed
+
+
+def _due_again(outcome: Outcome, written: StageRecord) -> datetime | None:
+    """When a suspended stage is polled, or a deferred one runs again."""
+    if outcome.kind == "suspended":
+        return written.next_poll_at
+    return outcome.defer_until if outcome.kind == "deferred" else None
 
 
 def _settle(
@@ -372,6 +380,10 @@ def _settle(
     if executed.outcome == "suspended":
         assert executed.next_poll_at is not None
         deps.jobs.suspend(settle.job_id, executed.next_poll_at, now)
+        return replace(executed, transition="noop"), []
+    if executed.outcome == "deferred":
+        assert executed.next_poll_at is not None
+        deps.jobs.defer(settle.job_id, executed.next_poll_at, executed.error or "deferred", now)
         return replace(executed, transition="noop"), []
     if executed.outcome != "completed":
         return executed, []
@@ -433,7 +445,7 @@ def _run_job(
     try:
         # No idempotency key: the claimed job row is the guard (each delivery is a new attempt, and a stage
         # that already COMPLETED is never executed again).
-        settle = Settle(job.id, continue_as, continue_if, job.worker_id)
+        settle = Settle(job.id, continue_as, continue_if)
         executed = execute(deps, job.run_id, job.workflow_id, job.stage_id, str(uuid.uuid4()), settle, started)
     except (WorkflowNotFound, StageNotFound, RunNotFound) as exc:
         # A job that can never run (its workflow or stage was removed, its run deleted) is quarantined:

@@ -6,6 +6,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,6 +21,7 @@ from ..core.errors import (
     NonRetryableError,
     RunDeadlineExceeded,
     RunNotRunning,
+    StageDeferred,
     StageTimedOut,
     format_validation_errors,
 )
@@ -40,7 +42,7 @@ NON_RETRYABLE = (
 
 @dataclass
 class Outcome:
-    kind: str  # "completed" | "suspended" | "failed"
+    kind: str  # "completed" | "suspended" | "failed" | "deferred"
     output: Any = None
     metrics: dict[str, Any] = field(default_factory=dict)
     artifacts: Mapping[str, Any] = field(default_factory=dict)
@@ -49,6 +51,7 @@ class Outcome:
     retryable: bool = True
     traceback: str | None = None  # of the exception a failed stage raised, stored on the stage
     error_type: str | None = None  # its class, "module.Name"
+    defer_until: datetime | None = None  # "deferred": due again then, same attempt (``error`` is the reason)
 
 
 def parse_config(stage: Stage, raw: Mapping[str, Any] | None) -> Any:
@@ -96,6 +99,8 @@ def _execute(stage: Stage, ctx: StageContext, timeout: float | None) -> Outcome:
             artifacts = {name: to_json_output(None, value, stage.id) for name, value in returned.artifacts.items()}
             return Outcome("completed", output=output, metrics=metrics, artifacts=artifacts)
         return Outcome("completed", output=to_json_output(stage.output, returned, stage.id))
+    except StageDeferred as exc:
+        return Outcome("deferred", error=exc.reason, defer_until=exc.until)
     except Exception as exc:
         return failure(exc, not isinstance(exc, NON_RETRYABLE) and stage.retry.retryable(exc))
 

@@ -76,6 +76,10 @@ def write_outcome(
             event(STAGE_SUSPENDED, run.id, now, **names, next_poll_at=next_poll_at.isoformat()),
             event(WORKFLOW_SUSPENDED, run.id, now, stage_id=stage_def.id),
         ]
+    elif outcome.kind == "deferred":
+        # Due again later as the same attempt: the stage waits PENDING, its job carries the reason.
+        fields = {"status": Status.PENDING, "metrics": metrics}
+        events = []
     else:
         fields = {
             "status": Status.FAILED,

@@ -291,10 +291,14 @@ class JobQueue(Protocol):
         Without: -> FAILED, completed_at = now, last_error. A CANCELLED job stays CANCELLED."""
         ...
 
-    def release(self, job_id: str, worker_id: str, now: datetime, until: datetime | None = None) -> bool:
-        """Give back a RUNNING job held by ``worker_id`` that it has not started executing: PENDING, due now
-        (or at ``until``: deferred, e.g. while its stage's concurrency limit is reached), lease cleared, attempt
-        decremented (the attempt was never made). False if it is no longer held."""
+    def defer(self, job_id: str, until: datetime, reason: str, now: datetime) -> None:
+        """RUNNING -> PENDING due at ``until``, lease cleared, attempt decremented (a deferral is not an
+        attempt), ``wait_reason`` = reason. A job that is no longer RUNNING is left alone."""
+        ...
+
+    def release(self, job_id: str, worker_id: str, now: datetime) -> bool:
+        """Give back a RUNNING job held by ``worker_id`` that it has not started executing: PENDING, due now,
+        lease cleared, attempt decremented (the attempt was never made). False if it is no longer held."""
         ...
 
     def touch(self, job_id: str, worker_id: str, now: datetime) -> bool:

@@ -134,6 +134,7 @@ class JobRecord:
     last_error: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    wait_reason: str | None = None  # why a deferred job is due later ("rate limit gpt-4o-mini until 12:03:10")
 
 
 @dataclass

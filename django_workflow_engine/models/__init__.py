@@ -1,4 +1,5 @@
 from .ai_call import AICall
+from .ai_traffic import AIRateLimitBucket, AIRateLimitGrant, AIResponseCache
 from .annotation import WorkflowAnnotation
 from .artifact import WorkflowArtifact
 from .idempotency import IdempotencyKey
@@ -11,6 +12,9 @@ from .status import Status
 
 __all__ = [
     "AICall",
+    "AIRateLimitBucket",
+    "AIRateLimitGrant",
+    "AIResponseCache",
     "IdempotencyKey",
     "OutboxEvent",
     "Status",

@@ -46,6 +46,16 @@ class AICall(models.Model):
         blank=True,
         help_text="Logical key of a call made inside a stage (scope:ordinal:request hash); see ai/journal.py.",
     )
+    cached = models.BooleanField(
+        default=False, help_text="Answered from the response cache (AI_CACHE): no provider call, cost 0."
+    )
+    saved_cost = models.DecimalField(
+        null=True,
+        blank=True,
+        max_digits=MONEY_DIGITS,
+        decimal_places=MONEY_PLACES,
+        help_text="A cached answer: what the provider call it replaced cost.",
+    )
     replay = models.JSONField(
         null=True, blank=True, help_text="What a re-execution of the stage is given back; dropped when it is done."
     )

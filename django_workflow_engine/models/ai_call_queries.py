@@ -2,8 +2,9 @@
 
 ``AICall.objects.for_workflow("doc-pipeline").between(start, end).by_model()`` -> one ``GROUP BY`` query.
 Grouped methods return ``values()`` querysets of dicts with ``calls``, ``input_tokens``, ``output_tokens``,
-``cached_tokens``, ``cost`` (sum of the priced calls), ``unpriced`` (calls with no known price) and
-``errors``, ordered by their group key.
+``cached_tokens``, ``cost`` (sum of the priced calls), ``unpriced`` (calls with no known price),
+``errors``, ``cache_hits`` (calls the response cache answered) and ``saved`` (what those would have cost),
+ordered by their group key.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def _aggregates() -> dict[str, Any]:
     # Order matters: an aggregate named like a field shadows that field for the aggregates after it, so the
     # ones filtering on ``cost`` come before the ``cost`` sum.
     return {
+        "cache_hits": Count("id", filter=Q(cached=True)),
         "calls": Count("id"),
         "unpriced": Count("id", filter=Q(cost__isnull=True)),
         "errors": Count("id", filter=Q(error__isnull=False)),
@@ -28,6 +30,7 @@ def _aggregates() -> dict[str, Any]:
         "output_tokens": Coalesce(Sum("output_tokens"), 0),
         "cached_tokens": Coalesce(Sum("cached_tokens"), 0),
         "cost": Coalesce(Sum("cost"), zero_money),
+        "saved": Coalesce(Sum("saved_cost"), zero_money),  # what the response cache's answers would have cost
     }
 
 

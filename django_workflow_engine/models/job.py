@@ -48,6 +48,9 @@ class WorkflowJob(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     payload = models.JSONField(default=dict)
     last_error = models.TextField(null=True, blank=True)
+    wait_reason = models.CharField(
+        max_length=200, null=True, blank=True, help_text="Why a deferred job is due later (an AI rate limit)."
+    )
 
     objects = WorkflowJobQuerySet.as_manager()
 

@@ -56,3 +56,28 @@ def test_run_list_shows_retry_backoff_and_suspended_poll_and_the_any_filter(admi
     assert retrying.short_id in filtered
     assert polling.short_id in filtered
     assert idle.short_id not in filtered
+
+
+def test_a_stage_deferred_by_an_ai_rate_limit_shows_its_reason_and_has_a_filter(admin_client_, settings):
+    settings.WORKFLOW_ENGINE = {
+        **settings.WORKFLOW_ENGINE,
+        "AI_RATE_LIMITS": {"gpt-4o-mini": {"rpm": 1}},
+        "AI_RATE_LIMIT_WAIT_SECONDS": 0,
+    }
+    limited = engine.start("ai-burst", {"n": 2})
+    engine.run_until_idle()  # the second call is over the limit: the stage is deferred
+    job = WorkflowJob.objects.get(run_id=limited.id)
+    assert job.wait_reason.startswith("rate limit gpt-4o-mini until ")
+    retrying = engine.start("diamond", {"value": 1})
+    WorkflowJob.objects.filter(run_id=retrying.id).update(attempt=1, available_at=timezone.now() + timedelta(minutes=5))
+
+    url = reverse(f"admin:{APP}_workflowrun_changelist")
+    page = admin_client_.get(url).content.decode()
+    assert job.wait_reason in page
+    rate = admin_client_.get(url + "?waiting=rate").content.decode()
+    assert limited.short_id in rate
+    assert retrying.short_id not in rate
+    assert limited.short_id in admin_client_.get(url + "?waiting=any").content.decode()
+
+    detail = admin_client_.get(reverse(f"admin:{APP}_workflowrun_change", args=[limited.id])).content.decode()
+    assert f"Stage calls is deferred: {job.wait_reason} (the same attempt; no retry is used)." in detail

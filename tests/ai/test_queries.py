@@ -87,6 +87,8 @@ def test_totals(calls, django_assert_num_queries):
         "cost": Decimal("1.0000770"),
         "unpriced": 1,
         "errors": 1,
+        "cache_hits": 0,
+        "saved": Decimal(0),
     }
 
 

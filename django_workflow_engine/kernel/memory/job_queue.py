@@ -128,6 +128,7 @@ class InMemoryJobQueue:
             job.worker_id = None
             job.locked_at = None
             job.updated_at = now
+            job.wait_reason = None
             if retry_at is not None:
                 job.status = Status.PENDING
                 job.available_at = retry_at
@@ -135,7 +136,20 @@ class InMemoryJobQueue:
                 job.status = Status.FAILED
                 job.completed_at = now
 
-    def release(self, job_id: str, worker_id: str, now: datetime, until: datetime | None = None) -> bool:
+    def defer(self, job_id: str, until: datetime, reason: str, now: datetime) -> None:
+        with self._shared.lock:
+            job = self.store.jobs.get(job_id)
+            if job is None or job.status != Status.RUNNING:
+                return
+            job.status = Status.PENDING
+            job.attempt = max(0, job.attempt - 1)
+            job.worker_id = None
+            job.locked_at = None
+            job.available_at = until
+            job.wait_reason = reason[:200]
+            job.updated_at = now
+
+    def release(self, job_id: str, worker_id: str, now: datetime) -> bool:
         with self._shared.lock:
             job = self.store.jobs.get(job_id)
             if job is None or job.status != Status.RUNNING or job.worker_id != worker_id:
@@ -145,7 +159,7 @@ class InMemoryJobQueue:
             job.worker_id = None
             job.locked_at = None
             job.started_at = None
-            job.available_at = until or now
+            job.available_at = now
             job.updated_at = now
             return True
 

@@ -81,6 +81,8 @@ class Command(BaseCommand):
                 "rows": [dict(zip(header, cells(r, header), strict=True)) for r in rows],
                 "totals": dict(zip(COLUMNS, cells(totals, COLUMNS), strict=True)),
             }
+            if totals["cache_hits"]:
+                payload["cache"] = {"hits": totals["cache_hits"], "saved": display(totals["saved"])}
             self.stdout.write(json.dumps(payload, indent=2))
             return
         if fmt == "csv":
@@ -105,3 +107,7 @@ class Command(BaseCommand):
                 self.stdout.write("  ".join("-" * w for w in widths))
         if totals["unpriced"]:
             self.stdout.write(f"{totals['unpriced']} call(s) have no known price; their cost is not included.")
+        if totals["cache_hits"]:
+            self.stdout.write(
+                f"The response cache answered {totals['cache_hits']} call(s) and saved {display(totals['saved'])}."
+            )

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("django_workflow_engine", "0008_concurrency_limits"),
+        ("django_workflow_engine", "0009_ai_traffic"),
     ]
 
     operations = [
