@@ -286,3 +286,39 @@ def test_a_stage_over_its_cluster_limit_is_deferred_without_spending_an_attempt(
 def test_bad_max_concurrent_names_the_stage(value):
     with pytest.raises(WorkflowDefinitionError, match="Stage 'bad': max_concurrent must be a positive integer"):
         define_stage(id="bad", name="Bad", max_concurrent=value)(lambda ctx: None)
+
+
+def test_a_suspended_stage_past_its_runs_deadline_is_no_longer_polled():
+    from django_workflow_engine import NotReady, Suspend, define_async_batch_stage
+    from django_workflow_engine.kernel import ExpireDeadlines
+
+    polls = []
+
+    def check(state, ctx):
+        polls.append(1)
+        return NotReady()
+
+    @define_async_batch_stage(id="wait", name="Wait", input=In, check_completion=check)
+    def wait(ctx):
+        return Suspend(state={"batch": 1}, poll_interval=10)
+
+    flow = WorkflowBuilder("waits", "Waits", input=In, timeout=timedelta(minutes=1)).pipe(wait).build()
+    harness = MemoryHarness([flow])
+    run_id = harness.start("waits", {})
+    harness.run_until_idle()
+    assert harness.persistence.get_stage(run_id, "wait").status == "SUSPENDED"
+    harness.clock.advance(timedelta(seconds=30))
+    harness.run_until_idle()
+    assert len(polls) == 1  # polled while the run had time
+
+    harness.clock.advance(timedelta(seconds=31))
+    assert harness.dispatch(ExpireDeadlines()).failed == 1
+    run = harness.persistence.get_run(run_id)
+    assert run.status == "FAILED"
+    assert run.output["error"]["code"] == "DEADLINE_EXCEEDED"
+    assert harness.persistence.get_stage(run_id, "wait").status == "CANCELLED"
+    assert {j.status for j in harness.jobs.jobs_for_run(run_id)} == {"CANCELLED"}
+    harness.clock.advance(timedelta(minutes=5))
+    harness.run_until_idle()
+    assert len(polls) == 1  # never polled again
+    assert harness.dispatch(ExpireDeadlines()).failed == 0  # nothing left to expire
