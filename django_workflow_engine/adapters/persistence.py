@@ -487,6 +487,24 @@ class OrmPersistence(OrmConcurrency):
     def get_run(self, run_id: str) -> RunRecord | None:
         return self._run_by_id(run_id, lock=False)
 
+    def get_child_runs(
+        self, *, parent_stage_id: str | None = None, parent_run_id: str | None = None
+    ) -> list[RunRecord]:
+        rows = self._runs()
+        rows = (
+            rows.filter(parent_stage_id=parent_stage_id)
+            if parent_stage_id
+            else rows.filter(parent_run_id=parent_run_id)
+        )
+        return [run_record(r) for r in rows.order_by("created_at", "id")]
+
+    def wake_suspended_stage(self, stage_pk: str, now: datetime) -> bool:
+        return bool(
+            self._stages()
+            .filter(pk=stage_pk, status=Status.SUSPENDED)
+            .update(next_poll_at=now, updated_at=now, version=F("version") + 1)
+        )
+
     def get_run_status(self, run_id: str) -> str | None:
         return off_the_loop(lambda: self._runs().filter(pk=run_id).values_list("status", flat=True).first())
 

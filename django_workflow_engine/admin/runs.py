@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
@@ -288,6 +289,34 @@ def last_tracebacks(stage_pks: set[str]) -> dict[str, str]:
     return traces
 
 
+def family(run: WorkflowRun) -> dict[str, Any]:
+    """The run's parent and children (one query, plus one per further generation of children), and the cost
+    of the run with every descendant: each AI call belongs to exactly one run, so nothing is counted twice."""
+    children = list(WorkflowRun.objects.filter(parent_run_id=run.pk).order_by("created_at", "id"))
+    descendants_cost = sum((c.total_cost for c in children), Decimal(0))
+    generation = [c.pk for c in children]
+    while generation:
+        below = list(WorkflowRun.objects.filter(parent_run_id__in=generation).values_list("pk", "total_cost"))
+        descendants_cost += sum((cost for _, cost in below), Decimal(0))
+        generation = [pk for pk, _ in below]
+    app = WorkflowRun._meta.app_label
+    return {
+        "parent_url": reverse(f"admin:{app}_workflowrun_change", args=[run.parent_run_id])
+        if run.parent_run_id
+        else None,
+        "children": [
+            {
+                "obj": c,
+                "url": reverse(f"admin:{app}_workflowrun_change", args=[c.pk]),
+                "status": badge(c.status),
+                "cost": fmt_cost(c.total_cost),
+            }
+            for c in children
+        ],
+        "cost_with_children": fmt_cost(run.total_cost + descendants_cost) if children else None,
+    }
+
+
 def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     """Everything the run page shows, in a fixed number of queries however large the run's history is."""
     current = list(WorkflowStage.objects.filter(run=run).order_by("execution_group", "stage_number"))
@@ -412,6 +441,7 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
         "share_cost": fmt_cost(share_cost),
         "share_tokens": fmt_int(share_tokens),
         "cost": fmt_cost(run.total_cost),
+        **family(run),
         "max_cost": fmt_cost(run.max_cost) if run.max_cost is not None else "no limit",
         "tokens": fmt_int(run.total_tokens),
         "progress": f"{done}/{total if total is not None else '?'} stages",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from .errors import InvalidBlobKey, MissingStageOutput, RunNotRunning
+from .errors import InvalidArgument, InvalidBlobKey, MissingStageOutput, RunNotRunning
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 CANCEL_CHECK_SECONDS = 1.0
@@ -123,6 +124,7 @@ class BaseContext:
         log_sink: LogSink,
         ai_factory: AIFactory | None = None,
         run_status: Callable[[], str | None] | None = None,
+        children: Children | None = None,
     ):
         self.run_id = run_id
         self.workflow_id = workflow_id
@@ -135,6 +137,7 @@ class BaseContext:
         self._log_sink = log_sink
         self._ai_factory = ai_factory
         self._run_status = run_status
+        self._children = children
         self._status_checked = (-CANCEL_CHECK_SECONDS, False)  # (time.monotonic(), cancelled) of the last read
         self.annotations: list[dict[str, Any]] = []
         # Set by the first ``ai()`` call of this execution and shared by its helpers: the spend the kernel adds
@@ -202,6 +205,25 @@ class BaseContext:
             status = self._run_status() if self._run_status is not None else None
             raise RunNotRunning(self.run_id, status or "gone")
 
+    def start_child(self, workflow_id: str, input: Any, *, key: str, config: Mapping[str, Any] | None = None) -> str:
+        """Start a run of ``workflow_id`` as a child of this stage; returns its id.
+
+        Idempotent per (this stage, ``key``): an execution of this stage that runs again (a retry, a re-delivered
+        job) gets the child it started before, never a second one. Cancelling this run cancels its children.
+
+        Raises:
+            WorkflowNotFound, InvalidInput, InvalidConfig: nothing is started.
+        """
+        if self._children is None:
+            raise RuntimeError("This engine cannot start child runs here.")
+        if not isinstance(key, str) or not key:
+            raise InvalidArgument("key", f"must be a non-empty string naming the child, got {key!r}")
+        return self._children.start(workflow_id, input, key, config)
+
+    def children(self) -> list[ChildRun]:
+        """The runs this stage started (in start order), each with its status and output."""
+        return self._children.list() if self._children is not None else []
+
     def ai(self) -> StageAI:
         """The AI helper for this stage (topic ``workflow.<run_id>.stage.<stage_id>``), with cost tracking."""
         if self._ai_factory is None:
@@ -262,3 +284,34 @@ class StageContext(BaseContext):
 class CheckContext(BaseContext):
     """The context passed to ``check_completion(state, ctx)``: identity, config, ``log``, ``annotate``,
     ``storage`` and ``ai()``; no input or workflow context."""
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """A run a stage started with :meth:`BaseContext.start_child`, as it is now."""
+
+    run_id: str
+    workflow_id: str
+    key: str
+    status: str
+    output: Any = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in STOPPED_RUN_STATUSES
+
+    @property
+    def error(self) -> str | None:
+        """The failure message of a FAILED child (``None`` otherwise)."""
+        if self.status != "FAILED" or not isinstance(self.output, Mapping):
+            return None
+        error = self.output.get("error")
+        return str(error.get("message")) if isinstance(error, Mapping) else None
+
+
+class Children(Protocol):
+    """What ``ctx.start_child`` / ``ctx.children`` use (the kernel gives one to each stage context)."""
+
+    def start(self, workflow_id: str, input: Any, key: str, config: Mapping[str, Any] | None) -> str: ...
+
+    def list(self) -> list[ChildRun]: ...

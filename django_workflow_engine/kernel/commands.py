@@ -37,6 +37,10 @@ class CreateRun(Command):
     start: bool = False  # create it RUNNING with its first group enqueued (no claim round trip)
     # An aware datetime, or seconds (a number or timedelta) from now; None: the workflow's timeout, if any.
     deadline: Any = None
+    # Set by ``ctx.start_child``: the starting run and stage record, and the child's key under that stage.
+    parent_run_id: str | None = None
+    parent_stage_id: str | None = None
+    child_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,3 +49,6 @@ class Deps:
     registry: WorkflowRegistry
     options: KernelOptions
     ai_factory: AIFactory | None = None
+    # The kernel's own ``dispatch``, for the few paths that start a command from inside another (a stage
+    # starting a child run).
+    dispatch: Callable[[Any], Any] | None = None

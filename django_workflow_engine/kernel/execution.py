@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..core.context import StageContext, StageStorage
 from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
 from ..core.ids import new_id
+from .children import StageChildren
 from .commands import ExecuteJob, ExecuteResult
 from .events import STAGE_PROGRESS, event
 from .executor import NON_RETRYABLE, Outcome, execute_stage, failure, parse_config
@@ -277,6 +278,7 @@ def _run_stage(deps: Deps, workflow: Workflow, stage_def: Stage, begun: _Begun) 
             log_sink=_log_sink(deps, begun),
             ai_factory=deps.ai_factory,
             run_status=_status_reader(deps, run.id),
+            children=StageChildren(deps, run, record.id),
         )
     except MissingGroupOutput as exc:
         return Outcome("failed", error=str(exc), retryable=False), None

@@ -70,6 +70,7 @@ class Kernel:
         ai_factory: AIFactory | None = None,
     ):
         self.deps = Deps(persistence, jobs, blobs, sink, clock, registry, options or KernelOptions(), ai_factory)
+        self.deps.dispatch = self.dispatch
 
     @property
     def annotations(self) -> Annotations:

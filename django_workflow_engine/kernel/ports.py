@@ -94,6 +94,16 @@ class Persistence(Protocol):
         ``async def`` stage)."""
         ...
 
+    def get_child_runs(
+        self, *, parent_stage_id: str | None = None, parent_run_id: str | None = None
+    ) -> list[RunRecord]:
+        """Runs started by one stage record, or by any stage of one run, oldest first."""
+        ...
+
+    def wake_suspended_stage(self, stage_pk: str, now: datetime) -> bool:
+        """A SUSPENDED stage record's next poll moved to ``now`` (its child finished); False if not suspended."""
+        ...
+
     def lock_run(self, run_id: str) -> RunRecord | None:
         """Read the run and lock its row until the surrounding transaction ends (``SELECT ... FOR UPDATE`` on
         PostgreSQL). Must be called inside ``atomic()``. ``None`` if missing."""

@@ -62,6 +62,10 @@ class RunRecord:
     updated_at: datetime | None = None
     concurrency_key: str | None = None  # set on runs of a limited workflow; PENDING with a key = waiting for a slot
     deadline_at: datetime | None = None  # not finished by then: failed with "deadline exceeded"
+    # A child run: the run and stage record that started it, and the key it was started under.
+    parent_run_id: str | None = None
+    parent_stage_id: str | None = None
+    child_key: str | None = None
 
     def elapsed_ms(self, now: datetime) -> int:
         """Wall time from the run's first start (its creation if it never started) to ``now``."""

@@ -69,6 +69,15 @@ class WorkflowRun(models.Model):
         blank=True,
         help_text="The run fails with 'deadline exceeded' if it has not finished by then; NULL: no deadline.",
     )
+    # A child run started by a stage (ctx.start_child). Plain ids, not foreign keys: a parent purged before
+    # its children leaves them readable.
+    parent_run_id = models.CharField(max_length=32, null=True, blank=True, help_text="The run that started this one.")
+    parent_stage_id = models.CharField(
+        max_length=32, null=True, blank=True, help_text="The stage record (of the parent run) that started this one."
+    )
+    child_key = models.CharField(
+        max_length=200, null=True, blank=True, help_text="The key the parent stage started this child under."
+    )
 
     objects = WorkflowRunQuerySet.as_manager()
 
@@ -84,6 +93,16 @@ class WorkflowRun(models.Model):
                 fields=["workflow_id", "concurrency_key", "status", "-priority", "created_at"],
                 name="dwe_run_slot_idx",
                 condition=models.Q(concurrency_key__isnull=False),
+            ),
+            models.Index(
+                fields=["parent_stage_id", "created_at"],
+                name="dwe_run_children_idx",
+                condition=models.Q(parent_stage_id__isnull=False),
+            ),
+            models.Index(
+                fields=["parent_run_id"],
+                name="dwe_run_parent_idx",
+                condition=models.Q(parent_run_id__isnull=False),
             ),
             models.Index(
                 fields=["deadline_at"],

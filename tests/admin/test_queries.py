@@ -72,7 +72,7 @@ def test_filtered_changelist_query_count_is_constant(viewer, name, params, djang
     assert large == small
 
 
-RUN_PAGE_BUDGET = 14  # 12, plus the superseded stage records (history) and the run's jobs (tries, retries)
+RUN_PAGE_BUDGET = 15  # 12, plus the superseded stage records (history), the run's jobs (tries, retries), its child runs
 
 
 def test_run_page_query_count_does_not_grow_with_the_run(viewer, django_assert_max_num_queries):

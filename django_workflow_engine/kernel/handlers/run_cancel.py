@@ -7,7 +7,7 @@ before writing anything and discards their result.
 from __future__ import annotations
 
 from ...core.errors import RunNotFound
-from .. import concurrency
+from .. import children, concurrency
 from ..commands import CancelResult, CancelRun
 from ..events import WORKFLOW_CANCELLED, event
 from ..flow import Handled
@@ -37,4 +37,8 @@ def handle(command: CancelRun, deps: Deps) -> Handled:
     events = [event(WORKFLOW_CANCELLED, run.id, now, reason=command.reason)]
     if run.status == Status.RUNNING:  # a cancelled waiting run held no slot
         events += concurrency.release(deps, run, now)
+    for child in deps.persistence.get_child_runs(parent_run_id=run.id):  # its children go with it
+        if child.status not in TERMINAL_RUN_STATUSES:
+            events += handle(CancelRun(child.id, reason=f"parent run {run.id} was cancelled"), deps).events
+    children.wake_parent(deps, run, now)
     return Handled(CancelResult(True), events)

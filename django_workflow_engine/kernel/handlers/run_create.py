@@ -58,6 +58,9 @@ def new_run(command: CreateRun, workflow: Any, data: Any, config: dict[str, Any]
         metadata=command.metadata,
         max_cost=_max_cost(command.max_cost),
         deadline_at=check_deadline(deadline, now),
+        parent_run_id=command.parent_run_id,
+        parent_stage_id=command.parent_stage_id,
+        child_key=command.child_key,
     )
     if command.start:
         run.status = Status.RUNNING

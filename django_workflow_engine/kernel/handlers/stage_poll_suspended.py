@@ -16,6 +16,7 @@ from ...core.batch import CompletionError, NotReady, Ready, as_timedelta
 from ...core.context import CheckContext, StageStorage
 from ...core.stage import run_callable, to_json_output
 from .. import concurrency
+from ..children import StageChildren
 from ..commands import PollResult, PollSuspended
 from ..events import STAGE_COMPLETED, STAGE_FAILED, WORKFLOW_FAILED, event
 from ..executor import parse_config
@@ -140,6 +141,7 @@ def _check_context(deps: Deps, run: RunRecord, stage: StageRecord, stage_def: An
         storage=StageStorage(deps.blobs, run.workflow_type, run.id, stage.stage_id),
         log_sink=log_sink,
         ai_factory=deps.ai_factory,
+        children=StageChildren(deps, run, stage.id),
     )
 
 

@@ -63,6 +63,27 @@ class InMemoryPersistence(InMemoryConcurrency):
             run = self.store.runs.get(run_id)
             return copy.deepcopy(run) if run else None
 
+    def get_child_runs(
+        self, *, parent_stage_id: str | None = None, parent_run_id: str | None = None
+    ) -> list[RunRecord]:
+        with self._shared.lock:
+            found = [
+                copy.deepcopy(r)
+                for r in self.store.runs.values()
+                if (parent_stage_id is not None and r.parent_stage_id == parent_stage_id)
+                or (parent_run_id is not None and r.parent_run_id == parent_run_id)
+            ]
+        return sorted(found, key=lambda r: (stamped(r.created_at), r.id))
+
+    def wake_suspended_stage(self, stage_pk: str, now: datetime) -> bool:
+        with self._shared.lock:
+            stage = self.store.stages.get(stage_pk)
+            if stage is None or stage.status != Status.SUSPENDED:
+                return False
+            stage.next_poll_at = now
+            stage.updated_at = now
+            return True
+
     def get_run_status(self, run_id: str) -> str | None:
         with self._shared.lock:
             run = self.store.runs.get(run_id)
