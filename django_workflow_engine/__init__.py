@@ -8,7 +8,7 @@ Everything here imports without Django being set up; ``engine`` touches Django o
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .core.batch import CompletionError, NotReady, Ready, Suspend, define_async_batch_stage
+from .core.batch import CompletionError, NotReady, Ready, Suspend, define_async_batch_stage, wait_for_children
 from .core.context import CheckContext, StageContext
 from .core.errors import (
     BudgetExceeded,
@@ -96,4 +96,5 @@ __all__ = [
     "define_async_batch_stage",
     "define_stage",
     "engine",
+    "wait_for_children",
 ]

@@ -131,3 +131,28 @@ def define_async_batch_stage(
     if execute is not None:
         return build(execute)
     return build
+
+
+def wait_for_children(state: Any, ctx: Any) -> Ready | NotReady:
+    """A ready-made ``check_completion`` for a stage that started child runs (``ctx.start_child``) and waits for
+    them: not ready while one runs; then ready with ``{"children": [{"key", "run_id", "workflow_id", "status",
+    "output", "error"}, ...]}`` in start order, failures and cancellations included for the next stage to
+    judge. The parent stage is woken as soon as its last child finishes."""
+    children = ctx.children()
+    if not all(child.finished for child in children):
+        return NotReady()
+    return Ready(
+        output={
+            "children": [
+                {
+                    "key": c.key,
+                    "run_id": c.run_id,
+                    "workflow_id": c.workflow_id,
+                    "status": c.status,
+                    "output": c.output if c.status == "COMPLETED" else None,
+                    "error": c.error,
+                }
+                for c in children
+            ]
+        }
+    )

@@ -26,6 +26,7 @@ OUR_PAGES = [
     "settings.md",
     "tasks.md",
     "flow-control.md",
+    "child-workflows.md",
 ]
 LINK_RE = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
 
