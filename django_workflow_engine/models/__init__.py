@@ -7,6 +7,7 @@ from .job import WorkflowJob
 from .log import WorkflowLog
 from .outbox import OutboxEvent
 from .run import WorkflowRun
+from .signal import WorkflowSignal
 from .stage import WorkflowStage
 from .status import Status
 
@@ -23,5 +24,6 @@ __all__ = [
     "WorkflowJob",
     "WorkflowLog",
     "WorkflowRun",
+    "WorkflowSignal",
     "WorkflowStage",
 ]
