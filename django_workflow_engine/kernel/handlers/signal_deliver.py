@@ -91,7 +91,7 @@ def handle(command: DeliverSignal, deps: Deps) -> Handled:
         return Handled(SignalResult(signal.id), events)
     started = waiting.started_at or now
     duration_ms = int((now - started).total_seconds() * 1000)
-    fields = {
+    fields: dict[str, Any] = {
         "status": Status.COMPLETED,
         "completed_at": now,
         "duration_ms": duration_ms,
@@ -101,10 +101,10 @@ def handle(command: DeliverSignal, deps: Deps) -> Handled:
     }
     persistence.update_stage(waiting.id, fields, now)
     deps.jobs.complete_suspended(run.id, waiting.stage_id, now)
-    names = {"stage_id": waiting.stage_id, "stage_name": waiting.stage_name}
+    stage_names: dict[str, Any] = {"stage_id": waiting.stage_id, "stage_name": waiting.stage_name}
     events += [
-        event(STAGE_RESUMED, run.id, now, **names, signal=command.name),
-        event(STAGE_COMPLETED, run.id, now, **names, duration_ms=duration_ms),
+        event(STAGE_RESUMED, run.id, now, **stage_names, signal=command.name),
+        event(STAGE_COMPLETED, run.id, now, **stage_names, duration_ms=duration_ms),
     ]
     settled = [s if s.id != waiting.id else replace(s, **fields) for s in stages]
     advanced = run_transition.advance(deps, run, now, stages=settled)
