@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -146,8 +147,10 @@ class Engine:
         idempotency_key: str | None = None,
         max_cost: Decimal | float | str | None = None,
         metadata: dict[str, Any] | None = None,
+        start_at: datetime | None = None,
+        delay: float | timedelta | None = None,
     ) -> WorkflowRun:
-        """Create a run and enqueue its first group at once.
+        """Create a run and enqueue its first group at once (or, with ``start_at`` / ``delay``, due then).
 
         Args:
             workflow_id: a registered workflow, or its id.
@@ -157,12 +160,19 @@ class Engine:
             idempotency_key: a repeated key returns the run created the first time instead of a new one.
             max_cost: AI spend budget for the run.
             metadata: free JSON stored on the run.
+            start_at: a delayed start: a timezone-aware time at which the first group becomes due. The run is
+                created now (input validated, idempotency applied) and shows as scheduled until then.
+            delay: the same as seconds (or a ``timedelta``) from now. Give ``start_at`` or ``delay``, not both;
+                a time not in the future starts the run at once.
 
         Raises:
-            WorkflowNotFound, InvalidInput, InvalidConfig: nothing is written.
+            WorkflowNotFound, InvalidInput, InvalidConfig, InvalidStartTime: nothing is written.
         """
         workflow_id = self._workflow_id(workflow_id)
-        return self._create(workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=True)
+        when = (start_at, delay) if start_at is not None or delay is not None else None
+        return self._create(
+            workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=True, when=when
+        )
 
     def create(
         self,
@@ -194,7 +204,7 @@ class Engine:
             )
         return workflow.id
 
-    def _create(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):
+    def _create(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start, when=None):
         from .conf import settings
 
         if settings.TRACING:
@@ -202,15 +212,18 @@ class Engine:
 
             return traced_create(
                 lambda: self._create_untraced(
-                    workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=start
+                    workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=start, when=when
                 ),
                 using=self.using,
             )
         return self._create_untraced(
-            workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=start
+            workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=start, when=when
         )
 
-    def _create_untraced(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start):
+    def _create_untraced(
+        self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start, when=None
+    ):
+        start_at, delay = when or (None, None)
         result = self.kernel.dispatch(
             CreateRun(
                 workflow_id=workflow_id,
@@ -221,6 +234,8 @@ class Engine:
                 max_cost=max_cost,
                 metadata=metadata,
                 start=start,
+                start_at=start_at,
+                delay=delay,
             )
         )
         return self._run_model(result.run_id, result.run)

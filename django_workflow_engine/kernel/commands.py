@@ -7,6 +7,7 @@ Results hold only JSON-friendly values so they can be cached for idempotent repl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class CreateRun(Command):
     run_id: str | None = None
     annotations: tuple[dict[str, Any], ...] = ()
     start: bool = False  # create it RUNNING with its first group enqueued (no claim round trip)
+    start_at: datetime | None = None  # aware; a delayed start: the first group's jobs are due then
+    delay: Any = None  # seconds or a timedelta from the clock's now (instead of start_at)
 
 
 @dataclass(frozen=True)

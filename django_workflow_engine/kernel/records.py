@@ -61,6 +61,7 @@ class RunRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     concurrency_key: str | None = None  # set on runs of a limited workflow; PENDING with a key = waiting for a slot
+    scheduled_at: datetime | None = None  # a delayed start: its first group is not due before this time
 
     def elapsed_ms(self, now: datetime) -> int:
         """Wall time from the run's first start (its creation if it never started) to ``now``."""

@@ -65,6 +65,12 @@ class WorkflowRun(models.Model):
         "A PENDING run with a key waits for a slot.",
     )
 
+    scheduled_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A delayed start (engine.start(start_at=..., delay=...)): its first group is not due before this.",
+    )
+
     objects = WorkflowRunQuerySet.as_manager()
 
     class Meta:
