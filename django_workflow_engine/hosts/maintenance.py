@@ -43,6 +43,7 @@ class MaintenanceResult:
     redispatched: int = 0
     keys_expired: int = 0
     runs_purged: int = 0
+    schedules_fired: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -55,7 +56,7 @@ def run_maintenance_tick(
     max_events: int = 500,
     max_expired_keys: int = 1000,
 ) -> MaintenanceResult:
-    """One pass: claim pending runs, poll due suspended stages (and transition the resumed runs), release
+    """One pass: fire due schedules (after syncing those declared in code), claim pending runs, poll due suspended stages (and transition the resumed runs), release
     stale leases, flush the outbox, reap stuck runs, re-send lost RQ messages, and delete up to
     ``max_expired_keys`` idempotency keys older than ``IDEMPOTENCY_KEY_TTL_SECONDS``, and purge finished runs
     per the ``RETENTION`` setting (at most its ``max_runs_per_tick``)."""
@@ -102,6 +103,12 @@ def run_maintenance_tick(
             command = ExpireIdempotencyKeys(older_than_seconds=ttl, max_keys=max_expired_keys)
             result.keys_expired = kernel.dispatch(command).expired
 
+    def schedules() -> None:
+        from .schedules import fire_due_schedules, sync_declared_schedules
+
+        sync_declared_schedules(kernel)
+        result.schedules_fired = fire_due_schedules(kernel).fired
+
     def retention() -> None:
         if settings.RETENTION is not None:
             from ..ops.retention import apply_retention
@@ -109,6 +116,7 @@ def run_maintenance_tick(
             result.runs_purged = apply_retention(now=kernel.clock.now())
 
     for name, fn in (
+        ("schedules", schedules),  # first: a fired run's first stage is then due in this very tick
         ("claim", claim),
         ("poll", poll),
         ("leases", leases),
@@ -178,6 +186,7 @@ class MaintenanceLoop:
                         last.requeued,
                         last.redispatched,
                         last.runs_purged,
+                        last.schedules_fired,
                     )
                 ):
                     logger.info("maintenance: %s", last)

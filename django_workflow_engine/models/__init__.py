@@ -6,6 +6,7 @@ from .job import WorkflowJob
 from .log import WorkflowLog
 from .outbox import OutboxEvent
 from .run import WorkflowRun
+from .schedule import WorkflowSchedule
 from .stage import WorkflowStage
 from .status import Status
 
@@ -19,5 +20,6 @@ __all__ = [
     "WorkflowJob",
     "WorkflowLog",
     "WorkflowRun",
+    "WorkflowSchedule",
     "WorkflowStage",
 ]
