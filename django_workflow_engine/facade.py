@@ -189,6 +189,25 @@ class Engine:
         workflow_id = self._workflow_id(workflow_id)
         return self._create(workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=False)
 
+    def run_schedule_now(self, name: str) -> WorkflowRun:
+        """Start a run of the ``WorkflowSchedule`` called ``name`` now, outside its timing ("Run now" in the
+        admin): its input, config and priority, metadata ``{"schedule": name, "manual": <time>}``. Its next
+        fire time is unchanged.
+
+        Raises:
+            WorkflowEngineError: no schedule of that name; WorkflowNotFound, InvalidInput, InvalidConfig as
+                :meth:`start` (nothing is written).
+        """
+        from .hosts.schedules import fire
+        from .models import WorkflowSchedule
+
+        schedule = WorkflowSchedule.objects.using(self.using).filter(name=name).first()
+        if schedule is None:
+            raise WorkflowEngineError(f"schedule: no schedule named {name!r}.")
+        result = fire(self.kernel, schedule, None, manual_at=self.kernel.clock.now())
+        WorkflowSchedule.objects.using(self.using).filter(pk=schedule.pk).update(last_run_id=result.run_id)
+        return self._run_model(result.run_id, result.run)
+
     def _workflow_id(self, workflow: str | Workflow) -> str:
         """The id of ``workflow``, which must be the object registered under it (the one workers run)."""
         if not isinstance(workflow, Workflow):

@@ -1,4 +1,4 @@
-"""Why a run waits, for the run list and the run page: a concurrency slot, a suspended stage's next poll,
+"""Why a run waits, for the run list and the run page: a delayed start's time, a concurrency slot, a suspended stage's next poll,
 a retry's backoff. Read from existing rows; the list reads it in its one changelist query."""
 
 from __future__ import annotations
@@ -40,6 +40,19 @@ def slot_wait(run: Any) -> str | None:
     return slot_text(run, running)[0].upper() + slot_text(run, running)[1:] + "; it starts when one frees."
 
 
+def is_scheduled(run: Any) -> bool:
+    """A delayed start whose first group is not due yet."""
+    at = getattr(run, "scheduled_at", None)
+    return at is not None and run.status in (Status.RUNNING, Status.PENDING) and at > timezone.now()
+
+
+def scheduled_wait(run: Any) -> str | None:
+    """The run page's line for a delayed start not due yet, else ``None``."""
+    if not is_scheduled(run):
+        return None
+    return f"Scheduled: a delayed start, its first stage is due at {timezone.localtime(run.scheduled_at):%Y-%m-%d %H:%M:%S}."
+
+
 def _next_poll() -> Subquery:
     stages = WorkflowStage.objects.filter(run=OuterRef("pk"), status=Status.SUSPENDED).order_by()
     return Subquery(
@@ -63,6 +76,12 @@ WAIT_STYLE = "display:block;max-width:14em;margin-top:2px;font-size:11px;white-s
 
 def list_text(run: Any) -> Any:
     """Why a run waits, for the run list's status cell ("" when it does not wait)."""
+    if is_scheduled(run):
+        return format_html(
+            '<span class="dwe-wait" style="{}">scheduled for {}</span>',
+            WAIT_STYLE,
+            f"{timezone.localtime(run.scheduled_at):%Y-%m-%d %H:%M:%S}",
+        )
     if run.status == Status.PENDING and run.concurrency_key is not None:
         return format_html('<span class="dwe-wait" style="{}">{}</span>', WAIT_STYLE, slot_text(run))
     if run.status != Status.RUNNING:
@@ -87,16 +106,23 @@ class WaitingFilter(admin.SimpleListFilter):
     parameter_name = "waiting"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("slot", "for a concurrency slot"), ("any", "for anything (slot, poll, retry)")]
+        return [
+            ("slot", "for a concurrency slot"),
+            ("scheduled", "scheduled (delayed start)"),
+            ("any", "for anything (slot, schedule, poll, retry)"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: Any) -> Any:
         slot = Q(status=Status.PENDING, concurrency_key__isnull=False)
+        scheduled = Q(status__in=(Status.RUNNING, Status.PENDING), scheduled_at__gt=timezone.now())
         if self.value() == "slot":
             return queryset.filter(slot)
+        if self.value() == "scheduled":
+            return queryset.filter(scheduled)
         if self.value() == "any":
             suspended = WorkflowStage.objects.filter(run=OuterRef("pk"), status=Status.SUSPENDED)
             retry = WorkflowJob.objects.filter(
                 run=OuterRef("pk"), status=Status.PENDING, attempt__gt=0, available_at__gt=timezone.now()
             )
-            return queryset.filter(slot | Q(status=Status.RUNNING) & (Exists(suspended) | Exists(retry)))
+            return queryset.filter(slot | scheduled | Q(status=Status.RUNNING) & (Exists(suspended) | Exists(retry)))
         return queryset

@@ -147,12 +147,12 @@ def due_fire_times(
     due.reverse()
     following = timing.next_after(now)
     if policy == "skip":
-        fire = [t for t in due if (now - t).total_seconds() <= on_time]
+        chosen = [t for t in due if (now - t).total_seconds() <= on_time]
     elif policy == "latest":
-        fire = due[-1:]
+        chosen = due[-1:]
     else:
-        fire = due[-limit:]
-    return Due(fire=fire, missed=len(due) > len(fire), next_fire_at=following)
+        chosen = due[-limit:]
+    return Due(fire=chosen, missed=len(due) > len(chosen), next_fire_at=following)
 
 
 # The fields of a schedule that code declares and an operator may change in the admin.
