@@ -231,6 +231,9 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     if not isinstance(items, (list, tuple)):
         return [_error("WORKFLOW_ENGINE['SCHEDULES'] must be a list of dicts.", "See docs/schedules.md.", 50)]
     errors: list[checks.CheckMessage] = []
+    per_tick = settings.MAX_SCHEDULES_PER_TICK
+    if isinstance(per_tick, bool) or not isinstance(per_tick, int) or per_tick < 1:
+        errors.append(_error("WORKFLOW_ENGINE['MAX_SCHEDULES_PER_TICK'] must be a positive integer.", "e.g. 100", 50))
     specs = []
     for index, item in enumerate(items):
         try:
