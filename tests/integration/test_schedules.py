@@ -162,3 +162,30 @@ def test_dst_spring_forward_hourly_has_no_run_for_the_missing_hour(kernel, fake_
     _walk(kernel, fake_clock, datetime(2026, 3, 28, 22, 59, tzinfo=UTC), datetime(2026, 3, 29, 21, 14, tzinfo=UTC))
     times = _fire_times(schedule)
     assert len(times) == len(set(times)) == 23  # the 23-hour day
+
+
+@pytest.mark.django_db(transaction=True)  # the serverless entry point closes stale connections first
+def test_the_serverless_maintenance_tick_fires_schedules(kernel, fake_clock):
+    from django_workflow_engine.hosts.serverless import run_maintenance_tick as serverless_tick
+
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    fake_clock.set(at)
+    schedule = _schedule(interval_seconds=300, next_fire_at=at)
+    assert serverless_tick(kernel=kernel).schedules_fired == 1
+    assert _fire_times(schedule) == ["2026-05-01T12:00:00+00:00"]
+
+
+def test_a_fire_time_another_process_is_firing_is_left_to_it(kernel, fake_clock):
+    """Its idempotency key is held "in progress" by another maintenance process: no second run, and
+    next_fire_at is left for that process to move."""
+    from django_workflow_engine.hosts.schedules import fire_key
+
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    fake_clock.set(at)
+    schedule = _schedule(interval_seconds=60, next_fire_at=at)
+    claim = kernel.deps.persistence.acquire_idempotency_key(fire_key("nightly", at), "run.create", at, 600)
+    assert claim.state == "acquired"
+    assert fire_due_schedules(kernel).fired == 0
+    schedule.refresh_from_db()
+    assert schedule.next_fire_at == at
+    assert not WorkflowRun.objects.exists()
