@@ -225,3 +225,57 @@ def check_workflows(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     except ImproperlyConfigured as exc:
         return [_error(str(exc), "Fix WORKFLOW_ENGINE['WORKFLOWS'] or the workflows.py modules.", 9)]
     return []
+
+
+@checks.register()
+def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``WORKFLOW_ENGINE["SCHEDULES"]``: each entry a valid schedule of a registered workflow, names unique
+    (E050 a bad entry, E051 an unknown workflow, E052 a name declared twice, E053 an input the workflow rejects)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .conf import settings
+    from .core.errors import WorkflowEngineError
+    from .core.schedule import InvalidSchedule, ScheduleSpec
+    from .registry import registry
+
+    items = settings.SCHEDULES or []
+    if not isinstance(items, (list, tuple)):
+        return [_error("WORKFLOW_ENGINE['SCHEDULES'] must be a list of dicts.", "See docs/schedules.md.", 50)]
+    errors: list[checks.CheckMessage] = []
+    per_tick = settings.MAX_SCHEDULES_PER_TICK
+    if isinstance(per_tick, bool) or not isinstance(per_tick, int) or per_tick < 1:
+        errors.append(_error("WORKFLOW_ENGINE['MAX_SCHEDULES_PER_TICK'] must be a positive integer.", "e.g. 100", 50))
+    specs = []
+    for index, item in enumerate(items):
+        try:
+            specs.append(ScheduleSpec.from_setting(item, index))
+        except InvalidSchedule as exc:
+            errors.append(_error(str(exc), "See docs/schedules.md for the keys of a schedule.", 50))
+    try:
+        workflows = [w for w in (registry.get(i) for i in registry.ids()) if w is not None]
+    except ImproperlyConfigured:
+        return errors  # reported by check_workflows
+    for spec in specs:
+        workflow = registry.get(spec.workflow_id)
+        if workflow is None:
+            errors.append(
+                _error(
+                    f"WORKFLOW_ENGINE['SCHEDULES']: schedule {spec.name!r} names the unknown workflow "
+                    f"{spec.workflow_id!r}.",
+                    f"Registered workflows: {', '.join(registry.ids()) or '(none)'}.",
+                    51,
+                )
+            )
+            continue
+        try:
+            workflow.parse_input(spec.input if spec.input is not None else {})
+            workflow.resolve_config(spec.config)
+        except WorkflowEngineError as exc:
+            errors.append(_error(f"WORKFLOW_ENGINE['SCHEDULES']: schedule {spec.name!r}: {exc}", "Fix its input.", 53))
+    names = [s.name for s in specs] + [s.name for w in workflows for s in getattr(w, "schedules", ())]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        errors.append(
+            _error(f"Schedules declared twice in code: {', '.join(twice)}.", "Give every schedule its own name.", 52)
+        )
+    return errors

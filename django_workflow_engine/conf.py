@@ -42,6 +42,11 @@ DEFAULTS: dict[str, Any] = {
     "CONTINUE_IN_WORKER": True,
     # PostgreSQL: the engine's hot statements are prepared on their second execution on a connection.
     "PREPARED_STATEMENTS": True,
+    # Schedules declared in code: [{"name": ..., "workflow": ..., "cron": ... | "interval_seconds": ..., ...}]
+    # (see docs/schedules.md); synced to WorkflowSchedule rows by the maintenance tick.
+    "SCHEDULES": [],
+    # Schedules fired per maintenance tick (the most overdue first).
+    "MAX_SCHEDULES_PER_TICK": 100,
     "EVENT_PLUGINS": [],
     "AI_MODELS": {},
     "AI_LOG_PROMPTS": True,

@@ -153,8 +153,10 @@ class Engine:
         max_cost: Decimal | float | str | None = None,
         metadata: dict[str, Any] | None = None,
         deadline: datetime | timedelta | float | None = None,
+        start_at: datetime | None = None,
+        delay: float | timedelta | None = None,
     ) -> WorkflowRun:
-        """Create a run and enqueue its first group at once.
+        """Create a run and enqueue its first group at once (or, with ``start_at`` / ``delay``, due then).
 
         Args:
             workflow_id: a registered workflow, or its id.
@@ -166,13 +168,27 @@ class Engine:
             metadata: free JSON stored on the run.
             deadline: an aware datetime, or a duration from now (seconds or ``timedelta``): a run not finished
                 by then fails with "deadline exceeded". Default: the workflow's ``timeout``, if any.
+            start_at: a delayed start: a timezone-aware time at which the first group becomes due. The run is
+                created now (input validated, idempotency applied) and shows as scheduled until then.
+            delay: the same as seconds (or a ``timedelta``) from now. Give ``start_at`` or ``delay``, not both;
+                a time not in the future starts the run at once.
 
         Raises:
-            WorkflowNotFound, InvalidInput, InvalidConfig, InvalidDeadline: nothing is written.
+            WorkflowNotFound, InvalidInput, InvalidConfig, InvalidDeadline, InvalidStartTime: nothing is written.
         """
         workflow_id = self._workflow_id(workflow_id)
+        when = (start_at, delay) if start_at is not None or delay is not None else None
         return self._create(
-            workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=True, deadline=deadline
+            workflow_id,
+            input,
+            config,
+            priority,
+            idempotency_key,
+            max_cost,
+            metadata,
+            start=True,
+            deadline=deadline,
+            when=when,
         )
 
     def create(
@@ -193,6 +209,25 @@ class Engine:
             workflow_id, input, config, priority, idempotency_key, max_cost, metadata, start=False, deadline=deadline
         )
 
+    def run_schedule_now(self, name: str) -> WorkflowRun:
+        """Start a run of the ``WorkflowSchedule`` called ``name`` now, outside its timing ("Run now" in the
+        admin): its input, config and priority, metadata ``{"schedule": name, "manual": <time>}``. Its next
+        fire time is unchanged.
+
+        Raises:
+            WorkflowEngineError: no schedule of that name; WorkflowNotFound, InvalidInput, InvalidConfig as
+                :meth:`start` (nothing is written).
+        """
+        from .hosts.schedules import fire
+        from .models import WorkflowSchedule
+
+        schedule = WorkflowSchedule.objects.using(self.using).filter(name=name).first()
+        if schedule is None:
+            raise WorkflowEngineError(f"schedule: no schedule named {name!r}.")
+        result = fire(self.kernel, schedule, None, manual_at=self.kernel.clock.now())
+        WorkflowSchedule.objects.using(self.using).filter(pk=schedule.pk).update(last_run_id=result.run_id)
+        return self._run_model(result.run_id, result.run)
+
     def _workflow_id(self, workflow: str | Workflow) -> str:
         """The id of ``workflow``, which must be the object registered under it (the one workers run)."""
         if not isinstance(workflow, Workflow):
@@ -208,19 +243,24 @@ class Engine:
             )
         return workflow.id
 
-    def _create(self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start, deadline):
+    def _create(
+        self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start, deadline, when=None
+    ):
         from .conf import settings
 
         args = (workflow_id, input, config, priority, idempotency_key, max_cost, metadata)
         if settings.TRACING:
             from .ops.tracing import traced_create
 
-            return traced_create(lambda: self._create_untraced(*args, start=start, deadline=deadline), using=self.using)
-        return self._create_untraced(*args, start=start, deadline=deadline)
+            return traced_create(
+                lambda: self._create_untraced(*args, start=start, deadline=deadline, when=when), using=self.using
+            )
+        return self._create_untraced(*args, start=start, deadline=deadline, when=when)
 
     def _create_untraced(
-        self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start, deadline
+        self, workflow_id, input, config, priority, idempotency_key, max_cost, metadata, *, start, deadline, when=None
     ):
+        start_at, delay = when or (None, None)
         result = self.kernel.dispatch(
             CreateRun(
                 workflow_id=workflow_id,
@@ -232,6 +272,8 @@ class Engine:
                 metadata=metadata,
                 start=start,
                 deadline=deadline,
+                start_at=start_at,
+                delay=delay,
             )
         )
         return self._run_model(result.run_id, result.run)

@@ -1,4 +1,4 @@
-"""The workflow engine's admin: read-only pages for runs, stages, jobs, logs, artifacts and AI calls, a cost report,
+"""The workflow engine's admin: editable schedules, read-only pages for runs, stages, jobs, logs, artifacts and AI calls, a cost report,
 and the permission-checked cancel and rerun actions. Importing this package registers everything with
 ``django.contrib.admin.site`` (Django's admin autodiscovery imports it)."""
 
@@ -7,6 +7,7 @@ from .artifacts import WorkflowArtifactAdmin
 from .jobs import WorkflowJobAdmin
 from .logs import WorkflowLogAdmin
 from .runs import WorkflowRunAdmin
+from .schedules import WorkflowScheduleAdmin
 from .stages import WorkflowStageAdmin
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "WorkflowJobAdmin",
     "WorkflowLogAdmin",
     "WorkflowRunAdmin",
+    "WorkflowScheduleAdmin",
     "WorkflowStageAdmin",
 ]

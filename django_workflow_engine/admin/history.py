@@ -143,6 +143,11 @@ def waits(run: Any, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]) -
     if run.status not in (Status.RUNNING, Status.PENDING):
         return []
     lines = []
+    from .waiting import scheduled_wait
+
+    scheduled = scheduled_wait(run)
+    if scheduled is not None:
+        lines.append(scheduled)
     if run.status == Status.PENDING:
         from .waiting import slot_wait
 

@@ -1,5 +1,6 @@
-"""Why a run waits, for the run list and the run page: a concurrency slot, an AI rate limit (a deferred stage),
-a suspended stage's next poll, a retry's backoff. Read from existing rows; the list reads it in its one changelist query."""
+"""Why a run waits, for the run list and the run page: a delayed start's time, a concurrency slot, an AI rate
+limit (a deferred stage), a signal, a suspended stage's next poll, a retry's backoff, and its deadline. Read from
+existing rows; the list reads it in its one changelist query."""
 
 from __future__ import annotations
 
@@ -39,6 +40,19 @@ def slot_wait(run: Any) -> str | None:
         workflow_id=run.workflow_id, concurrency_key=run.concurrency_key, status=Status.RUNNING
     ).count()
     return slot_text(run, running)[0].upper() + slot_text(run, running)[1:] + "; it starts when one frees."
+
+
+def is_scheduled(run: Any) -> bool:
+    """A delayed start whose first group is not due yet."""
+    at = getattr(run, "scheduled_at", None)
+    return at is not None and run.status in (Status.RUNNING, Status.PENDING) and at > timezone.now()
+
+
+def scheduled_wait(run: Any) -> str | None:
+    """The run page's line for a delayed start not due yet, else ``None``."""
+    if not is_scheduled(run):
+        return None
+    return f"Scheduled: a delayed start, its first stage is due at {timezone.localtime(run.scheduled_at):%Y-%m-%d %H:%M:%S}."
 
 
 def _next_poll() -> Subquery:
@@ -95,6 +109,12 @@ def list_text(run: Any) -> Any:
 
 
 def _wait_text(run: Any) -> Any:
+    if is_scheduled(run):
+        return format_html(
+            '<span class="dwe-wait" style="{}">scheduled for {}</span>',
+            WAIT_STYLE,
+            f"{timezone.localtime(run.scheduled_at):%Y-%m-%d %H:%M:%S}",
+        )
     if run.status == Status.PENDING and run.concurrency_key is not None:
         return format_html('<span class="dwe-wait" style="{}">{}</span>', WAIT_STYLE, slot_text(run))
     if run.status != Status.RUNNING:
@@ -129,11 +149,13 @@ class WaitingFilter(admin.SimpleListFilter):
             ("slot", "for a concurrency slot"),
             ("rate", "for an AI rate limit"),
             ("input", "for input (a signal)"),
-            ("any", "for anything (slot, rate limit, poll, retry)"),
+            ("scheduled", "scheduled (delayed start)"),
+            ("any", "for anything (slot, schedule, rate limit, poll, retry)"),
         ]
 
     def queryset(self, request: HttpRequest, queryset: Any) -> Any:
         slot = Q(status=Status.PENDING, concurrency_key__isnull=False)
+        scheduled = Q(status__in=(Status.RUNNING, Status.PENDING), scheduled_at__gt=timezone.now())
         if self.value() == "slot":
             return queryset.filter(slot)
         deferred = WorkflowJob.objects.filter(run=OuterRef("pk"), status=Status.PENDING, wait_reason__isnull=False)
@@ -141,12 +163,14 @@ class WaitingFilter(admin.SimpleListFilter):
             return queryset.filter(Exists(_waiting_for_input()), status=Status.RUNNING)
         if self.value() == "rate":
             return queryset.filter(Exists(deferred), status=Status.RUNNING)
+        if self.value() == "scheduled":
+            return queryset.filter(scheduled)
         if self.value() == "any":
             suspended = WorkflowStage.objects.filter(run=OuterRef("pk"), status=Status.SUSPENDED)
             retry = WorkflowJob.objects.filter(
                 run=OuterRef("pk"), status=Status.PENDING, attempt__gt=0, available_at__gt=timezone.now()
             )
             return queryset.filter(
-                slot | Q(status=Status.RUNNING) & (Exists(suspended) | Exists(retry) | Exists(deferred))
+                slot | scheduled | Q(status=Status.RUNNING) & (Exists(suspended) | Exists(retry) | Exists(deferred))
             )
         return queryset

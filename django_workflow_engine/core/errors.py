@@ -193,6 +193,10 @@ class InvalidPriority(InvalidArgument):
     """``priority`` is not an integer in the range the database column holds."""
 
 
+class InvalidStartTime(InvalidArgument):
+    """``start_at`` / ``delay`` of a delayed start: a naive datetime, a negative or non-finite delay, or both."""
+
+
 class InvalidMaxCost(InvalidArgument):
     """``max_cost`` is not a finite, non-negative number the database column holds."""
 

@@ -14,10 +14,12 @@ from .errors import (
     InvalidInput,
     StageNotFound,
     WorkflowDefinitionError,
+    WorkflowEngineError,
     format_validation_errors,
 )
 from .jsonsafe import JSONValueError, check_json_value
 from .retry import Seconds, check_timeout
+from .schedule import InvalidSchedule, ScheduleSpec
 from .stage import STAGE_ID_RE, Stage
 
 
@@ -57,6 +59,7 @@ class Workflow:
         self.max_concurrent_runs, self.concurrency_key = check_concurrency(id, max_concurrent_runs, concurrency_key)
         self.timeout = check_timeout(f"Workflow {id!r}", "timeout", timeout)
         self.label = label  # the input field that names a run for people (a ticket id, an order number)
+        self.schedules: tuple[ScheduleSpec, ...] = ()  # declared with WorkflowBuilder.schedule()
         self._groups: tuple[tuple[Stage, ...], ...] = tuple(tuple(g) for g in groups)
         self._stages: dict[str, Stage] = {}
         self._group_of: dict[str, int] = {}
@@ -273,6 +276,41 @@ class WorkflowBuilder:
         self.timeout = check_timeout(f"Workflow {id!r}", "timeout", timeout)
         self._groups: list[list[Stage]] = []
         self._seen: dict[str, int] = {}
+        self._schedules: list[ScheduleSpec] = []
+
+    def schedule(
+        self,
+        name: str,
+        *,
+        cron: str = "",
+        interval_seconds: int | None = None,
+        timezone: str = "UTC",
+        input: Any = None,
+        config: Any = None,
+        priority: int = 5,
+        enabled: bool = True,
+        catchup: str = "skip",
+        catchup_limit: int = 10,
+    ) -> WorkflowBuilder:
+        """Start this workflow on a cron expression (read in ``timezone``) or every ``interval_seconds``, with
+        ``input``. Synced to a ``WorkflowSchedule`` row by the maintenance tick (see docs/schedules.md);
+        ``catchup``: ``skip``, ``latest`` or ``all`` (at most ``catchup_limit``) missed fire times."""
+        self._schedules.append(
+            ScheduleSpec(
+                name=name,
+                workflow_id=self.id,
+                cron=cron,
+                interval_seconds=interval_seconds,
+                timezone=timezone,
+                input=input,
+                config=config,
+                priority=priority,
+                enabled=enabled,
+                catchup=catchup,
+                catchup_limit=catchup_limit,
+            )
+        )
+        return self
 
     def pipe(self, stage: Stage) -> WorkflowBuilder:
         """Add ``stage`` as its own execution group, after everything added so far."""
@@ -320,7 +358,7 @@ class WorkflowBuilder:
         """Return the immutable :class:`Workflow`; raises if it has no stages."""
         if not self._groups:
             raise WorkflowDefinitionError(f"Workflow {self.id!r} has no stages: add some with pipe() or parallel().")
-        return Workflow(
+        workflow = Workflow(
             self.id,
             self.name,
             self.description,
@@ -332,3 +370,14 @@ class WorkflowBuilder:
             concurrency_key=self.concurrency_key,
             timeout=self.timeout,
         )
+        for spec in self._schedules:  # a bad input or config fails now, not at 02:00
+            try:
+                workflow.parse_input(spec.input if spec.input is not None else {})
+            except WorkflowEngineError as exc:
+                raise InvalidSchedule("input", f"schedule {spec.name!r} of workflow {self.id!r}: {exc}") from None
+            try:
+                workflow.resolve_config(spec.config)
+            except WorkflowEngineError as exc:
+                raise InvalidSchedule("config", f"schedule {spec.name!r} of workflow {self.id!r}: {exc}") from None
+        workflow.schedules = tuple(self._schedules)
+        return workflow

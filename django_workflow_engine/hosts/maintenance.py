@@ -46,6 +46,7 @@ class MaintenanceResult:
     runs_purged: int = 0
     deadlines_expired: int = 0
     ai_rows_purged: int = 0
+    schedules_fired: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -58,7 +59,8 @@ def run_maintenance_tick(
     max_events: int = 500,
     max_expired_keys: int = 1000,
 ) -> MaintenanceResult:
-    """One pass: fail runs past their deadline, claim pending runs, poll due suspended stages (and transition the resumed runs), release
+    """One pass: fail runs past their deadline, fire due schedules (after syncing those declared in code), claim
+    pending runs, poll due suspended stages (and transition the resumed runs), release
     stale leases, flush the outbox, reap stuck runs, re-send lost RQ messages, and delete up to
     ``max_expired_keys`` idempotency keys older than ``IDEMPOTENCY_KEY_TTL_SECONDS``, and purge finished runs
     per the ``RETENTION`` setting (at most its ``max_runs_per_tick``), and delete expired AI response cache
@@ -114,6 +116,12 @@ def run_maintenance_tick(
 
         result.ai_rows_purged = purge_ai_traffic(kernel.clock.now())
 
+    def schedules() -> None:
+        from .schedules import fire_due_schedules, sync_declared_schedules
+
+        sync_declared_schedules(kernel)
+        result.schedules_fired = fire_due_schedules(kernel).fired
+
     def retention() -> None:
         if settings.RETENTION is not None:
             from ..ops.retention import apply_retention
@@ -122,6 +130,7 @@ def run_maintenance_tick(
 
     for name, fn in (
         ("deadlines", deadlines),
+        ("schedules", schedules),  # first: a fired run's first stage is then due in this very tick
         ("claim", claim),
         ("poll", poll),
         ("leases", leases),
@@ -192,6 +201,7 @@ class MaintenanceLoop:
                         last.requeued,
                         last.redispatched,
                         last.runs_purged,
+                        last.schedules_fired,
                     )
                 ):
                     logger.info("maintenance: %s", last)

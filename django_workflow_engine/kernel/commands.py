@@ -7,6 +7,7 @@ Results hold only JSON-friendly values so they can be cached for idempotent repl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class CreateRun(Command):
     parent_run_id: str | None = None
     parent_stage_id: str | None = None
     child_key: str | None = None
+    start_at: datetime | None = None  # aware; a delayed start: the first group's jobs are due then
+    delay: Any = None  # seconds or a timedelta from the clock's now (instead of start_at)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ first group's jobs in that transaction: the doorbell rings on commit, with no ma
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .children import wake_parent
@@ -79,3 +79,23 @@ def sweep(deps: Deps, now: datetime, limit: int = 100) -> list[tuple[str, str]]:
                 deps.persistence.append_events(events, f"concurrency:{workflow_id}:{key}")
         started += [(e["workflow_run_id"], workflow_id) for e in events]
     return started
+
+
+# How soon a job deferred by its stage's ``max_concurrent`` is due again.
+STAGE_SLOT_POLL_SECONDS = 1.0
+
+
+def stage_slot(
+    deps: Deps, workflow: Workflow, stage_def: Any, record: Any, now: datetime
+) -> tuple[datetime | None, str]:
+    """In a stage's begin transaction: ``(None, "")`` if it may start under its ``max_concurrent``, else when
+    to try again and why. Admissions to one stage are serialized (an advisory lock on PostgreSQL, the single
+    writer on SQLite), and an admitted stage is RUNNING before that transaction commits, so the count never
+    misses one."""
+    limit = stage_def.max_concurrent
+    deps.persistence.lock_stage_limit(workflow.id, stage_def.id)
+    running = deps.persistence.running_stage_count(workflow.id, stage_def.id, record.id if record else "")
+    if running < limit:
+        return None, ""
+    reason = f"waiting for a slot of stage {stage_def.id!r}: limit {limit} ({running} running)"
+    return now + timedelta(seconds=STAGE_SLOT_POLL_SECONDS), reason

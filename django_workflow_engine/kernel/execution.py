@@ -19,12 +19,13 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.context import StageContext, StageStorage
 from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
 from ..core.ids import new_id
+from . import concurrency
 from .children import StageChildren
 from .commands import ExecuteJob, ExecuteResult
 from .events import STAGE_PROGRESS, event
@@ -59,8 +60,6 @@ StageOutcome = Literal["completed", "suspended", "failed", "deferred"]
 # ``deferred``: due again later as the same attempt, no retry used: the stage asked for it (an AI rate limit), or
 # its stage's cluster-wide limit was reached.
 JobOutcomeKind = Literal["completed", "suspended", "retrying", "failed", "released", "deferred"]
-# How soon a job deferred by its stage's ``max_concurrent`` is due again.
-STAGE_SLOT_POLL_SECONDS = 1.0
 TransitionAction = Literal["advanced", "completed", "failed", "noop"]
 
 
@@ -196,9 +195,10 @@ def _begin(
                 transition = advanced.result.action
             return Executed("completed", output=None if output is MISSING else output, transition=transition)
         if stage_def.max_concurrent is not None and settle is not None:
-            waiting = _stage_slot_taken(deps, workflow, stage_def, record, settle, now)
-            if waiting is not None:
-                return waiting
+            until, reason = concurrency.stage_slot(deps, workflow, stage_def, record, now)
+            if until is not None:
+                deps.jobs.defer(settle.job_id, until, reason, now)
+                return Executed("deferred", error=reason, next_poll_at=until)
         if record is None:
             new = StageRecord(
                 id=new_id(),
@@ -216,25 +216,6 @@ def _begin(
             persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": now}, now)
         persistence.append_events([stage_started_event(record, now)], causation_id)
     return _Begun(run, stages, record, now)
-
-
-def _stage_slot_taken(
-    deps: Deps, workflow: Workflow, stage_def: Stage, record: StageRecord | None, settle: Settle, now: datetime
-) -> Executed | None:
-    """In the begin transaction: ``None`` if the stage may start under its ``max_concurrent``, else the job is
-    given back, due again in ``STAGE_SLOT_POLL_SECONDS``, and the deferral returned. Admissions to one stage
-    are serialized (an advisory lock on PostgreSQL, the single writer on SQLite), and an admitted stage is
-    RUNNING before that transaction commits, so the count never misses one."""
-    limit = stage_def.max_concurrent
-    assert limit is not None
-    deps.persistence.lock_stage_limit(workflow.id, stage_def.id)
-    running = deps.persistence.running_stage_count(workflow.id, stage_def.id, record.id if record else "")
-    if running < limit:
-        return None
-    until = now + timedelta(seconds=STAGE_SLOT_POLL_SECONDS)
-    reason = f"waiting for a slot of stage {stage_def.id!r}: limit {limit} ({running} running)"
-    deps.jobs.defer(settle.job_id, until, reason, now)
-    return Executed("deferred", error=reason, next_poll_at=until)
 
 
 def _log_sink(deps: Deps, begun: _Begun) -> Callable[[str, str, dict[str, Any]], None]:

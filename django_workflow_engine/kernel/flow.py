@@ -159,12 +159,14 @@ def prepare_group(
     worker in the same transaction: its record is inserted RUNNING, its job already claimed, and
     ``stage:started`` returned in ``events`` for the caller to append."""
     known_new = existing is not None and not any(s.execution_group == group for s in existing)
-    # A stage with a cluster-wide limit is never started eagerly: it must be admitted when a worker begins it.
-    eager = claim_for is not None and known_new and workflow.group(group)[0].max_concurrent is None
+    due = run.scheduled_at if run.scheduled_at is not None and run.scheduled_at > now else None
+    # A delayed start is never executed early; a stage with a cluster-wide limit is never started eagerly: it
+    # must be admitted when a worker begins it.
+    eager = claim_for is not None and known_new and due is None and workflow.group(group)[0].max_concurrent is None
     new_records = group_records(run, workflow, group, attempt, now, eager=eager)
     stored = deps.persistence.create_stages(new_records, now, known_new=known_new)
     taken = stored[0] if eager else None
-    jobs = group_jobs(deps, run, workflow, stored, taken, claim_for)
+    jobs = group_jobs(deps, run, workflow, stored, taken, claim_for if eager else None, due)
     job_ids = deps.jobs.enqueue(jobs, now) if jobs else []
     if taken is None:
         return StartedGroup(job_ids)
@@ -217,9 +219,10 @@ def group_jobs(
     records: Sequence[StageRecord],
     taken: StageRecord | None = None,
     claim_for: str | None = None,
+    due: datetime | None = None,
 ) -> list[NewJob]:
     """The jobs to enqueue for ``records``: one per PENDING record, and ``taken`` already claimed by
-    ``claim_for``."""
+    ``claim_for``; ``due``: not before this time (a delayed start)."""
     return [
         NewJob(
             run_id=run.id,
@@ -228,6 +231,7 @@ def group_jobs(
             priority=run.priority,
             max_attempts=workflow.stage(record.stage_id).max_attempts or deps.options.max_attempts,
             claimed_by=claim_for if record is taken else None,
+            available_at=due,
         )
         for record in records
         if record.status == Status.PENDING or record is taken

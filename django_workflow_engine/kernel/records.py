@@ -66,6 +66,7 @@ class RunRecord:
     parent_run_id: str | None = None
     parent_stage_id: str | None = None
     child_key: str | None = None
+    scheduled_at: datetime | None = None  # a delayed start: its first group is not due before this time
 
     def elapsed_ms(self, now: datetime) -> int:
         """Wall time from the run's first start (its creation if it never started) to ``now``."""

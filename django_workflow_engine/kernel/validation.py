@@ -20,6 +20,7 @@ from ..core.errors import (
     InvalidMetadata,
     InvalidPriority,
     InvalidReason,
+    InvalidStartTime,
     InvalidWorkflowId,
     RunNotFound,
 )
@@ -170,3 +171,40 @@ def validate_run_arguments(command: Any) -> Decimal | None:
     if command.idempotency_key is not None:
         check_idempotency_key(command.idempotency_key)
     return check_max_cost(command.max_cost)
+
+
+MAX_DELAY = timedelta(days=3660)  # ten years: a datetime every database stores, a bound against unit mistakes
+
+
+def start_time(start_at: Any, delay: Any, now: datetime) -> datetime | None:
+    """The time a delayed start's first group is due, from ``start_at`` (an aware datetime) or ``delay``
+    (seconds or a ``timedelta``) counted from ``now``; ``None`` when neither is given or the time is not
+    after ``now`` (the run starts at once). Raises ``InvalidStartTime`` naming the argument."""
+    if start_at is not None and delay is not None:
+        raise InvalidStartTime("start_at", "start_at and delay: give one of them, not both.")
+    if start_at is not None:
+        if not isinstance(start_at, datetime):
+            raise InvalidStartTime("start_at", f"start_at must be a datetime, not {type(start_at).__name__}.")
+        if start_at.tzinfo is None or start_at.utcoffset() is None:
+            raise InvalidStartTime(
+                "start_at",
+                f"start_at must be timezone-aware (got the naive {start_at.isoformat()}); "
+                "pass e.g. django.utils.timezone.make_aware(value) or a datetime with tzinfo.",
+            )
+        due = start_at
+    elif delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float, timedelta)):
+            raise InvalidStartTime(
+                "delay", f"delay must be seconds (int or float) or a timedelta, not {type(delay).__name__}."
+            )
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise InvalidStartTime("delay", f"delay must be a finite number of seconds >= 0, not {delay!r}.")
+        if seconds > MAX_DELAY.total_seconds():
+            raise InvalidStartTime("delay", f"delay of {seconds:.0f} s is over the limit of {MAX_DELAY.days} days.")
+        due = now + timedelta(seconds=seconds)
+    else:
+        return None
+    if due - now > MAX_DELAY:
+        raise InvalidStartTime("start_at", f"start_at {due.isoformat()} is more than {MAX_DELAY.days} days ahead.")
+    return due if due > now else None

@@ -7,6 +7,7 @@ from .job import WorkflowJob
 from .log import WorkflowLog
 from .outbox import OutboxEvent
 from .run import WorkflowRun
+from .schedule import WorkflowSchedule
 from .signal import WorkflowSignal
 from .stage import WorkflowStage
 from .status import Status
@@ -24,6 +25,7 @@ __all__ = [
     "WorkflowJob",
     "WorkflowLog",
     "WorkflowRun",
+    "WorkflowSchedule",
     "WorkflowSignal",
     "WorkflowStage",
 ]

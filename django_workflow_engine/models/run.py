@@ -79,6 +79,12 @@ class WorkflowRun(models.Model):
         max_length=200, null=True, blank=True, help_text="The key the parent stage started this child under."
     )
 
+    scheduled_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A delayed start (engine.start(start_at=..., delay=...)): its first group is not due before this.",
+    )
+
     objects = WorkflowRunQuerySet.as_manager()
 
     class Meta:

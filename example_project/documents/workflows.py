@@ -161,5 +161,14 @@ document_insights = (
     .pipe(ingest)
     .parallel([keywords, stats])
     .pipe(report)
+    # A schedule declared in code: synced to a WorkflowSchedule row by the maintenance tick, fired by it on
+    # weekday mornings, Berlin time (docs/schedules.md). An operator's change in the admin wins over this.
+    .schedule(
+        "morning-digest",
+        cron="0 7 * * 1-5",
+        timezone="Europe/Berlin",
+        input={"title": "Morning digest", "text": "Scheduled runs start from a row, once per fire time."},
+        catchup="latest",
+    )
     .build()
 )

@@ -14,7 +14,7 @@ from ..events import WORKFLOW_CREATED, WORKFLOW_STARTED, event
 from ..flow import Handled, prepare_group
 from ..kernel import Deps
 from ..records import AnnotationRecord, RunRecord, Status
-from ..validation import check_deadline, check_max_cost, validate_run_arguments
+from ..validation import check_deadline, check_max_cost, start_time, validate_run_arguments
 
 RESULT = CreateRunResult
 # Nothing here needs an answer from the database before commit: the adapter may send every write at once.
@@ -70,10 +70,15 @@ def new_run(command: CreateRun, workflow: Any, data: Any, config: dict[str, Any]
 
 def handle(command: CreateRun, deps: Deps) -> Handled:
     start = command.start
+    now = deps.clock.now()
+    due = start_time(command.start_at, command.delay, now)
     workflow, data, config = validate(command, deps)
     key = workflow.run_concurrency_key(data)  # raises before anything is written
-    now = deps.clock.now()
     record = new_run(command, workflow, data, config, now)
+    if due is not None:
+        record.scheduled_at = due
+        if record.started_at is not None:
+            record.started_at = due
     record.concurrency_key = key
     if key is not None and start and not concurrency.admit(deps, workflow, record):
         record.status, record.started_at, start = Status.PENDING, None, False  # waits for a slot

@@ -79,6 +79,12 @@ def test_demo_runs_the_pipeline_offline_and_prints_costs_and_a_login(capsys):
     assert "AI cost by stage" in out
     assert "text-embedding-3-small" in out
     assert "document-insights (no AI)" in out
+    assert "schedules and delayed starts" in out
+    assert "right after: its first stage is PENDING (not due yet)" in out
+    assert "2 s later: COMPLETED" in out
+    assert "schedule morning-digest: document-insights, cron '0 7 * * 1-5' (Europe/Berlin)" in out
+    assert out.count("    next: ") == 3
+    assert "Run now: " in out
     password = out.split("password: ")[1].split()[0]
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_superuser

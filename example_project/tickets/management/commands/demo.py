@@ -112,6 +112,7 @@ class Command(BaseCommand):
 
         if options["documents"]:
             self.document_insights(console)
+        self.schedules(console)
 
         console.rule("admin")
         console.print("Browse the runs, stages, logs and AI calls (with the costs page) in the admin:")
@@ -131,6 +132,9 @@ class Command(BaseCommand):
         if any(run.status != "COMPLETED" for run in runs):
             raise SystemExit(1)
 
+    def schedules(self, console: Any) -> None:
+        show_schedules(console)
+
     def document_insights(self, console: Any) -> None:
         from documents.samples import SAMPLES
         from rich.markup import escape
@@ -141,6 +145,50 @@ class Command(BaseCommand):
         for run in runs:
             run.refresh_from_db()
             console.print(f"  {run.status:<9} {run.output.get('summary', run.output)}")
+
+
+def _clock(value: Any, zone: str | None = None) -> str:
+    from zoneinfo import ZoneInfo
+
+    local = value.astimezone(ZoneInfo(zone)) if zone else timezone.localtime(value)
+    return f"{local:%a %Y-%m-%d %H:%M:%S %Z}"
+
+
+def show_schedules(console: Any) -> None:
+    """A delayed start (due in 2 s) and the code-declared schedule of document-insights, with "Run now"."""
+    from datetime import timedelta
+
+    from documents.samples import SAMPLES
+
+    from django_workflow_engine.hosts.maintenance import run_maintenance_tick
+    from django_workflow_engine.models import WorkflowRun, WorkflowSchedule
+
+    console.rule("schedules and delayed starts")
+    delayed = engine.start("document-insights", SAMPLES[0], delay=timedelta(seconds=2))
+    delayed.refresh_from_db()
+    console.print(
+        f"  delayed start {delayed.id}: {delayed.status}, scheduled for {_clock(delayed.scheduled_at)}", soft_wrap=True
+    )
+    engine.run_until_idle()
+    first = WorkflowStage.objects.get(run_id=delayed.id, stage_id="ingest")
+    console.print(f"  right after: its first stage is {first.status} (not due yet)")
+    time.sleep(max(0.0, (delayed.scheduled_at - timezone.now()).total_seconds()) + 0.05)
+    engine.run_until_idle()
+    delayed.refresh_from_db()
+    console.print(f"  2 s later: {delayed.status}")
+
+    run_maintenance_tick()  # syncs the schedules declared in code to rows and fires those due
+    schedule = WorkflowSchedule.objects.get(name="morning-digest")
+    console.print(
+        f"  schedule {schedule.name}: {schedule.workflow_id}, {schedule.every}, catch-up {schedule.catchup}",
+        soft_wrap=True,
+    )
+    for when in schedule.preview(timezone.now(), 3):
+        console.print(f"    next: {_clock(when, schedule.timezone)}")
+    manual = engine.run_schedule_now(schedule.name)
+    engine.run_until_idle()
+    status = WorkflowRun.objects.get(pk=manual.id).status
+    console.print(f"  Run now: {manual.id} {status} (metadata {manual.metadata})", soft_wrap=True)
 
 
 def drive(progress: StageProgress, poll: float, *, deadline: float) -> bool:
