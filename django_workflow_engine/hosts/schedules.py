@@ -151,8 +151,17 @@ def sync_declared_schedules(kernel: Kernel) -> SyncResult:
         twice = sorted({n for n in names if names.count(n) > 1})
         raise InvalidSchedule("name", f"schedules declared twice in code: {', '.join(twice)}.")
     rows = {row.name: row for row in WorkflowSchedule.objects.filter(name__in=names)}
+    registry = kernel.deps.registry
     for spec in specs:
         wanted = spec.fields()
+        workflow = registry.get(spec.workflow_id)
+        if workflow is not None:
+            # As the admin stores it (defaults filled in): saving the row unchanged is not an operator's change.
+            try:
+                wanted["input"] = workflow.parse_input(wanted["input"])
+            except WorkflowEngineError as exc:
+                logger.error("schedule %r declared in code is not synced: %s", spec.name, exc)  # and check E053
+                continue
         row = rows.get(spec.name)
         if row is None:
             _, made = WorkflowSchedule.objects.get_or_create(name=spec.name, defaults={**wanted, "declared": wanted})

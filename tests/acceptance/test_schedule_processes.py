@@ -61,3 +61,17 @@ def test_a_delayed_start_runs_on_a_real_worker_when_due(processes, settings):
     assert first.started_at >= due
     assert WorkflowRun.objects.get(pk=cancelled.id).status == "CANCELLED"
     assert not WorkflowStage.objects.filter(run_id=cancelled.id, started_at__isnull=False).exists()
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_a_delayed_start_is_rung_by_rq_when_due_without_maintenance(processes, redis_conn, settings):
+    """With the RQ transport the first stage's message is scheduled for its due second (RQ's scheduler in the
+    worker): no maintenance process runs here to find the due job."""
+    rq = {"TRANSPORT": "rq", "HEARTBEAT_SECONDS": 1, "LEASE_SECONDS": 5}
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **rq}
+    processes.start("runworker", "--worker-id", "rq0", engine_settings=rq, name="rq-worker")
+    run = engine.start("diamond", {"value": 4}, delay=3)
+    due = WorkflowRun.objects.get(pk=run.id).scheduled_at
+    wait_until(lambda: WorkflowRun.objects.get(pk=run.id).status == "COMPLETED", timeout=40, message="the RQ run")
+    assert WorkflowStage.objects.get(run_id=run.id, stage_id="a").started_at >= due

@@ -19,7 +19,7 @@ def _interval(value: str) -> float:
 
 class Command(BaseCommand):
     help = (
-        "Run the maintenance loop: claim pending runs, poll suspended stages, reap stale leases and stuck runs, "
+        "Run the maintenance loop: fire due schedules, claim pending runs, poll suspended stages, reap stale leases and stuck runs, "
         "flush the outbox, re-send lost RQ messages."
     )
 
@@ -40,5 +40,5 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"claimed={result.claimed} polled={result.suspended_checked} resumed={result.resumed} "
                 f"stale_released={result.stale_released} events={result.events_flushed} stuck={result.stuck_reaped} "
-                f"requeued={result.requeued} redispatched={result.redispatched} errors={','.join(result.errors) or '-'}"
+                f"requeued={result.requeued} redispatched={result.redispatched} schedules={result.schedules_fired} errors={','.join(result.errors) or '-'}"
             )
