@@ -123,12 +123,6 @@ class MemoryHarness:
         """Create a PENDING run (claimed by the next :meth:`drain`); returns its id."""
         return self.kernel.dispatch(CreateRun(workflow_id=workflow_id, input=input, **kwargs)).run_id
 
-    def signal(self, run_id: str, name: str, payload: Any = None, **kwargs: Any) -> Any:
-        """Deliver a signal like ``engine.signal`` (``idempotency_key``, ``actor``); returns its ``SignalResult``."""
-        from ..kernel import DeliverSignal
-
-        return self.kernel.dispatch(DeliverSignal(run_id=run_id, name=name, payload=payload, **kwargs))
-
     def drain(self, **kwargs: Any) -> DrainResult:
         """Execute everything runnable now (claims, jobs, transitions); suspended stages are not polled."""
         return drain(self.kernel, **kwargs)
