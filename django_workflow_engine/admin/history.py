@@ -158,15 +158,6 @@ def waits(run: Any, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]) -
         if retry is not None:
             error = first_line(stage.error_message)
             lines.append(f"Stage {stage.stage_id} failed ({error}); {retry}.")
-        elif (
-            stage.status == Status.SUSPENDED
-            and isinstance(stage.suspended_state, dict)
-            and stage.suspended_state.get("signal")
-        ):
-            lines.append(
-                f"Stage {stage.stage_id} is waiting for signal {stage.suspended_state['signal']!r}: deliver it with "
-                f"engine.signal(run_id, {stage.suspended_state['signal']!r}, payload) or manage.py signalrun."
-            )
         elif stage.status == Status.SUSPENDED:
             text = f"Stage {stage.stage_id} is suspended until its next poll at {clock(stage.next_poll_at)}"
             if stage.max_wait_until is not None:

@@ -8,7 +8,6 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import DateTimeField, Exists, Min, OuterRef, Q, Subquery
-from django.db.models.fields.json import KeyTextTransform
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
@@ -73,21 +72,10 @@ def _deferred() -> Subquery:
     return Subquery(jobs.order_by("available_at").values("wait_reason")[:1])
 
 
-def _awaited_signal() -> Subquery:
-    stages = _waiting_for_input().annotate(awaited=KeyTextTransform("signal", "suspended_state")).order_by()
-    return Subquery(stages.values("awaited")[:1])
-
-
-def _waiting_for_input() -> Any:
-    return WorkflowStage.objects.filter(run=OuterRef("pk"), status=Status.SUSPENDED, suspended_state__has_key="signal")
-
-
 def annotate(queryset: Any) -> Any:
-    """The run list's queryset with ``wait_poll_at``, ``wait_retry_at``, ``wait_deferred`` and ``wait_signal``
-    (correlated, for the page's rows)."""
-    return queryset.annotate(
-        wait_poll_at=_next_poll(), wait_retry_at=_retry_at(), wait_deferred=_deferred(), wait_signal=_awaited_signal()
-    )
+    """The run list's queryset with ``wait_poll_at``, ``wait_retry_at`` and ``wait_deferred`` (correlated, for
+    the page's rows)."""
+    return queryset.annotate(wait_poll_at=_next_poll(), wait_retry_at=_retry_at(), wait_deferred=_deferred())
 
 
 # A line under the status badge, wrapped, so the list keeps its width.
@@ -119,9 +107,6 @@ def _wait_text(run: Any) -> Any:
         return format_html('<span class="dwe-wait" style="{}">{}</span>', WAIT_STYLE, slot_text(run))
     if run.status != Status.RUNNING:
         return ""
-    signal = getattr(run, "wait_signal", None)
-    if signal:
-        return format_html('<span class="dwe-wait" style="{}">waiting for signal "{}"</span>', WAIT_STYLE, signal)
     deferred = getattr(run, "wait_deferred", None)
     if deferred:
         return format_html('<span class="dwe-wait" style="{}">{}</span>', WAIT_STYLE, deferred)
@@ -148,7 +133,6 @@ class WaitingFilter(admin.SimpleListFilter):
         return [
             ("slot", "for a concurrency slot"),
             ("rate", "for an AI rate limit"),
-            ("input", "for input (a signal)"),
             ("scheduled", "scheduled (delayed start)"),
             ("any", "for anything (slot, schedule, rate limit, poll, retry)"),
         ]
@@ -159,8 +143,6 @@ class WaitingFilter(admin.SimpleListFilter):
         if self.value() == "slot":
             return queryset.filter(slot)
         deferred = WorkflowJob.objects.filter(run=OuterRef("pk"), status=Status.PENDING, wait_reason__isnull=False)
-        if self.value() == "input":
-            return queryset.filter(Exists(_waiting_for_input()), status=Status.RUNNING)
         if self.value() == "rate":
             return queryset.filter(Exists(deferred), status=Status.RUNNING)
         if self.value() == "scheduled":

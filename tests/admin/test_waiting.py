@@ -81,19 +81,3 @@ def test_a_stage_deferred_by_an_ai_rate_limit_shows_its_reason_and_has_a_filter(
 
     detail = admin_client_.get(reverse(f"admin:{APP}_workflowrun_change", args=[limited.id])).content.decode()
     assert f"Stage calls is deferred: {job.wait_reason} (the same attempt; no retry is used)." in detail
-
-
-def test_a_run_waiting_for_a_signal_says_so_and_the_input_filter_finds_it(admin_client_):
-    waiting = engine.start("escalation", {"subject": "needs <b>you</b>"})
-    other = engine.start("diamond", {"value": 1})
-    engine.run_until_idle()
-    url = reverse(f"admin:{APP}_workflowrun_changelist")
-    page = admin_client_.get(url).content.decode()
-    assert 'waiting for signal "review"' in page
-    filtered = admin_client_.get(url + "?waiting=input").content.decode()
-    assert waiting.short_id in filtered
-    assert other.short_id not in filtered
-    detail = admin_client_.get(reverse(f"admin:{APP}_workflowrun_change", args=[waiting.id])).content.decode()
-    assert "Stage review is waiting for signal &#x27;review&#x27;" in detail
-    engine.signal(waiting.id, "review", {"decision": "approve"})
-    assert waiting.short_id not in admin_client_.get(url + "?waiting=input").content.decode()

@@ -69,18 +69,3 @@ def test_two_signals_racing_for_one_stage_exactly_one_wins():
     engine.run_until_idle()
     winner = next(o for o in outcomes if o.startswith("won")).split(":")[1]
     assert WorkflowRun.objects.get(pk=run.id).output["closed"] is (winner == "approve")
-
-
-def test_signalrun_delivers_and_reports_errors_in_one_line(capsys):
-    from django.core.management import call_command
-    from django.core.management.base import CommandError
-
-    run = engine.start("escalation", {"subject": "cli"})
-    engine.run_until_idle()
-    call_command("signalrun", run.id, "review", "--payload", '{"decision": "reject", "note": "dup"}')
-    assert "stage review resumed" in capsys.readouterr().out
-    with pytest.raises(CommandError, match="no stage of workflow 'escalation' waits for signal 'nope'") as info:
-        call_command("signalrun", run.id, "nope", "--payload", "{}")
-    assert info.value.returncode == 2
-    engine.run_until_idle()
-    assert WorkflowRun.objects.get(pk=run.id).output == {"closed": False, "note": "dup"}
