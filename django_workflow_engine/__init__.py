@@ -27,7 +27,6 @@ from .core.errors import (
     WorkflowNotFound,
 )
 from .core.retry import RetryPolicy
-from .core.signals import define_signal_stage
 from .core.stage import Stage, StageResult, define_stage
 from .core.version import VERSION
 from .core.workflow import Workflow, WorkflowBuilder
@@ -95,7 +94,6 @@ __all__ = [
     "WorkflowRun",
     "create_ai_helper",
     "define_async_batch_stage",
-    "define_signal_stage",
     "define_stage",
     "engine",
     "wait_for_children",

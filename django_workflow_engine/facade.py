@@ -19,12 +19,10 @@ from .kernel import (
     CancelRun,
     CreateRun,
     CreateRuns,
-    DeliverSignal,
     Kernel,
     KernelOptions,
     RerunFrom,
 )
-from .kernel.commands import SignalResult
 from .kernel.execution import JobOutcome
 
 if TYPE_CHECKING:
@@ -338,33 +336,6 @@ class Engine:
     def cancel(self, run_id: str, reason: str | None = None) -> bool:
         """Cancel a run that is not finished; returns False if it was already COMPLETED/FAILED/CANCELLED."""
         return self.kernel.dispatch(CancelRun(run_id=str(run_id), reason=reason)).cancelled
-
-    def signal(
-        self,
-        run_id: str,
-        name: str,
-        payload: Any = None,
-        *,
-        idempotency_key: str | None = None,
-        actor: str | None = None,
-    ) -> SignalResult:
-        """Deliver signal ``name`` to a run (see ``define_signal_stage``): the stage waiting for it completes with
-        ``payload`` and the run moves on at once; a signal sent before its stage waits is kept for it.
-
-        Args:
-            payload: validated against the waiting stage's output model.
-            idempotency_key: a second signal with the same key does nothing and returns the first result.
-            actor: who sent it (a user name, "webhook:docusign"), stored with the signal.
-
-        Raises:
-            RunNotFound; InvalidRunState (the run is finished, or the stage already has its answer);
-            InvalidArgument (no stage of the workflow waits for ``name``); InvalidInput (the payload, naming the
-            field). Nothing is written when one is raised.
-        """
-        command = DeliverSignal(
-            run_id=str(run_id), name=name, payload=payload, idempotency_key=idempotency_key, actor=actor
-        )
-        return self.kernel.dispatch(command)
 
     def rerun_from(
         self, run_id: str, stage_id: str, *, idempotency_key: str | None = None, actor: str | None = None

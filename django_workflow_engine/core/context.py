@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -126,8 +125,6 @@ class BaseContext:
         ai_factory: AIFactory | None = None,
         run_status: Callable[[], str | None] | None = None,
         children: Children | None = None,
-        signals: SignalInbox | None = None,
-        clock: Callable[[], datetime] | None = None,
     ):
         self.run_id = run_id
         self.workflow_id = workflow_id
@@ -141,8 +138,6 @@ class BaseContext:
         self._ai_factory = ai_factory
         self._run_status = run_status
         self._children = children
-        self._signals = signals
-        self._clock = clock
         self._status_checked = (-CANCEL_CHECK_SECONDS, False)  # (time.monotonic(), cancelled) of the last read
         self.annotations: list[dict[str, Any]] = []
         # Set by the first ``ai()`` call of this execution and shared by its helpers: the spend the kernel adds
@@ -224,17 +219,6 @@ class BaseContext:
         if not isinstance(key, str) or not key:
             raise InvalidArgument("key", f"must be a non-empty string naming the child, got {key!r}")
         return self._children.start(workflow_id, input, key, config)
-
-    def now(self) -> datetime:
-        """The engine's clock (a test's fake clock under the pytest plugin), timezone-aware."""
-        return self._clock() if self._clock is not None else datetime.now(UTC)
-
-    @property
-    def signals(self) -> SignalInbox:
-        """Signals delivered to this run, for signal stages (``define_signal_stage``)."""
-        if self._signals is None:
-            raise RuntimeError("This engine cannot deliver signals here.")
-        return self._signals
 
     def children(self) -> list[ChildRun]:
         """The runs this stage started (in start order), each with its status and output."""
@@ -323,12 +307,6 @@ class ChildRun:
             return None
         error = self.output.get("error")
         return str(error.get("message")) if isinstance(error, Mapping) else None
-
-
-class SignalInbox(Protocol):
-    """What a signal stage uses to take a signal already delivered to its run (the kernel gives one)."""
-
-    def take(self, name: str) -> tuple[bool, Any]: ...
 
 
 class Children(Protocol):

@@ -171,7 +171,6 @@ class Stage:
     retry: RetryPolicy = NO_POLICY
     timeout: float | None = None
     max_concurrent: int | None = None
-    signal: str | None = None  # a signal stage (define_signal_stage): the name of the signal it waits for
 
     def __call__(self, ctx: StageContext) -> Any:
         return run_callable(self.execute, ctx)
@@ -374,7 +373,6 @@ def make_stage(
     retry: RetryPolicy | None = None,
     timeout: Seconds | None = None,
     max_concurrent: int | None = None,
-    signal: str | None = None,
 ) -> Stage:
     check_stage_id(id)
     if not isinstance(name, str) or not name.strip():
@@ -425,5 +423,4 @@ def make_stage(
         retry=retry,
         timeout=check_timeout(f"Stage {id!r}", "timeout", timeout),
         max_concurrent=max_concurrent,
-        signal=signal,
     )

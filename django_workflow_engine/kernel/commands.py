@@ -130,19 +130,6 @@ class ReapStuckRuns(Command):
 
 
 @dataclass(frozen=True)
-class DeliverSignal(Command):
-    """Deliver signal ``name`` with ``payload`` to a run: the stage waiting for it completes with the payload and
-    the run moves on, in one transaction; a signal no stage waits for yet is kept for the stage that will."""
-
-    type: ClassVar[str] = "signal.deliver"
-    run_id: str
-    name: str
-    payload: Any = None
-    idempotency_key: str | None = None
-    actor: str | None = None
-
-
-@dataclass(frozen=True)
 class ExpireDeadlines(Command):
     """Fail unfinished runs whose deadline has passed, up to ``max_runs`` of them."""
 
@@ -249,16 +236,6 @@ class PollResult:
 @dataclass(frozen=True)
 class ReapStaleResult:
     released: int = 0
-
-
-@dataclass(frozen=True)
-class SignalResult:
-    """``signal_id``: the stored signal; ``stage_id``: the stage it completed (``None``: kept for later);
-    ``duplicate``: a signal with this idempotency key was delivered before (nothing was done again)."""
-
-    signal_id: str
-    stage_id: str | None = None
-    duplicate: bool = False
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,6 @@ from .handlers import run_expire_deadlines, run_transition
 from .logcontext import job_extra, log_extra
 from .outcome import annotation_events, buffered_annotations, fail_stage_and_run, write_outcome
 from .records import JobRecord, RunRecord, StageRecord, StartedStage, Status
-from .signals import StageSignals
 
 if TYPE_CHECKING:
     from ..core.workflow import Stage, Workflow
@@ -261,8 +260,6 @@ def _run_stage(deps: Deps, workflow: Workflow, stage_def: Stage, begun: _Begun) 
             ai_factory=deps.ai_factory,
             run_status=_status_reader(deps, run.id),
             children=StageChildren(deps, run, record.id),
-            signals=StageSignals(deps, run, record.id),
-            clock=deps.clock.now,
         )
     except MissingGroupOutput as exc:
         return Outcome("failed", error=str(exc), retryable=False), None

@@ -30,7 +30,6 @@ _HANDLERS = {
     "lease.reapStale": "lease_reap_stale",
     "run.reapStuck": "run_reap_stuck",
     "run.expireDeadlines": "run_expire_deadlines",
-    "signal.deliver": "signal_deliver",
     "outbox.flush": "outbox_flush",
     "plugin.replayDLQ": "plugin_replay_dlq",
     "idempotency.expire": "idempotency_expire",

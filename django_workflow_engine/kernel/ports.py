@@ -31,7 +31,6 @@ from .records import (
     NewJob,
     OutboxRecord,
     RunRecord,
-    SignalRecord,
     StageRecord,
 )
 
@@ -103,19 +102,6 @@ class Persistence(Protocol):
 
     def wake_suspended_stage(self, stage_pk: str, now: datetime) -> bool:
         """A SUSPENDED stage record's next poll moved to ``now`` (its child finished); False if not suspended."""
-        ...
-
-    def add_signal(self, signal: SignalRecord) -> None:
-        """Store a delivered signal (consumed already when ``consumed_by`` is set)."""
-        ...
-
-    def find_signal(self, run_id: str, idempotency_key: str) -> SignalRecord | None:
-        """The signal delivered to the run under ``idempotency_key``, if any."""
-        ...
-
-    def take_signal(self, run_id: str, name: str, stage_pk: str, now: datetime) -> SignalRecord | None:
-        """The oldest unconsumed signal ``name`` of the run, marked consumed by ``stage_pk``; ``None`` if none.
-        Never hands one signal to two callers."""
         ...
 
     def lock_run(self, run_id: str) -> RunRecord | None:

@@ -75,21 +75,6 @@ class RunRecord:
 
 
 @dataclass
-class SignalRecord:
-    """A signal delivered to a run; ``consumed_by`` is the stage record that completed with it."""
-
-    id: str
-    run_id: str
-    name: str
-    payload: Any
-    received_at: datetime
-    actor: str | None = None
-    idempotency_key: str | None = None
-    consumed_at: datetime | None = None
-    consumed_by: str | None = None
-
-
-@dataclass
 class StageRecord:
     id: str
     run_id: str

@@ -24,7 +24,6 @@ from ..flow import add_ai_metrics, error_message, store_output
 from ..kernel import Deps
 from ..logcontext import log_extra
 from ..records import RunRecord, StageRecord, Status
-from ..signals import StageSignals
 
 RESULT = PollResult
 logger = logging.getLogger("django_workflow_engine.kernel")
@@ -143,8 +142,6 @@ def _check_context(deps: Deps, run: RunRecord, stage: StageRecord, stage_def: An
         log_sink=log_sink,
         ai_factory=deps.ai_factory,
         children=StageChildren(deps, run, stage.id),
-        signals=StageSignals(deps, run, stage.id),
-        clock=deps.clock.now,
     )
 
 

@@ -25,14 +25,13 @@ from ..records import (
     Status,
 )
 from .concurrency import InMemoryConcurrency
-from .signals import InMemorySignals
 from .store import Idem, InMemoryStore, shared, stamped
 
 _RUN_FIELDS = {f.name for f in fields(RunRecord)}
 _STAGE_FIELDS = {f.name for f in fields(StageRecord)}
 
 
-class InMemoryPersistence(InMemoryConcurrency, InMemorySignals):
+class InMemoryPersistence(InMemoryConcurrency):
     """In-memory :class:`~django_workflow_engine.kernel.ports.Persistence`."""
 
     def __init__(self, store: InMemoryStore | None = None):

@@ -16,7 +16,6 @@ from ..records import (
     LogRecord,
     OutboxRecord,
     RunRecord,
-    SignalRecord,
     StageRecord,
 )
 
@@ -43,7 +42,6 @@ class InMemoryStore:
     outbox: list[OutboxRecord] = field(default_factory=list)
     idempotency: dict[tuple[str, str], Idem] = field(default_factory=dict)
     annotations: list[AnnotationRecord] = field(default_factory=list)
-    signals: list[SignalRecord] = field(default_factory=list)
     counter: int = 0
 
     def next_int(self) -> int:
