@@ -17,10 +17,12 @@ from .core.errors import (
     InvalidInput,
     InvalidRunState,
     RunNotFound,
+    SignalNotExpected,
     StageNotFound,
     WorkflowEngineError,
     WorkflowNotFound,
 )
+from .core.signal import define_signal_stage
 from .core.stage import Stage, StageResult, define_stage
 from .core.version import VERSION
 from .core.workflow import Workflow, WorkflowBuilder
@@ -69,6 +71,7 @@ __all__ = [
     "NotReady",
     "Ready",
     "RunNotFound",
+    "SignalNotExpected",
     "Stage",
     "StageContext",
     "StageNotFound",
@@ -82,6 +85,7 @@ __all__ = [
     "WorkflowRun",
     "create_ai_helper",
     "define_async_batch_stage",
+    "define_signal_stage",
     "define_stage",
     "engine",
 ]

@@ -179,3 +179,12 @@ class InvalidIdempotencyKey(InvalidArgument):
 
 class InvalidReason(InvalidArgument):
     """A cancel ``reason`` is not a storable string of at most the documented length."""
+
+
+class SignalNotExpected(WorkflowEngineError):
+    """No stage of the run's workflow waits for a signal of this name, or its stage already received one."""
+
+    def __init__(self, run_id: str, name: str, problem: str):
+        self.run_id = run_id
+        self.name = name
+        super().__init__(f"Cannot deliver signal {name!r} to workflow run {run_id!r}: {problem}")

@@ -164,6 +164,7 @@ class Stage:
     check_completion: Callable[..., Any] | None = None
     max_attempts: int | None = None
     retry_base_seconds: float | None = None
+    signal: str | None = None  # signal stages: the name of the signal whose payload completes the stage
 
     def __call__(self, ctx: StageContext) -> Any:
         return run_callable(self.execute, ctx)
@@ -344,6 +345,7 @@ def make_stage(
     check_completion: Callable[..., Any] | None = None,
     max_attempts: int | None = None,
     retry_base_seconds: float | None = None,
+    signal: str | None = None,
 ) -> Stage:
     check_stage_id(id)
     if not isinstance(name, str) or not name.strip():
@@ -373,4 +375,5 @@ def make_stage(
         check_completion=check_completion,
         max_attempts=max_attempts,
         retry_base_seconds=retry_base_seconds,
+        signal=signal,
     )

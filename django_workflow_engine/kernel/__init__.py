@@ -13,6 +13,8 @@ from .commands import (
     ReapStuckRuns,
     ReplayDeadLetters,
     RerunFrom,
+    SignalResult,
+    SignalRun,
     TransitionRun,
 )
 from .execution import JobOutcome, run_job
@@ -35,6 +37,8 @@ __all__ = [
     "ReapStuckRuns",
     "ReplayDeadLetters",
     "RerunFrom",
+    "SignalResult",
+    "SignalRun",
     "Status",
     "TransitionRun",
     "run_job",

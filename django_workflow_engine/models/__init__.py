@@ -6,6 +6,7 @@ from .job import WorkflowJob
 from .log import WorkflowLog
 from .outbox import OutboxEvent
 from .run import WorkflowRun
+from .signal import WorkflowSignal
 from .stage import WorkflowStage
 from .status import Status
 
@@ -19,5 +20,6 @@ __all__ = [
     "WorkflowJob",
     "WorkflowLog",
     "WorkflowRun",
+    "WorkflowSignal",
     "WorkflowStage",
 ]

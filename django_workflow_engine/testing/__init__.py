@@ -32,6 +32,7 @@ from ..kernel import (
     Kernel,
     KernelOptions,
     RerunFrom,
+    SignalRun,
 )
 from ..kernel.clock import FakeClock, SystemClock
 from ..kernel.memory import (
@@ -145,6 +146,10 @@ class MemoryHarness:
 
     def rerun_from(self, run_id: str, stage_id: str) -> Any:
         return self.kernel.dispatch(RerunFrom(run_id=run_id, stage_id=stage_id))
+
+    def signal(self, run_id: str, name: str, payload: Any = None, **options: Any) -> Any:
+        """Deliver signal ``name`` (options: ``idempotency_key``, ``actor``); returns the ``SignalResult``."""
+        return self.kernel.dispatch(SignalRun(run_id=run_id, name=name, payload=payload, **options))
 
     def run(self, run_id: str) -> RunRecord:
         """The run record (``status``, ``output``, ``total_cost`` ...)."""
