@@ -3,9 +3,12 @@ simultaneous signals for one waiting stage complete it exactly once."""
 
 from __future__ import annotations
 
+import io
 import threading
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 
 from django_workflow_engine import SignalNotExpected, engine
@@ -82,3 +85,29 @@ def test_two_simultaneous_signals_complete_the_waiting_stage_exactly_once(flow):
     assert run.status == "COMPLETED"
     assert run.output["note"] == WorkflowSignal.objects.get(run=run).payload["note"]
     assert OutboxEvent.objects.filter(run_id=run.id, event_type="stage:resumed").count() == 1
+
+
+def _signalrun(*args: str) -> str:
+    out = io.StringIO()
+    call_command("signalrun", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_signalrun_delivers_and_reports_errors_with_exit_status_2(flow):
+    run = _waiting()
+    with pytest.raises(CommandError, match="field 'approved'") as caught:
+        _signalrun(run.id, "approval", "--payload", '{"note": "no decision"}')
+    assert caught.value.returncode == 2
+    with pytest.raises(CommandError, match="no stage of workflow 'reviewed' waits for it"):
+        _signalrun(run.id, "payment", "--payload", "{}")
+    assert not WorkflowSignal.objects.exists()
+
+    out = _signalrun(run.id, "approval", "--payload", '{"approved": true}', "--idempotency-key", "k1")
+    assert out.strip() == f"Signal 'approval' to run {run.id}: delivered: stage review resumed"
+    again = _signalrun(run.id, "approval", "--payload", '{"approved": false}', "--idempotency-key", "k1")
+    assert "already delivered" in again
+    assert WorkflowSignal.objects.get(run=run).actor == "signalrun"
+    engine.run_until_idle()
+    run.refresh_from_db()
+    assert (run.status, run.output["approved"]) == ("COMPLETED", True)
