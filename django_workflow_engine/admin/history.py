@@ -143,6 +143,15 @@ def waits(run: Any, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]) -
         if retry is not None:
             error = first_line(stage.error_message)
             lines.append(f"Stage {stage.stage_id} failed ({error}); {retry}.")
+        elif (
+            stage.status == Status.SUSPENDED
+            and isinstance(stage.suspended_state, dict)
+            and (stage.suspended_state.get("waiting_for_signal"))
+        ):
+            text = f"Stage {stage.stage_id} is waiting for signal {stage.suspended_state['waiting_for_signal']!r}"
+            if stage.max_wait_until is not None and stage.next_poll_at is not None and stage.next_poll_at.year < 2100:
+                text += f" (times out at {clock(stage.next_poll_at)})"
+            lines.append(text + ".")
         elif stage.status == Status.SUSPENDED:
             text = f"Stage {stage.stage_id} is suspended until its next poll at {clock(stage.next_poll_at)}"
             if stage.max_wait_until is not None:

@@ -30,7 +30,7 @@ from ..models import (
     WorkflowStage,
 )
 from ..tasks.workflow import TASK_WORKFLOW_ID
-from . import actions, history, waiting
+from . import actions, history, signals, waiting
 from .common import (
     ACTIVE,
     RERUNNABLE,
@@ -116,6 +116,9 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
 
     def has_rerun_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.rerun_workflowrun")
+
+    def has_signal_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.signal_workflowrun")
 
     # -- changelist ----------------------------------------------------------------------------------------
 
@@ -238,6 +241,11 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
                 wrap(self.rerun_view),
                 name="{}_{}_rerun".format(*info),
             ),
+            path(
+                "<path:object_id>/signal/",
+                wrap(self.signal_view),
+                name="{}_{}_signal".format(*info),
+            ),
             *super().get_urls(),
         ]
 
@@ -246,6 +254,9 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
 
     def rerun_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return actions.rerun_run_view(self, request, object_id)
+
+    def signal_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return signals.signal_run_view(self, request, object_id)
 
     # -- the run page --------------------------------------------------------------------------------------
 
@@ -270,6 +281,7 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
             "subtitle": None,
             "can_cancel": self.has_cancel_permission(request, run) and run.status not in actions.TERMINAL,
             "can_rerun": self.has_rerun_permission(request, run) and run.status in RERUNNABLE,
+            **signals.page_context(request, self, run),
             **(extra_context or {}),
         }
         request.current_app = self.admin_site.name

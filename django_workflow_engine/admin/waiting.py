@@ -54,7 +54,7 @@ def _retry_at() -> Subquery:
 
 def annotate(queryset: Any) -> Any:
     """The run list's queryset with ``wait_poll_at`` and ``wait_retry_at`` (correlated, for the page's rows)."""
-    return queryset.annotate(wait_poll_at=_next_poll(), wait_retry_at=_retry_at())
+    return queryset.annotate(wait_poll_at=_next_poll(), wait_retry_at=_retry_at(), wait_signal=_signal_name())
 
 
 # A line under the status badge, wrapped, so the list keeps its width.
@@ -72,12 +72,26 @@ def list_text(run: Any) -> Any:
         return format_html(
             '<span class="dwe-wait" style="{}">retry backoff until {}</span>', WAIT_STYLE, timezone.localtime(retry)
         )
+    signal = getattr(run, "wait_signal", None)
+    if signal:
+        return format_html('<span class="dwe-wait" style="{}">waiting for input: {}</span>', WAIT_STYLE, signal)
     poll = getattr(run, "wait_poll_at", None)
     if poll is not None:
         return format_html(
             '<span class="dwe-wait" style="{}">suspended, next poll at {}</span>', WAIT_STYLE, timezone.localtime(poll)
         )
     return ""
+
+
+def signal_waits() -> Any:
+    """SUSPENDED stages of the outer run that wait for a signal."""
+    return WorkflowStage.objects.filter(
+        run=OuterRef("pk"), status=Status.SUSPENDED, suspended_state__has_key="waiting_for_signal"
+    )
+
+
+def _signal_name() -> Subquery:
+    return Subquery(signal_waits().order_by().values("suspended_state__waiting_for_signal")[:1])
 
 
 class WaitingFilter(admin.SimpleListFilter):
@@ -87,12 +101,18 @@ class WaitingFilter(admin.SimpleListFilter):
     parameter_name = "waiting"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("slot", "for a concurrency slot"), ("any", "for anything (slot, poll, retry)")]
+        return [
+            ("input", "for input (a signal)"),
+            ("slot", "for a concurrency slot"),
+            ("any", "for anything (input, slot, poll, retry)"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: Any) -> Any:
         slot = Q(status=Status.PENDING, concurrency_key__isnull=False)
         if self.value() == "slot":
             return queryset.filter(slot)
+        if self.value() == "input":
+            return queryset.filter(Q(status=Status.RUNNING) & Exists(signal_waits()))
         if self.value() == "any":
             suspended = WorkflowStage.objects.filter(run=OuterRef("pk"), status=Status.SUSPENDED)
             retry = WorkflowJob.objects.filter(
