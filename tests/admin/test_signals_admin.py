@@ -97,7 +97,8 @@ def test_the_form_has_a_field_per_model_field_of_the_right_kind():
         "queue": "TypedChoiceField",
         "extra": "CharField",
     }
-    assert form.fields["summary"].required and not form.fields["weight"].required
+    assert form.fields["summary"].required
+    assert not form.fields["weight"].required
     # a field with a default may be left blank (the model's default applies); the default is preselected
     assert [c for c, _ in form.fields["queue"].choices] == ["", "billing", "tech"]
     assert (form.fields["queue"].initial, form.fields["tone"].initial) == ("billing", "calm")
@@ -125,7 +126,8 @@ def test_an_operator_answers_from_the_run_page(client):
     assert "Waiting for input" in page, page[page.find("dwe-waits") :][:500]
     assert 'id="dwe-signal-form"' in page
     assert "Waiting for input" in page
-    assert HOSTILE not in page and "&lt;script&gt;" in page  # prepare's text, escaped
+    assert HOSTILE not in page
+    assert "&lt;script&gt;" in page
     assert 'http-equiv="refresh"' not in page
 
     response = client.post(
@@ -167,7 +169,8 @@ def test_validation_errors_are_shown_on_the_form_and_nothing_is_written(client):
     )
     assert response.status_code == 200
     page = response.content.decode()
-    assert "Enter a whole number" in page and "Not valid JSON" in page
+    assert "Enter a whole number" in page
+    assert "Not valid JSON" in page
     assert not WorkflowSignal.objects.exists()
     assert not LogEntry.objects.filter(object_id=run.pk).exists()
 
@@ -195,7 +198,8 @@ def test_without_the_permission_there_is_no_form_and_a_post_is_refused(client):
     run = _waiting()
     _client(client)
     page = client.get(_url(run)).content.decode()
-    assert "Waiting for input" in page and 'id="dwe-signal-form"' not in page
+    assert "Waiting for input" in page
+    assert 'id="dwe-signal-form"' not in page
     response = client.post(_url(run, "signal"), {"signal-approved": "on", "signal-summary": "x"})
     assert response.status_code == 403
     assert not WorkflowSignal.objects.exists()
@@ -222,5 +226,6 @@ def test_the_waiting_for_input_filter_and_list_line(client):
     _client(client)
     page = client.get(reverse("admin:django_workflow_engine_workflowrun_changelist") + "?waiting=input")
     body = page.content.decode()
-    assert waiting.short_id in body and done.short_id not in body
+    assert waiting.short_id in body
+    assert done.short_id not in body
     assert "waiting for input: review" in body
