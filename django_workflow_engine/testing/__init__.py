@@ -244,6 +244,15 @@ class WorkflowRunner:
         run.refresh_from_db()
         return run
 
+    def signal(self, run: WorkflowRun | str, name: str, payload: Any = None, **options: Any) -> WorkflowRun:
+        """Deliver signal ``name`` (options as for ``engine.signal``), drain, and return the refreshed run."""
+        from ..models import WorkflowRun as Run
+
+        run_id = run if isinstance(run, str) else run.pk
+        self.engine.signal(run_id, name, payload, **options)
+        self.drain()
+        return Run.objects.get(pk=run_id)
+
     def close(self) -> None:
         """Unregister the workflows this runner registered."""
         from ..registry import registry
