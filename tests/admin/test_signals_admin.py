@@ -229,3 +229,12 @@ def test_the_waiting_for_input_filter_and_list_line(client):
     assert waiting.short_id in body
     assert done.short_id not in body
     assert "waiting for input: review" in body
+
+
+def test_the_app_index_counts_runs_waiting_for_input_and_links_to_them(client):
+    _waiting()
+    _waiting()
+    _client(client)
+    page = client.get(reverse("admin:app_list", args=["django_workflow_engine"])).content.decode()
+    assert "2 runs waiting for input" in page
+    assert "workflowrun/?waiting=input" in page
