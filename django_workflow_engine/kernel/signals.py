@@ -99,3 +99,24 @@ def received_event(run_id: str, signal: SignalRecord, now: datetime, stage_id: s
     return event(
         SIGNAL_RECEIVED, run_id, now, signal=signal.name, signal_id=signal.id, stage_id=stage_id, actor=signal.actor
     )
+
+
+def batch_waiter(deps: Deps, run_id: str, name: str) -> StageRecord | None:
+    """The run's SUSPENDED async-batch stage that waits for signal ``name`` (``Suspend(wait_for_signal=...)``)."""
+    from .outcome import BATCH_SIGNAL_KEY
+
+    for stage in deps.persistence.get_stages(run_id):
+        state = stage.suspended_state if isinstance(stage.suspended_state, dict) else {}
+        if stage.status == Status.SUSPENDED and state.get(BATCH_SIGNAL_KEY) == name:
+            return stage
+    return None
+
+
+def wake_batch(deps: Deps, stage: StageRecord, signal: SignalRecord, now: datetime) -> None:
+    """Hand the payload to a waiting async-batch stage (``state["signal"]``) and make its next poll due now."""
+    state = dict(stage.suspended_state or {})
+    state["signal"] = signal.payload
+    deps.persistence.update_stage(
+        stage.id, {"suspended_state": state, "next_poll_at": now}, now, expected_version=stage.version
+    )
+    deps.persistence.consume_signal(signal.id, stage.id, now)

@@ -13,7 +13,9 @@ from django_workflow_engine import (
     InvalidRunState,
     RunNotFound,
     SignalNotExpected,
+    Suspend,
     WorkflowBuilder,
+    define_async_batch_stage,
     define_signal_stage,
     define_stage,
 )
@@ -219,3 +221,34 @@ def test_definition_errors_name_the_stage():
         define_signal_stage(id="s", name="S", signal="", output=Approval)
     with pytest.raises(WorkflowDefinitionError, match="'s'.*timeout must be positive"):
         define_signal_stage(id="s", name="S", signal="a", output=Approval, timeout=0)
+
+
+def _check_signal(state, ctx):
+    from django_workflow_engine import NotReady, Ready
+
+    if "signal" in state:
+        return Ready(output={"subject": state["job"], "approved": state["signal"]["ok"], "note": "by signal"})
+    return NotReady()
+
+
+@define_async_batch_stage(id="render", name="Render", check_completion=_check_signal, output=Outcome)
+def render(ctx):
+    return Suspend(state={"job": "r-1"}, poll_interval=3600, wait_for_signal="rendered")
+
+
+batch_flow = WorkflowBuilder("batch-signal", "Batch signal", input=Ticket, output=Outcome).pipe(render).build()
+
+
+def test_an_async_batch_stage_waiting_for_a_signal_is_polled_with_its_payload(make_kernel):
+    h = make_kernel([batch_flow])
+    run_id = h.start("batch-signal", {"subject": "x"})
+    h.drain()
+    assert h.poll().checked == 0  # its next poll is an hour away
+    result = h.signal(run_id, "rendered", {"ok": True})
+    assert (result.delivered, result.stage_id) == (True, "render")
+    assert h.poll().resumed == 1  # due at once, and check_completion saw the payload
+    h.drain()
+    assert h.run(run_id).status == "COMPLETED"
+    assert h.run(run_id).output == {"subject": "r-1", "approved": True, "note": "by signal"}
+    with pytest.raises(SignalNotExpected):
+        h.signal(run_id, "rendered", {"ok": False})

@@ -7,13 +7,30 @@ Two signals for one waiting stage serialize on the run lock: the first completes
 
 from __future__ import annotations
 
-from ...core.errors import InvalidArgument, InvalidRunState, RunNotFound, SignalNotExpected, WorkflowDefinitionError
+from ...core.errors import (
+    InvalidArgument,
+    InvalidInput,
+    InvalidRunState,
+    RunNotFound,
+    SignalNotExpected,
+    WorkflowDefinitionError,
+)
+from ...core.jsonsafe import JSONValueError, check_json_value
 from ...core.signal import check_signal_name
 from ..commands import SignalResult, SignalRun
 from ..flow import Handled
 from ..kernel import Deps
-from ..records import TERMINAL_RUN_STATUSES, SignalRecord, Status
-from ..signals import check_actor, complete_waiting, received_event, signal_names, validate_payload, waiting_stage
+from ..records import TERMINAL_RUN_STATUSES, SignalRecord, StageRecord, Status
+from ..signals import (
+    batch_waiter,
+    check_actor,
+    complete_waiting,
+    received_event,
+    signal_names,
+    validate_payload,
+    waiting_stage,
+    wake_batch,
+)
 from ..validation import check_idempotency_key, check_run_id
 from .run_transition import advance
 
@@ -41,6 +58,10 @@ def handle(command: SignalRun, deps: Deps) -> Handled:
             return Handled(result)
     workflow = deps.registry.get(run.workflow_id)
     stage_def = waiting_stage(workflow, name)
+    if stage_def is None and run.status not in TERMINAL_RUN_STATUSES:
+        batch = batch_waiter(deps, run.id, name)
+        if batch is not None:
+            return _wake(deps, command, run.id, name, actor, batch)
     if stage_def is None:
         known = ", ".join(repr(n) for n in signal_names(workflow)) or "none"
         raise SignalNotExpected(
@@ -67,6 +88,23 @@ def handle(command: SignalRun, deps: Deps) -> Handled:
         SignalResult(signal.id, run.id, name, stage_def.id, True),
         events + advanced.events,
         after_commit=advanced.after_commit,
+    )
+
+
+def _wake(deps: Deps, command: SignalRun, run_id: str, name: str, actor: str | None, stage: StageRecord) -> Handled:
+    """An async-batch stage that also waits for this signal: its next poll sees the payload."""
+    try:
+        check_json_value(command.payload)
+    except JSONValueError as exc:
+        raise InvalidInput(f"Invalid payload for signal {name!r} of stage {stage.stage_id!r}: {exc}") from None
+    now = deps.clock.now()
+    signal = deps.persistence.create_signal(
+        SignalRecord(0, run_id, name, command.payload, actor=actor, idempotency_key=command.idempotency_key), now
+    )
+    wake_batch(deps, stage, signal, now)
+    return Handled(
+        SignalResult(signal.id, run_id, name, stage.stage_id, True),
+        [received_event(run_id, signal, now, stage.stage_id)],
     )
 
 
