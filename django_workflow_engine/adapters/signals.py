@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from datetime import datetime
+from typing import Any
 
 from ..kernel.records import SignalRecord
 from ..models import WorkflowSignal
@@ -26,7 +27,7 @@ def _record(row: WorkflowSignal) -> SignalRecord:
 class OrmSignals:
     using: str
 
-    def _signals(self):  # type: ignore[no-untyped-def]
+    def _signals(self) -> Any:
         return WorkflowSignal._default_manager.using(self.using)
 
     def create_signal(self, signal: SignalRecord, now: datetime) -> SignalRecord:
