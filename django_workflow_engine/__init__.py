@@ -20,6 +20,7 @@ from .core.errors import (
     RateLimited,
     RunNotFound,
     RunNotRunning,
+    SignalNotExpected,
     StageDeferred,
     StageNotFound,
     StageTimedOut,
@@ -27,6 +28,7 @@ from .core.errors import (
     WorkflowNotFound,
 )
 from .core.retry import RetryPolicy
+from .core.signal import define_signal_stage
 from .core.stage import Stage, StageResult, define_stage
 from .core.version import VERSION
 from .core.workflow import Workflow, WorkflowBuilder
@@ -79,6 +81,7 @@ __all__ = [
     "RetryPolicy",
     "RunNotFound",
     "RunNotRunning",
+    "SignalNotExpected",
     "Stage",
     "StageContext",
     "StageDeferred",
@@ -94,6 +97,7 @@ __all__ = [
     "WorkflowRun",
     "create_ai_helper",
     "define_async_batch_stage",
+    "define_signal_stage",
     "define_stage",
     "engine",
     "wait_for_children",

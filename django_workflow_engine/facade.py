@@ -22,6 +22,8 @@ from .kernel import (
     Kernel,
     KernelOptions,
     RerunFrom,
+    SignalResult,
+    SignalRun,
 )
 from .kernel.execution import JobOutcome
 
@@ -358,6 +360,36 @@ class Engine:
             RerunFrom(run_id=str(run_id), stage_id=stage_id, idempotency_key=idempotency_key, actor=actor)
         )
         return self._run_model(result.run_id, result.run)
+
+    def signal(
+        self,
+        run_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        actor: str | None = None,
+    ) -> SignalResult:
+        """Deliver signal ``name`` to a run (a person's answer, a webhook's news).
+
+        The payload is validated by the output model of the stage waiting for ``name``. If that stage waits
+        now, it completes with the payload and the run goes on at once (its next stages ring the doorbell on
+        commit); if the run has not reached it yet, the signal is kept and the stage completes as soon as it
+        would wait.
+
+        Args:
+            idempotency_key: a second signal with the same key (on the same run) does nothing and returns the
+                first one's result (``replayed=True``).
+            actor: who sent it (a username, a system), at most 200 characters; shown in the admin.
+
+        Raises:
+            RunNotFound; SignalNotExpected (no stage waits for ``name``, or its stage already received one);
+            InvalidRunState (the run is finished or cancelled); InvalidInput (naming the payload field). Nothing
+            is written.
+        """
+        return self.kernel.dispatch(
+            SignalRun(run_id=str(run_id), name=name, payload=payload, idempotency_key=idempotency_key, actor=actor)
+        )
 
     def annotate(self, run_id: str, attributes: Mapping[str, Any], **options: Any) -> list[Any]:
         """Attach annotations to a run (see :meth:`Annotations.attach`)."""

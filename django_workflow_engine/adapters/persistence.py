@@ -45,6 +45,7 @@ from . import deferred
 from .asyncsafe import off_the_loop
 from .concurrency import OrmConcurrency
 from .cursors import hot_cursor
+from .signals import OrmSignals
 from .sqlite import busy_guard, guard_public_methods, write_atomic
 
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
@@ -321,7 +322,7 @@ def _update_values(record: str, names: list[str], fields: Mapping[str, Any], now
 
 
 @guard_public_methods
-class OrmPersistence(OrmConcurrency):
+class OrmPersistence(OrmConcurrency, OrmSignals):
     """Persistence over the Django ORM (SQLite or PostgreSQL). On SQLite its transactions take the write lock
     up front and a busy database is waited out (:mod:`.sqlite`).
 

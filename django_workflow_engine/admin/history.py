@@ -17,7 +17,7 @@ from typing import Any
 from django.utils import timezone
 
 from ..kernel.flow import sum_metrics
-from ..models import Status, WorkflowJob, WorkflowStage
+from ..models import Status, WorkflowJob, WorkflowLog, WorkflowStage
 from .common import elapsed_ms
 
 ERROR_TYPE = re.compile(
@@ -158,6 +158,15 @@ def waits(run: Any, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]) -
         if retry is not None:
             error = first_line(stage.error_message)
             lines.append(f"Stage {stage.stage_id} failed ({error}); {retry}.")
+        elif (
+            stage.status == Status.SUSPENDED
+            and isinstance(stage.suspended_state, dict)
+            and (stage.suspended_state.get("waiting_for_signal"))
+        ):
+            text = f"Stage {stage.stage_id} is waiting for signal {stage.suspended_state['waiting_for_signal']!r}"
+            if stage.max_wait_until is not None and stage.next_poll_at is not None and stage.next_poll_at.year < 2100:
+                text += f" (times out at {clock(stage.next_poll_at)})"
+            lines.append(text + ".")
         elif stage.status == Status.SUSPENDED:
             text = f"Stage {stage.stage_id} is suspended until its next poll at {clock(stage.next_poll_at)}"
             if stage.max_wait_until is not None:
@@ -184,3 +193,15 @@ def only_waiting(run: Any, stages: list[WorkflowStage]) -> bool:
     """True when a running run has nothing to do but wait for a suspended stage's next poll."""
     open_stages = [s for s in stages if s.status in (Status.PENDING, Status.RUNNING, Status.SUSPENDED)]
     return run.status == Status.RUNNING and bool(open_stages) and all(s.status == Status.SUSPENDED for s in open_stages)
+
+
+def last_tracebacks(stage_pks: set[str]) -> dict[str, str]:
+    """The traceback of each failed stage's last failed attempt, from its ERROR log line (one query)."""
+    if not stage_pks:
+        return {}
+    traces: dict[str, str] = {}
+    rows = WorkflowLog.objects.filter(stage_id__in=stage_pks, level=WorkflowLog.Level.ERROR).order_by("id")
+    for stage_pk, meta in rows.values_list("stage_id", "metadata"):
+        if isinstance(meta, dict) and isinstance(meta.get("traceback"), str):
+            traces[stage_pk] = meta["traceback"]
+    return traces

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
@@ -31,7 +30,7 @@ from ..models import (
     WorkflowStage,
 )
 from ..tasks.workflow import TASK_WORKFLOW_ID
-from . import actions, history, waiting
+from . import actions, family, history, signals, waiting
 from .common import (
     ACTIVE,
     RERUNNABLE,
@@ -117,6 +116,9 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
 
     def has_rerun_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.rerun_workflowrun")
+
+    def has_signal_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.signal_workflowrun")
 
     # -- changelist ----------------------------------------------------------------------------------------
 
@@ -239,6 +241,11 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
                 wrap(self.rerun_view),
                 name="{}_{}_rerun".format(*info),
             ),
+            path(
+                "<path:object_id>/signal/",
+                wrap(self.signal_view),
+                name="{}_{}_signal".format(*info),
+            ),
             *super().get_urls(),
         ]
 
@@ -247,6 +254,9 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
 
     def rerun_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return actions.rerun_run_view(self, request, object_id)
+
+    def signal_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return signals.signal_run_view(self, request, object_id)
 
     # -- the run page --------------------------------------------------------------------------------------
 
@@ -271,50 +281,11 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
             "subtitle": None,
             "can_cancel": self.has_cancel_permission(request, run) and run.status not in actions.TERMINAL,
             "can_rerun": self.has_rerun_permission(request, run) and run.status in RERUNNABLE,
+            **signals.page_context(request, self, run),
             **(extra_context or {}),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.run_template, context)
-
-
-def last_tracebacks(stage_pks: set[str]) -> dict[str, str]:
-    """The traceback of each failed stage's last failed attempt, from its ERROR log line (one query)."""
-    if not stage_pks:
-        return {}
-    traces: dict[str, str] = {}
-    rows = WorkflowLog.objects.filter(stage_id__in=stage_pks, level=WorkflowLog.Level.ERROR).order_by("id")
-    for stage_pk, meta in rows.values_list("stage_id", "metadata"):
-        if isinstance(meta, dict) and isinstance(meta.get("traceback"), str):
-            traces[stage_pk] = meta["traceback"]
-    return traces
-
-
-def family(run: WorkflowRun) -> dict[str, Any]:
-    """The run's parent and children (one query, plus one per further generation of children), and the cost
-    of the run with every descendant: each AI call belongs to exactly one run, so nothing is counted twice."""
-    children = list(WorkflowRun.objects.filter(parent_run_id=run.pk).order_by("created_at", "id"))
-    descendants_cost = sum((c.total_cost for c in children), Decimal(0))
-    generation = [c.pk for c in children]
-    while generation:
-        below = list(WorkflowRun.objects.filter(parent_run_id__in=generation).values_list("pk", "total_cost"))
-        descendants_cost += sum((cost for _, cost in below), Decimal(0))
-        generation = [pk for pk, _ in below]
-    app = WorkflowRun._meta.app_label
-    return {
-        "parent_url": reverse(f"admin:{app}_workflowrun_change", args=[run.parent_run_id])
-        if run.parent_run_id
-        else None,
-        "children": [
-            {
-                "obj": c,
-                "url": reverse(f"admin:{app}_workflowrun_change", args=[c.pk]),
-                "status": badge(c.status),
-                "cost": fmt_cost(c.total_cost),
-            }
-            for c in children
-        ],
-        "cost_with_children": fmt_cost(run.total_cost + descendants_cost) if children else None,
-    }
 
 
 def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
@@ -341,7 +312,7 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     }
     plan = workflow_plan(run.workflow_id)
     now = timezone.now()
-    traces = last_tracebacks({s.pk for s in [*stages, *current] if s.error_message})
+    traces = history.last_tracebacks({s.pk for s in [*stages, *current] if s.error_message})
     stage_rows = []
     for s in stages:
         job = jobs.get(s.stage_id) if attempt.is_current else None
@@ -441,7 +412,7 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
         "share_cost": fmt_cost(share_cost),
         "share_tokens": fmt_int(share_tokens),
         "cost": fmt_cost(run.total_cost),
-        **family(run),
+        **family.relatives(run),
         "max_cost": fmt_cost(run.max_cost) if run.max_cost is not None else "no limit",
         "tokens": fmt_int(run.total_tokens),
         "progress": f"{done}/{total if total is not None else '?'} stages",

@@ -73,9 +73,11 @@ def _deferred() -> Subquery:
 
 
 def annotate(queryset: Any) -> Any:
-    """The run list's queryset with ``wait_poll_at``, ``wait_retry_at`` and ``wait_deferred`` (correlated, for
-    the page's rows)."""
-    return queryset.annotate(wait_poll_at=_next_poll(), wait_retry_at=_retry_at(), wait_deferred=_deferred())
+    """The run list's queryset with ``wait_poll_at``, ``wait_retry_at``, ``wait_deferred`` and ``wait_signal``
+    (correlated, for the page's rows)."""
+    return queryset.annotate(
+        wait_poll_at=_next_poll(), wait_retry_at=_retry_at(), wait_deferred=_deferred(), wait_signal=_signal_name()
+    )
 
 
 # A line under the status badge, wrapped, so the list keeps its width.
@@ -115,12 +117,26 @@ def _wait_text(run: Any) -> Any:
         return format_html(
             '<span class="dwe-wait" style="{}">retry backoff until {}</span>', WAIT_STYLE, timezone.localtime(retry)
         )
+    signal = getattr(run, "wait_signal", None)
+    if signal:
+        return format_html('<span class="dwe-wait" style="{}">waiting for input: {}</span>', WAIT_STYLE, signal)
     poll = getattr(run, "wait_poll_at", None)
     if poll is not None:
         return format_html(
             '<span class="dwe-wait" style="{}">suspended, next poll at {}</span>', WAIT_STYLE, timezone.localtime(poll)
         )
     return ""
+
+
+def signal_waits() -> Any:
+    """SUSPENDED stages of the outer run that wait for a signal."""
+    return WorkflowStage.objects.filter(
+        run=OuterRef("pk"), status=Status.SUSPENDED, suspended_state__has_key="waiting_for_signal"
+    )
+
+
+def _signal_name() -> Subquery:
+    return Subquery(signal_waits().order_by().values("suspended_state__waiting_for_signal")[:1])
 
 
 class WaitingFilter(admin.SimpleListFilter):
@@ -131,10 +147,11 @@ class WaitingFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [
+            ("input", "for input (a signal)"),
             ("slot", "for a concurrency slot"),
             ("rate", "for an AI rate limit"),
             ("scheduled", "scheduled (delayed start)"),
-            ("any", "for anything (slot, schedule, rate limit, poll, retry)"),
+            ("any", "for anything (input, slot, schedule, rate limit, poll, retry)"),
         ]
 
     def queryset(self, request: HttpRequest, queryset: Any) -> Any:
@@ -147,6 +164,8 @@ class WaitingFilter(admin.SimpleListFilter):
             return queryset.filter(Exists(deferred), status=Status.RUNNING)
         if self.value() == "scheduled":
             return queryset.filter(scheduled)
+        if self.value() == "input":
+            return queryset.filter(Q(status=Status.RUNNING) & Exists(signal_waits()))
         if self.value() == "any":
             suspended = WorkflowStage.objects.filter(run=OuterRef("pk"), status=Status.SUSPENDED)
             retry = WorkflowJob.objects.filter(

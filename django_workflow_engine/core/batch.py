@@ -36,6 +36,9 @@ class Suspend:
         max_wait: give up and fail the run after this long (default 24 h).
         next_poll_at: first poll time; default ``now + poll_interval``.
         custom_metrics: numbers stored in the stage's metrics right away.
+        wait_for_signal: a signal name: ``engine.signal(run_id, name, payload)`` then puts the payload in the
+            state (``state["signal"]``) and makes the stage due for its next poll at once, so
+            ``check_completion`` sees it at the next maintenance tick instead of after ``poll_interval``.
     """
 
     state: Mapping[str, Any] = field(default_factory=dict)
@@ -43,6 +46,7 @@ class Suspend:
     max_wait: float | timedelta | None = None
     next_poll_at: datetime | None = None
     custom_metrics: Mapping[str, float] = field(default_factory=dict)
+    wait_for_signal: str | None = None
 
     @property
     def poll_interval_delta(self) -> timedelta:

@@ -244,3 +244,12 @@ class RunNotRunning(WorkflowEngineError):
         self.run_id = run_id
         self.status = status
         super().__init__(f"Run {run_id!r} is {status}; the stage stops here and its result is discarded.")
+
+
+class SignalNotExpected(WorkflowEngineError):
+    """No stage of the run's workflow waits for a signal of this name, or its stage already received one."""
+
+    def __init__(self, run_id: str, name: str, problem: str):
+        self.run_id = run_id
+        self.name = name
+        super().__init__(f"Cannot deliver signal {name!r} to workflow run {run_id!r}: {problem}")

@@ -171,6 +171,7 @@ class Stage:
     retry: RetryPolicy = NO_POLICY
     timeout: float | None = None
     max_concurrent: int | None = None
+    signal: str | None = None  # signal stages: the name of the signal whose payload completes the stage
 
     def __call__(self, ctx: StageContext) -> Any:
         return run_callable(self.execute, ctx)
@@ -373,6 +374,7 @@ def make_stage(
     retry: RetryPolicy | None = None,
     timeout: Seconds | None = None,
     max_concurrent: int | None = None,
+    signal: str | None = None,
 ) -> Stage:
     check_stage_id(id)
     if not isinstance(name, str) or not name.strip():
@@ -423,4 +425,5 @@ def make_stage(
         retry=retry,
         timeout=check_timeout(f"Stage {id!r}", "timeout", timeout),
         max_concurrent=max_concurrent,
+        signal=signal,
     )

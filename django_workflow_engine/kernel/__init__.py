@@ -14,6 +14,8 @@ from .commands import (
     ReapStuckRuns,
     ReplayDeadLetters,
     RerunFrom,
+    SignalResult,
+    SignalRun,
     TransitionRun,
 )
 from .execution import JobOutcome, run_job
@@ -37,6 +39,8 @@ __all__ = [
     "ReapStuckRuns",
     "ReplayDeadLetters",
     "RerunFrom",
+    "SignalResult",
+    "SignalRun",
     "Status",
     "TransitionRun",
     "run_job",

@@ -100,6 +100,19 @@ class RerunFrom(Command):
 
 
 @dataclass(frozen=True)
+class SignalRun(Command):
+    """Deliver signal ``name`` to a run: completes the stage waiting for it at once, or is kept until the stage
+    waits. A second signal with the same ``idempotency_key`` returns the first one's result."""
+
+    type: ClassVar[str] = "run.signal"
+    run_id: str
+    name: str
+    payload: Any = None
+    idempotency_key: str | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
 class ExecuteJob(Command):
     """Execute one stage of one run (three short transactions; none is open while stage code runs)."""
 
@@ -213,6 +226,19 @@ class RerunResult:
     deleted_stages: list[str] = field(default_factory=list)  # the stage ids run again (their old records are kept)
     job_ids: list[str] = field(default_factory=list)
     run: RunRecord | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class SignalResult:
+    """``delivered``: the waiting stage completed with this signal (else it is kept for the stage);
+    ``replayed``: an earlier signal with the same idempotency key."""
+
+    signal_id: int
+    run_id: str
+    name: str
+    stage_id: str
+    delivered: bool
+    replayed: bool = False
 
 
 @dataclass(frozen=True)

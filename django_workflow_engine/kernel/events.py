@@ -20,6 +20,8 @@ STAGE_SUSPENDED = "stage:suspended"
 STAGE_FAILED = "stage:failed"
 STAGE_PROGRESS = "stage:progress"
 ANNOTATION_CREATED = "annotation:created"
+SIGNAL_RECEIVED = "signal:received"
+STAGE_RESUMED = "stage:resumed"
 
 EVENT_TYPES = (
     WORKFLOW_CREATED,
@@ -34,6 +36,8 @@ EVENT_TYPES = (
     STAGE_FAILED,
     STAGE_PROGRESS,
     ANNOTATION_CREATED,
+    SIGNAL_RECEIVED,
+    STAGE_RESUMED,
 )
 
 

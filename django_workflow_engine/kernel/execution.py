@@ -294,6 +294,12 @@ def _record(
     finished = deps.clock.now()
     duration_ms = int((finished - begun.started).total_seconds() * 1000)
     output_data = None
+    early = None
+    if outcome.kind == "suspended" and stage_def.signal is not None:
+        # A signal stage about to wait: a signal that came first completes it now.
+        early = persistence.next_signal(run.id, stage_def.signal)
+        if early is not None:
+            outcome = Outcome("completed", output=early.payload, metrics=outcome.metrics)
     if outcome.kind == "completed":
         try:
             output_data = store_output(deps, run, stage_def.id, outcome.output, outcome.artifacts, record.attempt)
@@ -319,6 +325,8 @@ def _record(
                 retryable=outcome.retryable,
             )
             events = written.events
+            if early is not None and outcome.kind == "completed":
+                persistence.consume_signal(early.id, record.id, finished)
             if settle is not None:
                 executed, settled = _settle(deps, workflow, begun, locked, written.record, executed, settle, finished)
                 events += settled

@@ -25,6 +25,7 @@ _HANDLERS = {
     "run.transition": "run_transition",
     "run.cancel": "run_cancel",
     "run.rerunFrom": "run_rerun_from",
+    "run.signal": "run_signal",
     "job.execute": ".execution",
     "stage.pollSuspended": "stage_poll_suspended",
     "lease.reapStale": "lease_reap_stale",

@@ -18,6 +18,9 @@ from .events import (
 )
 from .records import AnnotationRecord, RunRecord, StageRecord, Status
 
+# In an async-batch stage's suspended state: the signal it also waits for (``Suspend(wait_for_signal=...)``).
+BATCH_SIGNAL_KEY = "wait_for_signal"
+
 if TYPE_CHECKING:
     from ..core.context import StageContext
     from ..core.workflow import Stage
@@ -66,7 +69,11 @@ def write_outcome(
         next_poll_at = suspend.next_poll_at or now + (interval or fallback)
         fields = {
             "status": Status.SUSPENDED,
-            "suspended_state": dict(suspend.state),
+            "suspended_state": (
+                {**suspend.state, BATCH_SIGNAL_KEY: suspend.wait_for_signal}
+                if suspend.wait_for_signal
+                else dict(suspend.state)
+            ),
             "next_poll_at": next_poll_at,
             "poll_interval_ms": int(interval.total_seconds() * 1000),
             "max_wait_until": now + suspend.max_wait_delta,

@@ -31,6 +31,7 @@ from .records import (
     NewJob,
     OutboxRecord,
     RunRecord,
+    SignalRecord,
     StageRecord,
 )
 
@@ -257,6 +258,27 @@ class Persistence(Protocol):
     def list_annotations(self, run_id: str, filters: Mapping[str, Any]) -> list[AnnotationRecord]:
         """Annotations of a run ordered by (created_at, id); filters: key, key_prefix, scope, scope_id,
         actor_id, actor_kind, attempt, since, until (inclusive), limit (default 1000)."""
+        ...
+
+    # -- signals ------------------------------------------------------------------------------------------------
+    def create_signal(self, signal: SignalRecord, now: datetime) -> SignalRecord:
+        """Store a signal (``received_at`` = now); returns it with its id."""
+        ...
+
+    def get_signal_by_key(self, run_id: str, idempotency_key: str) -> SignalRecord | None:
+        """The run's signal delivered with this idempotency key, if any."""
+        ...
+
+    def next_signal(self, run_id: str, name: str) -> SignalRecord | None:
+        """The run's oldest signal ``name`` not consumed yet."""
+        ...
+
+    def consume_signal(self, signal_id: int, stage_pk: str, now: datetime) -> None:
+        """Mark the signal consumed by that stage record (the caller holds the run lock)."""
+        ...
+
+    def get_signals(self, run_id: str) -> list[SignalRecord]:
+        """The run's signals, oldest first."""
         ...
 
 

@@ -185,6 +185,21 @@ class AnnotationRecord:
     created_at: datetime | None = None
 
 
+@dataclass
+class SignalRecord:
+    """A signal delivered to a run: kept until the stage waiting for ``name`` consumes it."""
+
+    id: int
+    run_id: str
+    name: str
+    payload: Any
+    actor: str | None = None
+    idempotency_key: str | None = None
+    received_at: datetime | None = None
+    consumed_by: str | None = None  # the id of the stage record it completed
+    consumed_at: datetime | None = None
+
+
 @dataclass(frozen=True)
 class IdempotencyClaim:
     """Outcome of acquiring an idempotency key: ``acquired``, ``replay`` (with ``result``) or ``in_progress``."""

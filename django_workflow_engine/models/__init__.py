@@ -8,6 +8,7 @@ from .log import WorkflowLog
 from .outbox import OutboxEvent
 from .run import WorkflowRun
 from .schedule import WorkflowSchedule
+from .signal import WorkflowSignal
 from .stage import WorkflowStage
 from .status import Status
 
@@ -25,5 +26,6 @@ __all__ = [
     "WorkflowLog",
     "WorkflowRun",
     "WorkflowSchedule",
+    "WorkflowSignal",
     "WorkflowStage",
 ]

@@ -119,6 +119,7 @@ class WorkflowRun(models.Model):
         permissions = [
             ("cancel_workflowrun", "Can cancel workflow runs"),
             ("rerun_workflowrun", "Can rerun workflow runs"),
+            ("signal_workflowrun", "Can answer workflow runs waiting for a signal"),
         ]
 
     def __str__(self) -> str:

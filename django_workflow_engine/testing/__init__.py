@@ -32,6 +32,7 @@ from ..kernel import (
     Kernel,
     KernelOptions,
     RerunFrom,
+    SignalRun,
 )
 from ..kernel.clock import FakeClock, SystemClock
 from ..kernel.memory import (
@@ -146,6 +147,10 @@ class MemoryHarness:
     def rerun_from(self, run_id: str, stage_id: str) -> Any:
         return self.kernel.dispatch(RerunFrom(run_id=run_id, stage_id=stage_id))
 
+    def signal(self, run_id: str, name: str, payload: Any = None, **options: Any) -> Any:
+        """Deliver signal ``name`` (options: ``idempotency_key``, ``actor``); returns the ``SignalResult``."""
+        return self.kernel.dispatch(SignalRun(run_id=run_id, name=name, payload=payload, **options))
+
     def run(self, run_id: str) -> RunRecord:
         """The run record (``status``, ``output``, ``total_cost`` ...)."""
         run = self.persistence.get_run(run_id)
@@ -238,6 +243,15 @@ class WorkflowRunner:
         self.drain()
         run.refresh_from_db()
         return run
+
+    def signal(self, run: WorkflowRun | str, name: str, payload: Any = None, **options: Any) -> WorkflowRun:
+        """Deliver signal ``name`` (options as for ``engine.signal``), drain, and return the refreshed run."""
+        from ..models import WorkflowRun as Run
+
+        run_id = run if isinstance(run, str) else run.pk
+        self.engine.signal(run_id, name, payload, **options)
+        self.drain()
+        return Run.objects.get(pk=run_id)
 
     def close(self) -> None:
         """Unregister the workflows this runner registered."""

@@ -35,6 +35,7 @@ LAYERS = {
     "ai": 4,
     "admin": 5,
     "management": 5,
+    "templatetags": 5,
     "facade": 5,
     "apps": 5,
     "checks": 5,

@@ -21,6 +21,7 @@ from ..records import (
     LogRecord,
     OutboxRecord,
     RunRecord,
+    SignalRecord,
     StageRecord,
     Status,
 )
@@ -385,6 +386,37 @@ class InMemoryPersistence(InMemoryConcurrency):
             for _, k in old:
                 del self.store.idempotency[k]
             return len(old)
+
+    # -- signals --------------------------------------------------------------------------------------------
+    def create_signal(self, signal: SignalRecord, now: datetime) -> SignalRecord:
+        with self._shared.lock:
+            stored = replace(copy.deepcopy(signal), id=self.store.next_int(), received_at=now)
+            self.store.signals.append(stored)
+            return copy.deepcopy(stored)
+
+    def get_signal_by_key(self, run_id: str, idempotency_key: str) -> SignalRecord | None:
+        with self._shared.lock:
+            for s in self.store.signals:
+                if s.run_id == run_id and s.idempotency_key == idempotency_key:
+                    return copy.deepcopy(s)
+        return None
+
+    def next_signal(self, run_id: str, name: str) -> SignalRecord | None:
+        with self._shared.lock:
+            for s in self.store.signals:
+                if s.run_id == run_id and s.name == name and s.consumed_by is None:
+                    return copy.deepcopy(s)
+        return None
+
+    def consume_signal(self, signal_id: int, stage_pk: str, now: datetime) -> None:
+        with self._shared.lock:
+            for s in self.store.signals:
+                if s.id == signal_id:
+                    s.consumed_by, s.consumed_at = stage_pk, now
+
+    def get_signals(self, run_id: str) -> list[SignalRecord]:
+        with self._shared.lock:
+            return [copy.deepcopy(s) for s in self.store.signals if s.run_id == run_id]
 
     # -- annotations ----------------------------------------------------------------------------------------
     def append_annotations(self, annotations: Sequence[AnnotationRecord], now: datetime) -> list[AnnotationRecord]:

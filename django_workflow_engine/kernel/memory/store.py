@@ -16,6 +16,7 @@ from ..records import (
     LogRecord,
     OutboxRecord,
     RunRecord,
+    SignalRecord,
     StageRecord,
 )
 
@@ -42,6 +43,7 @@ class InMemoryStore:
     outbox: list[OutboxRecord] = field(default_factory=list)
     idempotency: dict[tuple[str, str], Idem] = field(default_factory=dict)
     annotations: list[AnnotationRecord] = field(default_factory=list)
+    signals: list[SignalRecord] = field(default_factory=list)
     counter: int = 0
 
     def next_int(self) -> int:
