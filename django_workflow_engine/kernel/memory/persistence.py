@@ -74,7 +74,7 @@ class InMemoryPersistence(InMemoryConcurrency):
                 if (parent_stage_id is not None and r.parent_stage_id == parent_stage_id)
                 or (parent_run_id is not None and r.parent_run_id == parent_run_id)
             ]
-        return sorted(found, key=lambda r: (stamped(r.created_at), r.id))
+        return sorted(found, key=lambda r: stamped(r.created_at))  # stable: insertion order breaks ties
 
     def wake_suspended_stage(self, stage_pk: str, now: datetime) -> bool:
         with self._shared.lock:
