@@ -54,7 +54,6 @@ from benchmarks._common import (
     BENCH_REDIS_DB,
     PG_BASE,
     PYTHON,
-    REDIS_BASE,
     ROOT,
     child_env,
     cpu_by_command,
@@ -70,229 +69,7 @@ from benchmarks._common import (
     table,
     write_json,
 )
-
-SYSTEMS = ("engine", "celery", "dbos", "rq")
-PEERS = ("celery", "dbos", "rq")
-STEPS = 3
-DBOS_DB = os.environ.get("BENCH_DBOS_DB", "dwe_bench_dbos")
-RAW_QUEUE = "bench-live-raw"
-
-
-# -- the systems (each runs in its own driver process) ----------------------------------------------------------
-
-
-class System:
-    """One system under test, as its driver sees it."""
-
-    name = ""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
-        self.redis = redis_conn()
-
-    def worker_commands(self, workers: int) -> list[list[str]]:
-        raise NotImplementedError
-
-    def ready(self, workers: int) -> bool:
-        from benchmarks.live_peers import READY_KEY
-
-        return int(self.redis.scard(READY_KEY)) >= workers
-
-    def start(self, i: int) -> None:
-        raise NotImplementedError
-
-    def done(self) -> int:
-        """How many of the started runs are finished."""
-        raise NotImplementedError
-
-    def last_completion(self) -> float:
-        """Epoch seconds of the last completion the system recorded."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """After the workers stopped."""
-
-
-class Engine(System):
-    name = "engine"
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(config)
-        from benchmarks._common import reset_engine_tables, setup_django
-
-        setup_django()
-        reset_engine_tables()
-        from django_workflow_engine import engine
-        from django_workflow_engine.models import WorkflowRun
-
-        self.engine, self.model, self.ids = engine, WorkflowRun, []
-
-    def worker_commands(self, workers: int) -> list[list[str]]:
-        run = [PYTHON, "-m", "django"]
-        return [[*run, "runworker", "--transport", "rq", "--worker-id", f"live-{i}"] for i in range(workers)] + [
-            [*run, "runmaintenance"]
-        ]
-
-    def ready(self, workers: int) -> bool:
-        from rq import Worker
-
-        return len(Worker.all(connection=self.redis)) >= workers
-
-    def start(self, i: int) -> None:
-        self.ids.append(self.engine.start("bench-seq3", {"n": i}).id)
-
-    def _finished(self) -> Any:
-        return self.model.objects.filter(pk__in=self.ids, status__in=["COMPLETED", "FAILED", "CANCELLED"])
-
-    def done(self) -> int:
-        return self._finished().count()
-
-    def last_completion(self) -> float:
-        from django.db.models import Max
-
-        return self._finished().aggregate(t=Max("completed_at"))["t"].timestamp()
-
-    def failed(self) -> int:
-        return self.model.objects.filter(pk__in=self.ids).exclude(status="COMPLETED").count()
-
-
-class CeleryPeer(System):
-    name = "celery"
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(config)
-        from benchmarks import live_peers
-
-        if live_peers.celery_app is None:
-            raise ImportError("celery is not installed (pip install -e '.[bench]')")
-        self.app, self.chain, self.results, self.first_pending = live_peers.celery_app, live_peers.celery_chain, [], 0
-
-    def worker_commands(self, workers: int) -> list[list[str]]:
-        from benchmarks.live_peers import CELERY_QUEUE
-
-        return [
-            [
-                *(PYTHON, "-m", "celery", "-A", "benchmarks.live_peers:celery_app", "worker", "--pool", "solo"),
-                *("--concurrency", "1", "-Q", CELERY_QUEUE, "--loglevel", "WARNING", "-n", f"live{i}@%h"),
-                *("--without-gossip", "--without-mingle", "--without-heartbeat"),
-            ]
-            for i in range(workers)
-        ]
-
-    def start(self, i: int) -> None:
-        self.results.append(self.chain(self.app))
-
-    def done(self) -> int:
-        # Chains finish roughly in order: only look past the first one not seen finished.
-        while self.first_pending < len(self.results) and self.results[self.first_pending].ready():
-            self.first_pending += 1
-        return self.first_pending
-
-    def last_completion(self) -> float:
-        import datetime as dt
-
-        latest = None
-        for result in self.results:
-            done = result.date_done
-            if done.tzinfo is None:
-                done = done.replace(tzinfo=dt.UTC)
-            latest = done if latest is None or done > latest else latest
-        assert latest is not None
-        return latest.timestamp()
-
-    def failed(self) -> int:
-        return sum(1 for r in self.results if r.state != "SUCCESS")
-
-
-class DbosPeer(System):
-    name = "dbos"
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(config)
-        import psycopg
-        from dbos import DBOSClient
-
-        self.url = PG_BASE.replace("postgres://", "postgresql://") + DBOS_DB
-        self.db = psycopg.connect(PG_BASE + DBOS_DB, autocommit=True)
-        if self.db.execute("SELECT to_regclass('dbos.workflow_status')").fetchone()[0]:  # type: ignore[index]
-            self.db.execute("TRUNCATE dbos.workflow_status CASCADE")
-        self.client_class, self.client, self.ids = DBOSClient, None, []
-
-    def worker_commands(self, workers: int) -> list[list[str]]:
-        args = [str(self.config["dbos_concurrency"]), str(self.config["dbos_poll"])]
-        return [[PYTHON, "-m", "benchmarks.live_peers", "dbos", self.url, *args] for _ in range(workers)]
-
-    def start(self, i: int) -> None:
-        from benchmarks.live_peers import DBOS_QUEUE, DBOS_WORKFLOW
-
-        if self.client is None:  # after the workers created the system database's schema
-            self.client = self.client_class(system_database_url=self.url)
-        handle = self.client.enqueue({"queue_name": DBOS_QUEUE, "workflow_name": DBOS_WORKFLOW})
-        self.ids.append(handle.get_workflow_id())
-
-    def _count(self, where: str) -> Any:
-        return self.db.execute(
-            f"SELECT count(*), max(updated_at) FROM dbos.workflow_status WHERE workflow_uuid = ANY(%s) AND {where}",
-            [self.ids],
-        ).fetchone()
-
-    def done(self) -> int:
-        return int(self._count("status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')")[0])
-
-    def last_completion(self) -> float:
-        return float(self._count("status = 'SUCCESS'")[1]) / 1000
-
-    def failed(self) -> int:
-        return len(self.ids) - int(self._count("status = 'SUCCESS'")[0])
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.destroy()
-        self.db.close()
-
-
-class RawRQ(System):
-    name = "rq"
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(config)
-        from rq import Queue
-        from rq.serializers import JSONSerializer
-
-        self.queue, self.started = Queue(RAW_QUEUE, connection=self.redis, serializer=JSONSerializer), 0
-
-    def worker_commands(self, workers: int) -> list[list[str]]:
-        return [[PYTHON, "-m", "benchmarks.rq_raw", f"{REDIS_BASE}{BENCH_REDIS_DB}", RAW_QUEUE] for _ in range(workers)]
-
-    def ready(self, workers: int) -> bool:
-        from rq import Worker
-
-        return len(Worker.all(connection=self.redis)) >= workers
-
-    def start(self, i: int) -> None:
-        from benchmarks.rq_raw import enqueue
-
-        enqueue(self.queue, STEPS)
-        self.started += 1
-
-    def _jobs_done(self) -> int:
-        from rq import Worker
-
-        return sum(w.successful_job_count + w.failed_job_count for w in Worker.all(connection=self.redis))
-
-    def done(self) -> int:
-        return (self._jobs_done() - self.config["warmup_jobs"]) // STEPS
-
-    def last_completion(self) -> float:
-        # The workers note their last call in memory and write it to Redis when they stop (see rq_raw.py).
-        times = {k.decode(): v.decode() for k, v in self.redis.hgetall("bench:raw:times").items()}
-        return max(float(v) for k, v in times.items() if k.endswith(":last") and v != "None")
-
-    def failed(self) -> int:
-        return 0
-
-
-CLASSES: dict[str, type[System]] = {"engine": Engine, "celery": CeleryPeer, "dbos": DbosPeer, "rq": RawRQ}
+from benchmarks.live_systems import CLASSES, DBOS_DB, PEERS, STEPS, SYSTEMS
 
 
 def wait(predicate: Any, timeout: float, procs: Sequence[subprocess.Popen], log_dir: Path, what: str) -> None:
@@ -310,7 +87,6 @@ def child(name: str, config: dict[str, Any]) -> dict[str, Any]:
     """One system's phase, in its own process: this process is the driver."""
     conn = redis_conn()
     conn.flushdb()
-    config.setdefault("warmup_jobs", 0)
     system = CLASSES[name](config)
     runs, workers, log_dir = config["runs"], config["workers"], Path(config["log_dir"])
     commands = system.worker_commands(workers)
@@ -319,13 +95,7 @@ def child(name: str, config: dict[str, Any]) -> dict[str, Any]:
         wait(lambda: system.ready(workers), 180, procs, log_dir, f"{name}: workers up")
         system.start(-1)  # warm-up: one run through the whole path
         wait(lambda: system.done() >= 1, 120, procs, log_dir, f"{name}: warm-up run")
-        if hasattr(system, "ids"):
-            system.ids.clear()
-        if hasattr(system, "results"):
-            system.results.clear()
-            system.first_pending = 0  # type: ignore[attr-defined]
-        if name == "rq":
-            config["warmup_jobs"] = system._jobs_done()  # type: ignore[attr-defined]
+        system.after_warmup()
         pids = [p.pid for p in procs]
         cpu0, sys0, me0 = cpu_by_command(), system_cpu_seconds(), cpu_seconds(os.getpid())
         workers0 = sum(cpu_seconds(pid) for pid in pids)
@@ -343,7 +113,7 @@ def child(name: str, config: dict[str, Any]) -> dict[str, Any]:
     finally:
         stop(procs)
     last = system.last_completion()
-    failed = system.failed()  # type: ignore[attr-defined]
+    failed = system.failed()
     system.close()
     conn.flushdb()
     window = last - t0
@@ -388,6 +158,12 @@ def run_phase(name: str, config: dict[str, Any], env: dict[str, str]) -> dict[st
             lines = (proc.stderr or "").strip().splitlines()
             return {"system": name, "error": lines[-1] if lines else f"exit code {proc.returncode}"}
         return json.loads(Path(out.name).read_text())
+
+
+def round_order(systems: Sequence[str], round_no: int) -> list[str]:
+    """The systems in the order of round ``round_no``: rotated by one each round, so none is always first."""
+    shift = round_no % len(systems)
+    return [*systems[shift:], *systems[:shift]]
 
 
 # -- report ---------------------------------------------------------------------------------------------------
@@ -437,7 +213,7 @@ def report(results: list[dict[str, Any]], info: dict[str, Any], args: argparse.N
     rows = []
     for r in results:
         if r.get("error"):
-            rows.append([r["system"], r["round"] + 1, "FAILED", *["-"] * 9])
+            rows.append([r["system"], r["round"] + 1, "FAILED", *["-"] * 10])
             continue
         rows.append(
             [
@@ -452,11 +228,20 @@ def report(results: list[dict[str, Any]], info: dict[str, Any], args: argparse.N
                 r["redis_cpu_ms_per_stage"],
                 r["other_cpu_s"],
                 r["not_successful"],
+                r["submit_s"],
                 r["window_s"],
             ]
         )
     headers = ["system", "round", "stages/s", "start p50 ms", "start p95 ms", "worker CPU ms/stage"]
-    headers += ["driver CPU ms/run", "PG CPU ms/stage", "Redis CPU ms/stage", "other CPU s", "not ok", "window s"]
+    headers += [
+        "driver CPU ms/run",
+        "PG CPU ms/stage",
+        "Redis CPU ms/stage",
+        "other CPU s",
+        "not ok",
+        "starts s",
+        "window s",
+    ]
     print()
     print(
         table(
@@ -485,7 +270,7 @@ def report(results: list[dict[str, Any]], info: dict[str, Any], args: argparse.N
     print(table([*headers, "start p50 ms (median)", "start p95 ms (median)"], rows))
     for r in results:
         if r.get("error"):
-            print(f"FAILED: {r['system']}, round {r['round']}: {r['error']}")
+            print(f"FAILED: {r['system']}, round {r['round'] + 1}: {r['error']}")
     data = {"machine": info, "args": vars(args), "results": results, "summary": summary(results), "ratios": each}
     path = write_json(args.name, data)
     print(f"\nwrote {path}")
@@ -540,8 +325,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     }
     results = []
     for round_no in range(args.rounds):
-        shift = round_no % len(systems)
-        for name in systems[shift:] + systems[:shift]:
+        for name in round_order(systems, round_no):
             print(f"round {round_no + 1}: {name}, {args.runs} runs, {args.workers} workers...", flush=True)
             result = run_phase(name, config, env)
             result["round"] = round_no
