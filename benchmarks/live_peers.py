@@ -110,7 +110,7 @@ def dbos_worker(system_database_url: str, worker_concurrency: int, polling_inter
     DBOS.launch()
     DBOS.register_queue(
         DBOS_QUEUE,
-        worker_concurrency=worker_concurrency,
+        worker_concurrency=worker_concurrency or None,  # 0: no per-worker limit
         polling_interval_sec=polling_interval,
         on_conflict="always_update",
     )
