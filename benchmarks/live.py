@@ -72,12 +72,16 @@ from benchmarks._common import (
 from benchmarks.live_systems import CLASSES, DBOS_DB, PEERS, STEPS, SYSTEMS
 
 
-def wait(predicate: Any, timeout: float, procs: Sequence[subprocess.Popen], log_dir: Path, what: str) -> None:
+def wait(predicate: Any, timeout: float, procs: Sequence[subprocess.Popen], logs: Sequence[Path], what: str) -> None:
+    """Poll ``predicate`` until it holds; fail at once, naming its log, if a worker process exits."""
     deadline = time.monotonic() + timeout
+    log_dir = logs[0].parent
     while not predicate():
-        exited = [p.args[3:5] for p in procs if p.poll() is not None]
+        exited = [
+            f"{log.name} (exit code {p.returncode})" for p, log in zip(procs, logs, strict=True) if p.poll() is not None
+        ]
         if exited:
-            raise RuntimeError(f"{what}: worker process(es) exited early {exited}; logs in {log_dir}")
+            raise RuntimeError(f"{what}: worker process(es) exited early: {', '.join(exited)}; logs in {log_dir}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what}: not done after {timeout:.0f} s; logs in {log_dir}")
         time.sleep(0.05)
@@ -90,11 +94,12 @@ def child(name: str, config: dict[str, Any]) -> dict[str, Any]:
     system = CLASSES[name](config)
     runs, workers, log_dir = config["runs"], config["workers"], Path(config["log_dir"])
     commands = system.worker_commands(workers)
-    procs = [spawn(cmd, dict(os.environ), log_dir / f"{name}-{i}.log") for i, cmd in enumerate(commands)]
+    logs = [log_dir / f"{name}-{i}.log" for i in range(len(commands))]
+    procs = [spawn(cmd, dict(os.environ), log) for cmd, log in zip(commands, logs, strict=True)]
     try:
-        wait(lambda: system.ready(workers), 180, procs, log_dir, f"{name}: workers up")
+        wait(lambda: system.ready(workers), 180, procs, logs, f"{name}: workers up")
         system.start(-1)  # warm-up: one run through the whole path
-        wait(lambda: system.done() >= 1, 120, procs, log_dir, f"{name}: warm-up run")
+        wait(lambda: system.done() >= 1, 120, procs, logs, f"{name}: warm-up run")
         system.after_warmup()
         pids = [p.pid for p in procs]
         cpu0, sys0, me0 = cpu_by_command(), system_cpu_seconds(), cpu_seconds(os.getpid())
@@ -106,7 +111,7 @@ def child(name: str, config: dict[str, Any]) -> dict[str, Any]:
             system.start(i)
             latencies.append((time.perf_counter() - t) * 1000)
         submit_s = time.time() - t0
-        wait(lambda: system.done() >= runs, config["timeout"], procs, log_dir, f"{name}: {runs} runs")
+        wait(lambda: system.done() >= runs, config["timeout"], procs, logs, f"{name}: {runs} runs")
         observed = time.time()
         worker_cpu = sum(cpu_seconds(pid) for pid in pids) - workers0
         cpu1, sys1, me1 = cpu_by_command(), system_cpu_seconds(), cpu_seconds(os.getpid())
