@@ -54,3 +54,14 @@ bench_limited = (
     .pipe(bench_d)
     .build()
 )
+
+
+# Three sequential no-op stages: the shape the peers of ``live.py`` run (a Celery chain of three tasks, a DBOS
+# workflow of three steps).
+bench_seq3 = (
+    WorkflowBuilder("bench-seq3", "Benchmark, sequential", "a then b then c (no-op stages)")
+    .pipe(bench_a)
+    .pipe(bench_b)
+    .pipe(bench_c)
+    .build()
+)
