@@ -168,7 +168,7 @@ def signal_run_view(modeladmin: Any, request: HttpRequest, object_id: str) -> Ht
         modeladmin.message_user(request, "This run no longer waits for a signal.", messages.WARNING)
         return HttpResponseRedirect(run_url)
     stage, stage_def = found
-    name = (stage.suspended_state or {})[SIGNAL_KEY]
+    name = str((stage.suspended_state or {})[SIGNAL_KEY])
     form = signal_form(stage_def.output, request.POST)
     if form.is_valid():
         user = request.user.get_username()

@@ -1,0 +1,68 @@
+"""A run resumed by a signal, on real worker processes: the worker executing the resumed stage is SIGKILLed;
+the run still completes, the signal stage completed once and the work stage re-executed by another worker."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from django_workflow_engine import engine
+from django_workflow_engine.models import OutboxEvent, WorkflowRun, WorkflowSignal, WorkflowStage
+
+from .conftest import wait_until
+
+pytestmark = [pytest.mark.acceptance, pytest.mark.django_db(transaction=True)]
+
+RQ = {"TRANSPORT": "rq", "HEARTBEAT_SECONDS": 1, "LEASE_SECONDS": 5, "MAINTENANCE_INTERVAL_SECONDS": 1}
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_worker_killed_right_after_a_resume_loses_nothing_and_completes_nothing_twice(
+    processes, redis_conn, settings
+):
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **RQ}
+    victim = processes.start("runworker", "--worker-id", "victim", engine_settings=RQ, name="victim")
+    time.sleep(2)
+    run = engine.start("signal-resume", {"n": 1})
+    wait_until(
+        lambda: WorkflowStage.objects.filter(run=run, stage_id="gate", status="SUSPENDED").exists(),
+        timeout=30,
+        message="the gate to wait",
+    )
+    started = time.monotonic()
+    assert engine.signal(run.id, "go", {"go": True}).delivered
+    # the doorbell wakes the worker at once (no maintenance process is running yet)
+    wait_until(
+        lambda: WorkflowStage.objects.filter(run=run, stage_id="work", status="RUNNING").exists(),
+        timeout=10,
+        message="the resumed stage to start",
+    )
+    assert time.monotonic() - started < 5
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    processes.start("runworker", "--worker-id", "rescuer", engine_settings=RQ, name="rescuer")
+    processes.start("runmaintenance", "--interval", "1", engine_settings=RQ, name="maintenance")
+    try:
+        wait_until(
+            lambda: WorkflowRun.objects.get(pk=run.pk).status in ("COMPLETED", "FAILED"),
+            timeout=90,
+            message="the run to finish",
+        )
+    except AssertionError:
+        print(processes.logs())
+        raise
+    run.refresh_from_db()
+    assert run.status == "COMPLETED"
+    assert run.jobs.get(stage_id="work").attempt == 2  # re-executed after the kill
+    assert run.jobs.filter(stage_id="gate").count() == 1
+    signal_row = WorkflowSignal.objects.get(run=run)
+    assert signal_row.consumed_by.stage_id == "gate"
+    events = list(OutboxEvent.objects.filter(run_id=run.pk).values_list("event_type", "payload"))
+    assert sum(1 for t, _ in events if t == "stage:resumed") == 1
+    assert sum(1 for t, p in events if t == "stage:completed" and p.get("stage_id") == "gate") == 1
+    assert sum(1 for t, p in events if t == "stage:completed" and p.get("stage_id") == "work") == 1
+    assert sum(1 for t, _ in events if t == "workflow:completed") == 1
