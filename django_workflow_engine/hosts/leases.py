@@ -1,4 +1,5 @@
-"""The lease keeper: one thread per process refreshes the leases of the jobs it executes."""
+"""The lease keeper: one thread per process refreshes the leases of the jobs it executes and, in a registered
+worker, beats the worker's row in the workers registry (see :mod:`.registry`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from django.db import connections
 
 from ..kernel.records import JobRecord
+from .registry import Registration
 
 logger = logging.getLogger("django_workflow_engine.worker")
 
@@ -20,7 +22,9 @@ class LeaseKeeper:
     its own (with its own DB connection) that lives as long as the process: holding a job costs no thread
     start per stage.
 
-    Use :meth:`hold` around a job's execution. A job whose lease is found gone is logged and dropped."""
+    Use :meth:`hold` around a job's execution. A job whose lease is found gone is logged and dropped.
+    A worker process calls :meth:`register` at start: the thread then also beats while idle, one upsert of
+    the worker's row per beat; :meth:`unregister` marks the row stopped."""
 
     def __init__(self) -> None:
         self._held: dict[str, tuple[Any, JobRecord, str]] = {}
@@ -28,24 +32,54 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         self._interval = 60.0
         self._wake = threading.Event()
+        self._registration: Registration | None = None
+        self._beat_lock = threading.Lock()
+
+    def register(self, registration: Registration, interval: float) -> None:
+        """Record the worker in the registry now and at every beat from now on (idle or not)."""
+        registration.save(None)
+        with self._lock:
+            self._registration = registration
+            self._ensure_thread(interval)
+
+    def unregister(self) -> None:
+        """Mark the registered worker stopped (a clean exit); its beats end."""
+        with self._beat_lock:
+            registration, self._registration = self._registration, None
+            if registration is not None:
+                try:
+                    registration.save(None, stopped=True)
+                except Exception:
+                    logger.warning("could not mark worker %s stopped", registration.worker_id, exc_info=True)
+
+    @property
+    def registration(self) -> Registration | None:
+        return self._registration
+
+    def _ensure_thread(self, interval: float) -> None:
+        """With ``self._lock`` held: start the thread, or shorten its interval."""
+        if self._thread is None or not self._thread.is_alive():
+            self._interval = interval
+            self._wake.clear()
+            self._thread = threading.Thread(target=self._run, name="dwe-lease-keeper", daemon=True)
+            self._thread.start()
+        elif interval < self._interval:
+            self._interval = interval
+            self._wake.set()  # a shorter interval than the thread is sleeping for
 
     @contextmanager
     def hold(self, kernel: Any, job: JobRecord, worker_id: str, interval: float) -> Iterator[None]:
         with self._lock:
             self._held[job.id] = (kernel, job, worker_id)
-            if self._thread is None or not self._thread.is_alive():
-                self._interval = interval
-                self._wake.clear()
-                self._thread = threading.Thread(target=self._run, name="dwe-lease-keeper", daemon=True)
-                self._thread.start()
-            elif interval < self._interval:
-                self._interval = interval
-                self._wake.set()  # a shorter interval than the thread is sleeping for
+            self._ensure_thread(interval)
         try:
             yield
         finally:
             with self._lock:
                 self._held.pop(job.id, None)
+            registration = self._registration
+            if registration is not None:
+                registration.stage_done()
 
     def _run(self) -> None:
         try:
@@ -56,8 +90,20 @@ class LeaseKeeper:
                     held = list(self._held.values())
                 for kernel, job, worker_id in held:
                     self._touch(kernel, job, worker_id)
+                self._beat(held[0][1] if held else None)
         finally:
             connections.close_all()
+
+    def _beat(self, job: JobRecord | None) -> None:
+        with self._beat_lock:
+            registration = self._registration
+            if registration is None:
+                return
+            try:
+                registration.save(job)
+            except Exception:
+                logger.warning("heartbeat of worker %s failed", registration.worker_id, exc_info=True)
+                connections.close_all()
 
     def _touch(self, kernel: Any, job: JobRecord, worker_id: str) -> None:
         try:

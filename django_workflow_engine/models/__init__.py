@@ -8,6 +8,7 @@ from .outbox import OutboxEvent
 from .run import WorkflowRun
 from .stage import WorkflowStage
 from .status import Status
+from .worker import WorkflowWorker
 
 __all__ = [
     "AICall",
@@ -20,4 +21,5 @@ __all__ = [
     "WorkflowLog",
     "WorkflowRun",
     "WorkflowStage",
+    "WorkflowWorker",
 ]
