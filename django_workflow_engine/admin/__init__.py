@@ -8,6 +8,7 @@ from .jobs import WorkflowJobAdmin
 from .logs import WorkflowLogAdmin
 from .runs import WorkflowRunAdmin
 from .stages import WorkflowStageAdmin
+from .workers import WorkflowWorkerAdmin
 
 __all__ = [
     "AICallAdmin",
@@ -16,4 +17,5 @@ __all__ = [
     "WorkflowLogAdmin",
     "WorkflowRunAdmin",
     "WorkflowStageAdmin",
+    "WorkflowWorkerAdmin",
 ]
