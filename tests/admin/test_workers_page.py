@@ -40,12 +40,17 @@ def test_workers_list_shows_state_and_the_job_in_hand(admin_client_):
 
     url = reverse(f"admin:{APP}_workflowworker_changelist")
     page = admin_client_.get(url).content.decode()
-    assert page.count(">alive<") == 1 and page.count(">stopped<") == 1 and page.count(">gone<") == 1
+    assert page.count(">alive<") == 1
+    assert page.count(">stopped<") == 1
+    assert page.count(">gone<") == 1
     assert f'diamond · a of <a href="/admin/{APP}/workflowrun/{run.id}/change/"' in page
     gone = admin_client_.get(url + "?state=gone").content.decode()
-    assert "box-1:3" in gone and "box-1:1" not in gone and "box-1:2" not in gone
+    assert "box-1:3" in gone
+    assert "box-1:1" not in gone
+    assert "box-1:2" not in gone
     alive = admin_client_.get(url + "?state=alive").content.decode()
-    assert "box-1:1" in alive and "box-1:3" not in alive
+    assert "box-1:1" in alive
+    assert "box-1:3" not in alive
 
 
 def test_a_gone_workers_page_lists_the_jobs_it_held_and_their_fate(admin_client_):
