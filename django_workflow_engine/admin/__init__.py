@@ -4,6 +4,7 @@ and the permission-checked cancel and rerun actions. Importing this package regi
 
 from .ai_calls import AICallAdmin
 from .artifacts import WorkflowArtifactAdmin
+from .dead_letters import OutboxEventAdmin
 from .jobs import WorkflowJobAdmin
 from .logs import WorkflowLogAdmin
 from .runs import WorkflowRunAdmin
@@ -12,6 +13,7 @@ from .workers import WorkflowWorkerAdmin
 
 __all__ = [
     "AICallAdmin",
+    "OutboxEventAdmin",
     "WorkflowArtifactAdmin",
     "WorkflowJobAdmin",
     "WorkflowLogAdmin",
