@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import connections
 
+from ..kernel import live
 from ..kernel.records import JobRecord
 from .registry import Registration
 
@@ -34,6 +35,7 @@ class LeaseKeeper:
         self._wake = threading.Event()
         self._registration: Registration | None = None
         self._beat_lock = threading.Lock()
+        self._written: dict[str, int] = {}  # job id -> progress reports written (see _write_progress)
 
     def register(self, registration: Registration, interval: float) -> None:
         """Record the worker in the registry now and at every beat from now on (idle or not)."""
@@ -77,6 +79,7 @@ class LeaseKeeper:
         finally:
             with self._lock:
                 self._held.pop(job.id, None)
+                self._written.pop(job.id, None)
             registration = self._registration
             if registration is not None:
                 registration.stage_done()
@@ -93,6 +96,20 @@ class LeaseKeeper:
                 self._beat(held[0][1] if held else None)
         finally:
             connections.close_all()
+
+    def _write_progress(self, job: JobRecord) -> None:
+        """The running stage's latest ``ctx.progress(...)``, when it changed since the last beat, into its row's
+        ``metrics["live_progress"]`` (the stage's outcome replaces ``metrics`` when it finishes)."""
+        latest = live.latest_progress(job.run_id, job.stage_id)
+        if latest is None or self._written.get(job.id) == latest[0]:
+            return
+        from ..models import WorkflowStage
+
+        n, event = latest
+        WorkflowStage.objects.filter(
+            run_id=job.run_id, stage_id=job.stage_id, status="RUNNING", superseded_at__isnull=True
+        ).update(metrics={"live_progress": {k: v for k, v in event.items() if k != "stage_id"}})
+        self._written[job.id] = n
 
     def _beat(self, job: JobRecord | None) -> None:
         with self._beat_lock:
@@ -111,6 +128,8 @@ class LeaseKeeper:
                 logger.warning("lost the lease of job %s (stage %s)", job.id, job.stage_id)
                 with self._lock:
                     self._held.pop(job.id, None)
+                return
+            self._write_progress(job)
         except Exception:
             logger.warning("heartbeat of job %s failed", job.id, exc_info=True)
             connections.close_all()  # a broken connection is replaced at the next beat

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..core.context import StageContext, StageStorage
 from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
 from ..core.ids import new_id
+from . import live
 from .commands import ExecuteJob, ExecuteResult, TransitionRun
 from .events import STAGE_PROGRESS, event
 from .executor import NON_RETRYABLE, Outcome, execute_stage, format_traceback, parse_config
@@ -251,7 +252,11 @@ def _run_stage(deps: Deps, workflow: Workflow, stage_def: Stage, begun: _Begun) 
     except Exception as exc:
         retryable = not isinstance(exc, NON_RETRYABLE)
         return Outcome("failed", error=error_message(exc), retryable=retryable, traceback=format_traceback(exc)), None
-    return execute_stage(stage_def, ctx), ctx
+    live.started(run.id, stage_def.id, ctx)
+    try:
+        return execute_stage(stage_def, ctx), ctx
+    finally:
+        live.finished(run.id, stage_def.id)
 
 
 def _record(

@@ -3,4 +3,4 @@
 from tests.flows import diamond, triple, triple_ai
 
 __all__ = ["diamond", "triple", "triple_ai"]
-from tests.flows_limits import per_customer, whole_two  # noqa: F401
+from tests.flows_limits import per_customer, slow_walk, whole_two  # noqa: F401
