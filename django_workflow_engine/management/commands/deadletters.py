@@ -29,7 +29,7 @@ class Command(BaseCommand):
             if not 1 <= options["limit"] <= 10000:
                 raise CommandError(f"--limit is {options['limit']}: use 1 to 10000.", returncode=2)
             events = dead_letters(run_id=options["run"], limit=options["limit"])
-            rows = [
+            rows: list[dict[str, Any]] = [
                 {
                     "id": e.id,
                     "run_id": e.run_id,
@@ -47,7 +47,7 @@ class Command(BaseCommand):
             if not rows:
                 self.stdout.write("No dead letters.")
             for r in rows:
-                error = (r["error"] or "").splitlines()[0][:100] if r["error"] else "-"
+                error = str(r["error"]).splitlines()[0][:100] if r["error"] else "-"
                 self.stdout.write(f"{r['id']}  {r['run_id']}  #{r['sequence']}  {r['event_type']}  {error}")
             return
         if options["all"] == bool(options["event_ids"]):
