@@ -51,7 +51,7 @@ class WorkerStateFilter(admin.SimpleListFilter):
 
 @admin.register(WorkflowWorker)
 class WorkflowWorkerAdmin(ReadOnlyAdmin):
-    list_display = ("id", "state_badge", "host", "pid", "transport", "queue_names", "doing", "beat", "stages_done")
+    list_display = ("id", "state_badge", "transport", "queue_names", "doing", "beat", "stages_done")
     list_display_links = ("id",)
     list_filter = (WorkerStateFilter, "transport")
     search_fields = ("=id", "=host")
