@@ -113,11 +113,10 @@ def test_dark_mode_timeline_bands_follow_the_admin_colours(browser, live_server)
 
 
 def test_desktop_changelists_fit_their_area(browser, live_server):
-    from tests.admin.factories import seed_runs
-
     from django.utils import timezone
 
     from django_workflow_engine.models import WorkflowWorker
+    from tests.admin.factories import seed_runs
 
     runs = seed_runs(30, ai_calls=3, logs=3)
     now = timezone.now()
