@@ -70,3 +70,27 @@ def prepare(ctx):
 gpu_pair = (
     WorkflowBuilder("gpu-pair", "Render, two at a time", input=Order, output=Done).pipe(prepare).pipe(render).build()
 )
+
+
+# A long stage that reports progress and logs while it runs (tests/acceptance/test_live_progress.py).
+class Steps(BaseModel):
+    steps: int = 3
+    pause: float = 0.5
+
+
+class Walked(BaseModel):
+    steps: int
+
+
+@define_stage(id="walk", name="Walk", input=Steps, output=Walked)
+def walk(ctx):
+    import time
+
+    for i in range(ctx.input.steps):
+        ctx.log("INFO", f"step {i + 1} of {ctx.input.steps}")
+        ctx.progress(100 * (i + 1) / ctx.input.steps, f"step {i + 1}")
+        time.sleep(ctx.input.pause)
+    return Walked(steps=ctx.input.steps)
+
+
+slow_walk = WorkflowBuilder("slow-walk", "A slow walk", input=Steps, output=Walked).pipe(walk).build()

@@ -863,19 +863,20 @@ class OrmPersistence(OrmConcurrency, OrmSignals):
     def mark_events_published(self, ids: Iterable[int], now: datetime) -> None:
         self._objects(OutboxEvent).filter(pk__in=list(ids)).update(published_at=now)
 
-    def record_event_failure(self, event_id: int, max_retries: int, now: datetime) -> bool:
+    def record_event_failure(self, event_id: int, max_retries: int, now: datetime, error: str | None = None) -> bool:
         qs = self._objects(OutboxEvent).filter(pk=event_id)
         with transaction.atomic(using=self.using):
-            if not qs.update(retry_count=F("retry_count") + 1):
+            if not qs.update(retry_count=F("retry_count") + 1, last_error=error):
                 return False
             return bool(qs.filter(retry_count__gte=max_retries).update(dlq_at=now))
 
-    def replay_dead_letters(self, limit: int) -> int:
+    def replay_dead_letters(self, limit: int, event_ids: Iterable[int] | None = None) -> int:
         events = self._objects(OutboxEvent)
         with transaction.atomic(using=self.using):
-            ids = list(
-                events.filter(dlq_at__isnull=False).order_by("run_id", "sequence").values_list("pk", flat=True)[:limit]
-            )
+            dead = events.filter(dlq_at__isnull=False)
+            if event_ids is not None:
+                dead = dead.filter(pk__in=list(event_ids))
+            ids = list(dead.order_by("run_id", "sequence").values_list("pk", flat=True)[:limit])
             return events.filter(pk__in=ids).update(dlq_at=None, retry_count=0) if ids else 0
 
     # -- idempotency ----------------------------------------------------------------------------------------
@@ -1001,6 +1002,7 @@ def _outbox(r: OutboxEvent) -> OutboxRecord:
         published_at=r.published_at,
         retry_count=r.retry_count,
         dlq_at=r.dlq_at,
+        last_error=r.last_error,
     )
 
 

@@ -4,18 +4,22 @@ and the permission-checked cancel and rerun actions. Importing this package regi
 
 from .ai_calls import AICallAdmin
 from .artifacts import WorkflowArtifactAdmin
+from .dead_letters import OutboxEventAdmin
 from .jobs import WorkflowJobAdmin
 from .logs import WorkflowLogAdmin
 from .runs import WorkflowRunAdmin
 from .schedules import WorkflowScheduleAdmin
 from .stages import WorkflowStageAdmin
+from .workers import WorkflowWorkerAdmin
 
 __all__ = [
     "AICallAdmin",
+    "OutboxEventAdmin",
     "WorkflowArtifactAdmin",
     "WorkflowJobAdmin",
     "WorkflowLogAdmin",
     "WorkflowRunAdmin",
     "WorkflowScheduleAdmin",
     "WorkflowStageAdmin",
+    "WorkflowWorkerAdmin",
 ]

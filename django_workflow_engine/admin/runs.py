@@ -324,6 +324,7 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
                 "retry": retry,
                 "tries": history.tries(job) if attempt.is_current else "—",
                 "job": job,
+                "live": _live_progress(s),
                 "duration": fmt_duration(elapsed_ms(s.started_at, s.completed_at, s.duration_ms)),
                 "traceback": traces.get(s.pk),
                 # an earlier attempt's records are read without their output (history shows errors and timings)
@@ -469,3 +470,14 @@ def failure_summary(
         "code": error.get("code"),
         "traceback": trace,
     }
+
+
+def _live_progress(stage: Any) -> str | None:
+    """A running stage's latest ``ctx.progress(...)``, as its worker's last beat wrote it."""
+    if stage.status != "RUNNING" or "metrics" in stage.get_deferred_fields():
+        return None
+    live = (stage.metrics or {}).get("live_progress") if isinstance(stage.metrics, dict) else None
+    if not isinstance(live, dict):
+        return None
+    message = f" · {live['message']}" if live.get("message") else ""
+    return f"{float(live.get('progress') or 0):.0f}%{message}"

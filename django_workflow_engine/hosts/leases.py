@@ -1,4 +1,5 @@
-"""The lease keeper: one thread per process refreshes the leases of the jobs it executes."""
+"""The lease keeper: one thread per process refreshes the leases of the jobs it executes and, in a registered
+worker, beats the worker's row in the workers registry (see :mod:`.registry`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 from django.db import connections
 
+from ..kernel import live
 from ..kernel.records import JobRecord
+from .registry import Registration
 
 logger = logging.getLogger("django_workflow_engine.worker")
 
@@ -24,7 +27,8 @@ class LeaseKeeper:
     Use :meth:`hold` around a job's execution. A job whose lease is found gone is logged and dropped. A job
     held with ``stop_at`` (its stage's timeout, as ``time.monotonic()``) is no longer renewed after it: stage
     code that could not be interrupted keeps this worker, but its lease expires and another worker takes the
-    retry."""
+    retry. A worker process calls :meth:`register` at start: the thread then also beats while idle, one upsert
+    of the worker's row per beat; :meth:`unregister` marks the row stopped."""
 
     def __init__(self) -> None:
         self._held: dict[str, tuple[Any, JobRecord, str, float | None]] = {}
@@ -32,6 +36,41 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         self._interval = 60.0
         self._wake = threading.Event()
+        self._registration: Registration | None = None
+        self._beat_lock = threading.Lock()
+        self._written: dict[str, int] = {}  # job id -> progress reports written (see _write_progress)
+
+    def register(self, registration: Registration, interval: float) -> None:
+        """Record the worker in the registry now and at every beat from now on (idle or not)."""
+        registration.save(None)
+        with self._lock:
+            self._registration = registration
+            self._ensure_thread(interval)
+
+    def unregister(self) -> None:
+        """Mark the registered worker stopped (a clean exit); its beats end."""
+        with self._beat_lock:
+            registration, self._registration = self._registration, None
+            if registration is not None:
+                try:
+                    registration.save(None, stopped=True)
+                except Exception:
+                    logger.warning("could not mark worker %s stopped", registration.worker_id, exc_info=True)
+
+    @property
+    def registration(self) -> Registration | None:
+        return self._registration
+
+    def _ensure_thread(self, interval: float) -> None:
+        """With ``self._lock`` held: start the thread, or shorten its interval."""
+        if self._thread is None or not self._thread.is_alive():
+            self._interval = interval
+            self._wake.clear()
+            self._thread = threading.Thread(target=self._run, name="dwe-lease-keeper", daemon=True)
+            self._thread.start()
+        elif interval < self._interval:
+            self._interval = interval
+            self._wake.set()  # a shorter interval than the thread is sleeping for
 
     @contextmanager
     def hold(
@@ -39,19 +78,16 @@ class LeaseKeeper:
     ) -> Iterator[None]:
         with self._lock:
             self._held[job.id] = (kernel, job, worker_id, stop_at)
-            if self._thread is None or not self._thread.is_alive():
-                self._interval = interval
-                self._wake.clear()
-                self._thread = threading.Thread(target=self._run, name="dwe-lease-keeper", daemon=True)
-                self._thread.start()
-            elif interval < self._interval:
-                self._interval = interval
-                self._wake.set()  # a shorter interval than the thread is sleeping for
+            self._ensure_thread(interval)
         try:
             yield
         finally:
             with self._lock:
                 self._held.pop(job.id, None)
+                self._written.pop(job.id, None)
+            registration = self._registration
+            if registration is not None:
+                registration.stage_done()
 
     def _run(self) -> None:
         try:
@@ -73,8 +109,34 @@ class LeaseKeeper:
                             self._held.pop(job.id, None)
                         continue
                     self._touch(kernel, job, worker_id)
+                self._beat(held[0][1] if held else None)
         finally:
             connections.close_all()
+
+    def _write_progress(self, job: JobRecord) -> None:
+        """The running stage's latest ``ctx.progress(...)``, when it changed since the last beat, into its row's
+        ``metrics["live_progress"]`` (the stage's outcome replaces ``metrics`` when it finishes)."""
+        latest = live.latest_progress(job.run_id, job.stage_id)
+        if latest is None or self._written.get(job.id) == latest[0]:
+            return
+        from ..models import WorkflowStage
+
+        n, event = latest
+        WorkflowStage.objects.filter(
+            run_id=job.run_id, stage_id=job.stage_id, status="RUNNING", superseded_at__isnull=True
+        ).update(metrics={"live_progress": {k: v for k, v in event.items() if k != "stage_id"}})
+        self._written[job.id] = n
+
+    def _beat(self, job: JobRecord | None) -> None:
+        with self._beat_lock:
+            registration = self._registration
+            if registration is None:
+                return
+            try:
+                registration.save(job)
+            except Exception:
+                logger.warning("heartbeat of worker %s failed", registration.worker_id, exc_info=True)
+                connections.close_all()
 
     def _touch(self, kernel: Any, job: JobRecord, worker_id: str) -> None:
         try:
@@ -82,6 +144,8 @@ class LeaseKeeper:
                 logger.warning("lost the lease of job %s (stage %s)", job.id, job.stage_id)
                 with self._lock:
                     self._held.pop(job.id, None)
+                return
+            self._write_progress(job)
         except Exception:
             logger.warning("heartbeat of job %s failed", job.id, exc_info=True)
             connections.close_all()  # a broken connection is replaced at the next beat

@@ -97,6 +97,12 @@ class Worker:
 
             self._maintenance = MaintenanceLoop(worker_id=f"{self.worker_id}:maintenance", kernel=self.kernel)
             self._maintenance.start_thread()
+        from ..conf import settings
+        from .leases import LEASES
+        from .registry import Registration
+
+        registration = Registration(self.worker_id, list(self.queues), self.transport)
+        LEASES.register(registration, float(settings.HEARTBEAT_SECONDS))
         logger.info(
             "worker %s starting (%s transport%s)", self.worker_id, self.transport, ", burst" if self.burst else ""
         )
@@ -114,6 +120,7 @@ class Worker:
         finally:
             if self._maintenance is not None:
                 self._maintenance.stop()
+            LEASES.unregister()
             connections.close_all()
         logger.info("worker %s stopped after %d job(s)", self.worker_id, self.jobs_processed)
         return 0

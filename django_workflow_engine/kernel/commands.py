@@ -169,6 +169,8 @@ class ExpireIdempotencyKeys(Command):
 class ReplayDeadLetters(Command):
     type: ClassVar[str] = "plugin.replayDLQ"
     max_events: int = 100
+    # Only these dead-lettered events (by OutboxEvent id); None: the oldest ``max_events`` of them.
+    event_ids: tuple[int, ...] | None = None
 
 
 # -- results -------------------------------------------------------------------------------------------------

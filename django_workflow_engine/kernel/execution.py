@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..core.context import StageContext, StageStorage
 from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
 from ..core.ids import new_id
-from . import concurrency
+from . import concurrency, live
 from .children import StageChildren
 from .commands import ExecuteJob, ExecuteResult
 from .events import STAGE_PROGRESS, event
@@ -266,7 +266,11 @@ def _run_stage(deps: Deps, workflow: Workflow, stage_def: Stage, begun: _Begun) 
     except Exception as exc:
         return failure(exc, not isinstance(exc, NON_RETRYABLE) and stage_def.retry.retryable(exc)), None
     run_left = (run.deadline_at - deps.clock.now()).total_seconds() if run.deadline_at is not None else None
-    return execute_stage(stage_def, ctx, stage_timeout(deps, stage_def), run_left), ctx
+    live.started(run.id, stage_def.id, ctx)
+    try:
+        return execute_stage(stage_def, ctx, stage_timeout(deps, stage_def), run_left), ctx
+    finally:
+        live.finished(run.id, stage_def.id)
 
 
 def _status_reader(deps: Deps, run_id: str) -> Callable[[], str | None]:

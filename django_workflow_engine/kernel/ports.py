@@ -216,12 +216,14 @@ class Persistence(Protocol):
 
     def mark_events_published(self, ids: Iterable[int], now: datetime) -> None: ...
 
-    def record_event_failure(self, event_id: int, max_retries: int, now: datetime) -> bool:
-        """Increment retry_count; when it reaches ``max_retries`` set dlq_at = now. Returns True if dead-lettered."""
+    def record_event_failure(self, event_id: int, max_retries: int, now: datetime, error: str | None = None) -> bool:
+        """Increment retry_count and keep ``error`` as last_error; when retry_count reaches ``max_retries`` set
+        dlq_at = now. Returns True if dead-lettered."""
         ...
 
-    def replay_dead_letters(self, limit: int) -> int:
-        """Reset up to ``limit`` dead-lettered events (dlq_at = None, retry_count = 0). Returns how many."""
+    def replay_dead_letters(self, limit: int, event_ids: Iterable[int] | None = None) -> int:
+        """Reset up to ``limit`` dead-lettered events (dlq_at = None, retry_count = 0), only those of
+        ``event_ids`` when given. Returns how many."""
         ...
 
     # -- idempotency ----------------------------------------------------------------------------------------

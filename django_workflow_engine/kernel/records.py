@@ -154,6 +154,7 @@ class OutboxRecord:
     published_at: datetime | None = None
     retry_count: int = 0
     dlq_at: datetime | None = None
+    last_error: str | None = None
 
 
 @dataclass

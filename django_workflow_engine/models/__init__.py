@@ -11,6 +11,7 @@ from .schedule import WorkflowSchedule
 from .signal import WorkflowSignal
 from .stage import WorkflowStage
 from .status import Status
+from .worker import WorkflowWorker
 
 __all__ = [
     "AICall",
@@ -28,4 +29,5 @@ __all__ = [
     "WorkflowSchedule",
     "WorkflowSignal",
     "WorkflowStage",
+    "WorkflowWorker",
 ]

@@ -14,6 +14,7 @@ class OutboxEvent(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     retry_count = models.PositiveIntegerField(default=0)
     dlq_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(null=True, blank=True, help_text="The last delivery error (exception and message).")
 
     class Meta:
         verbose_name = "outbox event"

@@ -52,6 +52,8 @@ class EngineCollector:
         yield from self._runs(GaugeMetricFamily)
         yield from self._stages(GaugeMetricFamily, HistogramMetricFamily)
         yield from self._queue(GaugeMetricFamily)
+        yield from self._waiting(GaugeMetricFamily)
+        yield from self._workers(GaugeMetricFamily)
         yield from self._ai(CounterMetricFamily)
         elapsed = GaugeMetricFamily(
             f"{PREFIX}_metrics_collect_seconds", "Time the database queries of this scrape took."
@@ -166,6 +168,56 @@ class EngineCollector:
         )
         oldest.add_metric([], (now - pending["oldest"]).total_seconds() if pending["oldest"] else 0.0)
         yield oldest
+
+    def _waiting(self, gauge: Any) -> Iterator[Any]:
+        from django.db.models import Count
+        from django.utils import timezone
+
+        from ..models import Status, WorkflowJob, WorkflowRun, WorkflowStage
+
+        now = timezone.now()
+        waiting = gauge(
+            f"{PREFIX}_runs_waiting",
+            "Runs waiting, by workflow and reason: concurrency_slot (PENDING for a slot), suspended_poll (a "
+            "SUSPENDED stage), retry_backoff (a failed attempt's job not yet due again).",
+            labels=["workflow_id", "reason"],
+        )
+        queries = {
+            "concurrency_slot": WorkflowRun.objects.using(self.using)
+            .waiting_for_slot()
+            .order_by()
+            .values_list("workflow_id")
+            .annotate(n=Count("id")),
+            "suspended_poll": WorkflowStage.objects.using(self.using)
+            .filter(status=Status.SUSPENDED)
+            .order_by()
+            .values_list("run__workflow_id")
+            .annotate(n=Count("run_id", distinct=True)),
+            "retry_backoff": WorkflowJob.objects.using(self.using)
+            .filter(status=Status.PENDING, attempt__gt=0, available_at__gt=now)
+            .order_by()
+            .values_list("workflow_id")
+            .annotate(n=Count("run_id", distinct=True)),
+        }
+        for reason, rows in queries.items():
+            for workflow_id, n in rows:
+                waiting.add_metric([workflow_id, reason], n)
+        yield waiting
+
+    def _workers(self, gauge: Any) -> Iterator[Any]:
+        from .workers import live_workers
+
+        workers = gauge(
+            f"{PREFIX}_workers_live",
+            "Worker processes that beat within the grace (2.5 heartbeats), by transport.",
+            labels=["transport"],
+        )
+        counts: dict[str, int] = {"database": 0, "rq": 0}
+        for worker in live_workers(using=self.using):
+            counts[worker.transport] = counts.get(worker.transport, 0) + 1
+        for transport, n in sorted(counts.items()):
+            workers.add_metric([transport], n)
+        yield workers
 
     def _ai(self, counter: Any) -> Iterator[Any]:
         from ..models import AICall

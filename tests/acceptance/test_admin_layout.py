@@ -113,12 +113,39 @@ def test_dark_mode_timeline_bands_follow_the_admin_colours(browser, live_server)
 
 
 def test_desktop_changelists_fit_their_area(browser, live_server):
+    from django.utils import timezone
+
+    from django_workflow_engine.models import WorkflowWorker
     from tests.admin.factories import seed_runs
 
-    seed_runs(30, ai_calls=3, logs=3)
+    runs = seed_runs(30, ai_calls=3, logs=3)
+    now = timezone.now()
+    WorkflowWorker.objects.create(
+        id="worker-host-with-a-long-name.example.internal:123456",
+        host="worker-host-with-a-long-name.example.internal",
+        pid=123456,
+        queues=["workflows", "emails"],
+        transport="rq",
+        started_at=now,
+        heartbeat_at=now,
+        job_id="j",
+        run_id=getattr(runs[0], "id", None) if runs else None,
+        workflow_id="diamond",
+        stage_id="merge-everything",
+        stages_done=123456,
+    )
     context, page = _page(browser, live_server, 1440, "light")
     try:
-        for model in ("aicall", "workflowstage", "workflowlog", "workflowrun", "workflowjob"):
+        models = (
+            "aicall",
+            "workflowstage",
+            "workflowlog",
+            "workflowrun",
+            "workflowjob",
+            "workflowworker",
+            "outboxevent",
+        )
+        for model in models:
             page.goto(f"/admin/django_workflow_engine/{model}/")
             shot(page, f"layout-1440-{model}-list")
             widths = page.evaluate(

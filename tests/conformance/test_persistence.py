@@ -514,6 +514,19 @@ def test_replay_dead_letters_respects_limit(adapters):
     assert [e.event_type for e in adapters.persistence.get_unpublished_events(10)] == ["a"]
 
 
+def test_a_failure_keeps_its_error_and_replay_takes_chosen_events(adapters):
+    adapters.run("r1")
+    c = adapters.clock
+    adapters.persistence.append_events([event("r1", "a", c), event("r1", "b", c)], "c")
+    first, second = adapters.persistence.get_events("r1")
+    assert adapters.persistence.record_event_failure(first.id, 1, c.now(), "ValueError: no") is True
+    assert adapters.persistence.record_event_failure(second.id, 1, c.now(), "KeyError: 'x'") is True
+    assert [e.last_error for e in adapters.persistence.get_events("r1")] == ["ValueError: no", "KeyError: 'x'"]
+    assert adapters.persistence.replay_dead_letters(10, [second.id, 987654]) == 1
+    assert [e.dlq_at is None for e in adapters.persistence.get_events("r1")] == [False, True]
+    assert adapters.persistence.replay_dead_letters(10, []) == 0
+
+
 def test_record_failure_of_unknown_event_is_false(adapters):
     assert adapters.persistence.record_event_failure(987654, 1, adapters.now()) is False
 

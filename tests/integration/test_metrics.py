@@ -150,3 +150,30 @@ def test_the_engine_needs_neither_prometheus_client_nor_the_metrics_module():
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
     )
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_scrape_reports_live_workers_and_runs_waiting_by_reason(client, settings):
+    from django_workflow_engine.models import WorkflowRun, WorkflowWorker
+
+    now = timezone.now()
+    common = {"host": "h", "pid": 1, "queues": ["workflows"], "started_at": now}
+    WorkflowWorker.objects.create(id="alive", transport="database", heartbeat_at=now, **common)
+    WorkflowWorker.objects.create(id="alive-rq", transport="rq", heartbeat_at=now, **common)
+    WorkflowWorker.objects.create(id="killed", transport="database", heartbeat_at=now - timedelta(hours=1), **common)
+    WorkflowWorker.objects.create(id="stopped", transport="rq", heartbeat_at=now, stopped_at=now, **common)
+
+    suspended = engine.start("triple", {"n": 1})
+    engine.run_until_idle()
+    assert WorkflowStage.objects.filter(run=suspended, stage_id="join").update(status="SUSPENDED") == 1
+    retrying = engine.start("diamond", {"value": 1})
+    WorkflowJob.objects.filter(run=retrying).update(attempt=1, available_at=now + timedelta(minutes=5))
+    slot = engine.start("triple", {"n": 2})
+    WorkflowRun.objects.filter(pk=slot.pk).update(status="PENDING", concurrency_key="acme")
+
+    samples = scrape(client)
+    assert value(samples, "workflow_engine_workers_live", transport="database") == 1
+    assert value(samples, "workflow_engine_workers_live", transport="rq") == 1
+    assert value(samples, "workflow_engine_runs_waiting", workflow_id="diamond", reason="retry_backoff") == 1
+    assert value(samples, "workflow_engine_runs_waiting", workflow_id="triple", reason="suspended_poll") == 1
+    assert value(samples, "workflow_engine_runs_waiting", workflow_id="triple", reason="concurrency_slot") == 1
+    assert ("workflow_engine_runs_waiting", (("reason", "retry_backoff"), ("workflow_id", "triple"))) not in samples

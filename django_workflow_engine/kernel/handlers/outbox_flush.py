@@ -28,7 +28,7 @@ def handle(command: FlushOutbox, deps: Deps, causation_id: str) -> FlushResult:
             continue
         try:
             deps.sink.emit(row.payload)
-        except Exception:
+        except Exception as exc:
             logger.exception(
                 "delivering event %s #%d of run %s failed",
                 row.event_type,
@@ -38,7 +38,8 @@ def handle(command: FlushOutbox, deps: Deps, causation_id: str) -> FlushResult:
             )
             blocked.add(row.run_id)
             failed += 1
-            if persistence.record_event_failure(row.id, max_retries, deps.clock.now()):
+            error = f"{type(exc).__name__}: {exc}"[:4000]
+            if persistence.record_event_failure(row.id, max_retries, deps.clock.now(), error):
                 dead += 1
             continue
         published.append(row.id)

@@ -9,4 +9,4 @@ RESULT = ReplayResult
 
 
 def handle(command: ReplayDeadLetters, deps: Deps, causation_id: str) -> ReplayResult:
-    return ReplayResult(deps.persistence.replay_dead_letters(command.max_events))
+    return ReplayResult(deps.persistence.replay_dead_letters(command.max_events, command.event_ids))

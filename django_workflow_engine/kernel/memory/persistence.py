@@ -321,24 +321,26 @@ class InMemoryPersistence(InMemoryConcurrency):
                 if event.id in wanted:
                     event.published_at = now
 
-    def record_event_failure(self, event_id: int, max_retries: int, now: datetime) -> bool:
+    def record_event_failure(self, event_id: int, max_retries: int, now: datetime, error: str | None = None) -> bool:
         with self._shared.lock:
             for event in self.store.outbox:
                 if event.id == event_id:
                     event.retry_count += 1
+                    event.last_error = error
                     if event.retry_count >= max_retries:
                         event.dlq_at = now
                         return True
                     return False
         return False
 
-    def replay_dead_letters(self, limit: int) -> int:
+    def replay_dead_letters(self, limit: int, event_ids: Iterable[int] | None = None) -> int:
         count = 0
+        wanted = None if event_ids is None else set(event_ids)
         with self._shared.lock:
             for event in sorted(self.store.outbox, key=lambda e: (e.run_id, e.sequence)):
                 if count >= limit:
                     break
-                if event.dlq_at is not None:
+                if event.dlq_at is not None and (wanted is None or event.id in wanted):
                     event.dlq_at = None
                     event.retry_count = 0
                     count += 1
