@@ -41,8 +41,15 @@ class LeaseKeeper:
         self._written: dict[str, int] = {}  # job id -> progress reports written (see _write_progress)
 
     def register(self, registration: Registration, interval: float) -> None:
-        """Record the worker in the registry now and at every beat from now on (idle or not)."""
-        registration.save(None)
+        """Record the worker in the registry now and at every beat from now on (idle or not).
+
+        A database that is down or restarting at start does not stop the worker: it can still take jobs once
+        the database is back, and the next beat writes the row."""
+        try:
+            registration.save(None)
+        except Exception:
+            logger.warning("could not record worker %s in the registry yet", registration.worker_id, exc_info=True)
+            connections.close_all()
         with self._lock:
             self._registration = registration
             self._ensure_thread(interval)

@@ -78,3 +78,28 @@ def test_a_shorter_interval_wakes_the_keeper_at_once():
     with keeper.hold(kernel, _job("slow"), "w", 30), keeper.hold(kernel, _job("fast"), "w", 0.05):
         time.sleep(0.3)
     assert ("fast", "w") in jobs.touched
+
+
+class FlakyRegistration:
+    """A registration whose first upsert meets a database that is restarting (as in the chaos suite)."""
+
+    worker_id = "w-flaky"
+
+    def __init__(self) -> None:
+        self.saves: list[bool] = []
+
+    def save(self, job, *, stopped: bool = False) -> None:  # type: ignore[no-untyped-def]
+        self.saves.append(stopped)
+        if len(self.saves) == 1:
+            raise ConnectionError("the database system is shutting down")
+
+
+def test_a_database_down_at_start_does_not_stop_the_worker_and_the_next_beat_registers_it():
+    keeper, registration = LeaseKeeper(), FlakyRegistration()
+    keeper.register(registration, 0.05)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 5
+    while len(registration.saves) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    keeper.unregister()
+    assert registration.saves[:3] == [False, False, False]  # the failed start, then beats
+    assert registration.saves[-1] is True
