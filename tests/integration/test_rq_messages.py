@@ -72,10 +72,14 @@ def test_worker_rejects_pickled_payloads(rq_settings):
         "DWE_ENGINE_SETTINGS": json.dumps({"TRANSPORT": "rq"}),
         "PYTHONPATH": os.getcwd(),
     }
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "django", "runworker", "--burst"], env=env, timeout=60, capture_output=True, check=False
     )
     assert not os.path.exists(marker)
+    # the worker did take the planted job (the test would pass vacuously if it never reached it) and refused it
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert b"DeserializationError" in done.stderr
+    assert evil.job_ids == []
 
 
 def test_a_sibling_taken_by_the_worker_that_rang_it_leaves_no_message_behind(rq_settings, monkeypatch):
