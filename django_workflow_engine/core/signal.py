@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
-from .batch import CompletionError, Ready, Suspend, as_timedelta
+from .batch import CompletionError, Ready, Suspend, as_timedelta, check_signal_name
 from .context import StageContext
 from .errors import WorkflowDefinitionError
 from .stage import Stage, make_stage, run_callable
@@ -18,15 +17,8 @@ from .stage import Stage, make_stage, run_callable
 NO_TIMEOUT = timedelta(days=36500)
 SIGNAL_STATE_KEY = "waiting_for_signal"
 PREPARED_STATE_KEY = "prepared"
-_SIGNAL_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
-
-def check_signal_name(name: Any, where: str) -> str:
-    if not isinstance(name, str) or not _SIGNAL_NAME.match(name):
-        raise WorkflowDefinitionError(
-            f"{where}: signal name must be 1-100 characters of letters, digits, '_', '.', ':' or '-', got {name!r}."
-        )
-    return name
+__all__ = ["NO_TIMEOUT", "PREPARED_STATE_KEY", "SIGNAL_STATE_KEY", "check_signal_name", "define_signal_stage"]
 
 
 def define_signal_stage(
