@@ -38,7 +38,8 @@ def define_signal_stage(
     """Define a stage that waits for the signal ``signal`` and completes with its payload.
 
     The stage first runs ``prepare(ctx)`` if given (to notify someone, or to compute what the reviewer must see:
-    a JSON dict it returns is stored with the stage and shown above the admin form), then waits: status
+    a JSON dict it returns is stored with the stage and shown above the admin form; ``Ready(output=...)`` instead
+    completes the stage with that output at once, when there is nothing to ask), then waits: status
     SUSPENDED, nothing polled, until :meth:`engine.signal(run_id, signal, payload) <Engine.signal>` delivers a
     payload valid for ``output``; the stage completes with it and the run goes on at once.
 
@@ -66,8 +67,11 @@ def define_signal_stage(
         except Exception as exc:
             raise WorkflowDefinitionError(f"Stage {id!r}: on_timeout is not a valid {output.__name__}: {exc}") from None
 
-    def execute(ctx: StageContext) -> Suspend:
+    def execute(ctx: StageContext) -> Suspend | BaseModel:
         prepared = run_callable(prepare, ctx) if prepare is not None else None
+        if isinstance(prepared, Ready):  # nothing to ask: complete with this output, without waiting
+            answer = prepared.output
+            return output.model_validate(answer.model_dump() if isinstance(answer, BaseModel) else answer)
         if isinstance(prepared, BaseModel):
             prepared = prepared.model_dump(mode="json")
         state = {SIGNAL_STATE_KEY: signal, PREPARED_STATE_KEY: prepared}

@@ -111,3 +111,24 @@ def test_signalrun_delivers_and_reports_errors_with_exit_status_2(flow):
     engine.run_until_idle()
     run.refresh_from_db()
     assert (run.status, run.output["approved"]) == ("COMPLETED", True)
+
+
+@pytest.mark.django_db
+def test_the_plugin_runner_delivers_signals_and_steps_past_timeouts(fake_clock_runner, workflow_runner):
+    from tests.conformance.test_signals import defaulted, timed
+
+    answered = fake_clock_runner.signal(fake_clock_runner(reviewed, {"subject": "a"}), "approval", {"approved": True})
+    assert (answered.status, answered.output["approved"]) == ("COMPLETED", True)
+    failing = fake_clock_runner(timed, {"subject": "b"})
+    defaulting = fake_clock_runner(defaulted, {"subject": "c"})
+    fake_clock_runner.advance(seconds=599)
+    assert WorkflowRun.objects.get(pk=defaulting.pk).status == "RUNNING"
+    fake_clock_runner.advance(seconds=1)
+    defaulting.refresh_from_db()
+    assert (defaulting.status, defaulting.output["note"]) == ("COMPLETED", "nobody answered")
+    fake_clock_runner.advance(hours=1)
+    failing.refresh_from_db()
+    assert failing.status == "FAILED"
+    assert "timed out waiting for signal 'approval'" in failing.stages.get(stage_id="review").error_message
+    with pytest.raises(TypeError, match="needs an engine with a FakeClock"):
+        workflow_runner.advance(seconds=1)
