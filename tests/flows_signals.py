@@ -69,3 +69,25 @@ def render(ctx):
 
 
 signal_batch = WorkflowBuilder("signal-batch", "Signal batch", input=Job, output=Render).pipe(prep).pipe(render).build()
+
+
+def _rendered_slowly(state, ctx):
+    ctx.log("INFO", "polled")
+    if "signal" not in state:
+        return NotReady()
+    time.sleep(3)  # long enough to kill the worker polling it
+    return Ready(output={"job": state["job"], "url": state["signal"]["url"]})
+
+
+@define_async_batch_stage(
+    id="render", name="Render", input=Job, output=Render, check_completion=_rendered_slowly, signals=["rendered"]
+)
+def render_slowly(ctx):
+    return Suspend(state={"job": f"r-{ctx.input.n}"}, poll_interval=3600, wait_for_signal="rendered")
+
+
+signal_batch_slow = (
+    WorkflowBuilder("signal-batch-slow", "Signal batch, slow poll", input=Job, output=Render)
+    .pipe(render_slowly)
+    .build()
+)

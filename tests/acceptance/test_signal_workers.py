@@ -108,3 +108,47 @@ def test_a_signal_resumes_an_async_batch_stage_through_the_doorbell_with_no_main
         events = list(OutboxEvent.objects.filter(run_id=run.pk).values_list("event_type", flat=True))
         assert events.count("stage:resumed") == 1
         assert events.count("workflow:completed") == 1
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_worker_killed_while_polling_a_woken_stage_loses_nothing_and_completes_it_once(
+    processes, redis_conn, settings
+):
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **RQ}
+    victim = processes.start("runworker", "--worker-id", "victim", engine_settings=RQ, name="victim")
+    run = engine.start("signal-batch-slow", {"n": 7})
+    wait_until(
+        lambda: WorkflowStage.objects.filter(run=run, stage_id="render", status="SUSPENDED").exists(),
+        timeout=30,
+        message="the render stage to wait",
+    )
+    assert engine.signal(run.id, "rendered", {"url": "https://cdn/7"}).delivered
+    wait_until(
+        lambda: run.jobs.filter(stage_id="render", status="RUNNING", worker_id="victim").exists(),
+        timeout=10,
+        message="the victim to poll the woken stage",
+    )
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    processes.start("runworker", "--worker-id", "rescuer", engine_settings=RQ, name="rescuer")
+    processes.start("runmaintenance", "--interval", "1", engine_settings=RQ, name="maintenance")
+    try:
+        wait_until(
+            lambda: WorkflowRun.objects.get(pk=run.pk).status in ("COMPLETED", "FAILED"),
+            timeout=90,
+            message="the run to finish",
+        )
+    except AssertionError:
+        print(processes.logs())
+        raise
+    run.refresh_from_db()
+    assert (run.status, run.output) == ("COMPLETED", {"job": "r-7", "url": "https://cdn/7"})
+    job = run.jobs.get(stage_id="render")
+    assert (job.status, job.attempt) == ("COMPLETED", 2)  # the killed poll, then the rescuer's
+    assert run.logs.filter(message="polled").count() == 2
+    events = list(OutboxEvent.objects.filter(run_id=run.pk).values_list("event_type", flat=True))
+    assert events.count("stage:resumed") == 1
+    assert events.count("stage:completed") == 1
+    assert events.count("workflow:completed") == 1
