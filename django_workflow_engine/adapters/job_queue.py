@@ -70,7 +70,8 @@ class OrmJobQueue:
         using: database alias.
         on_enqueue: the doorbell. Called after the surrounding transaction commits (robustly: an exception
             is logged, not raised) with the ids of jobs that became PENDING: new jobs, jobs re-queued by
-            :meth:`fail` with a retry, and jobs released by :meth:`release_stale`. Jobs due now are passed
+            :meth:`fail` with a retry, jobs released by :meth:`release_stale`, and suspended jobs a signal woke
+            (:meth:`wake_suspended`). Jobs due now are passed
             as ``on_enqueue(ids)``; jobs due later as ``on_enqueue(ids, at=when)``, so the doorbell can ring
             when they become due (:func:`~django_workflow_engine.adapters.rq.ring` schedules the message).
         on_withdraw: called after commit (robustly) with the ids of PENDING jobs that :meth:`claim_stage` took
@@ -348,6 +349,24 @@ class OrmJobQueue:
         self._jobs().filter(run_id=run_id, stage_id=stage_id, status=Status.SUSPENDED).update(
             status=Status.COMPLETED, completed_at=now, updated_at=now
         )
+
+    def wake_suspended(self, run_id: str, stage_id: str, now: datetime) -> bool:
+        suspended = self._jobs().filter(run_id=run_id, stage_id=stage_id, status=Status.SUSPENDED)
+        ids = list(suspended.values_list("pk", flat=True))
+        woken = (
+            self._jobs()
+            .filter(pk__in=ids, status=Status.SUSPENDED)
+            .update(
+                status=Status.PENDING,
+                attempt=Greatest(F("attempt") - 1, 0),
+                available_at=now,
+                wait_reason=None,
+                updated_at=now,
+            )
+        )
+        if woken:
+            self._ring(ids)
+        return bool(woken)
 
     def jobs_for_run(self, run_id: str) -> list[JobRecord]:
         return [job_record(r) for r in self._jobs().for_run(run_id).order_by("created_at", "id")]

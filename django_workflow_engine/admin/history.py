@@ -167,8 +167,13 @@ def waits(run: Any, stages: list[WorkflowStage], jobs: dict[str, WorkflowJob]) -
             if stage.max_wait_until is not None and stage.next_poll_at is not None and stage.next_poll_at.year < 2100:
                 text += f" (times out at {clock(stage.next_poll_at)})"
             lines.append(text + ".")
+        elif stage.status == Status.SUSPENDED and job is not None and job.status == Status.PENDING:
+            lines.append(f"Stage {stage.stage_id} received its signal: queued for a worker to poll it now.")
         elif stage.status == Status.SUSPENDED:
             text = f"Stage {stage.stage_id} is suspended until its next poll at {clock(stage.next_poll_at)}"
+            state = stage.suspended_state if isinstance(stage.suspended_state, dict) else {}
+            if state.get("wait_for_signal"):  # Suspend(wait_for_signal=...): a signal wakes it sooner
+                text += f", or until signal {state['wait_for_signal']!r} wakes it"
             if stage.max_wait_until is not None:
                 text += f" (gives up at {clock(stage.max_wait_until)})"
             lines.append(text + ".")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,6 +16,16 @@ from .stage import Stage, make_stage
 
 DEFAULT_POLL_INTERVAL = timedelta(seconds=30)
 DEFAULT_MAX_WAIT = timedelta(hours=24)
+_SIGNAL_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+def check_signal_name(name: Any, where: str) -> str:
+    """``name`` if it is a valid signal name, else :class:`WorkflowDefinitionError` naming ``where``."""
+    if not isinstance(name, str) or not _SIGNAL_NAME.match(name):
+        raise WorkflowDefinitionError(
+            f"{where}: signal name must be 1-100 characters of letters, digits, '_', '.', ':' or '-', got {name!r}."
+        )
+    return name
 
 
 def as_timedelta(value: float | timedelta | None, default: timedelta) -> timedelta:
@@ -37,8 +48,9 @@ class Suspend:
         next_poll_at: first poll time; default ``now + poll_interval``.
         custom_metrics: numbers stored in the stage's metrics right away.
         wait_for_signal: a signal name: ``engine.signal(run_id, name, payload)`` then puts the payload in the
-            state (``state["signal"]``) and makes the stage due for its next poll at once, so
-            ``check_completion`` sees it at the next maintenance tick instead of after ``poll_interval``.
+            state (``state["signal"]``) and rings the doorbell: a worker calls ``check_completion`` at once,
+            instead of after ``poll_interval``. One signal per wait: a second one is refused. Declare the name
+            in ``define_async_batch_stage(signals=[...])`` to keep a signal that comes before the stage waits.
     """
 
     state: Mapping[str, Any] = field(default_factory=dict)
@@ -98,6 +110,7 @@ def define_async_batch_stage(
     retry: RetryPolicy | None = None,
     timeout: Seconds | None = None,
     max_concurrent: int | None = None,
+    signals: Sequence[str] = (),
 ) -> Stage | Callable[[Callable[..., Any]], Stage]:
     """Define an async-batch stage.
 
@@ -109,9 +122,16 @@ def define_async_batch_stage(
 
     Usable as a decorator or with ``execute=``, like :func:`define_stage`; ``timeout`` limits each call of
     ``execute`` (the wait while suspended is bounded by ``Suspend(max_wait=...)``).
+
+    ``signals`` names the signals the stage may wait for with ``Suspend(wait_for_signal=...)``: a signal of one
+    of these names sent before the stage waits is kept, and handed to it (``state["signal"]``) as soon as it
+    suspends waiting for it. An undeclared name still wakes the stage once it waits; sent earlier, it is refused.
     """
     if not callable(check_completion):
         raise WorkflowDefinitionError(f"Stage {id!r}: check_completion must be callable, got {check_completion!r}.")
+    if isinstance(signals, str):
+        signals = (signals,)
+    declared = tuple(dict.fromkeys(check_signal_name(n, f"Stage {id!r}") for n in signals))
 
     def build(fn: Callable[..., Any]) -> Stage:
         return make_stage(
@@ -130,6 +150,7 @@ def define_async_batch_stage(
             retry=retry,
             timeout=timeout,
             max_concurrent=max_concurrent,
+            signals=declared,
         )
 
     if execute is not None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
-from .batch import CompletionError, Ready, Suspend, as_timedelta
+from .batch import CompletionError, Ready, Suspend, as_timedelta, check_signal_name
 from .context import StageContext
 from .errors import WorkflowDefinitionError
 from .stage import Stage, make_stage, run_callable
@@ -18,15 +17,8 @@ from .stage import Stage, make_stage, run_callable
 NO_TIMEOUT = timedelta(days=36500)
 SIGNAL_STATE_KEY = "waiting_for_signal"
 PREPARED_STATE_KEY = "prepared"
-_SIGNAL_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
-
-def check_signal_name(name: Any, where: str) -> str:
-    if not isinstance(name, str) or not _SIGNAL_NAME.match(name):
-        raise WorkflowDefinitionError(
-            f"{where}: signal name must be 1-100 characters of letters, digits, '_', '.', ':' or '-', got {name!r}."
-        )
-    return name
+__all__ = ["NO_TIMEOUT", "PREPARED_STATE_KEY", "SIGNAL_STATE_KEY", "check_signal_name", "define_signal_stage"]
 
 
 def define_signal_stage(
@@ -46,7 +38,8 @@ def define_signal_stage(
     """Define a stage that waits for the signal ``signal`` and completes with its payload.
 
     The stage first runs ``prepare(ctx)`` if given (to notify someone, or to compute what the reviewer must see:
-    a JSON dict it returns is stored with the stage and shown above the admin form), then waits: status
+    a JSON dict it returns is stored with the stage and shown above the admin form; ``Ready(output=...)`` instead
+    completes the stage with that output at once, when there is nothing to ask), then waits: status
     SUSPENDED, nothing polled, until :meth:`engine.signal(run_id, signal, payload) <Engine.signal>` delivers a
     payload valid for ``output``; the stage completes with it and the run goes on at once.
 
@@ -74,8 +67,11 @@ def define_signal_stage(
         except Exception as exc:
             raise WorkflowDefinitionError(f"Stage {id!r}: on_timeout is not a valid {output.__name__}: {exc}") from None
 
-    def execute(ctx: StageContext) -> Suspend:
+    def execute(ctx: StageContext) -> Suspend | BaseModel:
         prepared = run_callable(prepare, ctx) if prepare is not None else None
+        if isinstance(prepared, Ready):  # nothing to ask: complete with this output, without waiting
+            answer = prepared.output
+            return output.model_validate(answer.model_dump() if isinstance(answer, BaseModel) else answer)
         if isinstance(prepared, BaseModel):
             prepared = prepared.model_dump(mode="json")
         state = {SIGNAL_STATE_KEY: signal, PREPARED_STATE_KEY: prepared}

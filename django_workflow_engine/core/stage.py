@@ -172,6 +172,8 @@ class Stage:
     timeout: float | None = None
     max_concurrent: int | None = None
     signal: str | None = None  # signal stages: the name of the signal whose payload completes the stage
+    # async-batch stages: signals ``Suspend(wait_for_signal=...)`` may wait for (an early one is kept for it)
+    signals: tuple[str, ...] = ()
 
     def __call__(self, ctx: StageContext) -> Any:
         return run_callable(self.execute, ctx)
@@ -375,6 +377,7 @@ def make_stage(
     timeout: Seconds | None = None,
     max_concurrent: int | None = None,
     signal: str | None = None,
+    signals: tuple[str, ...] = (),
 ) -> Stage:
     check_stage_id(id)
     if not isinstance(name, str) or not name.strip():
@@ -426,4 +429,5 @@ def make_stage(
         timeout=check_timeout(f"Stage {id!r}", "timeout", timeout),
         max_concurrent=max_concurrent,
         signal=signal,
+        signals=signals,
     )

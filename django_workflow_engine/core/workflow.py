@@ -358,6 +358,15 @@ class WorkflowBuilder:
         """Return the immutable :class:`Workflow`; raises if it has no stages."""
         if not self._groups:
             raise WorkflowDefinitionError(f"Workflow {self.id!r} has no stages: add some with pipe() or parallel().")
+        waiters: dict[str, str] = {}
+        for stage in (s for group in self._groups for s in group):
+            for name in {stage.signal, *stage.signals} - {None}:
+                if name in waiters:
+                    raise WorkflowDefinitionError(
+                        f"Workflow {self.id!r}: stages {waiters[name]!r} and {stage.id!r} both wait for signal "
+                        f"{name!r}; a signal names one stage of its workflow: give them different names."
+                    )
+                waiters[str(name)] = stage.id
         workflow = Workflow(
             self.id,
             self.name,

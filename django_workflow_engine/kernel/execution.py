@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..core.context import StageContext, StageStorage
 from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
 from ..core.ids import new_id
-from . import concurrency, live
+from . import concurrency, live, resume, signals
 from .children import StageChildren
 from .commands import ExecuteJob, ExecuteResult
 from .events import STAGE_PROGRESS, event
@@ -115,6 +115,7 @@ class _Begun:
     stages: list[StageRecord]
     record: StageRecord
     started: datetime
+    woken: bool = False  # a SUSPENDED stage whose job a signal put back in the queue: poll it, do not execute it
 
 
 class _Ghost(Exception):
@@ -161,6 +162,10 @@ def execute(
         if isinstance(begin, Executed):
             return begin
         begun = begin
+    if begun.woken and settle is not None:
+        poll_for = (settle.job_id, _claim_for(settle))
+        polled = resume.poll_woken(deps, stage_def, begun.run, begun.record, *poll_for, causation_id)
+        return Executed(**vars(polled), retryable=False)  # a failed poll fails the stage for good
     outcome, ctx = _run_stage(deps, workflow, stage_def, begun)
     return _record(deps, workflow, stage_def, begun, outcome, ctx, causation_id, settle)
 
@@ -193,6 +198,8 @@ def _begin(
                 persistence.append_events(advanced.events, causation_id)
                 transition = advanced.result.action
             return Executed("completed", output=None if output is MISSING else output, transition=transition)
+        if record is not None and record.status == Status.SUSPENDED and settle is not None:
+            return _Begun(run, stages, record, now, woken=True)
         if stage_def.max_concurrent is not None and settle is not None:
             until, reason = concurrency.stage_slot(deps, workflow, stage_def, record, now)
             if until is not None:
@@ -298,12 +305,9 @@ def _record(
     finished = deps.clock.now()
     duration_ms = int((finished - begun.started).total_seconds() * 1000)
     output_data = None
-    early = None
-    if outcome.kind == "suspended" and stage_def.signal is not None:
-        # A signal stage about to wait: a signal that came first completes it now.
-        early = persistence.next_signal(run.id, stage_def.signal)
-        if early is not None:
-            outcome = Outcome("completed", output=early.payload, metrics=outcome.metrics)
+    early = signals.early_signal(deps, run.id, stage_def, outcome, has_job=settle is not None)
+    if early is not None:  # a stage about to wait for a signal that came first
+        outcome = early.outcome
     if outcome.kind == "completed":
         try:
             output_data = store_output(deps, run, stage_def.id, outcome.output, outcome.artifacts, record.attempt)
@@ -329,11 +333,11 @@ def _record(
                 retryable=outcome.retryable,
             )
             events = written.events
-            if early is not None and outcome.kind == "completed":
-                persistence.consume_signal(early.id, record.id, finished)
             if settle is not None:
                 executed, settled = _settle(deps, workflow, begun, locked, written.record, executed, settle, finished)
                 events += settled
+            if early is not None:  # after the job is settled: a woken stage's job goes back in the queue
+                events += signals.take_early(deps, written.record, early, outcome.kind, settle is not None, finished)
             if notes:
                 persistence.append_annotations([row for row, _ in notes], finished)
             persistence.append_events(progress + events + annotation_events(notes, run.id, finished), causation_id)
@@ -383,9 +387,7 @@ def _settle(
     if executed.outcome != "completed":
         return executed, []
     deps.jobs.complete(settle.job_id, now)
-    claim_for = settle.worker_id
-    if claim_for is not None and settle.continue_if is not None and not settle.continue_if():
-        claim_for = None
+    claim_for = _claim_for(settle)
     # The only stage of its group: no other stage of the run changed since begin read them (later groups
     # start only from here; cancel and rerun change the locked run row).
     known = None
@@ -393,6 +395,12 @@ def _settle(
         known = [s for s in begun.stages if s.id != begun.record.id] + [written]
     advanced = run_transition.advance(deps, locked, now, claim_for=claim_for, stages=known)
     return replace(executed, transition=advanced.result.action, continuation=advanced.started), advanced.events
+
+
+def _claim_for(settle: Settle) -> str | None:  # the worker that continues with the run's next stage, if it may
+    if settle.worker_id is not None and settle.continue_if is not None and not settle.continue_if():
+        return None
+    return settle.worker_id
 
 
 # -- hosts' entry point -----------------------------------------------------------------------------------------

@@ -353,6 +353,11 @@ class JobQueue(Protocol):
         """Mark the SUSPENDED job of a resumed stage COMPLETED."""
         ...
 
+    def wake_suspended(self, run_id: str, stage_id: str, now: datetime) -> bool:
+        """The SUSPENDED job of a stage -> PENDING, due now, attempt decremented (a poll is not an attempt), and
+        announced to workers after commit: its stage is polled at once (a signal woke it). False if none."""
+        ...
+
     def jobs_for_run(self, run_id: str) -> list[JobRecord]: ...
 
     def due_pending(self, now: datetime, older_than: datetime, limit: int) -> list[JobRecord]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..hosts.drain import DrainResult, drain, poll_suspended, run_until_idle
@@ -252,6 +253,23 @@ class WorkflowRunner:
         self.engine.signal(run_id, name, payload, **options)
         self.drain()
         return Run.objects.get(pk=run_id)
+
+    def advance(self, delta: timedelta | None = None, **kwargs: float) -> DrainResult:
+        """Move the engine's fake clock forward (a ``timedelta`` or ``timedelta`` keywords: ``days=3``), then drain:
+        suspended stages due by then are polled, so a signal stage past its timeout fails or completes with its
+        default. Needs an engine with a :class:`FakeClock` (``fake_clock_runner``).
+
+        Raises:
+            TypeError: the engine's clock is not a :class:`FakeClock`.
+        """
+        clock = self.engine.kernel.clock
+        if not isinstance(clock, FakeClock):
+            raise TypeError(
+                f"runner.advance() needs an engine with a FakeClock (use the fake_clock_runner fixture); this "
+                f"engine's clock is {type(clock).__name__}."
+            )
+        clock.advance(delta, **kwargs)
+        return self.drain()
 
     def close(self) -> None:
         """Unregister the workflows this runner registered."""

@@ -28,10 +28,19 @@ class StageProgress:
         runs: the runs to watch.
         labels: a short label per run id (the ticket id, say).
         stage_ids: the stages, in pipeline order (the table's columns).
+        ask: a signal stage: a run waiting in it (SUSPENDED) waits for a person, and counts as settled.
     """
 
-    def __init__(self, console: Any, runs: Sequence[WorkflowRun], labels: dict[str, str], stage_ids: Sequence[str]):
+    def __init__(
+        self,
+        console: Any,
+        runs: Sequence[WorkflowRun],
+        labels: dict[str, str],
+        stage_ids: Sequence[str],
+        ask: str | None = None,
+    ):
         self.console = console
+        self.ask = ask
         self.run_ids = [run.id for run in runs]
         self.labels = labels
         self.stage_ids = list(stage_ids)
@@ -55,6 +64,23 @@ class StageProgress:
     @property
     def finished(self) -> bool:
         return all(status in FINISHED for status in self.run_status.values())
+
+    @property
+    def asking(self) -> list[str]:
+        """Runs waiting for a person: their ``ask`` stage is SUSPENDED."""
+        return [
+            run_id
+            for run_id in self.run_ids
+            if self.ask is not None
+            and self.run_status.get(run_id) == "RUNNING"
+            and self.seen.get((run_id, self.ask)) == "SUSPENDED"
+        ]
+
+    @property
+    def settled(self) -> bool:
+        """Every run finished or waiting for a person."""
+        waiting = set(self.asking)
+        return all(status in FINISHED or run_id in waiting for run_id, status in self.run_status.items())
 
     def refresh(self, *_: Any) -> None:
         """Read the current statuses (two queries) and show what changed. Accepts and ignores a ``JobOutcome``,

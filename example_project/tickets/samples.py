@@ -45,3 +45,16 @@ SAMPLE_TICKETS = [
         ),
     },
 ]
+
+# The demo leaves this one waiting for a person: it is escalated, so its review stage waits for an answer in the
+# admin (the demo answers the reviews of the tickets above itself, through ``engine.signal``).
+WAITING_TICKET = {
+    "ticket_id": "T-1005",
+    "customer": "Yuki Tanaka (Harbor & Co.)",
+    "channel": "web",
+    "subject": "Sync failing, we will cancel",
+    "body": (
+        "The mobile app sync has been failing since Monday and nobody has answered our emails. If this is not "
+        "fixed this week we will cancel and move the team to another tool."
+    ),
+}

@@ -132,6 +132,26 @@ class Report(BaseModel):
     ai_mode: Literal["live", "mock"] = Field(description="'mock' when the AI calls were answered by a MockAI.")
 
 
+# -- human review of escalations --------------------------------------------------------------------------------
+
+
+class Review(BaseModel):
+    """A person's answer to an escalated ticket: the admin builds its form from this model."""
+
+    approved: bool = Field(description="Escalate, routed as the pipeline suggests (or as you reroute it below).")
+    route_to: str = Field(default="", max_length=100, description="Another team, to reroute it; blank keeps the route.")
+    note: str = Field(default="", max_length=2000, json_schema_extra={"multiline": True})
+
+
+class ReviewedReport(Report):
+    """Workflow output: the report, with the review applied (``review`` says who decided)."""
+
+    review: Review
+    reviewed_by: Literal["person", "not needed", "nobody (timed out)"] = Field(
+        description="Whether a person answered the review of an escalation."
+    )
+
+
 # -- config -----------------------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """The AI example pipeline, ``ticket-intelligence``: support-ticket triage with real model calls.
 
     ingest ──► summarize ─┐
-           ├─► classify ──┼─► embed ──► score (provider batch) ──► report
+           ├─► classify ──┼─► embed ──► score (provider batch) ──► report ──► review (a person) ──► close
            └─► extract ───┘
 
 * ``summarize`` writes a two-sentence summary (``generate_text``);
@@ -10,7 +10,11 @@
 * ``embed`` embeds the summary and the knowledge-base articles in one call and suggests the nearest article;
 * ``score`` is an async-batch stage: it submits three scoring requests (urgency, churn risk, effort) as one
   provider batch at batch prices, suspends, and resumes when the batch is done;
-* ``report`` routes the ticket to a team and says whether to escalate.
+* ``report`` routes the ticket to a team and says whether to escalate;
+* ``review`` is a signal stage: an escalated ticket waits for a person to approve (or reroute, or decline) the
+  escalation, answered in the admin form of the run or with ``engine.signal(run_id, "escalation-review", ...)``;
+  any other ticket goes straight on. Nobody answering within three days leaves the pipeline's decision standing;
+* ``close`` applies the review to the report.
 
 Every call goes through ``ctx.ai()``, so each is an ``AICall`` row with tokens and cost, and the run's
 ``total_cost`` grows as it goes. Without a provider key the example project answers these calls offline
@@ -28,6 +32,7 @@ from django_workflow_engine import (
     Suspend,
     WorkflowBuilder,
     define_async_batch_stage,
+    define_signal_stage,
     define_stage,
 )
 from django_workflow_engine.testing import active_mock
@@ -46,6 +51,8 @@ from .schemas import (
     ModelConfig,
     Priority,
     Report,
+    Review,
+    ReviewedReport,
     ScoreConfig,
     Scores,
     Summary,
@@ -261,18 +268,67 @@ def report(ctx):
     )
 
 
+REVIEW_SIGNAL = "escalation-review"
+REVIEW_TIMEOUT = 3 * 24 * 3600
+UNANSWERED = Review(approved=True, note="Nobody answered within three days: the escalation stands.")
+
+
+def brief_reviewer(ctx):
+    """What the reviewer sees above the form; a ticket that is not escalated needs no review."""
+    if not ctx.input.escalate:
+        return Ready(output=Review(approved=False, note="Not escalated: no review needed."))
+    ctx.log("INFO", "Waiting for a person to review the escalation", route_to=ctx.input.route_to)
+    return {
+        "ticket": f"{ctx.input.ticket_id}: {ctx.input.subject}",
+        "customer": ctx.input.customer,
+        "summary": ctx.input.summary,
+        "suggested route": ctx.input.route_to,
+        "scores": ctx.input.scores,
+    }
+
+
+review = define_signal_stage(
+    id="review",
+    name="Review escalation",
+    description="A person approves, reroutes or declines the escalation (admin form or engine.signal).",
+    signal=REVIEW_SIGNAL,
+    input=Report,
+    output=Review,
+    prepare=brief_reviewer,
+    timeout=REVIEW_TIMEOUT,
+    on_timeout=UNANSWERED,
+)
+
+
+@define_stage(id="close", name="Close", input=Review, output=ReviewedReport, dependencies=("report",))
+def close(ctx):
+    report = Report.model_validate(ctx.require("report"))
+    answer = ctx.input
+    asked = report.escalate
+    return ReviewedReport(
+        **report.model_dump(exclude={"route_to", "escalate"}),
+        route_to=(answer.route_to.strip() or report.route_to) if asked else report.route_to,
+        escalate=asked and answer.approved,
+        review=answer,
+        reviewed_by=("nobody (timed out)" if answer == UNANSWERED else "person") if asked else "not needed",
+    )
+
+
 ticket_intelligence = (
     WorkflowBuilder(
         "ticket-intelligence",
         "Ticket intelligence",
-        "Summarize, classify, extract, embed and batch-score a support ticket, then route it.",
+        "Summarize, classify, extract, embed and batch-score a support ticket, route it, and have a person review "
+        "an escalation.",
         input=Ticket,
-        output=Report,
+        output=ReviewedReport,
     )
     .pipe(ingest)
     .parallel([summarize, classify, extract])
     .pipe(embed)
     .pipe(score)
     .pipe(report)
+    .pipe(review)
+    .pipe(close)
     .build()
 )

@@ -66,3 +66,89 @@ def test_a_worker_killed_right_after_a_resume_loses_nothing_and_completes_nothin
     assert sum(1 for t, p in events if t == "stage:completed" and p.get("stage_id") == "gate") == 1
     assert sum(1 for t, p in events if t == "stage:completed" and p.get("stage_id") == "work") == 1
     assert sum(1 for t, _ in events if t == "workflow:completed") == 1
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.parametrize("transport", ["rq", "database"])
+def test_a_signal_resumes_an_async_batch_stage_through_the_doorbell_with_no_maintenance(
+    processes, redis_conn, settings, transport
+):
+    """The stage polls hourly and no runmaintenance runs: only the woken job can complete these runs."""
+    engine_settings = {**RQ, "TRANSPORT": transport, "WORKER_POLL_SECONDS": 0.2}
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **engine_settings}
+    processes.start("runworker", "--worker-id", "w1", engine_settings=engine_settings, name="worker")
+    early = engine.start("signal-batch", {"n": 1})
+    assert not engine.signal(early.id, "rendered", {"url": "https://cdn/early"}).delivered  # kept: prep is running
+    late = engine.start("signal-batch", {"n": 2})
+    try:
+        wait_until(
+            lambda: WorkflowStage.objects.filter(run=late, stage_id="render", status="SUSPENDED").exists(),
+            timeout=30,
+            message="the render stage to wait",
+        )
+        assert engine.signal(late.id, "rendered", {"url": "https://cdn/late"}).delivered
+        wait_until(
+            lambda: (
+                set(WorkflowRun.objects.filter(pk__in=[early.pk, late.pk]).values_list("status", flat=True))
+                == {"COMPLETED"}
+            ),
+            timeout=30,
+            message="both runs to complete",
+        )
+    except AssertionError:
+        print(processes.logs())
+        raise
+    for run, url in ((early, "https://cdn/early"), (late, "https://cdn/late")):
+        run.refresh_from_db()
+        assert run.output == {"job": f"r-{run.input['n']}", "url": url}
+        render = run.stages.get(stage_id="render")
+        assert WorkflowSignal.objects.get(run=run).consumed_by == render
+        assert run.jobs.get(stage_id="render").attempt == 1  # the poll used no attempt
+        events = list(OutboxEvent.objects.filter(run_id=run.pk).values_list("event_type", flat=True))
+        assert events.count("stage:resumed") == 1
+        assert events.count("workflow:completed") == 1
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_worker_killed_while_polling_a_woken_stage_loses_nothing_and_completes_it_once(
+    processes, redis_conn, settings
+):
+    settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **RQ}
+    victim = processes.start("runworker", "--worker-id", "victim", engine_settings=RQ, name="victim")
+    run = engine.start("signal-batch-slow", {"n": 7})
+    wait_until(
+        lambda: WorkflowStage.objects.filter(run=run, stage_id="render", status="SUSPENDED").exists(),
+        timeout=30,
+        message="the render stage to wait",
+    )
+    assert engine.signal(run.id, "rendered", {"url": "https://cdn/7"}).delivered
+    wait_until(
+        lambda: run.jobs.filter(stage_id="render", status="RUNNING", worker_id="victim").exists(),
+        timeout=10,
+        message="the victim to poll the woken stage",
+    )
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    processes.start("runworker", "--worker-id", "rescuer", engine_settings=RQ, name="rescuer")
+    processes.start("runmaintenance", "--interval", "1", engine_settings=RQ, name="maintenance")
+    try:
+        wait_until(
+            lambda: WorkflowRun.objects.get(pk=run.pk).status in ("COMPLETED", "FAILED"),
+            timeout=90,
+            message="the run to finish",
+        )
+    except AssertionError:
+        print(processes.logs())
+        raise
+    run.refresh_from_db()
+    assert (run.status, run.output) == ("COMPLETED", {"job": "r-7", "url": "https://cdn/7"})
+    job = run.jobs.get(stage_id="render")
+    assert (job.status, job.attempt) == ("COMPLETED", 2)  # the killed poll, then the rescuer's
+    assert run.logs.filter(message="polled").count() == 2
+    events = list(OutboxEvent.objects.filter(run_id=run.pk).values_list("event_type", flat=True))
+    assert events.count("stage:resumed") == 1
+    assert events.count("stage:completed") == 1
+    assert events.count("workflow:completed") == 1

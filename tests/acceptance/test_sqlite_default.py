@@ -25,8 +25,11 @@ from .conftest import ROOT, Processes, wait_until
 pytestmark = [pytest.mark.acceptance, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 RUNS = 200
-# The demo's own runs: four tickets, a delayed start and a schedule's "Run now".
-DEMO_RUNS = 6
+# The demo's own runs: four tickets, a fifth ticket left waiting for a person, a delayed start and a schedule's
+# "Run now".
+DEMO_RUNS = 7
+# The demo leaves one run RUNNING, its review stage SUSPENDED until someone answers: it never finishes by itself.
+WAITING_FOR_A_PERSON = 1
 # Well within the default 300 s lease: a run left to lease expiry cannot finish in time.
 FINISH_WITHIN = 120
 DEFAULT_SQLITE = {"DJANGO_SETTINGS_MODULE": "tests.settings_sqlite_default"}
@@ -128,7 +131,11 @@ def test_demo_database_with_the_demo_running_while_workers_work(processes, tmp_p
 
     def finished() -> bool:
         counts = statuses()
-        return sum(counts.values()) >= RUNS + DEMO_RUNS and set(counts) <= {"COMPLETED", "FAILED", "CANCELLED"}
+        return (
+            sum(counts.values()) >= RUNS + DEMO_RUNS
+            and set(counts) <= {"COMPLETED", "FAILED", "CANCELLED", "RUNNING"}
+            and counts.get("RUNNING", 0) <= WAITING_FOR_A_PERSON
+        )
 
     try:
         assert demo.returncode == 0
@@ -136,14 +143,21 @@ def test_demo_database_with_the_demo_running_while_workers_work(processes, tmp_p
     except AssertionError:
         print(processes.logs())
         raise
-    assert statuses() == {"COMPLETED": RUNS + DEMO_RUNS}
+    assert statuses() == {"COMPLETED": RUNS + DEMO_RUNS - WAITING_FOR_A_PERSON, "RUNNING": WAITING_FOR_A_PERSON}
     demo_output = Path(demo.log_path).read_text()  # type: ignore[attr-defined]
     for ticket in ("T-1001", "T-1002", "T-1003", "T-1004"):
         assert f"{ticket}: COMPLETED" in demo_output
+    assert "Answered the escalation reviews of T-1002, T-1004 through engine.signal" in demo_output
+    assert "T-1005 is escalated and left waiting for a person" in demo_output
     with sqlite3.connect(database, timeout=20) as db:
+        assert db.execute(
+            "SELECT stage_id, status FROM django_workflow_engine_workflowstage WHERE run_id IN "
+            "(SELECT id FROM django_workflow_engine_workflowrun WHERE status = 'RUNNING') AND status <> 'COMPLETED'"
+        ).fetchall() == [("review", "SUSPENDED")]
         assert (
             db.execute(
-                "SELECT status, attempt FROM django_workflow_engine_workflowjob WHERE NOT (status = 'COMPLETED' AND attempt = 1)"
+                "SELECT status, attempt FROM django_workflow_engine_workflowjob WHERE NOT (status = 'COMPLETED' AND "
+                "attempt = 1) AND NOT (status = 'SUSPENDED' AND stage_id = 'review')"
             ).fetchall()
             == []
         )

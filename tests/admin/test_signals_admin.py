@@ -238,3 +238,65 @@ def test_the_app_index_counts_runs_waiting_for_input_and_links_to_them(client):
     page = client.get(reverse("admin:app_list", args=["django_workflow_engine"])).content.decode()
     assert "2 runs waiting for input" in page
     assert "workflowrun/?waiting=input" in page
+
+
+def test_an_async_batch_stage_waiting_for_a_signal_says_so_and_then_that_it_was_woken(client):
+    from tests.conformance.test_signals_batch import declared
+
+    with registered_workflows(declared):
+        run = engine.start("render-declared", {"name": "Report"})
+        engine.run_until_idle()
+        _client(client)
+        page = client.get(_url(run)).content.decode()
+        assert "or until signal &#x27;rendered&#x27; wakes it" in page
+        engine.signal(run.pk, "rendered", {"url": "https://cdn/r"})
+        page = client.get(_url(run)).content.decode()
+        assert "Stage render received its signal: queued for a worker to poll it now." in page
+        engine.run_until_idle()
+        run.refresh_from_db()
+        assert run.status == "COMPLETED"
+
+
+ATTR = '"><img src=x onerror=alert(2)>'
+
+
+def test_hostile_text_in_signals_is_escaped_on_every_admin_page(client):
+    """Input and prepared context (shown to the reviewer), the payload and the actor of engine.signal (free text
+    from a webhook): escaped on the run page before and after the answer, its history and the lists and pages of
+    its stages, jobs and events."""
+    from django.contrib.auth.models import User
+
+    waiting = _waiting(HOSTILE + ATTR)
+    answered = _waiting(ATTR)
+    engine.signal(
+        answered.pk,
+        "review",
+        {"approved": True, "summary": HOSTILE + ATTR, "queue": "tech"},
+        actor=f"{HOSTILE}{ATTR}"[:200],
+        idempotency_key=ATTR,
+    )
+    engine.run_until_idle()
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "x"))
+    app = "admin:django_workflow_engine"
+    stage = answered.stages.get(stage_id="review")
+    pages = [
+        _url(waiting),
+        _url(answered),
+        reverse(f"{app}_workflowrun_history", args=[answered.pk]),
+        reverse(f"{app}_workflowrun_changelist"),
+        reverse(f"{app}_workflowrun_changelist") + "?waiting=input",
+        reverse(f"{app}_workflowstage_changelist"),
+        reverse(f"{app}_workflowstage_change", args=[stage.pk]),
+        reverse(f"{app}_workflowjob_changelist"),
+        reverse(f"{app}_outboxevent_changelist"),
+        reverse("admin:app_list", args=["django_workflow_engine"]),
+        reverse("admin:index"),
+    ]
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        assert "<script>alert" not in html, url
+        assert "<img src=x" not in html, url
+    assert "&lt;script&gt;" in client.get(_url(waiting)).content.decode()  # the prepared context, shown escaped
+    assert "&lt;script&gt;" in client.get(_url(answered)).content.decode()  # the payload and the actor

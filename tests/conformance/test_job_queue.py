@@ -238,6 +238,22 @@ def test_complete_suspended(q):
     assert q.jobs.get_job(other).status == Status.PENDING
 
 
+def test_wake_suspended_queues_the_job_again_without_using_an_attempt(q):
+    job_id = q.job("r1", "batch")
+    q.jobs.dequeue("w", q.now())
+    q.jobs.suspend(job_id, q.now() + timedelta(hours=1), q.now())
+    running = q.job("r1", "running")
+    q.jobs.claim(running, "w", q.now())
+    now = q.clock.advance(seconds=5)
+    assert q.jobs.wake_suspended("r1", "batch", now) is True
+    job = q.jobs.get_job(job_id)
+    assert (job.status, job.available_at, job.attempt, job.updated_at) == (Status.PENDING, now, 0, now)
+    assert q.jobs.wake_suspended("r1", "batch", now) is False  # no longer suspended
+    assert q.jobs.wake_suspended("r1", "running", now) is False
+    assert q.jobs.get_job(running).status == Status.RUNNING
+    assert q.jobs.dequeue("w", now).id == job_id
+
+
 def test_due_pending(q):
     old_low = q.job("r1", "old-low", priority=1)
     old_high = q.job("r1", "old-high", priority=9)
@@ -319,6 +335,17 @@ def test_on_enqueue_rings_for_retry_and_released_jobs(rung, django_capture_on_co
         now = q.clock.advance(seconds=60)
         q.jobs.release_stale(now - timedelta(seconds=1), now)
     assert bell.calls == [([stale_id], None), ([stale_id], None)]  # enqueued, then released
+
+
+def test_on_enqueue_rings_for_a_woken_suspended_job(rung, django_capture_on_commit_callbacks):
+    q, bell = rung
+    job_id = q.job("r1", "batch")
+    q.jobs.dequeue("w", q.now())
+    q.jobs.suspend(job_id, q.now() + timedelta(hours=1), q.now())
+    with django_capture_on_commit_callbacks(execute=True):
+        q.jobs.wake_suspended("r1", "batch", q.now())
+        assert bell.calls == []  # after commit only
+    assert bell.calls == [([job_id], None)]
 
 
 def test_on_enqueue_errors_do_not_break_the_commit(rung, django_capture_on_commit_callbacks):

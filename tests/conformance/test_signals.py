@@ -214,6 +214,35 @@ def test_a_signal_before_the_timeout_wins_over_it(h):
     assert h.run(run_id).output["note"] == "in time"
 
 
+def _ask_only_about_refunds(ctx):
+    from django_workflow_engine import Ready
+
+    if "REFUND" not in ctx.input.subject:
+        return Ready(output=Approval(approved=True, note="nothing to review"))
+    return {"show": ctx.input.subject}
+
+
+conditional = _flow(
+    "conditional",
+    define_signal_stage(
+        id="review", name="Review", signal="approval", input=Ticket, output=Approval, prepare=_ask_only_about_refunds
+    ),
+)
+
+
+def test_prepare_returning_ready_completes_the_stage_without_waiting(make_kernel):
+    h = make_kernel([conditional])
+    skipped = h.start("conditional", {"subject": "login"})
+    asked = h.start("conditional", {"subject": "refund"})
+    h.drain()
+    assert h.run(skipped).status == "COMPLETED"
+    assert h.run(skipped).output == {"subject": "LOGIN", "approved": True, "note": "nothing to review"}
+    assert "stage:suspended" not in h.event_types(skipped)
+    assert h.stages(asked)["review"].status == "SUSPENDED"
+    with pytest.raises(InvalidRunState, match="it is COMPLETED"):
+        h.signal(skipped, "approval", {"approved": False})
+
+
 def test_definition_errors_name_the_stage():
     with pytest.raises(WorkflowDefinitionError, match="'s'.*on_timeout is not a valid Approval"):
         define_signal_stage(id="s", name="S", signal="a", output=Approval, on_timeout={"note": 1})
@@ -239,15 +268,14 @@ def render(ctx):
 batch_flow = WorkflowBuilder("batch-signal", "Batch signal", input=Ticket, output=Outcome).pipe(render).build()
 
 
-def test_an_async_batch_stage_waiting_for_a_signal_is_polled_with_its_payload(make_kernel):
+def test_an_async_batch_stage_waiting_for_a_signal_is_polled_at_once_with_its_payload(make_kernel):
     h = make_kernel([batch_flow])
     run_id = h.start("batch-signal", {"subject": "x"})
     h.drain()
     assert h.poll().checked == 0  # its next poll is an hour away
     result = h.signal(run_id, "rendered", {"ok": True})
     assert (result.delivered, result.stage_id) == (True, "render")
-    assert h.poll().resumed == 1  # due at once, and check_completion saw the payload
-    h.drain()
+    h.drain()  # its job is back in the queue: polled at once, check_completion sees the payload
     assert h.run(run_id).status == "COMPLETED"
     assert h.run(run_id).output == {"subject": "r-1", "approved": True, "note": "by signal"}
     with pytest.raises(SignalNotExpected):

@@ -27,6 +27,7 @@ OUR_PAGES = [
     "tasks.md",
     "flow-control.md",
     "child-workflows.md",
+    "human-in-the-loop.md",
 ]
 LINK_RE = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
 

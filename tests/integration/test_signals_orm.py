@@ -87,6 +87,45 @@ def test_two_simultaneous_signals_complete_the_waiting_stage_exactly_once(flow):
     assert OutboxEvent.objects.filter(run_id=run.id, event_type="stage:resumed").count() == 1
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_simultaneous_signals_wake_a_waiting_async_batch_stage_exactly_once():
+    from tests.conformance.test_signals_batch import declared
+
+    with registered_workflows(declared):
+        run = engine.start("render-declared", {"name": "Doc"})
+        engine.run_until_idle()
+        barrier = threading.Barrier(2)
+        results: list[object] = []
+
+        def deliver(i: int) -> None:
+            try:
+                barrier.wait(timeout=10)
+                results.append(engine.signal(run.id, "rendered", {"url": f"https://cdn/{i}"}))
+            except BaseException as exc:  # sorted below
+                results.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=deliver, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        won = [r for r in results if not isinstance(r, BaseException)]
+        lost = [r for r in results if isinstance(r, BaseException)]
+        assert (len(won), len(lost)) == (1, 1), results
+        assert isinstance(lost[0], SignalNotExpected)
+        assert "already received its signal" in str(lost[0])
+        assert WorkflowJob.objects.get(run=run, stage_id="render").status == "PENDING"
+        engine.run_until_idle()
+    run.refresh_from_db()
+    assert run.status == "COMPLETED"
+    assert run.output["url"] == WorkflowSignal.objects.get(run=run).payload["url"].upper()
+    assert OutboxEvent.objects.filter(run_id=run.id, event_type="stage:resumed").count() == 1
+    assert OutboxEvent.objects.filter(run_id=run.id, event_type="workflow:completed").count() == 1
+
+
 def _signalrun(*args: str) -> str:
     out = io.StringIO()
     call_command("signalrun", *args, stdout=out)
@@ -111,3 +150,56 @@ def test_signalrun_delivers_and_reports_errors_with_exit_status_2(flow):
     engine.run_until_idle()
     run.refresh_from_db()
     assert (run.status, run.output["approved"]) == ("COMPLETED", True)
+
+
+@pytest.mark.django_db
+def test_the_plugin_runner_delivers_signals_and_steps_past_timeouts(fake_clock_runner, workflow_runner):
+    from tests.conformance.test_signals import defaulted, timed
+
+    answered = fake_clock_runner.signal(fake_clock_runner(reviewed, {"subject": "a"}), "approval", {"approved": True})
+    assert (answered.status, answered.output["approved"]) == ("COMPLETED", True)
+    failing = fake_clock_runner(timed, {"subject": "b"})
+    defaulting = fake_clock_runner(defaulted, {"subject": "c"})
+    fake_clock_runner.advance(seconds=599)
+    assert WorkflowRun.objects.get(pk=defaulting.pk).status == "RUNNING"
+    fake_clock_runner.advance(seconds=1)
+    defaulting.refresh_from_db()
+    assert (defaulting.status, defaulting.output["note"]) == ("COMPLETED", "nobody answered")
+    fake_clock_runner.advance(hours=1)
+    failing.refresh_from_db()
+    assert failing.status == "FAILED"
+    assert "timed out waiting for signal 'approval'" in failing.stages.get(stage_id="review").error_message
+    with pytest.raises(TypeError, match="needs an engine with a FakeClock"):
+        workflow_runner.advance(seconds=1)
+
+
+@pytest.mark.django_db
+def test_the_workflow_event_django_signal_carries_signal_received_and_stage_resumed(flow):
+    from django_workflow_engine.signals import workflow_event
+    from tests.conformance.test_signals_batch import declared
+
+    received: list[dict] = []
+
+    def receiver(sender, event, **kwargs):
+        if sender in ("signal:received", "stage:resumed"):
+            received.append(event)
+
+    workflow_event.connect(receiver)
+    try:
+        run = _waiting()
+        engine.signal(run.id, "approval", {"approved": True}, actor="alice")
+        with registered_workflows(declared):
+            batch = engine.start("render-declared", {"name": "Doc"})
+            engine.run_until_idle()
+            engine.signal(batch.id, "rendered", {"url": "u"}, actor="renderer")
+            engine.run_until_idle()  # runs the woken stage and flushes the outbox to the Django signal
+    finally:
+        workflow_event.disconnect(receiver)
+    got = [(e["type"], e["workflow_run_id"], e.get("signal"), e.get("stage_id"), e.get("actor")) for e in received]
+    assert got == [
+        ("signal:received", run.id, "approval", "review", "alice"),
+        ("stage:resumed", run.id, "approval", "review", None),
+        ("signal:received", batch.id, "rendered", "render", "renderer"),
+        ("stage:resumed", batch.id, "rendered", "render", None),
+    ]
+    assert WorkflowRun.objects.get(pk=batch.pk).status == "COMPLETED"

@@ -58,7 +58,7 @@ def handle(command: PollSuspended, deps: Deps, causation_id: str) -> PollResult:
             continue
         if not _claim_poll(deps, stage):
             continue  # another poller took this stage
-        ctx = _check_context(deps, run, stage, stage_def)
+        ctx = check_context(deps, run, stage, stage_def)
         try:
             result: Any = run_callable(stage_def.check_completion, stage.suspended_state or {}, ctx)
         except Exception as exc:
@@ -119,7 +119,7 @@ def _claim_poll(deps: Deps, stage: StageRecord) -> bool:
     return True
 
 
-def _check_context(deps: Deps, run: RunRecord, stage: StageRecord, stage_def: Any) -> CheckContext:
+def check_context(deps: Deps, run: RunRecord, stage: StageRecord, stage_def: Any) -> CheckContext:
     def log_sink(level: str, message: str, meta: dict[str, Any]) -> None:
         try:
             deps.persistence.create_log(run.id, stage.id, level, message, meta or None, deps.clock.now())

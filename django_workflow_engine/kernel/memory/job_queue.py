@@ -208,6 +208,19 @@ class InMemoryJobQueue:
                     job.completed_at = now
                     job.updated_at = now
 
+    def wake_suspended(self, run_id: str, stage_id: str, now: datetime) -> bool:
+        woken = False
+        with self._shared.lock:
+            for job in self.store.jobs.values():
+                if job.run_id == run_id and job.stage_id == stage_id and job.status == Status.SUSPENDED:
+                    job.status = Status.PENDING
+                    job.attempt = max(0, job.attempt - 1)
+                    job.available_at = now
+                    job.wait_reason = None
+                    job.updated_at = now
+                    woken = True
+        return woken
+
     def jobs_for_run(self, run_id: str) -> list[JobRecord]:
         with self._shared.lock:
             jobs = [j for j in self.store.jobs.values() if j.run_id == run_id]

@@ -10,11 +10,11 @@ from django.core.management import call_command
 from django.test import override_settings
 from documents.workflows import document_insights
 
-from django_workflow_engine.models import AICall
+from django_workflow_engine.models import AICall, WorkflowRun, WorkflowSignal
 from django_workflow_engine.testing import active_mock, registered_workflows
 from tickets.offline import offline_ai, start_offline_ai, stop_offline_ai
 from tickets.samples import SAMPLE_TICKETS
-from tickets.workflows import ticket_intelligence
+from tickets.workflows import REVIEW_SIGNAL, ticket_intelligence
 
 EXPECTED = {  # ticket -> (category, priority, suggested article, route, escalate)
     "T-1001": ("billing", "high", "KB-101", "Billing", False),
@@ -37,6 +37,10 @@ def test_offline_answers_fit_each_sample_ticket(fake_clock_runner, fake_clock):
     fake_clock_runner.drain()
     fake_clock.advance(seconds=60)
     fake_clock_runner.drain()
+    for run in runs:
+        run.refresh_from_db()
+        if run.stages.filter(stage_id="review", status="SUSPENDED").exists():
+            fake_clock_runner.signal(run, REVIEW_SIGNAL, {"approved": True})
 
     for run in runs:
         run.refresh_from_db()
@@ -75,6 +79,15 @@ def test_demo_runs_the_pipeline_offline_and_prints_costs_and_a_login(capsys):
     assert "T-1003" not in out
     assert "score      SUSPENDED" in out
     assert "report     COMPLETED" in out
+    assert "T-1002   review     SUSPENDED" in out  # escalated: waits for a person, and the demo answers
+    assert "Answered the escalation reviews of T-1002 through engine.signal(run_id, 'escalation-review'" in out
+    assert "T-1005 is escalated and left waiting for a person" in out
+    waiting = WorkflowRun.objects.get(input__ticket_id="T-1005")
+    assert waiting.status == "RUNNING"
+    assert waiting.stages.get(stage_id="review").status == "SUSPENDED"
+    assert f"http://127.0.0.1:8000/admin/django_workflow_engine/workflowrun/{waiting.id}/change/" in out
+    answered = WorkflowRun.objects.get(input__ticket_id="T-1002")
+    assert (answered.output["reviewed_by"], WorkflowSignal.objects.get(run=answered).actor) == ("person", "demo")
     assert "AI cost by model" in out
     assert "AI cost by stage" in out
     assert "text-embedding-3-small" in out

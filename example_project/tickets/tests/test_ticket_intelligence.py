@@ -2,7 +2,8 @@
 
 ``mock_ai`` scripts the model replies (they still go through litellm, so every call is a priced ``AICall``),
 ``fake_clock_runner`` runs the workflow on the test database and lets the test move time to the scoring batch's
-next poll instead of waiting for it.
+next poll instead of waiting for it, deliver the human review's signal (``runner.signal``) and step past its
+timeout (``runner.advance``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from django.test import override_settings
 
 from django_workflow_engine.models import AICall
 from tickets.samples import SAMPLE_TICKETS
-from tickets.workflows import ticket_intelligence
+from tickets.workflows import REVIEW_SIGNAL, ticket_intelligence
 
 TICKET = SAMPLE_TICKETS[0]  # "Charged twice for the annual plan"
 POLL = 60  # ScoreConfig.poll_seconds default
@@ -87,12 +88,54 @@ def test_every_call_is_recorded_and_priced_by_stage(mock_ai, fake_clock_runner, 
     assert all("INV-20931" in call.prompt for call in mock_ai.calls_of("object"))
 
 
-def test_high_churn_risk_escalates_to_retention(mock_ai, fake_clock_runner, fake_clock):
+def test_high_churn_risk_escalates_and_waits_for_a_person_to_review_it(mock_ai, fake_clock_runner, fake_clock):
     script_replies(mock_ai, churn_risk=9)
 
     run = finish(fake_clock_runner, fake_clock, fake_clock_runner(ticket_intelligence, TICKET))
 
-    assert (run.output["route_to"], run.output["escalate"]) == ("Billing + Retention", True)
+    assert run.status == "RUNNING"  # escalated: the review waits for a person
+    review = run.stages.get(stage_id="review")
+    assert review.status == "SUSPENDED"
+    assert review.suspended_state["prepared"]["suggested route"] == "Billing + Retention"
+    run = fake_clock_runner.signal(
+        run, REVIEW_SIGNAL, {"approved": True, "route_to": "Billing", "note": "Refund first."}, actor="lead"
+    )
+    assert run.status == "COMPLETED"
+    out = run.output
+    assert (out["route_to"], out["escalate"], out["reviewed_by"]) == ("Billing", True, "person")
+    assert out["review"]["note"] == "Refund first."
+
+
+def test_a_declined_escalation_is_not_escalated(mock_ai, fake_clock_runner, fake_clock):
+    script_replies(mock_ai, churn_risk=9)
+    run = finish(fake_clock_runner, fake_clock, fake_clock_runner(ticket_intelligence, TICKET))
+
+    run = fake_clock_runner.signal(run, REVIEW_SIGNAL, {"approved": False, "note": "A billing slip, not churn."})
+
+    assert (run.output["route_to"], run.output["escalate"]) == ("Billing + Retention", False)
+
+
+def test_an_unanswered_review_times_out_and_the_escalation_stands(mock_ai, fake_clock_runner, fake_clock):
+    script_replies(mock_ai, churn_risk=9)
+    run = finish(fake_clock_runner, fake_clock, fake_clock_runner(ticket_intelligence, TICKET))
+
+    fake_clock_runner.advance(days=2, hours=23)
+    run.refresh_from_db()
+    assert run.status == "RUNNING"  # not before its timeout (three days)
+    fake_clock_runner.advance(hours=1)
+    run.refresh_from_db()
+
+    assert run.status == "COMPLETED"
+    assert (run.output["escalate"], run.output["reviewed_by"]) == (True, "nobody (timed out)")
+
+
+def test_a_ticket_that_is_not_escalated_needs_no_review(mock_ai, fake_clock_runner, fake_clock):
+    script_replies(mock_ai)
+
+    run = finish(fake_clock_runner, fake_clock, fake_clock_runner(ticket_intelligence, TICKET))
+
+    assert (run.status, run.output["reviewed_by"]) == ("COMPLETED", "not needed")
+    assert not run.stages.filter(status="SUSPENDED").exists()
 
 
 def test_the_run_waits_for_the_batch(mock_ai, fake_clock_runner, fake_clock):

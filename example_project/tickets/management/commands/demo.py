@@ -1,8 +1,10 @@
 """``manage.py demo``: run the ticket-intelligence AI pipeline on sample tickets, in this process, and show it.
 
 Starts one run per sample ticket, drives them with ``engine.run_until_idle()`` (waiting for the scoring batch
-between polls), shows per-stage progress as it happens, then prints each run's output, the AI cost by model and
-by stage, and how to open the admin with a freshly generated login.
+between polls), answers the human review of each escalated ticket itself through ``engine.signal`` (as a view or a
+webhook would), shows per-stage progress as it happens, then prints each run's output, the AI cost by model and
+by stage, and how to open the admin with a freshly generated login. One more escalated ticket is left waiting for
+a person: the demo prints the admin link of its run, whose page has the review form.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.urls import reverse
 from django.utils import timezone
 
 from django_workflow_engine import engine
@@ -23,8 +26,11 @@ from django_workflow_engine.models import WorkflowStage
 from tickets.costs_table import cost_tables
 from tickets.offline import start_offline_ai
 from tickets.progress import StageProgress
-from tickets.samples import SAMPLE_TICKETS
-from tickets.workflows import ticket_intelligence
+from tickets.samples import SAMPLE_TICKETS, WAITING_TICKET
+from tickets.workflows import REVIEW_SIGNAL, ticket_intelligence
+
+# What the demo answers, on behalf of a reviewer, to the review of each escalated sample ticket.
+DEMO_ANSWER = {"approved": True, "note": "Approved by the demo, on behalf of a reviewer."}
 
 
 def positive_float(value: str) -> float:
@@ -73,7 +79,12 @@ class Command(BaseCommand):
         started_at = time.monotonic()
 
         console.rule("ticket-intelligence")
-        console.print(escape("ingest -> [summarize, classify, extract] -> embed -> score (provider batch) -> report"))
+        console.print(
+            escape(
+                "ingest -> [summarize, classify, extract] -> embed -> score (provider batch) -> report "
+                "-> review (a person, escalations only) -> close"
+            )
+        )
         if offline:
             start_offline_ai()  # already started by the app's ready() under manage.py; idempotent
             console.print(
@@ -92,12 +103,29 @@ class Command(BaseCommand):
         tickets = SAMPLE_TICKETS[:count]
         config = {"score": {"poll_seconds": poll}}
         runs = [engine.start(ticket_intelligence.id, ticket, config=config) for ticket in tickets]
+        waiting = engine.start(ticket_intelligence.id, WAITING_TICKET, config=config)
         labels = {run.id: ticket["ticket_id"] for run, ticket in zip(runs, tickets, strict=True)}
-        console.print(f"Started {len(runs)} runs: " + ", ".join(f"{labels[r.id]}={r.id}" for r in runs) + "\n")
+        labels[waiting.id] = WAITING_TICKET["ticket_id"]
+        started = [*runs, waiting]
+        console.print(f"Started {len(started)} runs: " + ", ".join(f"{labels[r.id]}={r.id}" for r in started) + "\n")
 
-        with StageProgress(console, runs, labels, ticket_intelligence.stage_ids()) as progress:
-            timed_out = not drive(progress, poll, deadline=time.monotonic() + timeout)
+        answered: list[str] = []
+        with StageProgress(console, started, labels, ticket_intelligence.stage_ids(), ask="review") as progress:
+
+            def answer(run_id: str) -> None:
+                if run_id != waiting.id:  # the demo plays the reviewer, but leaves one run for you
+                    engine.signal(run_id, REVIEW_SIGNAL, DEMO_ANSWER, actor="demo")
+                    answered.append(labels[run_id])
+
+            timed_out = not drive(progress, poll, deadline=time.monotonic() + timeout, answer=answer)
         runs_took = time.monotonic() - started_at
+        if answered:
+            console.print(
+                f"\nAnswered the escalation reviews of {', '.join(sorted(answered))} through "
+                f"engine.signal(run_id, {REVIEW_SIGNAL!r}, {DEMO_ANSWER}, actor='demo'), as a view or a webhook "
+                "would; a person answers with the form on the run's admin page.",
+                soft_wrap=True,
+            )
 
         for run in runs:
             run.refresh_from_db()
@@ -121,6 +149,20 @@ class Command(BaseCommand):
         if not options["no_admin_user"]:
             password = reset_admin_password()
             console.print(f"  login: [bold]admin[/]  password: [bold]{password}[/]  (a new one on every demo run)")
+        waiting.refresh_from_db()
+        if waiting.stages.filter(stage_id="review", status="SUSPENDED").exists():
+            path = reverse("admin:django_workflow_engine_workflowrun_change", args=[waiting.id])
+            console.print(
+                f"\n{labels[waiting.id]} is escalated and left waiting for a person to review it. Answer the form on "
+                "its run page (after runserver, logged in as admin):",
+                soft_wrap=True,
+            )
+            console.print(f"  http://127.0.0.1:8000{path}", soft_wrap=True)
+            console.print(
+                "  or from a shell: python example_project/manage.py signalrun "
+                f"{waiting.id} {REVIEW_SIGNAL} --payload '{{\"approved\": true}}'",
+                soft_wrap=True,
+            )
         console.print(f"\nThe runs took {runs_took:.1f} s.")
 
         if timed_out:
@@ -191,15 +233,23 @@ def show_schedules(console: Any) -> None:
     console.print(f"  Run now: {manual.id} {status} (metadata {manual.metadata})", soft_wrap=True)
 
 
-def drive(progress: StageProgress, poll: float, *, deadline: float) -> bool:
-    """Run everything runnable, then sleep until the next suspended stage's poll is due, until the runs finish.
+def drive(progress: StageProgress, poll: float, *, deadline: float, answer: Any = None) -> bool:
+    """Run everything runnable, then sleep until the next suspended stage's poll is due, until every run is
+    finished or waiting for a person. ``answer(run_id)`` is called once for each run that comes to wait for one.
 
     Returns ``False`` if ``deadline`` (a ``time.monotonic()`` value) passed first.
     """
+    asked: set[str] = set()
     while True:
         engine.run_until_idle(on_stage=progress.refresh)
         progress.refresh()
-        if progress.finished:
+        new = [run_id for run_id in progress.asking if run_id not in asked]
+        if new and answer is not None:
+            for run_id in new:
+                asked.add(run_id)
+                answer(run_id)
+            continue  # a signal queues the next stage: run it now
+        if progress.settled:
             return True
         if time.monotonic() >= deadline:
             return False
