@@ -3,7 +3,7 @@
 Claims are safe under concurrency: a claim is one ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING id``
 statement, whose inner SELECT uses ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (workers never wait for each other)
 and which SQLite, with its single writer, runs without interleaving (see
-:func:`~django_workflow_engine.adapters.persistence.claim_one`).
+:func:`~django_workflow_engine.adapters.statements.claim_one`).
 """
 
 from __future__ import annotations
@@ -24,14 +24,9 @@ from ..kernel.records import JobRecord, NewJob, Status
 from ..models import WorkflowJob
 from . import deferred
 from .cursors import hot_cursor
-from .persistence import (
-    claim_one,
-    expect_rows,
-    json_insert_sql,
-    row_reader,
-    single_statement_claims,
-)
 from .sqlite import guard_public_methods
+from .statements import claim_one, json_insert_sql, row_reader, single_statement_claims
+from .store import expect_rows
 
 JOB_FIELDS = [f.name for f in fields(JobRecord)]
 
