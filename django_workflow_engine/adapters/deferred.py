@@ -24,8 +24,7 @@ from django.db import IntegrityError, connections, transaction
 
 from .cursors import hot_cursor
 from .sqlite import write_atomic
-
-AUX = "__dwe_aux__"
+from .statements import combined_writes, dialect
 
 
 @dataclass
@@ -108,7 +107,7 @@ def flush(using: str) -> None:
                 cursor.execute(writes[0].sql, list(writes[0].params))
                 counts = [cursor.rowcount]
             else:
-                sql, params = _combined(writes)
+                sql, params = combined_writes(writes)
                 cursor.execute(sql, params)
                 counts = list(cursor.fetchone())
     except IntegrityError as exc:
@@ -124,28 +123,12 @@ def flush(using: str) -> None:
             write.check(int(count))
 
 
-def _combined(writes: Sequence[Write]) -> tuple[str, list[Any]]:
-    ctes: list[str] = []
-    params: list[Any] = []
-    selects: list[str] = []
-    for n, write in enumerate(writes):
-        main = write.sql
-        if write.aux_sql is not None:
-            ctes.append(f"a{n} AS ({write.aux_sql})")
-            params += write.aux_params
-            main = main.replace(AUX, f"a{n}")
-        ctes.append(f"w{n} AS ({main} RETURNING 1)")
-        params += write.params
-        selects.append(f"(SELECT count(*) FROM w{n})")
-    return f"WITH {', '.join(ctes)} SELECT {', '.join(selects)}", params
-
-
 @contextmanager
 def deferred_atomic(using: str) -> Iterator[None]:
     """``transaction.atomic(using)`` in which writes are deferred (PostgreSQL; elsewhere the engine's
     :func:`~.sqlite.write_atomic`)."""
     connection = connections[using]
-    if connection.vendor != "postgresql" or deferring(using):
+    if not dialect(connection).deferred_writes or deferring(using):
         with write_atomic(using):
             yield
         return

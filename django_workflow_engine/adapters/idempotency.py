@@ -18,10 +18,7 @@ from ..models import (
 )
 from . import deferred
 from .sqlite import guard_public_methods
-from .statements import (
-    complete_key_sql,
-    result_run_id,
-)
+from .statements import complete_idempotency_key, result_run_id
 from .store import OrmStore, expect_rows
 
 
@@ -64,7 +61,7 @@ class OrmIdempotency(OrmStore):
     def complete_idempotency_key(self, key: str, command_type: str, result: Any) -> None:
         if deferred.deferring(self.using):
             # In the command's own transaction (see Kernel._with_idempotency): leaves with its writes.
-            sql, params = complete_key_sql(self.using, key, command_type, result)
+            sql, params = complete_idempotency_key(self.using, key, command_type, result)
             missing = WorkflowEngineError(f"Idempotency key {key!r} ({command_type}) vanished before completion.")
             deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(1, missing)))
             return

@@ -23,7 +23,12 @@ from .cursors import hot_cursor
 from .rows import outbox_record
 from .sqlite import guard_public_methods
 from .statements import (
-    json_insert_sql,
+    append_events,
+    json_insert,
+    lock_outbox_of_run,
+    reserve_event_sequences,
+    reserve_event_sequences_of_runs,
+    with_aux,
 )
 from .store import OrmStore, expect_rows
 
@@ -46,9 +51,10 @@ class OrmOutbox(OrmStore):
                 return
         # savepoint=False: inside the caller's transaction this adds no SAVEPOINT round trips.
         with transaction.atomic(using=self.using, savepoint=False):
-            reserved = {} if self._pg or len(by_run) == 1 else self._reserve_many(by_run)
+            one_statement = self._dialect.one_statement_append
+            reserved = {} if one_statement or len(by_run) == 1 else self._reserve_many(by_run)
             for run_id, items in by_run.items():
-                if self._pg and self._append_in_one_statement(run_id, items, causation_id):
+                if one_statement and self._append_in_one_statement(run_id, items, causation_id):
                     continue
                 last = reserved.get(run_id)
                 first = (self._reserve_sequences(run_id, len(items)) if last is None else last) - len(items) + 1
@@ -96,7 +102,7 @@ class OrmOutbox(OrmStore):
                     }
                 )
         if rows:
-            sql, params = json_insert_sql(self.using, OutboxEvent, rows)
+            sql, params = json_insert(self.using, OutboxEvent, rows)
             error = WorkflowEngineError(f"Could not insert {len(rows)} outbox event(s).")
             deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(rows), error)))
         return rest
@@ -107,42 +113,14 @@ class OrmOutbox(OrmStore):
         False, with nothing written, when the run row does not exist. Deferred (:mod:`.deferred`) when writes
         are; a missing run then raises ``RunNotFound`` at the flush."""
         connection = connections[self.using]
-        qn = connection.ops.quote_name
-        meta = OutboxEvent._meta
-        payload_field = meta.get_field("payload")
-        occurred_field = meta.get_field("occurred_at")
-        reserve = (
-            f"UPDATE {qn(WorkflowRun._meta.db_table)} SET {qn('event_seq')} = {qn('event_seq')} + %s "
-            f"WHERE {qn('id')} = %s RETURNING {qn('event_seq')}"
-        )
-        reserve_params = [len(items), run_id]
-        values_sql = []
-        insert_params: list[Any] = [run_id, len(items), causation_id]
-        for offset, event in enumerate(items):
-            occurred_at = occurred_field.get_db_prep_save(datetime.fromisoformat(event["timestamp"]), connection)
-            values_sql.append("(%s::integer, %s::timestamptz, %s, %s::jsonb)")
-            insert_params += [
-                offset,
-                occurred_at,
-                event["type"],
-                payload_field.get_db_prep_save(dict(event), connection),
-            ]
-        columns = ", ".join(
-            qn(c) for c in ("created_at", "run_id", "sequence", "event_type", "payload", "causation_id", "occurred_at")
-        )
-        seq = deferred.AUX
-        insert = (
-            f"INSERT INTO {qn(meta.db_table)} ({columns}, {qn('retry_count')}) "
-            f"SELECT v.occurred_at, %s, {seq}.event_seq - %s + 1 + v.k, v.event_type, v.payload, %s, v.occurred_at, 0 "
-            f"FROM {seq}, (VALUES {', '.join(values_sql)}) AS v(k, occurred_at, event_type, payload)"
-        )
+        reserve, reserve_params, insert, insert_params = append_events(connection, run_id, items, causation_id)
         if deferred.deferring(self.using):
             rows = frozenset({(WorkflowRun._meta.db_table, run_id)})
             check = expect_rows(len(items), RunNotFound(run_id))
             deferred.defer(self.using, deferred.Write(insert, insert_params, rows, check, reserve, reserve_params))
             return True
         with hot_cursor(connection) as cursor:
-            cursor.execute(f"WITH seq AS ({reserve}) {insert.replace(seq, 'seq')}", reserve_params + insert_params)
+            cursor.execute(with_aux(reserve, insert), reserve_params + insert_params)
             return cursor.rowcount > 0
 
     def _reserve_many(self, by_run: Mapping[str, Sequence[Any]]) -> dict[str, int]:
@@ -150,7 +128,6 @@ class OrmOutbox(OrmStore):
         event count (``start_many`` appends two events to each of a thousand runs). Runs without a row are left
         out, for :meth:`_reserve_sequences` to handle."""
         connection = connections[self.using]
-        qn = connection.ops.quote_name
         by_count: dict[int, list[str]] = {}
         for run_id, items in by_run.items():
             by_count.setdefault(len(items), []).append(run_id)
@@ -159,12 +136,7 @@ class OrmOutbox(OrmStore):
             for count, ids in by_count.items():
                 for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
                     chunk = ids[start : start + 500]
-                    cursor.execute(
-                        f"UPDATE {qn(WorkflowRun._meta.db_table)} SET {qn('event_seq')} = {qn('event_seq')} + %s "
-                        f"WHERE {qn('id')} IN ({', '.join(['%s'] * len(chunk))}) RETURNING {qn('id')}, "
-                        f"{qn('event_seq')}",
-                        [count, *chunk],
-                    )
+                    cursor.execute(reserve_event_sequences_of_runs(len(chunk)), [count, *chunk])
                     reserved.update((run_id, int(seq)) for run_id, seq in cursor.fetchall())
         return reserved
 
@@ -175,20 +147,15 @@ class OrmOutbox(OrmStore):
         and their sequences never collide or leave gaps (a rollback undoes the counter with the events).
         """
         connection = connections[self.using]
-        qn = connection.ops.quote_name
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {qn(WorkflowRun._meta.db_table)} SET {qn('event_seq')} = {qn('event_seq')} + %s "
-                f"WHERE {qn('id')} = %s RETURNING {qn('event_seq')}",
-                [count, run_id],
-            )
+            cursor.execute(reserve_event_sequences(), [count, run_id])
             row = cursor.fetchone()
         if row is not None:
             return int(row[0])
         # No run row (e.g. deleted): continue from the highest stored sequence, serialized per run id.
-        if self._pg:
+        if self._dialect.advisory_locks:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"dwe-outbox:{run_id}"])
+                cursor.execute(*lock_outbox_of_run(run_id))
         top = self._objects(OutboxEvent).filter(run_id=run_id).aggregate(m=Max("sequence"))["m"] or 0
         return top + count
 

@@ -27,13 +27,8 @@ from .asyncsafe import off_the_loop
 from .cursors import hot_cursor
 from .rows import RUN_FIELDS, run_record
 from .sqlite import guard_public_methods
-from .statements import (
-    claim_one,
-    insert_sql,
-    json_insert_sql,
-    json_rows,
-)
-from .store import OrmStore, expect_rows, update_values
+from .statements import PLUS_ONE, claim, claim_one, insert, json_insert, json_rows, q, single_statement_claims
+from .store import OrmStore, expect_rows, returned_row, update_values
 
 _RUN_PKEY = f"{WorkflowRun._meta.db_table}_pkey"  # PostgreSQL's name for the primary key Django created
 
@@ -50,7 +45,7 @@ class OrmRuns(OrmStore):
         if deferred.deferring(self.using):
             # Leaves with the rest of the transaction's writes; its outbox counter can still be advanced there.
             # Its row goes first in the statement; an existing id fails there, on the primary key.
-            sql, params = json_insert_sql(self.using, WorkflowRun, [data])
+            sql, params = json_insert(self.using, WorkflowRun, [data])
             key = (WorkflowRun._meta.db_table, run.id)
             counters = {key: (json_rows(params)[0], "event_seq")}
             deferred.defer(
@@ -70,9 +65,11 @@ class OrmRuns(OrmStore):
         try:
             # PostgreSQL aborts a transaction at a failed statement: the savepoint keeps the caller's usable for
             # the check below. SQLite does not, and needs none.
-            savepoint = transaction.atomic(using=self.using) if self._pg else contextlib.nullcontext()
+            savepoint = (
+                transaction.atomic(using=self.using) if self._dialect.aborts_on_error else contextlib.nullcontext()
+            )
             with savepoint, hot_cursor(connection) as cursor:
-                cursor.execute(*insert_sql(self.using, WorkflowRun, [row]))
+                cursor.execute(*insert(self.using, WorkflowRun, [row]))
         except IntegrityError:
             if self._runs().filter(pk=run.id).exists():
                 raise exists from None
@@ -89,10 +86,10 @@ class OrmRuns(OrmStore):
             for run in runs
         ]
         exists = WorkflowEngineError(f"A workflow run among {len(rows)} ({rows[0]['id']!r}...) already exists.")
-        if self._pg:
-            sql, params = json_insert_sql(self.using, WorkflowRun, rows)
+        if self._dialect.json_rows:
+            sql, params = json_insert(self.using, WorkflowRun, rows)
         else:
-            sql, params = insert_sql(self.using, WorkflowRun, [WorkflowRun(**r) for r in rows], ignore_conflicts=True)
+            sql, params = insert(self.using, WorkflowRun, [WorkflowRun(**r) for r in rows], ignore_conflicts=True)
         if deferred.deferring(self.using):
             table = WorkflowRun._meta.db_table
             counters = {(table, row["id"]): (row, "event_seq") for row in json_rows(params)}
@@ -119,7 +116,7 @@ class OrmRuns(OrmStore):
         return [RunRecord(**data) for data in rows]
 
     def _run_by_id(self, run_id: str, lock: bool) -> RunRecord | None:
-        rows = self._select(WorkflowRun, '"id" = %s', [run_id], lock=lock)
+        rows = self._select(WorkflowRun, f"{q('id')} = %s", [run_id], lock=lock)
         return RunRecord(**{name: rows[0][name] for name in RUN_FIELDS}) if rows else None
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -149,16 +146,22 @@ class OrmRuns(OrmStore):
         return self._versioned_update(WorkflowRun, run_id, values, expected_version, RunNotFound(run_id))
 
     def claim_next_pending_run(self, now: datetime) -> RunRecord | None:
+        values = {"status": Status.RUNNING, "started_at": now, "updated_at": now, "version": PLUS_ONE}
+        connection = connections[self.using]
+        if single_statement_claims(connection):
+            # A PENDING run with a concurrency key waits for a slot: kernel/concurrency.py starts it.
+            pick = f"{q('status')} = %s AND {q('concurrency_key')} IS NULL"
+            order = f"{q('priority')} DESC, {q('created_at')}, {q('id')}"
+            guard = f"{q('status')} = %s"
+            sql, params = claim(connection, WorkflowRun, values, pick, [Status.PENDING], order, guard, [Status.PENDING])
+            data = returned_row(self.using, WorkflowRun, sql, params)
+            return None if data is None else RunRecord(**{name: data[name] for name in RUN_FIELDS})
         with transaction.atomic(using=self.using):
             row = claim_one(
                 self.using,
-                # A PENDING run with a concurrency key waits for a slot: kernel/concurrency.py starts it.
                 self._runs().pending().filter(concurrency_key=None).order_by("-priority", "created_at", "id"),
                 Q(status=Status.PENDING),
-                status=Status.RUNNING,
-                started_at=now,
-                updated_at=now,
-                version=F("version") + 1,
+                **{**values, "version": F("version") + 1},
             )
             return run_record(row) if row is not None else None
 

@@ -21,9 +21,7 @@ from ..models import (
 from . import deferred
 from .rows import STAGE_FIELDS, stage_record
 from .sqlite import guard_public_methods
-from .statements import (
-    json_insert_sql,
-)
+from .statements import json_insert, q
 from .store import OrmStore, expect_rows, update_values
 
 _FINISHED_STAGE = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
@@ -44,9 +42,9 @@ class OrmStages(OrmStore):
     def get_stages(self, run_id: str) -> list[StageRecord]:
         rows = self._select(
             WorkflowStage,
-            '"run_id" = %s AND "superseded_at" IS NULL',
+            f"{q('run_id')} = %s AND {q('superseded_at')} IS NULL",
             [run_id],
-            '"execution_group", "stage_number"',
+            f"{q('execution_group')}, {q('stage_number')}",
         )
         return [StageRecord(**{name: row[name] for name in STAGE_FIELDS}) for row in rows]
 
@@ -69,7 +67,7 @@ class OrmStages(OrmStore):
         if known_new and deferred.deferring(self.using):
             # The caller holds the run lock (or made the run) and saw none of these rows: an INSERT that leaves
             # with the transaction's other writes, no read-back.
-            sql, params = json_insert_sql(self.using, WorkflowStage, datas)
+            sql, params = json_insert(self.using, WorkflowStage, datas)
             error = WorkflowEngineError(f"Could not insert {len(datas)} stage record(s).")
             deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(datas), error)))
             return [StageRecord(**data) for data in datas]

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections
-from django.db.models import F, Model
+from django.db.models import Model
 
 from ..core.errors import StaleVersionError
 from ..models import (
@@ -17,7 +17,7 @@ from ..models import (
 from . import deferred
 from .cursors import hot_cursor
 from .sqlite import guard_public_methods, write_atomic
-from .statements import _versioned_update_sql, row_reader
+from .statements import PLUS_ONE, Dialect, dialect, q, row_reader, select_rows, versioned_update
 
 
 def expect_rows(count: int, error: Exception) -> Callable[[int], None]:
@@ -28,9 +28,6 @@ def expect_rows(count: int, error: Exception) -> Callable[[int], None]:
             raise error
 
     return check
-
-
-_READERS: dict[tuple[type, str], Any] = {}
 
 
 def update_values(record: str, names: list[str], fields: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -45,7 +42,7 @@ def update_values(record: str, names: list[str], fields: Mapping[str, Any], now:
             raise AttributeError(f"{record}.id is the primary key and cannot be updated")
         values[name] = value
     values["updated_at"] = now
-    values["version"] = values["version"] + 1 if "version" in values else F("version") + 1
+    values["version"] = values["version"] + 1 if "version" in values else PLUS_ONE
     return values
 
 
@@ -58,8 +55,8 @@ class OrmStore:
         self.using = using
 
     @property
-    def _pg(self) -> bool:
-        return connections[self.using].vendor == "postgresql"
+    def _dialect(self) -> Dialect:
+        return dialect(connections[self.using])
 
     def atomic(self, defer_writes: bool = False):
         """A transaction. ``defer_writes``: on PostgreSQL, writes whose results are not needed at once leave
@@ -96,13 +93,13 @@ class OrmStore:
         matched does a second query tell a missing row from a stale version. ``current_only``: rows a rerun
         superseded are not written (a stage record's history is read-only)."""
         connection = connections[self.using]
-        sql, params = _versioned_update_sql(connection, model, pk, values, expected_version, current_only)
+        sql, params = versioned_update(connection, model, pk, values, expected_version, current_only)
         if expected_version is None and deferred.deferring(self.using):
             rows = frozenset({(model._meta.db_table, pk)})
             deferred.defer(self.using, deferred.Write(sql, params, rows, expect_rows(1, missing)))
             return 0
         with hot_cursor(connection) as cursor:
-            cursor.execute(f"{sql} RETURNING {connection.ops.quote_name('version')}", params)
+            cursor.execute(f"{sql} RETURNING {q('version')}", params)
             row = cursor.fetchone()
         if row is not None:
             return int(row[0])
@@ -116,15 +113,21 @@ class OrmStore:
     ) -> list[dict[str, Any]]:
         """Rows of ``model`` as ``{attname: value}`` dicts, read with hand-written SQL (these reads are on the
         hot path of every stage, where building them with the ORM costs more than running them) and
-        converted the way the ORM would. ``lock``: ``FOR UPDATE`` on PostgreSQL (SQLite serializes writers)."""
+        converted the way the ORM would (:func:`~.statements.select_rows`)."""
         connection = connections[self.using]
-        names, columns, convert = row_reader(model, connection)
-        sql = f"SELECT {columns} FROM {connection.ops.quote_name(model._meta.db_table)} WHERE {where}"
-        if order_by:
-            sql += f" ORDER BY {order_by}"
-        if lock and self._pg:
-            sql += " FOR UPDATE"
+        names, _columns, convert = row_reader(model, connection)
         with hot_cursor(connection) as cursor:
-            cursor.execute(sql, list(params))
+            cursor.execute(select_rows(connection, model, where, order_by, lock), list(params))
             rows = cursor.fetchall()
         return [dict(zip(names, convert(row), strict=True)) for row in rows]
+
+
+def returned_row(using: str, model: type[Model], sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
+    """Run a statement that returns at most one whole row of ``model`` (``RETURNING`` every column, see
+    :func:`~.statements.claim`) and read it the way the ORM would, as ``{attname: value}``."""
+    connection = connections[using]
+    names, _columns, convert = row_reader(model, connection)
+    with hot_cursor(connection) as cursor:
+        cursor.execute(sql, list(params))
+        row = cursor.fetchone()
+    return None if row is None else dict(zip(names, convert(row), strict=True))
