@@ -430,6 +430,18 @@ def combined_writes(writes: Sequence[Any]) -> tuple[str, list[Any]]:
     return f"WITH {', '.join(ctes)} SELECT {', '.join(selects)}", params
 
 
+# -- SQLite ---------------------------------------------------------------------------------------------------
+
+BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
+"""begin_immediate -- Begin a transaction that takes SQLite's write lock at once (:mod:`.sqlite`)."""
+
+JOURNAL_MODE = "PRAGMA journal_mode"
+"""journal_mode -- Read SQLite's journal mode (``wal``, ``delete``, ...)."""
+
+JOURNAL_MODE_WAL = "PRAGMA journal_mode=WAL"
+"""journal_mode_wal -- Switch the database file to write-ahead logging (it persists in the file)."""
+
+
 # -- the admin ------------------------------------------------------------------------------------------------
 
 
