@@ -1,6 +1,6 @@
 """Deferred writes: on PostgreSQL, the writes of one short transaction leave in one statement.
 
-Inside ``OrmPersistence.atomic(defer_writes=True)`` the adapters queue the writes whose results the kernel does
+Inside ``OrmPersistence.atomic()`` the adapters queue the writes whose results the kernel does
 not need at once (stage and job updates, inserts of new rows, outbox appends) instead of executing them. The
 queue is flushed as a single statement, ``WITH w0 AS (UPDATE ... RETURNING 1), w1 AS (INSERT ... RETURNING 1)
 SELECT (SELECT count(*) FROM w0), ...``, right before any other statement runs on the connection (a read sees
@@ -70,7 +70,7 @@ def deferring(using: str) -> bool:
 def defer(using: str, write: Write) -> None:
     """Queue ``write`` (call only while :func:`deferring`)."""
     queue = _queue(using)
-    assert queue is not None, "defer() outside atomic(defer_writes=True)"
+    assert queue is not None, "defer() outside OrmPersistence.atomic()"
     if queue.rows & write.rows:
         flush(using)
     queue.writes.append(write)

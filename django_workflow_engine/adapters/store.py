@@ -16,7 +16,7 @@ from ..models import (
 )
 from . import deferred
 from .cursors import hot_cursor
-from .sqlite import guard_public_methods, write_atomic
+from .sqlite import guard_public_methods
 from .statements import PLUS_ONE, Dialect, dialect, q, row_reader, select_rows, versioned_update
 
 
@@ -58,13 +58,12 @@ class OrmStore:
     def _dialect(self) -> Dialect:
         return dialect(connections[self.using])
 
-    def atomic(self, defer_writes: bool = False):
-        """A transaction. ``defer_writes``: on PostgreSQL, writes whose results are not needed at once leave
-        together in one statement before the next read and before commit (:mod:`.deferred`); in such a block
-        ``update_run``/``update_stage`` without ``expected_version`` return 0 instead of the new version."""
-        if defer_writes:
-            return deferred.deferred_atomic(self.using)
-        return write_atomic(self.using)
+    def atomic(self):
+        """A transaction. On PostgreSQL, writes whose results are not needed at once leave together in one
+        statement before the next read and before the block ends (:mod:`.deferred`): ``update_run`` and
+        ``update_stage`` without ``expected_version`` then return 0 instead of the new version. On SQLite: a
+        transaction that takes the write lock up front (:mod:`.sqlite`)."""
+        return deferred.deferred_atomic(self.using)
 
     def _objects(self, model: type[Model]):
         return model._default_manager.using(self.using)
