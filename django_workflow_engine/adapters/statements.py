@@ -2,12 +2,8 @@
 
 The hot path (claims, the reads and writes of every stage, outbox appends) runs these instead of ORM queries:
 building a query with the ORM cost more than running it (``benchmarks/queries.py``). Everything else uses the
-ORM. Each statement is a function named after what it does, like an entry of a named-query file::
-
-    claim --
-    Take one PENDING row for a worker, in one statement
-
-Its docstring's first line describes the statement, the rest says where it is used. It returns
+ORM. Each statement is a function (or a constant) named after what it does, like an entry of a named-query file:
+the first line of its docstring is ``name -- what the statement does``, the rest says where it is used. It returns
 ``(sql, params)``, or only the SQL text when the caller supplies the values. Values pass through the model
 fields' ``get_db_prep_save``, never into the text. Identifiers are quoted one way, :func:`q`; what differs
 between PostgreSQL and SQLite is read from one :class:`Dialect`, never from ``connection.vendor`` elsewhere.
@@ -431,6 +427,9 @@ def combined_writes(writes: Sequence[Any]) -> tuple[str, list[Any]]:
 
 
 # -- SQLite ---------------------------------------------------------------------------------------------------
+
+DEFERRED_BEGINS = frozenset({"BEGIN", "BEGIN DEFERRED", "BEGIN TRANSACTION", "BEGIN DEFERRED TRANSACTION"})
+"""deferred_begins -- How Django begins a SQLite transaction; :mod:`.sqlite` sends :data:`BEGIN_IMMEDIATE` instead."""
 
 BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 """begin_immediate -- Begin a transaction that takes SQLite's write lock at once (:mod:`.sqlite`)."""
