@@ -167,9 +167,9 @@ def instrument(recorder: Recorder) -> None:
     original_atomic = persistence.OrmPersistence.atomic
 
     @contextlib.contextmanager
-    def atomic(self, defer_writes=False):  # type: ignore[no-untyped-def]
+    def atomic(self):  # type: ignore[no-untyped-def]
         if "job.execute" not in LABELS.get():
-            with original_atomic(self, defer_writes):
+            with original_atomic(self):
                 yield
             return
         JOB_PHASE["atomics"] += 1
@@ -177,7 +177,7 @@ def instrument(recorder: Recorder) -> None:
             JOB_PHASE["atomics"], "other txn"
         )
         try:
-            with original_atomic(self, defer_writes):
+            with original_atomic(self):
                 yield
         finally:
             JOB_PHASE["name"] = "between/after transactions"

@@ -46,6 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import (
+    BENCH_PG_DB,
     BENCH_REDIS_DB,
     PG_BASE,
     PYTHON,
@@ -66,7 +67,7 @@ from benchmarks._common import (
     write_json,
 )
 
-PG_DB = "dwe_bench"
+PG_DB = BENCH_PG_DB
 RAW_QUEUE = "bench-raw"
 STAGES_PER_RUN = 4
 

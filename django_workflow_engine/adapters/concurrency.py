@@ -17,6 +17,7 @@ from django.db.models import Count, Q
 from ..kernel.records import RunRecord
 from ..models import WorkflowRun, WorkflowStage
 from ..models.status import Status
+from .statements import dialect, lock_concurrency_key, lock_stage_limit
 
 
 class OrmConcurrency:
@@ -24,19 +25,15 @@ class OrmConcurrency:
 
     def lock_concurrency_key(self, workflow_id: str, key: str) -> None:
         connection = connections[self.using]
-        if connection.vendor != "postgresql":
-            return
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"dwe-run:{workflow_id}:{key}"])
+        if dialect(connection).advisory_locks:
+            with connection.cursor() as cursor:
+                cursor.execute(*lock_concurrency_key(workflow_id, key))
 
     def lock_stage_limit(self, workflow_id: str, stage_id: str) -> None:
         connection = connections[self.using]
-        if connection.vendor != "postgresql":
-            return
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"dwe-stage:{workflow_id}:{stage_id}"]
-            )
+        if dialect(connection).advisory_locks:
+            with connection.cursor() as cursor:
+                cursor.execute(*lock_stage_limit(workflow_id, stage_id))
 
     def running_stage_count(self, workflow_id: str, stage_id: str, exclude_id: str) -> int:
         return (

@@ -1,6 +1,6 @@
 """Deferred writes: on PostgreSQL, the writes of one short transaction leave in one statement.
 
-Inside ``OrmPersistence.atomic(defer_writes=True)`` the adapters queue the writes whose results the kernel does
+Inside ``OrmPersistence.atomic()`` the adapters queue the writes whose results the kernel does
 not need at once (stage and job updates, inserts of new rows, outbox appends) instead of executing them. The
 queue is flushed as a single statement, ``WITH w0 AS (UPDATE ... RETURNING 1), w1 AS (INSERT ... RETURNING 1)
 SELECT (SELECT count(*) FROM w0), ...``, right before any other statement runs on the connection (a read sees
@@ -24,8 +24,7 @@ from django.db import IntegrityError, connections, transaction
 
 from .cursors import hot_cursor
 from .sqlite import write_atomic
-
-AUX = "__dwe_aux__"
+from .statements import combined_writes, dialect
 
 
 @dataclass
@@ -71,7 +70,7 @@ def deferring(using: str) -> bool:
 def defer(using: str, write: Write) -> None:
     """Queue ``write`` (call only while :func:`deferring`)."""
     queue = _queue(using)
-    assert queue is not None, "defer() outside atomic(defer_writes=True)"
+    assert queue is not None, "defer() outside OrmPersistence.atomic()"
     if queue.rows & write.rows:
         flush(using)
     queue.writes.append(write)
@@ -108,7 +107,7 @@ def flush(using: str) -> None:
                 cursor.execute(writes[0].sql, list(writes[0].params))
                 counts = [cursor.rowcount]
             else:
-                sql, params = _combined(writes)
+                sql, params = combined_writes(writes)
                 cursor.execute(sql, params)
                 counts = list(cursor.fetchone())
     except IntegrityError as exc:
@@ -124,28 +123,12 @@ def flush(using: str) -> None:
             write.check(int(count))
 
 
-def _combined(writes: Sequence[Write]) -> tuple[str, list[Any]]:
-    ctes: list[str] = []
-    params: list[Any] = []
-    selects: list[str] = []
-    for n, write in enumerate(writes):
-        main = write.sql
-        if write.aux_sql is not None:
-            ctes.append(f"a{n} AS ({write.aux_sql})")
-            params += write.aux_params
-            main = main.replace(AUX, f"a{n}")
-        ctes.append(f"w{n} AS ({main} RETURNING 1)")
-        params += write.params
-        selects.append(f"(SELECT count(*) FROM w{n})")
-    return f"WITH {', '.join(ctes)} SELECT {', '.join(selects)}", params
-
-
 @contextmanager
 def deferred_atomic(using: str) -> Iterator[None]:
     """``transaction.atomic(using)`` in which writes are deferred (PostgreSQL; elsewhere the engine's
     :func:`~.sqlite.write_atomic`)."""
     connection = connections[using]
-    if connection.vendor != "postgresql" or deferring(using):
+    if not dialect(connection).deferred_writes or deferring(using):
         with write_atomic(using):
             yield
         return

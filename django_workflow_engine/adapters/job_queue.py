@@ -3,7 +3,7 @@
 Claims are safe under concurrency: a claim is one ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING id``
 statement, whose inner SELECT uses ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (workers never wait for each other)
 and which SQLite, with its single writer, runs without interleaving (see
-:func:`~django_workflow_engine.adapters.persistence.claim_one`).
+:func:`~django_workflow_engine.adapters.statements.claim_one`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import F, Field, Q
+from django.db.models import F, Q
 from django.db.models.functions import Greatest
 
 from ..core.errors import WorkflowEngineError
@@ -24,14 +24,9 @@ from ..kernel.records import JobRecord, NewJob, Status
 from ..models import WorkflowJob
 from . import deferred
 from .cursors import hot_cursor
-from .persistence import (
-    claim_one,
-    expect_rows,
-    json_insert_sql,
-    row_reader,
-    single_statement_claims,
-)
 from .sqlite import guard_public_methods
+from .statements import PLUS_ONE, claim, claim_by_id, claim_one, json_insert, q, single_statement_claims, update
+from .store import expect_rows, returned_row
 
 JOB_FIELDS = [f.name for f in fields(JobRecord)]
 
@@ -51,6 +46,12 @@ def _ordered_id() -> str:
         candidate = max(candidate, _last_id + 1)
         _last_id = candidate
     return f"{candidate:032x}"
+
+
+def _due(connection: Any, now: datetime) -> tuple[str, list[Any]]:
+    """The condition of a job a worker may take at ``now``: PENDING and due."""
+    stamp = WorkflowJob._meta.get_field("available_at").get_db_prep_save(now, connection)
+    return f"{q('status')} = %s AND {q('available_at')} <= %s", [Status.PENDING, stamp]
 
 
 def _taken(worker_id: str, now: datetime) -> dict[str, Any]:
@@ -119,7 +120,7 @@ class OrmJobQueue:
             for job in jobs
         ]
         if deferred.deferring(self.using):
-            sql, params = json_insert_sql(self.using, WorkflowJob, rows)
+            sql, params = json_insert(self.using, WorkflowJob, rows)
             error = WorkflowEngineError(f"Could not insert {len(rows)} job(s).")
             deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(rows), error)))
         else:
@@ -150,7 +151,7 @@ class OrmJobQueue:
         if self._single_statement():
             # One hand-written UPDATE ... RETURNING in autocommit: the inner SELECT walks the partial index of
             # PENDING jobs in (priority desc, created_at, id) order and skips rows other claimers hold.
-            return self._claim_next("", [], '"priority" DESC, "created_at", "id"', worker_id, now)
+            return self._claim_next("", [], f"{q('priority')} DESC, {q('created_at')}, {q('id')}", worker_id, now)
         with transaction.atomic(using=self.using):
             row = claim_one(
                 self.using,
@@ -172,13 +173,16 @@ class OrmJobQueue:
     def _claim_by_id(self, job_id: str, worker_id: str, now: datetime) -> JobRecord | None:
         """The RQ path's claim: one hand-written ``UPDATE ... RETURNING`` in autocommit (every queue-delivered
         stage starts with it)."""
-        return self._claim_where('"id" = %s', [job_id], worker_id, now)
+        connection = connections[self.using]
+        sql, params = claim_by_id(
+            connection, WorkflowJob, self._claim_values(worker_id, now), job_id, *_due(connection, now)
+        )
+        return self._returned(sql, params)
 
     def claim_stage(self, run_id: str, stage_id: str, worker_id: str, now: datetime) -> JobRecord | None:
         if self._single_statement():
-            job = self._claim_next(
-                '"run_id" = %s AND "stage_id" = %s AND ', [run_id, stage_id], '"created_at", "id"', worker_id, now
-            )
+            pick = f"{q('run_id')} = %s AND {q('stage_id')} = %s AND "
+            job = self._claim_next(pick, [run_id, stage_id], f"{q('created_at')}, {q('id')}", worker_id, now)
         else:
             candidates = self._jobs().filter(
                 run_id=run_id, stage_id=stage_id, status=Status.PENDING, available_at__lte=now
@@ -196,40 +200,31 @@ class OrmJobQueue:
             transaction.on_commit(lambda: callback(ids), using=self.using, robust=True)
         return job
 
+    def _claim_values(self, worker_id: str, now: datetime) -> dict[str, Any]:
+        return {**self._take_values(worker_id, now), "attempt": PLUS_ONE}
+
     def _claim_next(
         self, where: str, where_params: list[Any], order_by: str, worker_id: str, now: datetime
     ) -> JobRecord | None:
         """Claim the first due PENDING job matching ``where`` (an SQL prefix ending in ``AND``, or empty) in
-        ``order_by`` order, skipping rows other claimers hold: one ``UPDATE ... RETURNING``."""
+        ``order_by`` order, skipping rows other claimers hold: one ``UPDATE ... RETURNING`` (:func:`.statements.claim`)."""
         connection = connections[self.using]
-        table = connection.ops.quote_name(WorkflowJob._meta.db_table)
-        stamp = WorkflowJob._meta.get_field("available_at").get_db_prep_save(now, connection)
-        lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-        return self._claim_where(
-            f'"id" = (SELECT "id" FROM {table} WHERE {where}"status" = %s AND "available_at" <= %s '
-            f"ORDER BY {order_by} LIMIT 1{lock})",
-            [*where_params, Status.PENDING, stamp],
-            worker_id,
-            now,
+        due, due_params = _due(connection, now)
+        sql, params = claim(
+            connection,
+            WorkflowJob,
+            self._claim_values(worker_id, now),
+            where + due,
+            [*where_params, *due_params],
+            order_by,
+            due,
+            due_params,
         )
+        return self._returned(sql, params)
 
-    def _claim_where(self, where: str, where_params: list[Any], worker_id: str, now: datetime) -> JobRecord | None:
-        connection = connections[self.using]
-        names, columns, convert = row_reader(WorkflowJob, connection)
-        stamp = WorkflowJob._meta.get_field("locked_at").get_db_prep_save(now, connection)
-        sql = (
-            f"UPDATE {connection.ops.quote_name(WorkflowJob._meta.db_table)} "
-            'SET "status" = %s, "attempt" = "attempt" + 1, "worker_id" = %s, "locked_at" = %s, "started_at" = %s, '
-            f'"updated_at" = %s WHERE {where} AND "status" = %s AND "available_at" <= %s RETURNING {columns}'
-        )
-        params = [Status.RUNNING, worker_id, stamp, stamp, stamp, *where_params, Status.PENDING, stamp]
-        with hot_cursor(connection) as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        values = dict(zip(names, convert(row), strict=True))
-        return JobRecord(**{name: values[name] for name in JOB_FIELDS})
+    def _returned(self, sql: str, params: list[Any]) -> JobRecord | None:
+        values = returned_row(self.using, WorkflowJob, sql, params)
+        return None if values is None else JobRecord(**{name: values[name] for name in JOB_FIELDS})
 
     def get_job(self, job_id: str) -> JobRecord | None:
         row = self._jobs().filter(pk=job_id).first()
@@ -237,37 +232,26 @@ class OrmJobQueue:
 
     def _update(self, job_id: str, **values: Any) -> bool:
         """Update the job unless it is CANCELLED (a cancelled job stays cancelled). True if written (when
-        deferred, :mod:`.deferred`: True, and a missing job raises at the flush)."""
-        if deferred.deferring(self.using):
-            sql, params = self._update_sql(job_id, values)
-
-            def check(count: int) -> None:
-                if count == 0 and not self._jobs().filter(pk=job_id).exists():
-                    raise WorkflowEngineError(f"Job {job_id!r} does not exist.")
-
-            rows = frozenset({(WorkflowJob._meta.db_table, job_id)})
-            deferred.defer(self.using, deferred.Write(sql, params, rows, check))
-            return True
-        if self._jobs().filter(pk=job_id).exclude(status=Status.CANCELLED).update(**values):
-            return True
-        if not self._jobs().filter(pk=job_id).exists():
-            raise WorkflowEngineError(f"Job {job_id!r} does not exist.")
-        return False
-
-    def _update_sql(self, job_id: str, values: dict[str, Any]) -> tuple[str, list[Any]]:
-        """``UPDATE job SET ... WHERE id = %s AND status <> 'CANCELLED'``, written by hand (every stage's outcome
-        transaction has one; compiling it with the ORM cost more than running it)."""
+        deferred, :mod:`.deferred`: True, and a missing job raises at the flush). Every stage's outcome
+        transaction has one: a hand-written statement (:func:`.statements.update`)."""
         connection = connections[self.using]
-        meta = WorkflowJob._meta
-        qn = connection.ops.quote_name
-        sets: list[str] = []
-        params: list[Any] = []
-        for name, value in values.items():
-            field = cast(Field, meta.get_field(name))  # concrete columns only: callers pass field names
-            sets.append(f"{qn(field.column)} = %s")
-            params.append(field.get_db_prep_save(value, connection))
-        sql = f'UPDATE {qn(meta.db_table)} SET {", ".join(sets)} WHERE "id" = %s AND NOT ("status" = %s)'
-        return sql, [*params, job_id, Status.CANCELLED]
+        where = f"{q('id')} = %s AND NOT ({q('status')} = %s)"
+        sql, params = update(connection, WorkflowJob, values, where, [job_id, Status.CANCELLED])
+
+        def missing(count: int) -> None:
+            if count == 0 and not self._jobs().filter(pk=job_id).exists():
+                raise WorkflowEngineError(f"Job {job_id!r} does not exist.")
+
+        if deferred.deferring(self.using):
+            deferred.defer(
+                self.using, deferred.Write(sql, params, frozenset({(WorkflowJob._meta.db_table, job_id)}), missing)
+            )
+            return True
+        with hot_cursor(connection) as cursor:
+            cursor.execute(sql, params)
+            count = cursor.rowcount
+        missing(count)
+        return count > 0
 
     def complete(self, job_id: str, now: datetime) -> None:
         self._update(job_id, status=Status.COMPLETED, completed_at=now, worker_id=None, locked_at=None, updated_at=now)

@@ -34,6 +34,8 @@ from typing import Any, TypeVar, cast
 from django.db import connections, transaction
 from django.db.utils import OperationalError
 
+from .statements import BEGIN_IMMEDIATE, DEFERRED_BEGINS, JOURNAL_MODE, JOURNAL_MODE_WAL
+
 logger = logging.getLogger("django_workflow_engine.sqlite")
 
 # The longest a statement outside a transaction keeps retrying a busy database, on top of each attempt's own
@@ -41,7 +43,6 @@ logger = logging.getLogger("django_workflow_engine.sqlite")
 BUSY_RETRY_SECONDS = 60.0
 _BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
 _BUSY_MESSAGES = ("database is locked", "database table is locked", "database schema is locked")
-_DEFERRED_BEGINS = frozenset({"BEGIN", "BEGIN DEFERRED", "BEGIN TRANSACTION", "BEGIN DEFERRED TRANSACTION"})
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,8 +61,8 @@ def _guard(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any
     connection = context["connection"]
     if not connection.autocommit or connection.in_atomic_block:
         return execute(sql, params, many, context)  # inside a transaction: its BEGIN already took the lock
-    if isinstance(sql, str) and sql.strip().upper() in _DEFERRED_BEGINS:
-        sql = "BEGIN IMMEDIATE"
+    if isinstance(sql, str) and sql.strip().upper() in DEFERRED_BEGINS:
+        sql = BEGIN_IMMEDIATE
     deadline = None
     delay = 0.02
     while True:
@@ -156,10 +157,10 @@ def use_wal(using: str = "default") -> str | None:
         return None
     try:
         with busy_guard(using), connection.cursor() as cursor:
-            cursor.execute("PRAGMA journal_mode")
+            cursor.execute(JOURNAL_MODE)
             mode = str(cursor.fetchone()[0]).lower()
             if mode != "wal":
-                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute(JOURNAL_MODE_WAL)
                 mode = str(cursor.fetchone()[0]).lower()
     except OperationalError:
         logger.warning("could not switch the SQLite database to WAL mode", exc_info=True)

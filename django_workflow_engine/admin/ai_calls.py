@@ -10,6 +10,7 @@ from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 
+from ..adapters.statements import distinct_model_ids
 from ..models import AICall
 from . import views
 from .common import ReadOnlyAdmin, RunFilter, fmt_cost, fmt_int, pretty_json, run_link
@@ -40,17 +41,8 @@ class ModelFilter(admin.SimpleListFilter):
     parameter_name = "model_id"
 
     def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
-        table = connection.ops.quote_name(AICall._meta.db_table)
-        sql = (
-            f"WITH RECURSIVE m(model_id) AS ("
-            f"  SELECT * FROM (SELECT model_id FROM {table} ORDER BY model_id LIMIT 1) AS first"
-            f"  UNION ALL"
-            f"  SELECT (SELECT t.model_id FROM {table} t WHERE t.model_id > m.model_id ORDER BY t.model_id LIMIT 1)"
-            f"  FROM m WHERE m.model_id IS NOT NULL"
-            f") SELECT model_id FROM m WHERE model_id IS NOT NULL LIMIT %s"
-        )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [MAX_MODEL_CHOICES])
+            cursor.execute(*distinct_model_ids(AICall._meta.db_table, MAX_MODEL_CHOICES))
             return [(row[0], row[0]) for row in cursor.fetchall()]
 
     def queryset(self, request: Any, queryset: Any) -> Any:

@@ -23,6 +23,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
+from ..adapters.statements import POSTGRESQL, dialect, estimated_count
 from ..core.ids import short_id
 from ..models import Status
 from ..models.status import ACTIVE as ACTIVE  # re-exported: the admin modules import them from here
@@ -226,17 +227,9 @@ class EstimatedCountPaginator(Paginator):
         query = getattr(qs, "query", None)
         if query is not None and not query.where and not query.distinct:
             connection = connections[qs.db]
-            if connection.vendor == "postgresql":
-                table = qs.model._meta.db_table
-                # One statement: PostgreSQL runs the uncorrelated COUNT(*) sub-select (an InitPlan) only when
-                # the CASE reaches it, i.e. only for tables the planner believes are small.
+            if dialect(connection) is POSTGRESQL:
                 with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT CASE WHEN (SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)) > %s "
-                        "THEN (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)) "
-                        f"ELSE (SELECT COUNT(*) FROM {connection.ops.quote_name(table)}) END",
-                        [table, self.ESTIMATE_ABOVE, table],
-                    )
+                    cursor.execute(*estimated_count(qs.model._meta.db_table, self.ESTIMATE_ABOVE))
                     return int(cursor.fetchone()[0])
         return super().count
 

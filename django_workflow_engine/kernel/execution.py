@@ -177,7 +177,7 @@ def _begin(
     ``stage:started``. It commits before any stage code runs."""
     persistence = deps.persistence
     now = deps.clock.now()
-    with persistence.atomic(defer_writes=True):
+    with persistence.atomic():
         run = persistence.lock_run(run_id)
         if run is None:
             raise RunNotFound(run_id)
@@ -320,7 +320,7 @@ def _record(
     progress = [event(STAGE_PROGRESS, run.id, finished, **p) for p in (ctx.progress_events if ctx else [])]
     notes = buffered_annotations(ctx, run, record) if ctx is not None else []
     try:
-        with persistence.atomic(defer_writes=True):
+        with persistence.atomic():
             locked = persistence.lock_run(run.id)
             if locked is None or locked.status != Status.RUNNING:
                 raise _Ghost(str(locked.status) if locked else "deleted")

@@ -108,9 +108,7 @@ class Kernel:
         if command.type in _SELF_MANAGED:
             return handler.handle(command, self.deps, causation_id)
         persistence = self.deps.persistence
-        # DEFER_WRITES: a handler whose writes need no answer until commit (run.create) lets the adapter send
-        # them together (on PostgreSQL: one statement).
-        with persistence.atomic(defer_writes=getattr(handler, "DEFER_WRITES", False)):
+        with persistence.atomic():
             handled = handler.handle(command, self.deps)
             if handled.events:
                 persistence.append_events(handled.events, causation_id)

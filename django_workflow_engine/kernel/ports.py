@@ -46,12 +46,12 @@ class Clock(Protocol):
 @runtime_checkable
 class Persistence(Protocol):
     # -- transactions ---------------------------------------------------------------------------------------
-    def atomic(self, defer_writes: bool = False) -> AbstractContextManager[None]:
+    def atomic(self) -> AbstractContextManager[None]:
         """A transaction (savepoint when nested). An exception inside rolls back every write made inside.
 
-        ``defer_writes``: the adapter may hold writes back and send them together, before the next read and
-        before commit (errors such as a missing row then surface there, still inside the block). Inside such
-        a block ``update_run``/``update_stage`` without ``expected_version`` may return 0 for the version."""
+        The adapter may hold writes back and send them together, before the next read and before the block
+        ends (errors such as a missing row then surface there, still inside the block); ``update_run`` and
+        ``update_stage`` without ``expected_version`` may then return 0 for the version."""
         ...
 
     # -- runs -----------------------------------------------------------------------------------------------

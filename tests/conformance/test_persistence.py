@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
 
 from django_workflow_engine.core.errors import RunNotFound, StaleVersionError, WorkflowEngineError
 from django_workflow_engine.kernel.records import AnnotationRecord, NewJob, Status
@@ -57,7 +58,9 @@ def test_create_runs_inserts_all_in_order(adapters):
 def test_create_runs_with_an_existing_id_writes_none(adapters, deferring):
     adapters.run("r2")
     batch = [_record("r1"), _record("r2"), _record("r3")]
-    with pytest.raises(WorkflowEngineError, match="already exists"), adapters.persistence.atomic(deferring):
+    # Not deferring: a plain Django transaction around the call (the memory adapter ignores it).
+    block = adapters.persistence.atomic() if deferring else transaction.atomic()
+    with pytest.raises(WorkflowEngineError, match="already exists"), block:
         adapters.persistence.create_runs(batch, adapters.now())
     assert adapters.persistence.get_run("r1") is None
     assert adapters.persistence.get_run("r3") is None
@@ -65,7 +68,7 @@ def test_create_runs_with_an_existing_id_writes_none(adapters, deferring):
 
 @pytest.mark.parametrize("many", [False, True])
 def test_events_of_runs_created_in_the_same_deferred_transaction_are_numbered_from_one(adapters, many):
-    with adapters.persistence.atomic(defer_writes=True):
+    with adapters.persistence.atomic():
         if many:
             adapters.persistence.create_runs([_record("r1"), _record("r2")], adapters.now())
         else:
@@ -87,7 +90,7 @@ def test_events_of_runs_created_in_the_same_deferred_transaction_are_numbered_fr
 
 def test_a_deferred_create_of_an_existing_run_is_refused_and_writes_nothing(adapters):
     adapters.run("r1", input={"first": True})
-    with pytest.raises(WorkflowEngineError, match="already exists"), adapters.persistence.atomic(True):  # noqa: PT012
+    with pytest.raises(WorkflowEngineError, match="already exists"), adapters.persistence.atomic():  # noqa: PT012
         adapters.persistence.create_run(_record("r1"), adapters.now())
         adapters.persistence.append_events([event("r1", "x", adapters.clock)], "c")
     assert adapters.persistence.get_run("r1").input == {"first": True}
@@ -198,9 +201,9 @@ def test_claim_never_takes_a_running_run(adapters):
 
 def test_orm_claim_fallback_path(orm, monkeypatch):
     """The select-then-conditional-update path used on databases without UPDATE ... RETURNING."""
-    from django_workflow_engine.adapters import persistence
+    from django_workflow_engine.adapters import statements
 
-    monkeypatch.setattr(persistence, "SINGLE_STATEMENT_CLAIM_VENDORS", frozenset())
+    monkeypatch.setattr(statements, "SINGLE_STATEMENT_CLAIM_VENDORS", frozenset())
     orm.run("low", priority=1)
     orm.run("high", priority=9)
     assert orm.persistence.claim_next_pending_run(orm.now()).id == "high"

@@ -1,4 +1,4 @@
-"""Deferred writes on PostgreSQL: inside ``atomic(defer_writes=True)`` the hot path's writes leave together in one
+"""Deferred writes on PostgreSQL: inside ``atomic()`` the hot path's writes leave together in one
 statement, reads still see every earlier write, errors still surface inside the block, and a stage costs a
 handful of statements."""
 
@@ -51,7 +51,7 @@ def test_writes_of_one_block_leave_in_one_statement(ports):
     new_stage = StageRecord(
         id=new_id(), run_id=run.id, stage_id="s2", stage_name="S2", stage_number=2, execution_group=2
     )
-    with CaptureQueriesContext(connection) as ctx, persistence.atomic(defer_writes=True):
+    with CaptureQueriesContext(connection) as ctx, persistence.atomic():
         assert persistence.update_stage(stage.id, {"status": Status.COMPLETED}, NOW) == 0  # version not known yet
         jobs.complete(job_id, NOW)
         persistence.create_stages([new_stage], NOW, known_new=True)
@@ -75,7 +75,7 @@ def test_writes_of_one_block_leave_in_one_statement(ports):
 
 def test_a_read_sees_the_writes_queued_before_it(ports):
     persistence, jobs, run, stage, job_id = ports
-    with persistence.atomic(defer_writes=True):
+    with persistence.atomic():
         persistence.update_stage(stage.id, {"status": Status.RUNNING}, NOW)
         assert persistence.get_stages(run.id)[0].status == Status.RUNNING
         jobs.complete(job_id, NOW)
@@ -84,7 +84,7 @@ def test_a_read_sees_the_writes_queued_before_it(ports):
 
 def test_two_writes_to_one_row_are_both_applied(ports):
     persistence, _, _, stage, _ = ports
-    with CaptureQueriesContext(connection) as ctx, persistence.atomic(defer_writes=True):
+    with CaptureQueriesContext(connection) as ctx, persistence.atomic():
         persistence.update_stage(stage.id, {"status": Status.RUNNING}, NOW)
         persistence.update_stage(stage.id, {"error_message": "second"}, NOW)
     assert len(_statements(ctx)) == 2  # the second write flushed the first rather than share its statement
@@ -93,13 +93,13 @@ def test_two_writes_to_one_row_are_both_applied(ports):
 
 
 def _complete_stage_then_a_missing_one(persistence, stage):
-    with persistence.atomic(defer_writes=True):
+    with persistence.atomic():
         persistence.update_stage(stage.id, {"status": Status.COMPLETED}, NOW)
         persistence.update_stage("no-such-stage", {"status": Status.COMPLETED}, NOW)
 
 
 def _complete_job_then_events_of_a_missing_run(persistence, jobs, job_id):
-    with persistence.atomic(defer_writes=True):
+    with persistence.atomic():
         jobs.complete(job_id, NOW)
         persistence.append_events(
             [{"type": "stage:completed", "workflow_run_id": "no-such-run", "timestamp": NOW.isoformat()}], "x"
@@ -107,7 +107,7 @@ def _complete_job_then_events_of_a_missing_run(persistence, jobs, job_id):
 
 
 def _complete_stage_then_raise(persistence, stage):
-    with persistence.atomic(defer_writes=True):
+    with persistence.atomic():
         persistence.update_stage(stage.id, {"status": Status.COMPLETED}, NOW)
         raise RuntimeError("boom")
 
@@ -128,7 +128,7 @@ def test_an_error_in_the_block_discards_the_queued_writes(ports):
     with pytest.raises(RuntimeError):
         _complete_stage_then_raise(persistence, stage)
     assert WorkflowStage.objects.get(pk=stage.id).status == Status.PENDING
-    with persistence.atomic(defer_writes=True):  # the next block starts with an empty queue
+    with persistence.atomic():  # the next block starts with an empty queue
         pass
     assert WorkflowStage.objects.get(pk=stage.id).status == Status.PENDING
 
@@ -136,7 +136,7 @@ def test_an_error_in_the_block_discards_the_queued_writes(ports):
 def test_a_cancelled_job_stays_cancelled_when_its_completion_is_deferred(ports):
     persistence, jobs, run, _, job_id = ports
     jobs.cancel_by_run(run.id, NOW)
-    with persistence.atomic(defer_writes=True):
+    with persistence.atomic():
         jobs.complete(job_id, NOW)
     assert WorkflowJob.objects.get(pk=job_id).status == Status.CANCELLED
 

@@ -17,8 +17,6 @@ from ..records import AnnotationRecord, RunRecord, Status
 from ..validation import check_deadline, check_max_cost, start_time, validate_run_arguments
 
 RESULT = CreateRunResult
-# Nothing here needs an answer from the database before commit: the adapter may send every write at once.
-DEFER_WRITES = True
 
 
 def validate(command: CreateRun, deps: Deps) -> tuple[Any, Any, dict[str, Any]]:

@@ -118,7 +118,7 @@ def _batch(
         else:
             acquired.append(key)
     try:
-        with persistence.atomic(defer_writes=True):
+        with persistence.atomic():
             records = [
                 new_run(
                     CreateRun(workflow_id=workflow.id, input=data, priority=command.priority, start=True),

@@ -23,8 +23,6 @@ from ..records import Status
 from ..validation import check_run_id
 
 RESULT = RerunResult
-# Its writes after the reads (run update, new stage records and jobs, events) need no answer before commit.
-DEFER_WRITES = True
 ACTOR_MAX_CHARS = 200  # WorkflowStage.superseded_by
 
 

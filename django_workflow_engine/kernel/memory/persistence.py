@@ -39,8 +39,8 @@ class InMemoryPersistence(InMemoryConcurrency):
         self.store = store or InMemoryStore()
         self._shared = shared(self.store)
 
-    def atomic(self, defer_writes: bool = False):
-        return self._shared.atomic()  # writes here are immediate; deferring them would change nothing
+    def atomic(self):
+        return self._shared.atomic()  # writes here are immediate
 
     # -- runs -----------------------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, now: datetime) -> RunRecord:

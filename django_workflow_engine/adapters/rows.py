@@ -1,0 +1,64 @@
+"""Model rows to the kernel's records (and the record fields each model carries)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from ..kernel.records import (
+    AnnotationRecord,
+    OutboxRecord,
+    RunRecord,
+    StageRecord,
+)
+from ..models import (
+    OutboxEvent,
+    WorkflowAnnotation,
+    WorkflowRun,
+    WorkflowStage,
+)
+
+RUN_FIELDS = [f.name for f in fields(RunRecord)]
+STAGE_FIELDS = [f.name for f in fields(StageRecord)]
+
+
+def run_record(row: WorkflowRun) -> RunRecord:
+    return RunRecord(**{name: getattr(row, name) for name in RUN_FIELDS})
+
+
+def stage_record(row: WorkflowStage) -> StageRecord:
+    return StageRecord(**{name: getattr(row, name) for name in STAGE_FIELDS})
+
+
+def outbox_record(r: OutboxEvent) -> OutboxRecord:
+    return OutboxRecord(
+        id=r.id,
+        run_id=r.run_id,
+        sequence=r.sequence,
+        event_type=r.event_type,
+        payload=r.payload,
+        causation_id=r.causation_id,
+        occurred_at=r.occurred_at,
+        published_at=r.published_at,
+        retry_count=r.retry_count,
+        dlq_at=r.dlq_at,
+        last_error=r.last_error,
+    )
+
+
+def annotation_record(r: WorkflowAnnotation) -> AnnotationRecord:
+    return AnnotationRecord(
+        id=r.id,
+        run_id=r.run_id,
+        key=r.key,
+        value=r.value,
+        scope=r.scope,
+        scope_id=r.scope_id,
+        stage_pk=r.stage_id,
+        attempt=r.attempt,
+        actor_kind=r.actor_kind,
+        actor_id=r.actor_id,
+        actor_version=r.actor_version,
+        payload=r.payload,
+        idempotency_key=r.idempotency_key,
+        created_at=r.created_at,
+    )

@@ -1,0 +1,474 @@
+"""Every SQL statement the engine writes by hand, in one place.
+
+The hot path (claims, the reads and writes of every stage, outbox appends) runs these instead of ORM queries:
+building a query with the ORM cost more than running it (``benchmarks/queries.py``). Everything else uses the
+ORM. Each statement is a function (or a constant) named after what it does, like an entry of a named-query file:
+the first line of its docstring is ``name -- what the statement does``, the rest says where it is used. It returns
+``(sql, params)``, or only the SQL text when the caller supplies the values. Values pass through the model
+fields' ``get_db_prep_save``, never into the text. Identifiers are quoted one way, :func:`q`; what differs
+between PostgreSQL and SQLite is read from one :class:`Dialect`, never from ``connection.vendor`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from django.db import connections
+from django.db.models import Field, Model, Q, QuerySet
+
+from ..models import IdempotencyKey, OutboxEvent, WorkflowRun
+
+# -- dialects -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What the hand-written statements may use on one database.
+
+    ``lock_rows``: ``FOR UPDATE`` where rows can be locked (PostgreSQL; SQLite serializes writers instead).
+    ``skip_locked``: ``FOR UPDATE SKIP LOCKED`` in a claim's inner SELECT. ``advisory_locks``:
+    ``pg_advisory_xact_lock`` (elsewhere the write lock serializes). ``json_rows``: inserts of any number of rows
+    in one JSON parameter (``jsonb_populate_recordset``). ``one_statement_append``: an outbox append reserves
+    its sequences and inserts its events in one statement (a data-modifying CTE). ``aborts_on_error``: a failed
+    statement aborts the whole transaction, so one that may fail runs in a savepoint. ``deferred_writes``: a
+    transaction's writes can leave together in one statement (:mod:`.deferred`).
+    """
+
+    name: str
+    lock_rows: str = ""
+    skip_locked: str = ""
+    advisory_locks: bool = False
+    json_rows: bool = False
+    one_statement_append: bool = False
+    aborts_on_error: bool = False
+    deferred_writes: bool = False
+
+
+POSTGRESQL = Dialect(
+    "postgresql",
+    lock_rows=" FOR UPDATE",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    advisory_locks=True,
+    json_rows=True,
+    one_statement_append=True,
+    aborts_on_error=True,
+    deferred_writes=True,
+)
+SQLITE = Dialect("sqlite")
+_DIALECTS = {"postgresql": POSTGRESQL, "sqlite": SQLITE}
+
+
+def dialect(connection: Any) -> Dialect:
+    """The :class:`Dialect` of ``connection`` (another database: the plainest one, SQLite's)."""
+    return _DIALECTS.get(connection.vendor, SQLITE)
+
+
+# Vendors where a claim is one ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING *`` statement.
+SINGLE_STATEMENT_CLAIM_VENDORS = frozenset({"postgresql", "sqlite"})
+
+
+def single_statement_claims(connection: Any) -> bool:
+    """Whether claims here are one hand-written ``UPDATE ... RETURNING`` statement: PostgreSQL, and SQLite from
+    3.35 (the first with RETURNING). Elsewhere the adapters take the select-then-conditional-update path.
+    Read at each call, so a test can switch every adapter to that path at once."""
+    return connection.vendor in SINGLE_STATEMENT_CLAIM_VENDORS and connection.features.can_return_columns_from_insert
+
+
+@functools.cache
+def q(name: str) -> str:
+    """An identifier (table or column) quoted the SQL standard's way, which PostgreSQL and SQLite share."""
+    return f'"{name}"'
+
+
+def table(model: type[Model]) -> str:
+    return q(model._meta.db_table)
+
+
+# -- reading rows ---------------------------------------------------------------------------------------------
+
+_READERS: dict[tuple[type, str], Any] = {}
+
+
+def row_reader(model: type[Model], connection: Any) -> Any:
+    """``(attnames, "col1, col2, ...", convert)`` for reading whole rows of ``model`` from raw SQL the way the
+    ORM would (the backend's and the fields' converters: JSON, datetimes, decimals)."""
+    key = (model, connection.alias)
+    cached = _READERS.get(key)
+    if cached is not None:
+        return cached
+    fields = model._meta.concrete_fields
+    cols = [f.get_col(model._meta.db_table) for f in fields]
+    converters = [[*connection.ops.get_db_converters(col), *col.get_db_converters(connection)] for col in cols]
+
+    def convert(row: Sequence[Any]) -> list[Any]:
+        values = []
+        for value, col, convs in zip(row, cols, converters, strict=True):
+            for conv in convs:
+                value = conv(value, col, connection)
+            values.append(value)
+        return values
+
+    reader = ([f.attname for f in fields], ", ".join(q(f.column) for f in fields), convert)
+    _READERS[key] = reader
+    return reader
+
+
+def select_rows(connection: Any, model: type[Model], where: str, order_by: str = "", lock: bool = False) -> str:
+    """select_rows -- Read whole rows of ``model`` matching ``where``, optionally ordered and locked.
+
+    The run and stage reads of every stage (``OrmStore._select``); ``lock``: ``FOR UPDATE`` where rows lock."""
+    _names, columns, _convert = row_reader(model, connection)
+    sql = f"SELECT {columns} FROM {table(model)} WHERE {where}"
+    if order_by:
+        sql += f" ORDER BY {order_by}"
+    return sql + (dialect(connection).lock_rows if lock else "")
+
+
+# -- updates --------------------------------------------------------------------------------------------------
+
+
+class _PlusOne:
+    """An UPDATE value: the column's own value plus one (``version``, a claim's ``attempt``)."""
+
+    def __repr__(self) -> str:
+        return "PLUS_ONE"
+
+
+PLUS_ONE = _PlusOne()
+
+
+def update(
+    connection: Any,
+    model: type[Model],
+    values: Mapping[str, Any],
+    where: str,
+    where_params: Sequence[Any],
+    returning: str | None = None,
+) -> tuple[str, list[Any]]:
+    """update -- Set columns of the rows of ``model`` matching ``where`` (the one UPDATE builder).
+
+    ``values``: ``{field name: value}`` (concrete fields; :data:`PLUS_ONE` adds one to the column).
+    ``returning``: a ``RETURNING`` list. Every hand-written UPDATE goes through it."""
+    meta = model._meta
+    sets: list[str] = []
+    params: list[Any] = []
+    for name, value in values.items():
+        field = cast(Field, meta.get_field(name))  # concrete columns only: callers pass field names
+        column = q(field.column)
+        if value is PLUS_ONE:
+            sets.append(f"{column} = {column} + 1")
+            continue
+        sets.append(f"{column} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    sql = f"UPDATE {table(model)} SET {', '.join(sets)} WHERE {where}"
+    return sql + (f" RETURNING {returning}" if returning else ""), [*params, *where_params]
+
+
+def versioned_update(
+    connection: Any,
+    model: type[Model],
+    pk: str,
+    values: Mapping[str, Any],
+    expected_version: int | None,
+    current_only: bool = False,
+) -> tuple[str, list[Any]]:
+    """versioned_update -- Update one run or stage row by id [at the version read] [if not superseded].
+
+    ``update_run``/``update_stage``: several per stage; without ``RETURNING`` (the caller adds it, or defers the
+    write)."""
+    where = f"{q(model._meta.pk.column)} = %s"
+    params: list[Any] = [pk]
+    if expected_version is not None:
+        where += f" AND {q('version')} = %s"
+        params.append(expected_version)
+    if current_only:
+        where += f" AND {q('superseded_at')} IS NULL"
+    return update(connection, model, values, where, params)
+
+
+def claim(
+    connection: Any,
+    model: type[Model],
+    values: Mapping[str, Any],
+    pick: str,
+    pick_params: Sequence[Any],
+    order_by: str,
+    guard: str,
+    guard_params: Sequence[Any],
+) -> tuple[str, list[Any]]:
+    """claim -- Take the first row matching ``pick`` in ``order_by`` order, still matching ``guard``, in one statement.
+
+    ``UPDATE t SET ... WHERE id = (SELECT id ... LIMIT 1 [FOR UPDATE SKIP LOCKED]) AND guard RETURNING *``:
+    atomic on its own. PostgreSQL lets concurrent claimers skip each other's locked rows instead of queueing
+    behind them; SQLite runs one writer at a time, so the statement cannot interleave with another claim. The
+    job queue's ``dequeue``/``claim_stage`` and ``claim_next_pending_run``."""
+    _names, columns, _convert = row_reader(model, connection)
+    lock = dialect(connection).skip_locked
+    pk = q(model._meta.pk.column)
+    where = f"{pk} = (SELECT {pk} FROM {table(model)} WHERE {pick} ORDER BY {order_by} LIMIT 1{lock}) AND {guard}"
+    return update(connection, model, values, where, [*pick_params, *guard_params], returning=columns)
+
+
+def claim_by_id(
+    connection: Any, model: type[Model], values: Mapping[str, Any], pk: str, guard: str, guard_params: Sequence[Any]
+) -> tuple[str, list[Any]]:
+    """claim_by_id -- Take one row by id if it still matches ``guard``, returning it whole.
+
+    The RQ path's claim: every queue-delivered stage starts with it."""
+    _names, columns, _convert = row_reader(model, connection)
+    where = f"{q(model._meta.pk.column)} = %s AND {guard}"
+    return update(connection, model, values, where, [pk, *guard_params], returning=columns)
+
+
+def claim_one(using: str, candidates: QuerySet, guard: Q, **values: Any) -> Any:
+    """Where claims are not one statement (:func:`single_statement_claims`): apply ``values`` to the first row
+    of ``candidates`` (filtered and ordered) with the ORM and return it as updated (a model instance), or
+    ``None``. The first candidate is read (``SKIP LOCKED`` where supported) and taken by a conditional UPDATE on
+    ``guard``, retried a few times when another caller wins the row; call it inside ``atomic()``."""
+    manager = candidates.model._default_manager.using(using)
+    locked = candidates.select_for_update(skip_locked=True)
+    for _ in range(10):
+        pk = locked.values_list("pk", flat=True).first()
+        if pk is None:
+            return None
+        if manager.filter(guard, pk=pk).update(**values):
+            return manager.get(pk=pk)
+    return None
+
+
+def complete_idempotency_key(using: str, key: str, command_type: str, result: Any) -> tuple[str, list[Any]]:
+    """complete_idempotency_key -- Store a command's cached result (and the run it led to) on its key.
+
+    Deferred with the command's writes on PostgreSQL."""
+    connection = connections[using]
+    values = {"result": result, "run_id": result_run_id(result)}
+    return update(
+        connection, IdempotencyKey, values, f"{q('key')} = %s AND {q('command_type')} = %s", [key, command_type]
+    )
+
+
+def result_run_id(result: Any) -> str | None:
+    """The run a command's cached result names, kept in a column of its own so that deleting a run deletes its
+    idempotency keys through an index."""
+    run_id = result.get("run_id") if isinstance(result, dict) else None
+    return run_id if isinstance(run_id, str) else None
+
+
+# -- inserts --------------------------------------------------------------------------------------------------
+
+
+def insert_fields(model: type[Model]) -> list[Any]:
+    """The columns :func:`insert` writes, in order (not an auto-increment primary key)."""
+    return [f for f in model._meta.concrete_fields if not getattr(f, "db_returning", False)]
+
+
+def insert(
+    using: str, model: type[Model], objs: Sequence[Model], *, ignore_conflicts: bool = False
+) -> tuple[str, list[Any]]:
+    """insert -- Insert model instances in one multi-row statement [skipping rows whose key exists].
+
+    Every concrete field, pks given, except an auto-increment pk, which the database assigns.
+    ``ignore_conflicts``: ``ON CONFLICT DO NOTHING`` (PostgreSQL, SQLite), so a duplicate shows as a smaller row
+    count instead of an error that aborts the transaction."""
+    connection = connections[using]
+    fields = insert_fields(model)
+    columns = ", ".join(q(f.column) for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs for f in fields]
+    sql = f"INSERT INTO {table(model)} ({columns}) VALUES {', '.join([row] * len(objs))}"
+    return sql + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""), params
+
+
+def json_insert(
+    using: str, model: type[Model], rows: Sequence[Mapping[str, Any]], *, ignore_conflicts: bool = False
+) -> tuple[str, list[Any]]:
+    """json_insert -- Insert any number of rows given as one JSON parameter (PostgreSQL).
+
+    ``INSERT INTO t (cols) SELECT cols FROM jsonb_populate_recordset(NULL::t, %s) [ON CONFLICT DO NOTHING]``:
+    rows are ``{attname: value}`` (a missing one is the field's default). The statement's text is the same for
+    1 row or 1,000 (so it is prepared once, and psycopg does not re-parse thousands of placeholders), and the
+    rows stay Python dicts until the statement runs: a queued insert's counter can still move
+    (:func:`json_rows`, :func:`.deferred.advance_counter`)."""
+    from psycopg.types.json import Jsonb
+
+    sql, fields = _json_insert_text(model, ignore_conflicts)
+    payload = [{f.column: row[f.attname] if f.attname in row else f.get_default() for f in fields} for row in rows]
+    return sql, [Jsonb(payload, dumps=_json_dumps)]
+
+
+@functools.cache
+def _json_insert_text(model: type[Model], ignore_conflicts: bool) -> tuple[str, list[Any]]:
+    fields = insert_fields(model)
+    columns = ", ".join(q(f.column) for f in fields)
+    sql = f"INSERT INTO {table(model)} ({columns}) SELECT {columns} FROM jsonb_populate_recordset(NULL::{table(model)}, %s)"
+    return sql + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""), fields
+
+
+def json_rows(params: Sequence[Any]) -> list[dict[str, Any]]:
+    """The row dicts (by column) of :func:`json_insert`'s parameters, still open to change until it runs."""
+    return params[0].obj
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+# -- the outbox -----------------------------------------------------------------------------------------------
+
+# The name under which a deferred write reads the rows of its auxiliary statement (:class:`.deferred.Write`).
+AUX = "__dwe_aux__"
+
+
+def reserve_event_sequences() -> str:
+    """reserve_event_sequences -- Advance one run's event counter by %s and return its new value.
+
+    The UPDATE row-locks the run until the transaction ends, so concurrent writers of one run take turns."""
+    seq = q("event_seq")
+    return f"UPDATE {table(WorkflowRun)} SET {seq} = {seq} + %s WHERE {q('id')} = %s RETURNING {seq}"
+
+
+def reserve_event_sequences_of_runs(count: int) -> str:
+    """reserve_event_sequences_of_runs -- Advance the event counters of ``count`` runs by %s, returning (id, counter).
+
+    ``start_many`` on SQLite (one per distinct event count, in chunks under the bound-parameter limit)."""
+    seq = q("event_seq")
+    return (
+        f"UPDATE {table(WorkflowRun)} SET {seq} = {seq} + %s "
+        f"WHERE {q('id')} IN ({', '.join(['%s'] * count)}) RETURNING {q('id')}, {seq}"
+    )
+
+
+def append_events(
+    connection: Any, run_id: str, items: Sequence[Mapping[str, Any]], causation_id: str
+) -> tuple[str, list[Any], str, list[Any]]:
+    """append_events -- Reserve a run's next sequences and insert its events (PostgreSQL, one statement).
+
+    Returns the reserving UPDATE and the INSERT, which reads the reserved counter under the name :data:`AUX`:
+    run as ``WITH seq AS (UPDATE run ... RETURNING event_seq) INSERT INTO outbox SELECT ... FROM seq, VALUES``,
+    or deferred (:mod:`.deferred`). Nothing is inserted when the run row does not exist."""
+    meta = OutboxEvent._meta
+    payload_field = meta.get_field("payload")
+    occurred_field = meta.get_field("occurred_at")
+    values_sql = []
+    insert_params: list[Any] = [run_id, len(items), causation_id]
+    for offset, event in enumerate(items):
+        occurred_at = occurred_field.get_db_prep_save(datetime.fromisoformat(event["timestamp"]), connection)
+        values_sql.append("(%s::integer, %s::timestamptz, %s, %s::jsonb)")
+        insert_params += [offset, occurred_at, event["type"], payload_field.get_db_prep_save(dict(event), connection)]
+    columns = ", ".join(
+        q(c) for c in ("created_at", "run_id", "sequence", "event_type", "payload", "causation_id", "occurred_at")
+    )
+    insert = (
+        f"INSERT INTO {table(OutboxEvent)} ({columns}, {q('retry_count')}) "
+        f"SELECT v.occurred_at, %s, {AUX}.event_seq - %s + 1 + v.k, v.event_type, v.payload, %s, v.occurred_at, 0 "
+        f"FROM {AUX}, (VALUES {', '.join(values_sql)}) AS v(k, occurred_at, event_type, payload)"
+    )
+    return reserve_event_sequences(), [len(items), run_id], insert, insert_params
+
+
+def with_aux(aux_sql: str, sql: str) -> str:
+    """with_aux -- Run ``sql`` reading the rows of its auxiliary statement ``aux_sql`` (under :data:`AUX`) at once."""
+    return f"WITH aux AS ({aux_sql}) {sql.replace(AUX, 'aux')}"
+
+
+def lock_outbox_of_run(run_id: str) -> tuple[str, list[Any]]:
+    """lock_outbox_of_run -- Serialize the appends to a run that has no row (PostgreSQL advisory lock)."""
+    return "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"dwe-outbox:{run_id}"]
+
+
+# -- concurrency limits ---------------------------------------------------------------------------------------
+
+
+def lock_concurrency_key(workflow_id: str, key: str) -> tuple[str, list[Any]]:
+    """lock_concurrency_key -- Serialize admissions under one (workflow, concurrency key) (PostgreSQL)."""
+    return "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"dwe-run:{workflow_id}:{key}"]
+
+
+def lock_stage_limit(workflow_id: str, stage_id: str) -> tuple[str, list[Any]]:
+    """lock_stage_limit -- Serialize admissions to one stage's cluster-wide limit (PostgreSQL)."""
+    return "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"dwe-stage:{workflow_id}:{stage_id}"]
+
+
+# -- deferred writes ------------------------------------------------------------------------------------------
+
+
+def combined_writes(writes: Sequence[Any]) -> tuple[str, list[Any]]:
+    """combined_writes -- Run queued writes as one statement and count each one's rows (PostgreSQL).
+
+    ``WITH w0 AS (UPDATE ... RETURNING 1), w1 AS (INSERT ... RETURNING 1) SELECT (SELECT count(*) FROM w0), ...``
+    (a write's auxiliary statement becomes ``a<n>``, read in place of :data:`AUX`): :func:`.deferred.flush`."""
+    ctes: list[str] = []
+    params: list[Any] = []
+    selects: list[str] = []
+    for n, write in enumerate(writes):
+        main = write.sql
+        if write.aux_sql is not None:
+            ctes.append(f"a{n} AS ({write.aux_sql})")
+            params += write.aux_params
+            main = main.replace(AUX, f"a{n}")
+        ctes.append(f"w{n} AS ({main} RETURNING 1)")
+        params += write.params
+        selects.append(f"(SELECT count(*) FROM w{n})")
+    return f"WITH {', '.join(ctes)} SELECT {', '.join(selects)}", params
+
+
+# -- SQLite ---------------------------------------------------------------------------------------------------
+
+DEFERRED_BEGINS = frozenset({"BEGIN", "BEGIN DEFERRED", "BEGIN TRANSACTION", "BEGIN DEFERRED TRANSACTION"})
+"""deferred_begins -- How Django begins a SQLite transaction; :mod:`.sqlite` sends :data:`BEGIN_IMMEDIATE` instead."""
+
+BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
+"""begin_immediate -- Begin a transaction that takes SQLite's write lock at once (:mod:`.sqlite`)."""
+
+JOURNAL_MODE = "PRAGMA journal_mode"
+"""journal_mode -- Read SQLite's journal mode (``wal``, ``delete``, ...)."""
+
+JOURNAL_MODE_WAL = "PRAGMA journal_mode=WAL"
+"""journal_mode_wal -- Switch the database file to write-ahead logging (it persists in the file)."""
+
+
+# -- the admin ------------------------------------------------------------------------------------------------
+
+
+def estimated_count(db_table: str, above: int) -> tuple[str, list[Any]]:
+    """estimated_count -- The planner's row estimate of a table above ``above`` rows, else its exact count.
+
+    One statement (PostgreSQL): the uncorrelated ``COUNT(*)`` sub-select (an InitPlan) runs only when the CASE
+    reaches it, i.e. only for tables the planner believes are small. The admin's paginator."""
+    return (
+        "SELECT CASE WHEN (SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)) > %s "
+        "THEN (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)) "
+        f"ELSE (SELECT COUNT(*) FROM {q(db_table)}) END",
+        [db_table, above, db_table],
+    )
+
+
+def distinct_model_ids(db_table: str, limit: int) -> tuple[str, list[Any]]:
+    """distinct_model_ids -- Distinct AI model ids by a loose index scan, at most ``limit``.
+
+    One recursive query that jumps from one model id to the next through the ``(model_id, created_at)`` index,
+    instead of ``SELECT DISTINCT`` reading every call. The admin's model filter of AI calls."""
+    t = q(db_table)
+    return (
+        f"WITH RECURSIVE m(model_id) AS ("
+        f"  SELECT * FROM (SELECT model_id FROM {t} ORDER BY model_id LIMIT 1) AS first"
+        f"  UNION ALL"
+        f"  SELECT (SELECT t.model_id FROM {t} t WHERE t.model_id > m.model_id ORDER BY t.model_id LIMIT 1)"
+        f"  FROM m WHERE m.model_id IS NOT NULL"
+        f") SELECT model_id FROM m WHERE model_id IS NOT NULL LIMIT %s",
+        [limit],
+    )

@@ -1,0 +1,132 @@
+"""The base of the ORM persistence adapter's parts (:class:`~.persistence.OrmPersistence`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connections
+from django.db.models import Model
+
+from ..core.errors import StaleVersionError
+from ..models import (
+    WorkflowRun,
+    WorkflowStage,
+)
+from . import deferred
+from .cursors import hot_cursor
+from .sqlite import guard_public_methods
+from .statements import PLUS_ONE, Dialect, dialect, q, row_reader, select_rows, versioned_update
+
+
+def expect_rows(count: int, error: Exception) -> Callable[[int], None]:
+    """A deferred write's row-count check: raise ``error`` unless exactly ``count`` rows were written."""
+
+    def check(actual: int) -> None:
+        if actual != count:
+            raise error
+
+    return check
+
+
+def update_values(record: str, names: list[str], fields: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """The ``QuerySet.update`` kwargs for an ``update_run``/``update_stage`` call, with the in-memory rules:
+    any record field may be written except the primary key; ``updated_at`` is always ``now`` and ``version``
+    always goes up by one (from the value given, if one is)."""
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in names:
+            raise AttributeError(f"{record} has no field {name!r}")
+        if name == "id":
+            raise AttributeError(f"{record}.id is the primary key and cannot be updated")
+        values[name] = value
+    values["updated_at"] = now
+    values["version"] = values["version"] + 1 if "version" in values else PLUS_ONE
+    return values
+
+
+@guard_public_methods
+class OrmStore:
+    """What the persistence mixins share: the database alias, transactions, the model managers, the versioned
+    UPDATE and the hot-path SELECT."""
+
+    def __init__(self, using: str = "default"):
+        self.using = using
+
+    @property
+    def _dialect(self) -> Dialect:
+        return dialect(connections[self.using])
+
+    def atomic(self):
+        """A transaction. On PostgreSQL, writes whose results are not needed at once leave together in one
+        statement before the next read and before the block ends (:mod:`.deferred`): ``update_run`` and
+        ``update_stage`` without ``expected_version`` then return 0 instead of the new version. On SQLite: a
+        transaction that takes the write lock up front (:mod:`.sqlite`)."""
+        return deferred.deferred_atomic(self.using)
+
+    def _objects(self, model: type[Model]):
+        return model._default_manager.using(self.using)
+
+    def _runs(self):
+        return self._objects(WorkflowRun)
+
+    def _stages(self):
+        """Current stage records (the default manager hides superseded ones)."""
+        return self._objects(WorkflowStage)
+
+    def _history(self):
+        """Every generation's stage records."""
+        return WorkflowStage.all_generations.using(self.using)
+
+    def _versioned_update(
+        self,
+        model: type[Model],
+        pk: str,
+        values: dict[str, Any],
+        expected_version: int | None,
+        missing: Exception,
+        current_only: bool = False,
+    ) -> int:
+        """One ``UPDATE ... RETURNING version`` (it is on the hot path of every stage); only when no row
+        matched does a second query tell a missing row from a stale version. ``current_only``: rows a rerun
+        superseded are not written (a stage record's history is read-only)."""
+        connection = connections[self.using]
+        sql, params = versioned_update(connection, model, pk, values, expected_version, current_only)
+        if expected_version is None and deferred.deferring(self.using):
+            rows = frozenset({(model._meta.db_table, pk)})
+            deferred.defer(self.using, deferred.Write(sql, params, rows, expect_rows(1, missing)))
+            return 0
+        with hot_cursor(connection) as cursor:
+            cursor.execute(f"{sql} RETURNING {q('version')}", params)
+            row = cursor.fetchone()
+        if row is not None:
+            return int(row[0])
+        actual = model._base_manager.using(self.using).filter(pk=pk).values_list("version", flat=True).first()
+        if actual is None:
+            raise missing
+        raise StaleVersionError(model.__name__, pk, expected_version or 0, actual)
+
+    def _select(
+        self, model: type[Model], where: str, params: Sequence[Any], order_by: str = "", lock: bool = False
+    ) -> list[dict[str, Any]]:
+        """Rows of ``model`` as ``{attname: value}`` dicts, read with hand-written SQL (these reads are on the
+        hot path of every stage, where building them with the ORM costs more than running them) and
+        converted the way the ORM would (:func:`~.statements.select_rows`)."""
+        connection = connections[self.using]
+        names, _columns, convert = row_reader(model, connection)
+        with hot_cursor(connection) as cursor:
+            cursor.execute(select_rows(connection, model, where, order_by, lock), list(params))
+            rows = cursor.fetchall()
+        return [dict(zip(names, convert(row), strict=True)) for row in rows]
+
+
+def returned_row(using: str, model: type[Model], sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
+    """Run a statement that returns at most one whole row of ``model`` (``RETURNING`` every column, see
+    :func:`~.statements.claim`) and read it the way the ORM would, as ``{attname: value}``."""
+    connection = connections[using]
+    names, _columns, convert = row_reader(model, connection)
+    with hot_cursor(connection) as cursor:
+        cursor.execute(sql, list(params))
+        row = cursor.fetchone()
+    return None if row is None else dict(zip(names, convert(row), strict=True))
