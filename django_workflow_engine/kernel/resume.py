@@ -62,7 +62,7 @@ def poll_woken(
             result = CompletionError(f"Stage {record.stage_id!r} produced invalid output: {error_message(exc)}")
     persistence = deps.persistence
     now = deps.clock.now()
-    with persistence.atomic(defer_writes=True):
+    with persistence.atomic():
         locked = persistence.lock_run(run.id)
         if locked is None or locked.status != Status.RUNNING:
             status = locked.status if locked is not None else "deleted"
