@@ -576,8 +576,19 @@ class OrmPersistence(OrmConcurrency, OrmSignals):
         return [StageRecord(**{name: row[name] for name in STAGE_FIELDS}) for row in rows]
 
     def get_stage(self, run_id: str, stage_id: str) -> StageRecord | None:
-        row = self._stages().current().filter(run_id=run_id, stage_id=stage_id).first()
-        return stage_record(row) if row else None
+        # Hand-written like get_stages: a map's items each read their own record and their map's.
+        where = '"run_id" = %s AND "stage_id" = %s AND "superseded_at" IS NULL'
+        rows = self._select(WorkflowStage, where, [run_id, stage_id])
+        return StageRecord(**{name: rows[0][name] for name in STAGE_FIELDS}) if rows else None
+
+    def get_stages_named(self, run_id: str, stage_ids: Sequence[str]) -> list[StageRecord]:
+        where = '"run_id" = %s AND "stage_id" = ANY(%s) AND "superseded_at" IS NULL' if self._pg else ""
+        if not where:
+            where = (
+                f'"run_id" = %s AND "stage_id" IN ({", ".join(["%s"] * len(stage_ids))}) AND "superseded_at" IS NULL'
+            )
+        params = [run_id, list(stage_ids)] if self._pg else [run_id, *stage_ids]
+        return [StageRecord(**{n: row[n] for n in STAGE_FIELDS}) for row in self._select(WorkflowStage, where, params)]
 
     def get_stage_history(self, run_id: str) -> list[StageRecord]:
         rows = self._history().for_run(run_id).order_by("attempt", "execution_group", "stage_number")

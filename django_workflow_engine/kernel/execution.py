@@ -115,6 +115,7 @@ class _Begun:
     stages: list[StageRecord]
     record: StageRecord
     started: datetime
+    map: StageRecord | None = None  # an item's map, read in the outcome transaction
 
 
 class _Ghost(Exception):
@@ -261,7 +262,7 @@ def _run_stage(deps: Deps, workflow: Workflow, stage_def: Stage, begun: _Begun) 
             storage=StageStorage(deps.blobs, run.workflow_type, run.id, record.stage_id),
             log_sink=_log_sink(deps, begun),
             ai_factory=deps.ai_factory,
-            run_status=_status_reader(deps, run.id),
+            run_status=lambda: deps.persistence.get_run_status(run.id),
             children=StageChildren(deps, run, record.id),
         )
     except MissingGroupOutput as exc:
@@ -274,10 +275,6 @@ def _run_stage(deps: Deps, workflow: Workflow, stage_def: Stage, begun: _Begun) 
         return execute_stage(stage_def, ctx, stage_timeout(deps, stage_def), run_left), ctx
     finally:
         live.finished(run.id, record.stage_id)
-
-
-def _status_reader(deps: Deps, run_id: str) -> Callable[[], str | None]:
-    return lambda: deps.persistence.get_run_status(run_id)
 
 
 def stage_timeout(deps: Deps, stage_def: Stage) -> float | None:
@@ -323,7 +320,8 @@ def _record(
             locked = persistence.lock_run(run.id)
             if locked is None or locked.status != Status.RUNNING:
                 raise _Ghost(str(locked.status) if locked else "deleted")
-            if record.item_index is not None and not fanout.item_open(deps, record):
+            begun.map = fanout.item_map(deps, record) if fanout.is_item(record) else None
+            if fanout.is_item(record) and begun.map is None:
                 raise _Ghost("past this item (finished by another delivery, or its map failed)")
             written = write_outcome(deps, run, record, stage_def, outcome, output_data, finished, duration_ms)
             executed = Executed(
@@ -391,7 +389,7 @@ def _settle(
     claim_for = settle.worker_id
     if claim_for is not None and settle.continue_if is not None and not settle.continue_if():
         claim_for = None
-    mapped = fanout.item_completed(deps, workflow, locked, written, now, claim_for) if fanout.is_item(written) else None
+    mapped = fanout.item_completed(deps, workflow, locked, written, begun.map, now, claim_for) if begun.map else None
     if mapped is not None and not mapped.finished:  # not the map's last item
         return replace(executed, transition="noop", continuation=mapped.started), mapped.events
     # The only stage of its group (not a map): no other stage of the run changed since begin read them (later

@@ -57,24 +57,31 @@ def item_input(stage_def: Stage, record: StageRecord) -> Any:
     return record.item if stage_def.input is None else stage_def.parse_input(record.item)
 
 
-def item_open(deps: Deps, record: StageRecord) -> bool:
-    """In the outcome transaction: whether ``record`` is still the item's open record. A delivery that lost
-    its lease while another one finished the item, or an item its failed map cancelled, is not written again,
-    so each item is counted once."""
-    current = deps.persistence.get_stage(record.run_id, record.stage_id)
-    return (
-        current is not None and current.id == record.id and current.status not in (Status.COMPLETED, Status.CANCELLED)
-    )
+def item_map(deps: Deps, record: StageRecord) -> StageRecord | None:
+    """In the outcome transaction, one read: the record of the map of item ``record`` if the item is still
+    open, else None. A delivery that lost its lease while another one finished the item, or an item its failed
+    map cancelled, is not written again, so each item is counted once."""
+    base, _ = split_item(record.stage_id)
+    rows = {s.stage_id: s for s in deps.persistence.get_stages_named(record.run_id, [record.stage_id, base])}
+    current = rows.get(record.stage_id)
+    if current is None or current.id != record.id or current.status in (Status.COMPLETED, Status.CANCELLED):
+        return None
+    return rows.get(base)
 
 
 def item_completed(
-    deps: Deps, workflow: Workflow, run: RunRecord, item: StageRecord, now: datetime, claim_for: str | None
+    deps: Deps,
+    workflow: Workflow,
+    run: RunRecord,
+    item: StageRecord,
+    parent: StageRecord | None,
+    now: datetime,
+    claim_for: str | None,
 ) -> Settled:
-    """Item ``item`` completed (its record is written): count it, queue the next item when ``max_parallel``
-    held it back (started for ``claim_for``), and finish the map after its last item."""
-    base, _ = split_item(item.stage_id)
-    spec = workflow.maps[base]
-    parent = deps.persistence.get_stage(run.id, base)
+    """Item ``item`` of map ``parent`` (as :func:`item_map` read it) completed, its record written: count it,
+    queue the next item when ``max_parallel`` held it back (started for ``claim_for``), and finish the map after
+    its last item."""
+    spec = workflow.maps[split_item(item.stage_id)[0]]
     if parent is None or parent.status != Status.RUNNING:
         return Settled()
     counts = dict(parent.metrics or {})

@@ -149,6 +149,11 @@ class Persistence(Protocol):
         """The current (not superseded) record of one stage of the run."""
         ...
 
+    def get_stages_named(self, run_id: str, stage_ids: Sequence[str]) -> list[StageRecord]:
+        """The current records of the named stages of the run (those that exist), in one read: a map's item
+        and its map."""
+        ...
+
     def get_stage_history(self, run_id: str) -> list[StageRecord]:
         """Every stage record of the run, superseded ones included, by (attempt, execution_group, stage_number)."""
         ...
