@@ -77,4 +77,26 @@ squares_by_field = (
     .build()
 )
 
-WORKFLOWS = [squares, squares_two_at_a_time, squares_tolerant, squares_by_field]
+
+@define_stage(id="slow_square", name="Square one chunk, slowly")
+def slow_square(ctx):
+    """2 ms per item; each execution is appended to a file the acceptance test reads (one line per run)."""
+    import os
+    import time
+
+    time.sleep(0.002)
+    tmp = os.environ.get("WORKFLOW_ENGINE_TEST_TMP")
+    if tmp:
+        with open(os.path.join(tmp, "map-executions.log"), "a") as log:
+            log.write(f"{ctx.input} {os.getpid()}\n")
+    return ctx.input * ctx.input
+
+
+squares_slowly = (
+    WorkflowBuilder("map-squares-slow", "Square each chunk, 2 ms each", input=Doc)
+    .pipe(split)
+    .map(slow_square, over="chunks")
+    .build()
+)
+
+WORKFLOWS = [squares, squares_two_at_a_time, squares_tolerant, squares_by_field, squares_slowly]
