@@ -27,6 +27,7 @@ OUR_PAGES = [
     "tasks.md",
     "flow-control.md",
     "child-workflows.md",
+    "fan-out.md",
 ]
 LINK_RE = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
 
