@@ -63,9 +63,9 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
                 ["COMPLETED", "FAILED"],
             )
     key, limit = run.concurrency_key, workflow.max_concurrent_runs
-    if key is not None and limit is not None and not concurrency.admit(deps, workflow, run):
-        raise ConcurrencyLimitReached(run.id, workflow.id, key, limit)  # before anything is written
     now = deps.clock.now()
+    if key is not None and limit is not None and not concurrency.admit(deps, workflow, run, now):
+        raise ConcurrencyLimitReached(run.id, workflow.id, key, limit)  # before anything is written
     replaced = persistence.supersede_stages_from_group(run.id, group, now, command.actor)
     kept = [s for s in stages if s.execution_group < group]
     attempt = max((s.attempt for s in replaced), default=0) + 1
