@@ -144,13 +144,16 @@ def _settle(
     total = int(counts["map_items"])
     queued = int(counts.get("map_queued", total))
     result = Settled()
+    last = int(counts["map_done"]) + len(counts.get("map_failed") or []) >= total
     if queued < total:
         upto = min(total, queued + freed)
         result.started = _queue(deps, workflow, run, parent, queued, upto, now, claim_for)
-        if result.started is not None:
-            result.events.append(stage_started_event(result.started.record, now))
         counts["map_queued"] = upto
-    if int(counts["map_done"]) + len(counts.get("map_failed") or []) < total:
+    elif claim_for is not None and not last:
+        result.started = _take(deps, run, parent, counts, now, claim_for)
+    if result.started is not None:
+        result.events.append(stage_started_event(result.started.record, now))
+    if not last:
         deps.persistence.update_stage(parent.id, {"metrics": counts}, now)
         return result
     result.events += _finish(deps, spec, run, parent, counts, now)
@@ -186,6 +189,26 @@ def _queue(
     deps.persistence.update_stage(taken.id, {"status": Status.RUNNING, "started_at": now}, now)
     running = replace(taken, status=Status.RUNNING, started_at=now, updated_at=now)
     job: JobRecord = claimed_job(job_ids[0], jobs[0], now)
+    return StartedStage(job=job, run=run, stages=[running], record=running)
+
+
+def _take(
+    deps: Deps, run: RunRecord, parent: StageRecord, counts: dict[str, Any], now: datetime, claim_for: str
+) -> StartedStage | None:
+    """Every item is queued: start for ``claim_for`` one no worker has taken yet, from the end of the list
+    (workers dequeue from its start), so the worker that finished an item goes on without a queue round trip.
+    ``map_cursor`` is the next index to try; the first one taken already means the two ends met: no more."""
+    cursor = int(counts.get("map_cursor", int(counts["map_items"]) - 1))
+    if cursor < 0:
+        return None
+    stage_id = item_stage_id(parent.stage_id, cursor)
+    job = deps.jobs.claim_stage(run.id, stage_id, claim_for, now)
+    counts["map_cursor"] = cursor - 1 if job is not None else -1
+    record = deps.persistence.get_stage(run.id, stage_id) if job is not None else None
+    if job is None or record is None:
+        return None
+    deps.persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": now}, now)
+    running = replace(record, status=Status.RUNNING, started_at=now, updated_at=now)
     return StartedStage(job=job, run=run, stages=[running], record=running)
 
 
