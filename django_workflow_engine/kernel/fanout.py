@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import StageNotFound
+from ..core.errors import InvalidRunState, StageNotFound
 from ..core.fanout import MapSpec, item_stage_id, split_item
+from ..core.ids import new_id
 from .events import STAGE_COMPLETED, STAGE_FAILED, event
 from .flow import MISSING, claimed_job, group_jobs, load_output, stage_started_event, store_output
 from .records import JobRecord, RunRecord, StageRecord, StartedStage, Status
@@ -264,3 +265,51 @@ def _fail_map(
     deps.persistence.cancel_open_stages(run.id, now)
     names = {"stage_id": parent.stage_id, "stage_name": parent.stage_name}
     return [event(STAGE_FAILED, run.id, now, **names, error=message)]
+
+
+def rerun_item(
+    deps: Deps,
+    run: RunRecord,
+    workflow: Workflow,
+    stages: Sequence[StageRecord],
+    stage_id: str,
+    now: datetime,
+    actor: str | None,
+) -> tuple[list[StageRecord], list[StageRecord]]:
+    """``rerun_from`` an item (``"summarize[3]"``): that item runs again on its own, then its map finishes again
+    (the other items' outputs kept) and the groups after it run again. Supersedes the item's and its map's
+    records and every later group's, and writes the new generation of the two: ``(replaced, new records)``.
+
+    Raises:
+        StageNotFound: the run has no such item.
+        InvalidRunState: the map did not complete (it failed: its other items were cancelled; rerun the map).
+    """
+    base, _ = split_item(stage_id)
+    item = next((s for s in stages if s.stage_id == stage_id), None)
+    parent = next((s for s in stages if s.stage_id == base and not is_item(s)), None)
+    if item is None or parent is None:
+        raise StageNotFound(workflow.id, stage_id, workflow.stage_ids())
+    if parent.status != Status.COMPLETED:
+        raise InvalidRunState(
+            run.id,
+            str(parent.status),
+            f"rerun of one item of map stage {base!r} (rerun {base!r} itself)",
+            ["COMPLETED"],
+        )
+    persistence = deps.persistence
+    replaced = persistence.supersede_stages_from_group(run.id, parent.execution_group + 1, now, actor)
+    for record in (parent, item):
+        persistence.update_stage(record.id, {"superseded_at": now, "superseded_by": actor}, now)
+    attempt = max(s.attempt for s in [*replaced, parent, item]) + 1
+    counts = dict(parent.metrics or {})
+    if item.status == Status.COMPLETED:
+        counts["map_done"] = int(counts.get("map_done", 0)) - 1
+    counts["map_failed"] = [i for i in counts.get("map_failed") or [] if i != item.item_index]
+    counts["map_cursor"] = -1  # the only item to run is this one, from the queue
+    fresh: dict[str, Any] = {"completed_at": None, "duration_ms": None, "output_data": None, "error_message": None}
+    again = [
+        replace(parent, **fresh, id=new_id(), status=Status.RUNNING, attempt=attempt, started_at=now, metrics=counts),
+        replace(item, **fresh, id=new_id(), status=Status.PENDING, attempt=attempt, started_at=None, metrics=None),
+    ]
+    again = persistence.create_stages(again, now)  # after the supersede: a read-back, not a queued insert
+    return [parent, item, *replaced], again

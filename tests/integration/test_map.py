@@ -51,3 +51,19 @@ def test_on_error_continue_on_the_orm():
     assert run.status == "COMPLETED"
     assert run.output["sum"] == 4 + 9 + 16
     assert [e["index"] for e in run.output["errors"]] == [1, 5]
+
+
+def test_one_item_reruns_on_its_own_on_the_orm():
+    run = engine.start("map-squares", {"n": 5})
+    engine.run_until_idle()
+    flows_map.EXECUTED.clear()
+    kept = WorkflowStage.objects.get(run=run, stage_id="square[0]").pk
+    engine.rerun_from(run.id, "square[3]")
+    engine.run_until_idle()
+    run.refresh_from_db()
+    assert run.status == "COMPLETED"
+    assert run.output == {"sum": 30, "squares": [0, 1, 4, 9, 16]}
+    assert flows_map.EXECUTED == [3]
+    assert WorkflowStage.objects.get(run=run, stage_id="square[0]").pk == kept
+    assert WorkflowStage.objects.get(run=run, stage_id="square[3]").attempt == 1
+    assert WorkflowStage.all_generations.filter(run=run, stage_id="square[3]").count() == 2

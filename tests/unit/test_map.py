@@ -157,3 +157,36 @@ def test_a_worker_that_finishes_an_item_goes_on_with_one_no_worker_took_from_the
     # goes on with 3 and 2 from the end; item 1 taken means the ends met, so item 4 comes from the queue
     assert flows_map.EXECUTED == [0, 5, 1, 3, 2, 4]
     assert harness.persistence.get_run(run_id).output["squares"] == [0, 1, 4, 9, 16, 25]
+
+
+def test_one_item_reruns_on_its_own_then_the_map_and_what_follows_finish_again(harness):
+    from django_workflow_engine.core.errors import InvalidRunState
+    from django_workflow_engine.kernel import RerunFrom
+
+    run_id = harness.start("map-squares-tolerant", {"n": 4, "bad": [2]})
+    harness.run_until_idle()
+    assert harness.persistence.get_run(run_id).output["errors"] == [
+        {"index": 2, "error": "ValueError: negative item -2"}
+    ]
+    flows_map.EXECUTED.clear()
+    first = {s.stage_id: s.id for s in harness.persistence.get_stages(run_id)}
+    # rerun one item that completed (its model was updated, say)
+    harness.dispatch(RerunFrom(run_id=run_id, stage_id="square[1]", actor="ops"))
+    harness.run_until_idle()
+    assert flows_map.EXECUTED == [1]  # that item alone
+    run = harness.persistence.get_run(run_id)
+    assert run.status == "COMPLETED"
+    assert run.output["sum"] == 0 + 1 + 9
+    now = {s.stage_id: s for s in harness.persistence.get_stages(run_id)}
+    assert now["square[1]"].id != first["square[1]"]
+    assert now["square[1]"].attempt == 1
+    assert now["square[0]"].id == first["square[0]"]  # the other items are kept
+    assert now["total"].id != first["total"]  # what follows the map ran again
+    history = [s for s in harness.persistence.get_stage_history(run_id) if s.superseded_at is not None]
+    assert {s.stage_id for s in history} == {"square", "square[1]", "total"}
+    assert {s.superseded_by for s in history} == {"ops"}
+
+    failing = harness.start("map-squares", {"n": 3, "bad": [1]})
+    harness.run_until_idle()
+    with pytest.raises(InvalidRunState, match="rerun 'square' itself"):
+        harness.dispatch(RerunFrom(run_id=failing, stage_id="square[0]"))
