@@ -95,8 +95,9 @@ def items_failed(
 ) -> Settled:
     """Items failed for good (their jobs have no attempt left): with ``on_error="fail"`` the map fails, its
     open items are cancelled and the caller fails the run; with ``"continue"`` they count as settled."""
-    failed = [s for s in stages if is_item(s) and s.status == Status.FAILED]
-    if not failed:
+    running = {s.stage_id for s in stages if not is_item(s) and s.status == Status.RUNNING}
+    failed = [s for s in stages if is_item(s) and s.status == Status.FAILED and split_item(s.stage_id)[0] in running]
+    if not failed:  # none, or only items of maps that finished: no read
         return Settled()
     retrying = {
         j.stage_id
