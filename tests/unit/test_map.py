@@ -190,3 +190,15 @@ def test_one_item_reruns_on_its_own_then_the_map_and_what_follows_finish_again(h
     harness.run_until_idle()
     with pytest.raises(InvalidRunState, match="rerun 'square' itself"):
         harness.dispatch(RerunFrom(run_id=failing, stage_id="square[0]"))
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "100", True, 10**9 + 1])
+def test_manage_py_check_names_a_bad_max_map_items(settings, value):
+    from django_workflow_engine.checks import check_settings
+
+    settings.WORKFLOW_ENGINE = {"MAX_MAP_ITEMS": value}
+    errors = check_settings(None)
+    assert [e.id for e in errors] == ["django_workflow_engine.E054"]
+    assert "MAX_MAP_ITEMS" in errors[0].msg
+    settings.WORKFLOW_ENGINE = {"MAX_MAP_ITEMS": 500}
+    assert check_settings(None) == []
