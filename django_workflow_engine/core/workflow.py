@@ -357,12 +357,18 @@ class WorkflowBuilder:
                 group receives ``{"outputs": [...], "errors": [{"index": i, "error": "..."}]}``.
 
         Raises:
-            WorkflowDefinitionError: the map is the first group, or an argument is out of range.
+            WorkflowDefinitionError: the map is the first group, an argument is out of range, or the stage has
+                ``max_concurrent``.
         """
         if not self._groups:
             raise WorkflowDefinitionError(
                 f"Workflow {self.id!r}: map({getattr(stage, 'id', stage)!r}) needs a stage before it whose output "
                 "holds the list to map over."
+            )
+        if getattr(stage, "max_concurrent", None) is not None:
+            raise WorkflowDefinitionError(
+                f"Workflow {self.id!r}: map({stage.id!r}): a mapped stage cannot have max_concurrent (a limit "
+                "across runs); limit its items with max_parallel=."
             )
         spec = MapSpec(getattr(stage, "id", str(stage)), over, max_parallel, on_error)
         self._add_group([stage])

@@ -123,6 +123,9 @@ def test_map_definitions_are_checked():
         WorkflowBuilder("m2", "M").pipe(split).map(square, max_parallel=0)
     with pytest.raises(WorkflowDefinitionError, match="on_error= must be 'fail' or 'continue'"):
         WorkflowBuilder("m3", "M").pipe(split).map(square, on_error="ignore")  # type: ignore[arg-type]
+    limited = define_stage(id="limited", name="limited", max_concurrent=2)(lambda ctx: None)
+    with pytest.raises(WorkflowDefinitionError, match="cannot have max_concurrent"):
+        WorkflowBuilder("m5", "M").pipe(split).map(limited)
     long = define_stage(id="x" * 89, name="long")(lambda ctx: None)
     with pytest.raises(WorkflowDefinitionError, match="at most 88 characters"):
         WorkflowBuilder("m4", "M").pipe(split).map(long)
