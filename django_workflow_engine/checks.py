@@ -115,6 +115,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             errors.append(
                 _error(f"WORKFLOW_ENGINE[{key!r}] is {value!r}.", f"Set {key} to a positive number or None.", 35)
             )
+    limit = settings.MAX_MAP_ITEMS
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10**9:
+        errors.append(
+            _error(
+                f"WORKFLOW_ENGINE['MAX_MAP_ITEMS'] is {limit!r}.",
+                "Use a whole number from 1 to 1,000,000,000 (default 10,000): the most items one map stage fans "
+                "out to.",
+                54,
+            )
+        )
     jitter = settings.RETRY_JITTER
     if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
         errors.append(_error(f"WORKFLOW_ENGINE['RETRY_JITTER'] is {jitter!r}.", "Use a fraction from 0 to 1.", 35))

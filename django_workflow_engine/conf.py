@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     # Idempotency keys older than this are deleted by the maintenance tick (None: kept until their run is deleted).
     "IDEMPOTENCY_KEY_TTL_SECONDS": 7 * 24 * 3600,
     "MAX_INPUT_BYTES": 1024 * 1024,
+    # A map stage over more items than this fails its run, before any item is written (docs/fan-out.md).
+    "MAX_MAP_ITEMS": 10_000,
     # Finished runs the maintenance loop purges, e.g. {"older_than": "30d"} (None: kept until deleted).
     "RETENTION": None,
     # OpenTelemetry spans per run, stage execution and AI call (the 'otel' extra); False: nothing is imported.

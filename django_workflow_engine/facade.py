@@ -64,6 +64,7 @@ class Engine:
             idempotency_stale_seconds=settings.IDEMPOTENCY_STALE_SECONDS,
             inline_output_bytes=settings.INLINE_OUTPUT_BYTES,
             max_input_bytes=settings.MAX_INPUT_BYTES,
+            max_map_items=settings.MAX_MAP_ITEMS,
             observer=self._observer() if settings.TRACING else None,
         )
 

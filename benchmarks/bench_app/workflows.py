@@ -3,6 +3,8 @@
 The stages take no input schema and return an empty dict, so the measured cost is the engine's own.
 """
 
+from pydantic import BaseModel
+
 from django_workflow_engine import WorkflowBuilder, define_stage
 
 
@@ -63,5 +65,34 @@ bench_seq3 = (
     .pipe(bench_a)
     .pipe(bench_b)
     .pipe(bench_c)
+    .build()
+)
+
+
+# A map of no-op items (``fanout.py``): a stage makes the list, one no-op stage per item, a stage reads the outputs.
+class MapInput(BaseModel):
+    n: int = 10_000
+
+
+@define_stage(id="m_split", name="Make the items", input=MapInput)
+def bench_m_split(ctx):
+    return list(range(ctx.input.n))
+
+
+@define_stage(id="m_item", name="One item")
+def bench_m_item(ctx):
+    return ctx.input
+
+
+@define_stage(id="m_join", name="Count the outputs")
+def bench_m_join(ctx):
+    return {"items": len(ctx.workflow_context["m_item"])}
+
+
+bench_map = (
+    WorkflowBuilder("bench-map", "Benchmark, map", "a list of n items, a no-op stage per item, a join")
+    .pipe(bench_m_split)
+    .map(bench_m_item)
+    .pipe(bench_m_join)
     .build()
 )

@@ -9,6 +9,7 @@ writer at a time (``BEGIN IMMEDIATE``), so a count and the write that follows it
 from __future__ import annotations
 
 from dataclasses import fields
+from datetime import datetime
 from typing import Any
 
 from django.db import connections
@@ -49,31 +50,37 @@ class OrmConcurrency:
             .count()
         )
 
-    def concurrency_counts(self, workflow_id: str, key: str) -> tuple[int, int]:
+    def concurrency_counts(self, workflow_id: str, key: str, now: datetime | None = None) -> tuple[int, int]:
         counts = (
             WorkflowRun.objects.using(self.using)
             .filter(workflow_id=workflow_id, concurrency_key=key, status__in=[Status.RUNNING, Status.PENDING])
             .aggregate(
                 running=Count("pk", filter=Q(status=Status.RUNNING)),
-                waiting=Count("pk", filter=Q(status=Status.PENDING)),
+                waiting=Count("pk", filter=Q(status=Status.PENDING) & _due(now)),
             )
         )
         return counts["running"], counts["waiting"]
 
-    def waiting_runs(self, workflow_id: str, key: str, limit: int) -> list[Any]:
+    def waiting_runs(self, workflow_id: str, key: str, limit: int, now: datetime | None = None) -> list[Any]:
         rows = (
             WorkflowRun.objects.using(self.using)
-            .filter(workflow_id=workflow_id, concurrency_key=key, status=Status.PENDING)
+            .filter(_due(now), workflow_id=workflow_id, concurrency_key=key, status=Status.PENDING)
             .order_by("-priority", "created_at", "id")[:limit]
         )
         return [RunRecord(**{f.name: getattr(row, f.name) for f in fields(RunRecord)}) for row in rows]
 
-    def waiting_concurrency_keys(self, limit: int) -> list[tuple[str, str]]:
+    def waiting_concurrency_keys(self, limit: int, now: datetime | None = None) -> list[tuple[str, str]]:
         rows = (
             WorkflowRun.objects.using(self.using)
             .waiting_for_slot()
+            .filter(_due(now))
             .values_list("workflow_id", "concurrency_key")
             .distinct()
             .order_by("workflow_id", "concurrency_key")[:limit]
         )
         return [(w, k) for w, k in rows]
+
+
+def _due(now: datetime | None) -> Q:
+    """Waiting runs that may take a slot at ``now``: a delayed start not due yet holds none and waits none."""
+    return Q() if now is None else Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=now)

@@ -49,8 +49,16 @@ class OrmStages(OrmStore):
         return [StageRecord(**{name: row[name] for name in STAGE_FIELDS}) for row in rows]
 
     def get_stage(self, run_id: str, stage_id: str) -> StageRecord | None:
-        row = self._stages().current().filter(run_id=run_id, stage_id=stage_id).first()
-        return stage_record(row) if row else None
+        # Hand-written like get_stages: a map's items each read their own record and their map's.
+        return next(iter(self.get_stages_named(run_id, [stage_id])), None)
+
+    def get_stages_named(self, run_id: str, stage_ids: Sequence[str]) -> list[StageRecord]:
+        if not stage_ids:
+            return []
+        names = ", ".join(["%s"] * len(stage_ids))
+        where = f"{q('run_id')} = %s AND {q('stage_id')} IN ({names}) AND {q('superseded_at')} IS NULL"
+        rows = self._select(WorkflowStage, where, [run_id, *stage_ids])
+        return [StageRecord(**{name: row[name] for name in STAGE_FIELDS}) for row in rows]
 
     def get_stage_history(self, run_id: str) -> list[StageRecord]:
         rows = self._history().for_run(run_id).order_by("attempt", "execution_group", "stage_number")

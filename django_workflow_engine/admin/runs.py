@@ -46,6 +46,7 @@ from .common import (
     pretty_json,
     refuse_nul_bytes,
 )
+from .maps import map_counts
 from .timeline import build_rows, render_timeline
 
 HEX = re.compile(r"^[0-9a-f]{4,32}$")
@@ -290,13 +291,16 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
 
 def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
     """Everything the run page shows, in a fixed number of queries however large the run's history is."""
-    current = list(WorkflowStage.objects.filter(run=run).order_by("execution_group", "stage_number"))
+    # A map's items (as many as MAX_MAP_ITEMS) are counted, not listed: admin/maps.py.
+    current = list(WorkflowStage.objects.filter(run=run, item_index=None).order_by("execution_group", "stage_number"))
     earlier = list(
         WorkflowStage.all_generations.filter(run=run, superseded_at__isnull=False)
         .defer("output_data", "config", "suspended_state")
         .order_by("superseded_at", "execution_group", "stage_number")
     )
-    jobs = history.latest_jobs(list(WorkflowJob.objects.filter(run=run).defer("payload")))
+    jobs = history.latest_jobs(
+        list(WorkflowJob.objects.filter(run=run).exclude(stage_id__contains="[").defer("payload"))
+    )
     attempts = history.attempts(run, current, earlier)
     attempt = attempts[-1]
     shown = request.GET.get("attempt") or ""
@@ -421,7 +425,9 @@ def run_page_context(request: HttpRequest, run: WorkflowRun) -> dict[str, Any]:
         "config_json": pretty_json(run.config),
         "output_json": pretty_json(run.output),
         "metadata_json": pretty_json(run.metadata) if run.metadata else None,
-        "timeline": render_timeline(run, build_rows(stages, plan, suspended_at), now) if attempt.is_current else None,
+        "timeline": render_timeline(run, build_rows(stages, plan, suspended_at, map_counts(run, current)), now)
+        if attempt.is_current
+        else None,
         "stage_rows": stage_rows,
         "logs": logs,
         "log_page": log_page,

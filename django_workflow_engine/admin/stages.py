@@ -11,6 +11,7 @@ from ..models import WorkflowJob, WorkflowStage
 from .common import (
     ReadOnlyAdmin,
     RunFilter,
+    ValueFilter,
     badge,
     elapsed_ms,
     fmt_duration,
@@ -32,6 +33,19 @@ class StageWorkflowFilter(admin.SimpleListFilter):
 
     def queryset(self, request: Any, queryset: Any) -> Any:
         return queryset.filter(run__workflow_id=self.value()) if self.value() else queryset
+
+
+class MapFilter(ValueFilter):
+    """``?map=<stage id>``: the items of that map stage (the run page's timeline links here)."""
+
+    title = "items of map"
+    parameter_name = "map"
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        value = self.value()
+        if value:
+            return queryset.filter(item_index__isnull=False, stage_id__startswith=f"{value}[")
+        return queryset
 
 
 class GenerationFilter(admin.SimpleListFilter):
@@ -83,6 +97,7 @@ class WorkflowStageAdmin(ReadOnlyAdmin):
         StageWorkflowFilter,
         ("created_at", admin.DateFieldListFilter),
         RunFilter,
+        MapFilter,
         GenerationFilter,
     )
     list_select_related = ("run",)
@@ -91,13 +106,15 @@ class WorkflowStageAdmin(ReadOnlyAdmin):
     # Stage ids are time-ordered (a millisecond timestamp prefix), so newest first is a backward scan of the
     # primary key index; the table has no index on created_at.
     ordering = ("-id",)
-    changelist_defer = ("output_data", "config", "suspended_state", "metrics", *RUN_HEAVY)
+    changelist_defer = ("output_data", "config", "suspended_state", "metrics", "item", *RUN_HEAVY)
     fields = (
         "run_col",
         "stage_id",
         "stage_name",
         "execution_group",
         "stage_number",
+        "item_index",
+        "item_json",
         "status_badge",
         "generation",
         "tries",
@@ -170,6 +187,10 @@ class WorkflowStageAdmin(ReadOnlyAdmin):
     @admin.display(description="output")
     def output_json(self, obj: WorkflowStage) -> Any:
         return pretty_json(obj.output_data)
+
+    @admin.display(description="item (a map's input)")
+    def item_json(self, obj: WorkflowStage) -> Any:
+        return pretty_json(obj.item) if obj.item_index is not None else "—"
 
     @admin.display(description="config")
     def config_json(self, obj: WorkflowStage) -> Any:

@@ -37,12 +37,17 @@ class Row:
     finished: datetime | None
     suspended_at: datetime | None
     next_poll_at: datetime | None
+    items: Any = None  # a map stage: its items' counts (admin/maps.py MapCounts)
 
 
 def build_rows(
-    stages: Sequence[Any], plan: Sequence[Sequence[Any]] | None, suspended_at: Mapping[str, datetime]
+    stages: Sequence[Any],
+    plan: Sequence[Sequence[Any]] | None,
+    suspended_at: Mapping[str, datetime],
+    maps: Mapping[str, Any] | None = None,
 ) -> list[Row]:
-    """Stage rows in plan order; planned stages that have no record yet are shown as not started."""
+    """Stage rows in plan order; planned stages that have no record yet are shown as not started. A map is one
+    row (its items are not in ``stages``) with its items' counts from ``maps``."""
     by_id = {s.stage_id: s for s in stages}
     rows: list[Row] = []
     seen: set[str] = set()
@@ -56,6 +61,8 @@ def build_rows(
         if record.stage_id not in seen:  # stages of a workflow no longer registered (or renamed)
             rows.append(_row(record.stage_id, record.stage_name, record.execution_group, record, suspended_at))
     rows.sort(key=lambda r: r.group)
+    for row in rows:
+        row.items = (maps or {}).get(row.stage_id)
     return rows
 
 
@@ -150,10 +157,13 @@ def render_timeline(run: Any, rows: Iterable[Row], now: datetime | None = None) 
 def _render_row(row: Row, y: int, x: Any, now: datetime) -> str:
     fg, bg = STATUS_COLORS.get(row.status, ("#999", "#f3f3f3"))
     label = f"{row.name} ({row.stage_id})" if row.name and row.name != row.stage_id else row.stage_id
-    out = [
+    text = (
         f'<text x="26" y="{y + ROW_H / 2 + 4:.1f}" style="fill:var(--body-fg,#333)">{escape(_clip(label, 28))}'
         f"<title>{escape(label)}</title></text>"
-    ]
+    )
+    if row.items is not None:  # a map: its label links to its items
+        text = f'<a class="dwe-map-items" href="{escape(row.items.url)}">{text}</a>'
+    out = [text]
     bar_y = y + (ROW_H - BAR_H) / 2
     if row.started is None:
         out.append(
@@ -166,6 +176,9 @@ def _render_row(row: Row, y: int, x: Any, now: datetime) -> str:
     width = max(x1 - x0, 2.0)
     duration = fmt_duration((end - row.started).total_seconds() * 1000)
     tip = f"{row.stage_id}: {row.status}, {duration}" + ("" if row.finished else " so far")
+    if row.items is not None:
+        duration += f" · {row.items.summary()}"
+        tip += f"; {row.items.total} items: {row.items.summary()}"
     if row.suspended_at and row.next_poll_at and row.status == "SUSPENDED":
         tip += f"; next poll {row.next_poll_at:%Y-%m-%d %H:%M:%S}"
     out.append(
@@ -184,7 +197,7 @@ def _render_row(row: Row, y: int, x: Any, now: datetime) -> str:
         )
     out.append("</g>")
     # The duration goes right of the bar, or left of it when the bar ends near the right edge.
-    after = x1 + 4 <= WIDTH - RIGHT_PAD - 60
+    after = x1 + 4 <= WIDTH - RIGHT_PAD - (60 if row.items is None else 330)
     text_x, anchor = (x1 + 4, "start") if after else (x0 - 4, "end")
     out.append(
         f'<text x="{text_x:.1f}" y="{y + ROW_H / 2 + 4:.1f}" text-anchor="{anchor}" fill="{fg}">'

@@ -33,8 +33,8 @@ def slot_text(run: Any, running: int | None = None) -> str:
 
 def slot_wait(run: Any) -> str | None:
     """The run page's line for a run waiting for a slot (one count query), else ``None``."""
-    if run.status != Status.PENDING or run.concurrency_key is None:
-        return None
+    if run.status != Status.PENDING or run.concurrency_key is None or is_scheduled(run):
+        return None  # a delayed start not due yet waits for its time (scheduled_wait), not for a slot
     running = WorkflowRun.objects.filter(
         workflow_id=run.workflow_id, concurrency_key=run.concurrency_key, status=Status.RUNNING
     ).count()

@@ -17,6 +17,7 @@ from .errors import (
     WorkflowEngineError,
     format_validation_errors,
 )
+from .fanout import MapSpec, OnError, Over, split_item
 from .jsonsafe import JSONValueError, check_json_value
 from .retry import Seconds, check_timeout
 from .schedule import InvalidSchedule, ScheduleSpec
@@ -50,6 +51,7 @@ class Workflow:
         max_concurrent_runs: int | None = None,
         concurrency_key: ConcurrencyKeyFn | None = None,
         timeout: Seconds | None = None,
+        maps: Sequence[MapSpec] = (),
     ):
         self.id = id
         self.name = name
@@ -58,6 +60,7 @@ class Workflow:
         self.output = output
         self.max_concurrent_runs, self.concurrency_key = check_concurrency(id, max_concurrent_runs, concurrency_key)
         self.timeout = check_timeout(f"Workflow {id!r}", "timeout", timeout)
+        self.maps: dict[str, MapSpec] = {spec.stage_id: spec for spec in maps}  # added with WorkflowBuilder.map()
         self.label = label  # the input field that names a run for people (a ticket id, an order number)
         self.schedules: tuple[ScheduleSpec, ...] = ()  # declared with WorkflowBuilder.schedule()
         self._groups: tuple[tuple[Stage, ...], ...] = tuple(tuple(g) for g in groups)
@@ -87,24 +90,36 @@ class Workflow:
         return list(self._stages.values())
 
     def has_stage(self, stage_id: str) -> bool:
-        return stage_id in self._stages
+        """Whether ``stage_id`` names a stage of this workflow (or an item of one of its maps)."""
+        return stage_id in self._stages or (split_item(stage_id)[1] is not None and self.map_of(stage_id) is not None)
 
     def stage(self, stage_id: str) -> Stage:
-        """The stage with ``stage_id``; raises :class:`StageNotFound` if there is none."""
+        """The stage with ``stage_id`` (the mapped stage for an item id such as ``"summarize[3]"``); raises
+        :class:`StageNotFound` if there is none."""
         try:
             return self._stages[stage_id]
         except KeyError:
+            base, index = split_item(stage_id)
+            if index is not None and base in self.maps:
+                return self._stages[base]
             raise StageNotFound(self.id, stage_id, self._stages) from None
+
+    def map_of(self, stage_id: str) -> MapSpec | None:
+        """The :class:`MapSpec` of map stage ``stage_id`` (or of the map an item id belongs to), else None."""
+        return self.maps.get(split_item(stage_id)[0])
+
+    def group_map(self, number: int) -> MapSpec | None:
+        """The :class:`MapSpec` of execution group ``number`` when it is a map, else None."""
+        stages = self.group(number)
+        return self.maps.get(stages[0].id) if len(stages) == 1 else None
 
     def group_of(self, stage_id: str) -> int:
         """1-based execution group of ``stage_id``."""
-        self.stage(stage_id)
-        return self._group_of[stage_id]
+        return self._group_of[self.stage(stage_id).id]
 
     def stage_number(self, stage_id: str) -> int:
         """1-based position of ``stage_id`` in definition order."""
-        self.stage(stage_id)
-        return self._number_of[stage_id]
+        return self._number_of[self.stage(stage_id).id]
 
     def group(self, number: int) -> tuple[Stage, ...]:
         """Stages of execution group ``number`` (1-based); empty past the last group."""
@@ -277,6 +292,7 @@ class WorkflowBuilder:
         self._groups: list[list[Stage]] = []
         self._seen: dict[str, int] = {}
         self._schedules: list[ScheduleSpec] = []
+        self._maps: list[MapSpec] = []
 
     def schedule(
         self,
@@ -323,6 +339,40 @@ class WorkflowBuilder:
         if isinstance(stages, Stage) or not stages:
             raise WorkflowDefinitionError(f"Workflow {self.id!r}: parallel() takes a non-empty list of stages.")
         self._add_group(list(stages))
+        return self
+
+    def map(
+        self, stage: Stage, *, over: Over = None, max_parallel: int | None = None, on_error: OnError = "fail"
+    ) -> WorkflowBuilder:
+        """Add ``stage`` as its own execution group, run once per item of a list the previous group produced
+        (see docs/fan-out.md). Each item is its own stage record (``stage_id[index]``) and job, with the item as
+        its input; the next group receives the outputs in item order.
+
+        Args:
+            stage: the stage each item runs.
+            over: where the list is: ``None`` (the previous group's output), a field name of that output, or a
+                function ``fn(output) -> list``. Default ``None``.
+            max_parallel: at most this many items queued or running at once. Default ``None``: no limit.
+            on_error: ``"fail"`` (default): an item that fails for good fails the run; ``"continue"``: the next
+                group receives ``{"outputs": [...], "errors": [{"index": i, "error": "..."}]}``.
+
+        Raises:
+            WorkflowDefinitionError: the map is the first group, an argument is out of range, or the stage has
+                ``max_concurrent``.
+        """
+        if not self._groups:
+            raise WorkflowDefinitionError(
+                f"Workflow {self.id!r}: map({getattr(stage, 'id', stage)!r}) needs a stage before it whose output "
+                "holds the list to map over."
+            )
+        if getattr(stage, "max_concurrent", None) is not None:
+            raise WorkflowDefinitionError(
+                f"Workflow {self.id!r}: map({stage.id!r}): a mapped stage cannot have max_concurrent (a limit "
+                "across runs); limit its items with max_parallel=."
+            )
+        spec = MapSpec(getattr(stage, "id", str(stage)), over, max_parallel, on_error)
+        self._add_group([stage])
+        self._maps.append(spec)
         return self
 
     def _add_group(self, stages: list[Stage]) -> None:
@@ -378,6 +428,7 @@ class WorkflowBuilder:
             max_concurrent_runs=self.max_concurrent_runs,
             concurrency_key=self.concurrency_key,
             timeout=self.timeout,
+            maps=self._maps,
         )
         for spec in self._schedules:  # a bad input or config fails now, not at 02:00
             try:

@@ -19,12 +19,16 @@ if TYPE_CHECKING:
     from .deps import Deps
 
 
-def admit(deps: Deps, workflow: Workflow, run: RunRecord) -> bool:
+def admit(deps: Deps, workflow: Workflow, run: RunRecord, now: datetime) -> bool:
     """For a new run with a concurrency key, before it is written: lock its key and tell whether it may start
-    now (a slot is free and no run waits before it). ``False``: create it PENDING, it waits."""
+    now (a slot is free and no due run waits before it). ``False``: create it PENDING, it waits. A delayed run
+    not due yet is never admitted: it waits PENDING, holding no slot, until it is due (then a slot admits it
+    like any waiting run)."""
     assert run.concurrency_key is not None
+    if run.scheduled_at is not None and run.scheduled_at > now:
+        return False
     deps.persistence.lock_concurrency_key(workflow.id, run.concurrency_key)
-    running, waiting = deps.persistence.concurrency_counts(workflow.id, run.concurrency_key)
+    running, waiting = deps.persistence.concurrency_counts(workflow.id, run.concurrency_key, now)
     return running < (workflow.max_concurrent_runs or 0) and waiting == 0
 
 
@@ -39,12 +43,12 @@ def fill_slots(deps: Deps, workflow: Workflow, key: str, now: datetime) -> list[
         return []
     persistence = deps.persistence
     persistence.lock_concurrency_key(workflow.id, key)
-    running, waiting = persistence.concurrency_counts(workflow.id, key)
+    running, waiting = persistence.concurrency_counts(workflow.id, key, now)
     free = min(limit - running, waiting)
     if free <= 0:
         return []
     events = []
-    for run in persistence.waiting_runs(workflow.id, key, free):
+    for run in persistence.waiting_runs(workflow.id, key, free, now):
         persistence.update_run(run.id, {"status": Status.RUNNING, "started_at": now}, now)
         run.status, run.started_at = Status.RUNNING, now
         prepare_group(deps, run, workflow, 1, 0, now, existing=[])
@@ -69,7 +73,7 @@ def sweep(deps: Deps, now: datetime, limit: int = 100) -> list[tuple[str, str]]:
     wake-up lost to a crash, a limit raised in a deploy). Each key in its own transaction. Returns the
     (run id, workflow id) of the runs started."""
     started: list[tuple[str, str]] = []
-    for workflow_id, key in deps.persistence.waiting_concurrency_keys(limit):
+    for workflow_id, key in deps.persistence.waiting_concurrency_keys(limit, now):
         workflow = deps.registry.get(workflow_id)
         if workflow is None:
             continue

@@ -22,6 +22,7 @@ class KernelOptions:
     retry_max_interval_seconds: the longest wait between two attempts (None: no ceiling).
     retry_jitter: a fraction in [0, 1]: each retry waits up to that share less, at random (0: exact).
     stage_timeout_seconds: the time one stage execution may take, for stages without their own (None: no limit).
+    max_map_items: a map stage over more items than this fails its run (10,000).
     observer: tracing hooks (``stage(job)`` context manager, ``stage_log(...)``); None: not called at all.
     """
 
@@ -34,6 +35,7 @@ class KernelOptions:
     retry_max_interval_seconds: float | None = None
     retry_jitter: float = 0.0
     stage_timeout_seconds: float | None = None
+    max_map_items: int = 10_000
     observer: Any = None
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..core.context import StageContext, StageStorage
 from ..core.errors import RunNotFound, StageNotFound, WorkflowNotFound
 from ..core.ids import new_id
-from . import concurrency, live, resume, signals
+from . import concurrency, fanout, live, resume, signals
 from .children import StageChildren
 from .commands import ExecuteJob, ExecuteResult
 from .events import STAGE_PROGRESS, event
@@ -43,7 +43,7 @@ from .flow import (
     workflow_context,
 )
 from .handlers import run_expire_deadlines, run_transition
-from .logcontext import job_extra, log_extra
+from .logcontext import job_extra, stage_log_sink
 from .outcome import annotation_events, buffered_annotations, fail_stage_and_run, write_outcome
 from .records import JobRecord, RunRecord, StageRecord, StartedStage, Status
 
@@ -116,6 +116,7 @@ class _Begun:
     record: StageRecord
     started: datetime
     woken: bool = False  # a SUSPENDED stage whose job a signal put back in the queue: poll it, do not execute it
+    map: StageRecord | None = None  # an item's map, read in the outcome transaction
 
 
 class _Ghost(Exception):
@@ -158,7 +159,7 @@ def execute(
     if started is not None:
         begun = _Begun(started.run, started.stages, started.record, started.record.started_at or deps.clock.now())
     else:
-        begin = _begin(deps, workflow, stage_def, run_id, causation_id, settle)
+        begin = _begin(deps, workflow, stage_id, run_id, causation_id, settle)
         if isinstance(begin, Executed):
             return begin
         begun = begin
@@ -171,12 +172,11 @@ def execute(
 
 
 def _begin(
-    deps: Deps, workflow: Workflow, stage_def: Stage, run_id: str, causation_id: str, settle: Settle | None
+    deps: Deps, workflow: Workflow, stage_id: str, run_id: str, causation_id: str, settle: Settle | None
 ) -> _Begun | Executed:
     """One transaction, run row locked: check the run, read its stages, mark this stage RUNNING and record
-    ``stage:started``. It commits before any stage code runs."""
-    persistence = deps.persistence
-    now = deps.clock.now()
+    ``stage:started``. It commits before any stage code runs. A map's item reads its own record only."""
+    persistence, stage_def, now = deps.persistence, workflow.stage(stage_id), deps.clock.now()
     with persistence.atomic():
         run = persistence.lock_run(run_id)
         if run is None:
@@ -186,8 +186,11 @@ def _begin(
         if run_expire_deadlines.past_deadline(run, now):
             persistence.append_events(run_expire_deadlines.expire(deps, run, now), causation_id)
             return _ghost(run.id, "FAILED (deadline exceeded)", "before execution")
-        stages = persistence.get_stages(run.id)
-        record = next((s for s in stages if s.stage_id == stage_def.id), None)
+        item = stage_id != stage_def.id  # a map's item: its own record only
+        stages = fanout.item_stages(deps, workflow, run.id, stage_id) if item else persistence.get_stages(run.id)
+        if item and not stages:
+            return _ghost(run.id, "past this item (its map failed)", "before execution")
+        record = next((s for s in stages if s.stage_id == stage_id), None)
         if record is not None and record.status == Status.COMPLETED:
             # A duplicate delivery of a finished stage: never executed twice; its job is settled here.
             output = load_output(deps, record)
@@ -224,48 +227,31 @@ def _begin(
     return _Begun(run, stages, record, now)
 
 
-def _log_sink(deps: Deps, begun: _Begun) -> Callable[[str, str, dict[str, Any]], None]:
-    observer = deps.options.observer
-
-    def log_sink(level: str, message: str, meta: dict[str, Any]) -> None:
-        if observer is not None:
-            observer.stage_log(begun.run.id, begun.record.stage_id, level, message, meta)
-        try:
-            deps.persistence.create_log(begun.run.id, begun.record.id, level, message, meta or None, deps.clock.now())
-        except Exception:
-            logger.exception(
-                "could not store a log line of stage %s",
-                begun.record.stage_id,
-                extra=log_extra(begun.run.id, begun.run.workflow_id, begun.record.stage_id),
-            )
-
-    return log_sink
-
-
 def _run_stage(deps: Deps, workflow: Workflow, stage_def: Stage, begun: _Begun) -> tuple[Outcome, StageContext | None]:
     """The stage code, with no transaction open."""
     run, record = begun.run, begun.record
     context = workflow_context(deps, begun.stages)
     try:
-        raw_input = stage_input(workflow, run, record.execution_group, context, stage_def.id)
         ctx = StageContext(
-            input=stage_def.parse_input(raw_input),
+            input=fanout.item_input(stage_def, record)
+            if fanout.is_item(record)
+            else stage_def.parse_input(stage_input(workflow, run, record.execution_group, context, stage_def.id)),
             workflow_context=context,
             stage_number=record.stage_number,
             resume_state=record.suspended_state,
             run_id=run.id,
             workflow_id=workflow.id,
-            stage_id=stage_def.id,
+            stage_id=record.stage_id,
             stage_name=stage_def.name,
             stage_record_id=record.id,
             attempt=record.attempt,
             config=parse_config(
                 stage_def, record.config if record.config is not None else run.config.get(stage_def.id)
             ),
-            storage=StageStorage(deps.blobs, run.workflow_type, run.id, stage_def.id),
-            log_sink=_log_sink(deps, begun),
+            storage=StageStorage(deps.blobs, run.workflow_type, run.id, record.stage_id),
+            log_sink=stage_log_sink(deps, begun.run, begun.record),
             ai_factory=deps.ai_factory,
-            run_status=_status_reader(deps, run.id),
+            run_status=lambda: deps.persistence.get_run_status(run.id),
             children=StageChildren(deps, run, record.id),
         )
     except MissingGroupOutput as exc:
@@ -273,15 +259,11 @@ def _run_stage(deps: Deps, workflow: Workflow, stage_def: Stage, begun: _Begun) 
     except Exception as exc:
         return failure(exc, not isinstance(exc, NON_RETRYABLE) and stage_def.retry.retryable(exc)), None
     run_left = (run.deadline_at - deps.clock.now()).total_seconds() if run.deadline_at is not None else None
-    live.started(run.id, stage_def.id, ctx)
+    live.started(run.id, record.stage_id, ctx)
     try:
         return execute_stage(stage_def, ctx, stage_timeout(deps, stage_def), run_left), ctx
     finally:
-        live.finished(run.id, stage_def.id)
-
-
-def _status_reader(deps: Deps, run_id: str) -> Callable[[], str | None]:
-    return lambda: deps.persistence.get_run_status(run_id)
+        live.finished(run.id, record.stage_id)
 
 
 def stage_timeout(deps: Deps, stage_def: Stage) -> float | None:
@@ -310,7 +292,7 @@ def _record(
         outcome = early.outcome
     if outcome.kind == "completed":
         try:
-            output_data = store_output(deps, run, stage_def.id, outcome.output, outcome.artifacts, record.attempt)
+            output_data = store_output(deps, run, record.stage_id, outcome.output, outcome.artifacts, record.attempt)
         except Exception as exc:
             error = f"Could not store the output of stage {stage_def.id!r}: {error_message(exc)}"
             outcome = Outcome("failed", error=error)
@@ -324,6 +306,9 @@ def _record(
             locked = persistence.lock_run(run.id)
             if locked is None or locked.status != Status.RUNNING:
                 raise _Ghost(str(locked.status) if locked else "deleted")
+            begun.map = fanout.item_map(deps, record) if fanout.is_item(record) else None
+            if fanout.is_item(record) and begun.map is None:
+                raise _Ghost("past this item (finished by another delivery, or its map failed)")
             written = write_outcome(deps, run, record, stage_def, outcome, output_data, finished, duration_ms)
             executed = Executed(
                 outcome.kind,  # type: ignore[arg-type]
@@ -351,9 +336,11 @@ def _record(
             meta["error_type"] = outcome.error_type
         if outcome.traceback:
             meta["traceback"] = outcome.traceback
-        _log_sink(deps, begun)("ERROR", f"Stage {stage_def.id!r} failed: {outcome.error}", meta)
+        stage_log_sink(deps, begun.run, begun.record)("ERROR", f"Stage {stage_def.id!r} failed: {outcome.error}", meta)
     elif outcome.kind == "deferred":
-        _log_sink(deps, begun)("INFO", f"Stage {stage_def.id!r} deferred: {outcome.error}", {"attempt": record.attempt})
+        stage_log_sink(deps, begun.run, begun.record)(
+            "INFO", f"Stage {stage_def.id!r} deferred: {outcome.error}", {"attempt": record.attempt}
+        )
     return executed
 
 
@@ -388,13 +375,17 @@ def _settle(
         return executed, []
     deps.jobs.complete(settle.job_id, now)
     claim_for = _claim_for(settle)
-    # The only stage of its group: no other stage of the run changed since begin read them (later groups
-    # start only from here; cancel and rerun change the locked run row).
+    mapped = fanout.item_completed(deps, workflow, locked, written, begun.map, now, claim_for) if begun.map else None
+    if mapped is not None and not mapped.finished:  # not the map's last item
+        return replace(executed, transition="noop", continuation=mapped.started), mapped.events
+    # The only stage of its group (not a map): no other stage of the run changed since begin read them (later
+    # groups start only from here; cancel and rerun change the locked run row).
     known = None
-    if len(workflow.group(begun.record.execution_group)) == 1:
+    if len(workflow.group(begun.record.execution_group)) == 1 and mapped is None:
         known = [s for s in begun.stages if s.id != begun.record.id] + [written]
     advanced = run_transition.advance(deps, locked, now, claim_for=claim_for, stages=known)
-    return replace(executed, transition=advanced.result.action, continuation=advanced.started), advanced.events
+    events = (mapped.events if mapped else []) + advanced.events
+    return replace(executed, transition=advanced.result.action, continuation=advanced.started), events
 
 
 def _claim_for(settle: Settle) -> str | None:  # the worker that continues with the run's next stage, if it may

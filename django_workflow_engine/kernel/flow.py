@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.errors import BlobNotFound
+from ..core.fanout import MapSpec, item_stage_id
 from ..core.ids import new_id
 from .records import JobRecord, NewJob, RunRecord, StageRecord, StartedStage, Status
 
@@ -91,10 +92,11 @@ def load_output(deps: Deps, stage: StageRecord) -> Any:
 
 
 def workflow_context(deps: Deps, stages: Iterable[StageRecord]) -> dict[str, Any]:
-    """``{stage_id: output}`` of every COMPLETED stage that has an output."""
+    """``{stage_id: output}`` of every COMPLETED stage that has an output (a map's items are not stages of
+    their own here: the map's record holds their outputs)."""
     context = {}
     for stage in stages:
-        if stage.status == Status.COMPLETED:
+        if stage.status == Status.COMPLETED and stage.item_index is None:
             value = load_output(deps, stage)
             if value is not MISSING:
                 context[stage.stage_id] = value
@@ -139,6 +141,7 @@ class StartedGroup:
     job_ids: list[str]
     started: StartedStage | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False  # a map over an empty list: the group is complete already
 
 
 def prepare_group(
@@ -157,7 +160,12 @@ def prepare_group(
 
     With ``claim_for`` (a worker id, and ``existing`` given) the group's first stage is started for that
     worker in the same transaction: its record is inserted RUNNING, its job already claimed, and
-    ``stage:started`` returned in ``events`` for the caller to append."""
+    ``stage:started`` returned in ``events`` for the caller to append.
+
+    A map group is fanned out (:func:`fan_out`)."""
+    spec = workflow.group_map(group)
+    if spec is not None:
+        return fan_out(deps, run, workflow, spec, group, attempt, now, existing, claim_for)
     known_new = existing is not None and not any(s.execution_group == group for s in existing)
     due = run.scheduled_at if run.scheduled_at is not None and run.scheduled_at > now else None
     # A delayed start is never executed early; a stage with a cluster-wide limit is never started eagerly: it
@@ -170,25 +178,114 @@ def prepare_group(
     job_ids = deps.jobs.enqueue(jobs, now) if jobs else []
     if taken is None:
         return StartedGroup(job_ids)
-    first = jobs[0]
-    job = JobRecord(
-        id=job_ids[0],
-        run_id=run.id,
-        workflow_id=run.workflow_id,
-        stage_id=taken.stage_id,
+    job = claimed_job(job_ids[0], jobs[0], now)
+    started = StartedStage(job=job, run=run, stages=[*existing, *stored], record=taken)  # type: ignore[misc]
+    return StartedGroup(job_ids, started, [stage_started_event(taken, now)])
+
+
+def claimed_job(job_id: str, new: NewJob, now: datetime) -> JobRecord:
+    """The job record of ``new``, enqueued as ``job_id`` already claimed by ``new.claimed_by``."""
+    return JobRecord(
+        id=job_id,
+        run_id=new.run_id,
+        workflow_id=new.workflow_id,
+        stage_id=new.stage_id,
         status=Status.RUNNING,
-        priority=first.priority,
+        priority=new.priority,
         attempt=1,
-        max_attempts=first.max_attempts,
-        worker_id=claim_for,
+        max_attempts=new.max_attempts,
+        worker_id=new.claimed_by,
         locked_at=now,
         available_at=now,
         started_at=now,
         created_at=now,
         updated_at=now,
     )
-    started = StartedStage(job=job, run=run, stages=[*existing, *stored], record=taken)  # type: ignore[misc]
-    return StartedGroup(job_ids, started, [stage_started_event(taken, now)])
+
+
+def fan_out(
+    deps: Deps,
+    run: RunRecord,
+    workflow: Workflow,
+    spec: MapSpec,
+    group: int,
+    attempt: int,
+    now: datetime,
+    existing: Sequence[StageRecord] | None,
+    claim_for: str | None,
+) -> StartedGroup:
+    """Start map group ``group``: take the items from the previous group's output, write the map's record and
+    one record per item in one batch, and enqueue the first ``max_parallel`` items (all of them without a
+    limit); with ``claim_for``, item 0 is started for that worker. An empty list completes the map at once
+    (``StartedGroup.finished``), and the caller advances the run again.
+
+    Raises:
+        MapInputError: the items are not a list, or too many; nothing was written.
+        MissingGroupOutput: the previous group left no output.
+    """
+    stages = list(existing) if existing is not None else deps.persistence.get_stages(run.id)
+    if any(s.execution_group == group for s in stages):
+        return StartedGroup([])  # fanned out already
+    previous = group_output(workflow, group - 1, workflow_context(deps, stages))
+    items = spec.items(previous, deps.options.max_map_items)
+    stage = workflow.stage(spec.stage_id)
+    total = len(items)
+    queued = min(total, spec.max_parallel or total)
+    due = run.scheduled_at if run.scheduled_at is not None and run.scheduled_at > now else None
+    eager = claim_for is not None and total > 0 and due is None and stage.max_concurrent is None
+    config = dict(run.config.get(stage.id) or {})
+    base = StageRecord(
+        id="",
+        run_id=run.id,
+        stage_id=stage.id,
+        stage_name=stage.name,
+        stage_number=workflow.stage_number(stage.id),
+        execution_group=group,
+        attempt=attempt,
+        config=config,
+    )
+    done = total == 0
+    parent = replace(
+        base,
+        id=new_id(),
+        status=Status.COMPLETED if done else Status.RUNNING,
+        started_at=now,
+        completed_at=now if done else None,
+        metrics=map_counts(total, queued),
+    )
+    if done:
+        parent.output_data = store_output(deps, run, stage.id, spec.join([], []), {}, attempt)
+    records = [
+        replace(
+            base,
+            id=new_id(),
+            stage_id=item_stage_id(stage.id, index),
+            item_index=index,
+            item=item,
+            status=Status.RUNNING if eager and index == 0 else Status.PENDING,
+            started_at=now if eager and index == 0 else None,
+        )
+        for index, item in enumerate(items)
+    ]
+    deps.persistence.create_stages([parent, *records], now, known_new=True)
+    jobs = group_jobs(deps, run, workflow, records[:queued], records[0] if eager else None, claim_for, due)
+    job_ids = deps.jobs.enqueue(jobs, now) if jobs else []
+    events = [stage_started_event(parent, now)]
+    if done:
+        from .events import STAGE_COMPLETED, event
+
+        events.append(event(STAGE_COMPLETED, run.id, now, stage_id=stage.id, stage_name=stage.name, duration_ms=0))
+        return StartedGroup(job_ids, None, events, finished=True)
+    if not eager:
+        return StartedGroup(job_ids, None, events)
+    first = records[0]
+    started = StartedStage(job=claimed_job(job_ids[0], jobs[0], now), run=run, stages=[first], record=first)
+    return StartedGroup(job_ids, started, [*events, stage_started_event(first, now)])
+
+
+def map_counts(total: int, queued: int) -> dict[str, Any]:
+    """A map record's metrics at fan-out: items, items queued so far, done, and the indexes failed for good."""
+    return {"map_items": total, "map_queued": queued, "map_done": 0, "map_failed": []}
 
 
 def group_records(

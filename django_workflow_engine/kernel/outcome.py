@@ -48,7 +48,7 @@ def write_outcome(
 ) -> Written:
     """Write ``outcome`` on the stage record."""
     metrics = {**(record.metrics or {}), **outcome.metrics, "duration_ms": duration_ms}
-    names = {"stage_id": stage_def.id, "stage_name": stage_def.name}
+    names = {"stage_id": record.stage_id, "stage_name": stage_def.name}
     fields: dict[str, Any]
     if outcome.kind == "completed":
         fields = {

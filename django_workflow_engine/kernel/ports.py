@@ -78,16 +78,17 @@ class Persistence(Protocol):
     def lock_concurrency_key(self, workflow_id: str, key: str) -> None:
         """Serialize admissions of one (workflow, key) until the transaction ends."""
 
-    def concurrency_counts(self, workflow_id: str, key: str) -> tuple[int, int]:
-        """(RUNNING, PENDING) runs of ``workflow_id`` with concurrency key ``key``."""
+    def concurrency_counts(self, workflow_id: str, key: str, now: datetime | None = None) -> tuple[int, int]:
+        """(RUNNING, PENDING) runs of ``workflow_id`` with concurrency key ``key``; with ``now``, a delayed run
+        not due yet (``scheduled_at`` after ``now``) is not counted as waiting."""
         ...
 
-    def waiting_runs(self, workflow_id: str, key: str, limit: int) -> list[RunRecord]:
-        """PENDING runs with ``key``, highest priority first, then oldest."""
+    def waiting_runs(self, workflow_id: str, key: str, limit: int, now: datetime | None = None) -> list[RunRecord]:
+        """PENDING runs with ``key``, highest priority first, then oldest (with ``now``: those due by then)."""
         ...
 
-    def waiting_concurrency_keys(self, limit: int) -> list[tuple[str, str]]:
-        """(workflow_id, key) pairs that have runs waiting for a slot."""
+    def waiting_concurrency_keys(self, limit: int, now: datetime | None = None) -> list[tuple[str, str]]:
+        """(workflow_id, key) pairs that have runs waiting for a slot (with ``now``: runs due by then)."""
         ...
 
     def get_run_status(self, run_id: str) -> str | None:
@@ -147,6 +148,11 @@ class Persistence(Protocol):
 
     def get_stage(self, run_id: str, stage_id: str) -> StageRecord | None:
         """The current (not superseded) record of one stage of the run."""
+        ...
+
+    def get_stages_named(self, run_id: str, stage_ids: Sequence[str]) -> list[StageRecord]:
+        """The current records of the named stages of the run (those that exist), in one read: a map's item
+        and its map."""
         ...
 
     def get_stage_history(self, run_id: str) -> list[StageRecord]:

@@ -102,6 +102,9 @@ class StageRecord:
     # longer one of "the stages of the run" (``superseded_by``: who asked for the rerun, when known).
     superseded_at: datetime | None = None
     superseded_by: str | None = None
+    # An item of a map stage (``stage_id`` is ``"map_stage[index]"``): its index and its input.
+    item_index: int | None = None
+    item: Any = None
 
 
 @dataclass

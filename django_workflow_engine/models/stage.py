@@ -73,6 +73,11 @@ class WorkflowStage(models.Model):
         max_length=200, null=True, blank=True, help_text="Who asked for the rerun that replaced this record."
     )
 
+    item_index = models.PositiveIntegerField(
+        null=True, blank=True, help_text="An item of a map stage: its index in the list mapped over."
+    )
+    item = models.JSONField(null=True, blank=True, help_text="An item of a map stage: its input.")
+
     objects = CurrentStageManager()
     all_generations = WorkflowStageQuerySet.as_manager()
 

@@ -28,6 +28,7 @@ OUR_PAGES = [
     "flow-control.md",
     "child-workflows.md",
     "human-in-the-loop.md",
+    "fan-out.md",
 ]
 LINK_RE = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
 

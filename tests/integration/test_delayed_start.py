@@ -104,3 +104,21 @@ def test_input_is_validated_when_the_delayed_run_is_created():
     with pytest.raises(InvalidInput):
         engine.start("diamond", {"value": "not a number"}, delay=3600)
     assert not WorkflowRun.objects.exists()
+
+
+def test_a_delayed_run_of_a_limited_workflow_holds_no_slot_before_it_is_due(fake_clock_engine, fake_clock):
+    # whole-two: at most two runs at once. Two runs delayed by an hour must not keep a run started now waiting.
+    later = [fake_clock_engine.start("whole-two", {"customer": "c", "n": i}, delay=3600) for i in range(2)]
+    assert {_run(r.id).status for r in later} == {"PENDING"}  # waiting for their time, not holding a slot
+    now = fake_clock_engine.start("whole-two", {"customer": "c", "n": 9})
+    assert _run(now.id).status == "RUNNING"
+    fake_clock_engine.run_until_idle()
+    assert _run(now.id).status == "COMPLETED"
+    assert {_run(r.id).status for r in later} == {"PENDING"}  # a freed slot does not start them early
+    assert not WorkflowStage.objects.filter(run_id__in=[r.id for r in later]).exists()
+
+    blocker = [fake_clock_engine.start("whole-two", {"customer": "c", "n": 10 + i}) for i in range(2)]
+    fake_clock.advance(seconds=3600)  # due now, both slots taken: they wait like any run
+    fake_clock_engine.run_until_idle()
+    assert {_run(r.id).status for r in [*blocker, *later]} == {"COMPLETED"}
+    assert all(_run(r.id).started_at >= fake_clock.now() for r in later)

@@ -78,7 +78,7 @@ def handle(command: CreateRun, deps: Deps) -> Handled:
         if record.started_at is not None:
             record.started_at = due
     record.concurrency_key = key
-    if key is not None and start and not concurrency.admit(deps, workflow, record):
+    if key is not None and start and not concurrency.admit(deps, workflow, record, now):
         record.status, record.started_at, start = Status.PENDING, None, False  # waits for a slot
     run = deps.persistence.create_run(record, now)
     events = [event(WORKFLOW_CREATED, run.id, now, workflow_id=workflow.id)]

@@ -14,10 +14,12 @@ from typing import Any
 
 from ...core.concurrency import ConcurrencyLimitReached
 from ...core.errors import InvalidRunState, RunNotFound, ValidationFailed, WorkflowNotFound
+from ...core.fanout import split_item
 from .. import concurrency
 from ..commands import RerunFrom, RerunResult
 from ..events import WORKFLOW_STARTED, event
-from ..flow import Handled, prepare_group
+from ..fanout import rerun_item
+from ..flow import Handled, group_jobs, prepare_group
 from ..kernel import Deps
 from ..records import Status
 from ..validation import check_run_id
@@ -61,10 +63,15 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
                 ["COMPLETED", "FAILED"],
             )
     key, limit = run.concurrency_key, workflow.max_concurrent_runs
-    if key is not None and limit is not None and not concurrency.admit(deps, workflow, run):
-        raise ConcurrencyLimitReached(run.id, workflow.id, key, limit)  # before anything is written
     now = deps.clock.now()
-    replaced = persistence.supersede_stages_from_group(run.id, group, now, command.actor)
+    if key is not None and limit is not None and not concurrency.admit(deps, workflow, run, now):
+        raise ConcurrencyLimitReached(run.id, workflow.id, key, limit)  # before anything is written
+    item = split_item(command.stage_id)[1] is not None  # one item of a map: docs/fan-out.md
+    again: list = []
+    if item:
+        replaced, again = rerun_item(deps, run, workflow, stages, command.stage_id, now, command.actor)
+    else:
+        replaced = persistence.supersede_stages_from_group(run.id, group, now, command.actor)
     kept = [s for s in stages if s.execution_group < group]
     attempt = max((s.attempt for s in replaced), default=0) + 1
     # What earlier generations spent stays in total_cost/total_tokens, and started_at stays the first start.
@@ -82,7 +89,10 @@ def handle(command: RerunFrom, deps: Deps) -> Handled:
     deps.jobs.cancel_by_run(run.id, now, include_running=True)
     # The rerun group's live records were just superseded and the run is locked: insert the new generation
     # without a read-back.
-    job_ids = prepare_group(deps, run, workflow, group, attempt, now, existing=kept).job_ids
+    if item:
+        job_ids = deps.jobs.enqueue(group_jobs(deps, run, workflow, again[1:]), now)
+    else:
+        job_ids = prepare_group(deps, run, workflow, group, attempt, now, existing=kept).job_ids
     details = {"rerun_from": command.stage_id, "attempt": attempt}
     if command.actor:
         details["actor"] = command.actor

@@ -6,10 +6,13 @@ exactly one of them acts; the version-guarded update is a second line of defence
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ...core.errors import StaleVersionError
-from .. import concurrency
+from ...core.fanout import MapInputError
+from .. import concurrency, fanout
 from ..commands import TransitionResult, TransitionRun
 from ..events import WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_STARTED, event
 from ..flow import (
@@ -23,6 +26,9 @@ from ..flow import (
 )
 from ..kernel import Deps
 from ..records import ACTIVE_STAGE_STATUSES, TERMINAL_RUN_STATUSES, RunRecord, StageRecord, Status
+
+if TYPE_CHECKING:
+    from ...core.workflow import Workflow
 
 RESULT = TransitionResult
 NOOP = Handled(TransitionResult("noop"))
@@ -56,6 +62,12 @@ def advance(
         return NOOP
     if stages is None:
         stages = persistence.get_stages(run.id)
+    mapped: list[dict] = []
+    if workflow.maps:
+        settled = fanout.items_failed(deps, workflow, run, stages, now)
+        if settled.events:
+            mapped = settled.events
+            stages = persistence.get_stages(run.id)
 
     def claim(fields: dict) -> bool:
         try:
@@ -71,12 +83,33 @@ def advance(
         return Handled(TransitionResult("advanced", 1, job_ids), [event(WORKFLOW_STARTED, run.id, now)])
 
     if any(s.status in ACTIVE_STAGE_STATUSES for s in stages):
-        sibling = start_pending_sibling(deps, run, stages, claim_for, now) if claim_for is not None else None
+        # A map's items are started by its join (kernel/fanout.py), not as siblings: most have no job yet.
+        own = [s for s in stages if s.item_index is None]
+        sibling = start_pending_sibling(deps, run, own, claim_for, now) if claim_for is not None else None
         if sibling is None:
-            return NOOP
-        return Handled(TransitionResult("noop"), sibling.events, started=sibling.started)
+            return Handled(TransitionResult("noop"), mapped) if mapped else NOOP
+        return Handled(TransitionResult("noop"), mapped + sibling.events, started=sibling.started)
+    handled = _advance(deps, run, workflow, stages, now, claim_for)
+    if mapped:
+        handled.events[:0] = mapped
+    return handled
 
-    failed = [s for s in stages if s.status == Status.FAILED]
+
+def _advance(
+    deps: Deps, run: RunRecord, workflow: Workflow, stages: list[StageRecord], now: datetime, claim_for: str | None
+) -> Handled:
+    """No stage of the run is active: fail it, start its next group, or complete it."""
+    persistence = deps.persistence
+
+    def claim(fields: dict) -> bool:
+        try:
+            persistence.update_run(run.id, fields, now, expected_version=run.version)
+        except StaleVersionError:
+            return False
+        return True
+
+    # A map's item that failed for good is settled by its map (kernel/fanout.py): the map fails, or goes on.
+    failed = [s for s in stages if s.status == Status.FAILED and s.item_index is None]
     if failed:
         jobs = deps.jobs.jobs_for_run(run.id)
         retrying = {
@@ -108,7 +141,13 @@ def advance(
     attempt = max(s.attempt for s in stages)
     if workflow.group(max_group + 1):
         # The run row is locked by the caller, so no concurrent transition can get here: no version claim.
-        started = prepare_group(deps, run, workflow, max_group + 1, attempt, now, stages, claim_for)
+        try:
+            started = prepare_group(deps, run, workflow, max_group + 1, attempt, now, stages, claim_for)
+        except (MapInputError, MissingGroupOutput) as exc:
+            return _fail(deps, run, workflow, now, "MAP_INPUT", str(exc), claim)
+        if started.finished:  # a map over an empty list: complete already
+            persistence.append_events(started.events, f"map:{run.id}")
+            return advance(deps, run, now, claim_for)
         return Handled(
             TransitionResult("advanced", max_group + 1, started.job_ids), started.events, started=started.started
         )
@@ -162,4 +201,22 @@ def advance(
             ),
             *concurrency.release(deps, run, now, workflow),
         ],
+    )
+
+
+def _fail(
+    deps: Deps, run: RunRecord, workflow: Workflow, now: datetime, code: str, message: str, claim: Callable
+) -> Handled:
+    """The run FAILED with ``{"error": {"code": code, "message": message}}``."""
+    fields = {
+        "status": Status.FAILED,
+        "completed_at": now,
+        "duration_ms": run.elapsed_ms(now),
+        "output": {"error": {"code": code, "message": message}},
+    }
+    if not claim(fields):
+        return NOOP
+    return Handled(
+        TransitionResult("failed"),
+        [event(WORKFLOW_FAILED, run.id, now, error=message), *concurrency.release(deps, run, now, workflow)],
     )

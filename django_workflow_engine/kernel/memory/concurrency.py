@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from typing import Any
 
 from ..records import RunRecord, Status
@@ -36,25 +37,30 @@ class InMemoryConcurrency:
     def _keyed(self, workflow_id: str, key: str) -> list[RunRecord]:
         return [r for r in self.store.runs.values() if r.workflow_id == workflow_id and r.concurrency_key == key]
 
-    def concurrency_counts(self, workflow_id: str, key: str) -> tuple[int, int]:
+    def concurrency_counts(self, workflow_id: str, key: str, now: datetime | None = None) -> tuple[int, int]:
         with self._shared.lock:
             runs = self._keyed(workflow_id, key)
             return (
                 sum(r.status == Status.RUNNING for r in runs),
-                sum(r.status == Status.PENDING for r in runs),
+                sum(r.status == Status.PENDING and _due(r, now) for r in runs),
             )
 
-    def waiting_runs(self, workflow_id: str, key: str, limit: int) -> list[RunRecord]:
+    def waiting_runs(self, workflow_id: str, key: str, limit: int, now: datetime | None = None) -> list[RunRecord]:
         with self._shared.lock:
-            runs = [r for r in self._keyed(workflow_id, key) if r.status == Status.PENDING]
+            runs = [r for r in self._keyed(workflow_id, key) if r.status == Status.PENDING and _due(r, now)]
             runs.sort(key=lambda r: (-r.priority, r.created_at, r.id))
             return [copy.deepcopy(r) for r in runs[:limit]]
 
-    def waiting_concurrency_keys(self, limit: int) -> list[tuple[str, str]]:
+    def waiting_concurrency_keys(self, limit: int, now: datetime | None = None) -> list[tuple[str, str]]:
         with self._shared.lock:
             keys = {
                 (r.workflow_id, r.concurrency_key)
                 for r in self.store.runs.values()
-                if r.status == Status.PENDING and r.concurrency_key is not None
+                if r.status == Status.PENDING and r.concurrency_key is not None and _due(r, now)
             }
             return sorted(keys)[:limit]
+
+
+def _due(run: RunRecord, now: datetime | None) -> bool:
+    """Whether a waiting run may take a slot at ``now``: a delayed start not due yet holds none and waits none."""
+    return now is None or run.scheduled_at is None or run.scheduled_at <= now

@@ -172,6 +172,9 @@ class InMemoryPersistence(InMemoryConcurrency):
                     return copy.deepcopy(stage)
         return None
 
+    def get_stages_named(self, run_id: str, stage_ids: Sequence[str]) -> list[StageRecord]:
+        return [s for s in (self.get_stage(run_id, stage_id) for stage_id in stage_ids) if s is not None]
+
     def get_stage_history(self, run_id: str) -> list[StageRecord]:
         with self._shared.lock:
             stages = [copy.deepcopy(s) for s in self.store.stages.values() if s.run_id == run_id]

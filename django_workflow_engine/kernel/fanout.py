@@ -1,0 +1,316 @@
+"""The join of a map stage: items settle one by one, the map's record counts them, the last one finishes it.
+
+Everything here runs in a transaction with the run row locked, so two items settling at once are serialized
+and each is counted once. The map's record holds the counts in its metrics (``map_items``, ``map_queued``,
+``map_done``, ``map_failed``: the indexes of items failed for good); an item's completion reads and writes that
+one record rather than the run's other items, so settling an item costs the same whatever the map's size.
+Only the last item reads every item, to hand the next group their outputs in item order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import InvalidRunState, StageNotFound
+from ..core.fanout import MapSpec, item_stage_id, split_item
+from ..core.ids import new_id
+from .events import STAGE_COMPLETED, STAGE_FAILED, event
+from .flow import MISSING, claimed_job, group_jobs, load_output, stage_started_event, store_output
+from .records import JobRecord, RunRecord, StageRecord, StartedStage, Status
+
+if TYPE_CHECKING:
+    from ..core.workflow import Stage, Workflow
+    from .deps import Deps
+
+
+@dataclass
+class Settled:
+    """What settling items did: the events to append, the next item started for the calling worker, and
+    whether the map finished (then the caller advances the run)."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    started: StartedStage | None = None
+    finished: bool = False
+
+
+def is_item(record: StageRecord) -> bool:
+    return record.item_index is not None
+
+
+def item_stages(deps: Deps, workflow: Workflow, run_id: str, stage_id: str) -> list[StageRecord]:
+    """What an item's begin reads: ``[its record]``, or ``[]`` when its map failed and cancelled it.
+
+    Raises:
+        StageNotFound: the run has no such item.
+    """
+    record = deps.persistence.get_stage(run_id, stage_id)
+    if record is None:
+        raise StageNotFound(workflow.id, stage_id, workflow.stage_ids())
+    return [] if record.status == Status.CANCELLED else [record]
+
+
+def item_input(stage_def: Stage, record: StageRecord) -> Any:
+    """An item's input: validated by the stage's input model, or as it is for a stage without one (a chunk of
+    text, a number)."""
+    return record.item if stage_def.input is None else stage_def.parse_input(record.item)
+
+
+def item_map(deps: Deps, record: StageRecord) -> StageRecord | None:
+    """In the outcome transaction, one read: the record of the map of item ``record`` if the item is still
+    open, else None. A delivery that lost its lease while another one finished the item, or an item its failed
+    map cancelled, is not written again, so each item is counted once."""
+    base, _ = split_item(record.stage_id)
+    rows = {s.stage_id: s for s in deps.persistence.get_stages_named(record.run_id, [record.stage_id, base])}
+    current = rows.get(record.stage_id)
+    if current is None or current.id != record.id or current.status in (Status.COMPLETED, Status.CANCELLED):
+        return None
+    return rows.get(base)
+
+
+def item_completed(
+    deps: Deps,
+    workflow: Workflow,
+    run: RunRecord,
+    item: StageRecord,
+    parent: StageRecord | None,
+    now: datetime,
+    claim_for: str | None,
+) -> Settled:
+    """Item ``item`` of map ``parent`` (as :func:`item_map` read it) completed, its record written: count it,
+    queue the next item when ``max_parallel`` held it back (started for ``claim_for``), and finish the map after
+    its last item."""
+    spec = workflow.maps[split_item(item.stage_id)[0]]
+    if parent is None or parent.status != Status.RUNNING:
+        return Settled()
+    counts = dict(parent.metrics or {})
+    counts["map_done"] = int(counts.get("map_done", 0)) + 1
+    return _settle(deps, workflow, spec, run, parent, counts, 1, now, claim_for)
+
+
+def items_failed(
+    deps: Deps, workflow: Workflow, run: RunRecord, stages: Sequence[StageRecord], now: datetime
+) -> Settled:
+    """Items failed for good (their jobs have no attempt left): with ``on_error="fail"`` the map fails, its
+    open items are cancelled and the caller fails the run; with ``"continue"`` they count as settled."""
+    running = {s.stage_id for s in stages if not is_item(s) and s.status == Status.RUNNING}
+    failed = [s for s in stages if is_item(s) and s.status == Status.FAILED and split_item(s.stage_id)[0] in running]
+    if not failed:  # none, or only items of maps that finished: no read
+        return Settled()
+    retrying = {
+        j.stage_id
+        for j in deps.jobs.jobs_for_run(run.id)
+        if j.status == Status.RUNNING or (j.status == Status.PENDING and j.attempt > 0)
+    }
+    result = Settled()
+    for base in sorted({split_item(s.stage_id)[0] for s in failed}):
+        parent = next((s for s in stages if s.stage_id == base and not is_item(s)), None)
+        if parent is None or parent.status != Status.RUNNING:
+            continue
+        spec = workflow.maps[base]
+        counts = dict(parent.metrics or {})
+        known = set(counts.get("map_failed") or [])
+        new = [
+            s
+            for s in failed
+            if split_item(s.stage_id)[0] == base and s.stage_id not in retrying and s.item_index not in known
+        ]
+        if not new:
+            continue
+        if spec.on_error == "fail":
+            first = min(new, key=lambda s: s.item_index or 0)
+            message = f"Item {first.item_index} of map stage {base!r} failed: {first.error_message or 'failed'}"
+            result.events += _fail_map(deps, run, parent, counts, [s.item_index or 0 for s in new], message, now)
+            continue
+        counts["map_failed"] = sorted(known | {s.item_index or 0 for s in new})
+        settled = _settle(deps, workflow, spec, run, parent, counts, len(new), now, None)
+        result.events += settled.events
+        result.finished = result.finished or settled.finished
+    return result
+
+
+def _settle(
+    deps: Deps,
+    workflow: Workflow,
+    spec: MapSpec,
+    run: RunRecord,
+    parent: StageRecord,
+    counts: dict[str, Any],
+    freed: int,
+    now: datetime,
+    claim_for: str | None,
+) -> Settled:
+    """``freed`` items settled: queue as many held back, and finish the map if none is left."""
+    total = int(counts["map_items"])
+    queued = int(counts.get("map_queued", total))
+    result = Settled()
+    last = int(counts["map_done"]) + len(counts.get("map_failed") or []) >= total
+    if queued < total:
+        upto = min(total, queued + freed)
+        result.started = _queue(deps, workflow, run, parent, queued, upto, now, claim_for)
+        counts["map_queued"] = upto
+    elif claim_for is not None and not last:
+        result.started = _take(deps, run, parent, counts, now, claim_for)
+    if result.started is not None:
+        result.events.append(stage_started_event(result.started.record, now))
+    if not last:
+        deps.persistence.update_stage(parent.id, {"metrics": counts}, now)
+        return result
+    result.events += _finish(deps, spec, run, parent, counts, now)
+    result.finished = True
+    return result
+
+
+def _queue(
+    deps: Deps,
+    workflow: Workflow,
+    run: RunRecord,
+    parent: StageRecord,
+    start: int,
+    stop: int,
+    now: datetime,
+    claim_for: str | None,
+) -> StartedStage | None:
+    """Enqueue items ``start`` to ``stop - 1`` (held back by ``max_parallel``); item ``start`` is started for
+    ``claim_for`` when given."""
+    records = [
+        record
+        for index in range(start, stop)
+        if (record := deps.persistence.get_stage(run.id, item_stage_id(parent.stage_id, index))) is not None
+        and record.status == Status.PENDING
+    ]
+    if not records:
+        return None
+    taken = records[0] if claim_for is not None else None
+    jobs = group_jobs(deps, run, workflow, records, taken, claim_for)
+    job_ids = deps.jobs.enqueue(jobs, now)
+    if taken is None:
+        return None
+    deps.persistence.update_stage(taken.id, {"status": Status.RUNNING, "started_at": now}, now)
+    running = replace(taken, status=Status.RUNNING, started_at=now, updated_at=now)
+    job: JobRecord = claimed_job(job_ids[0], jobs[0], now)
+    return StartedStage(job=job, run=run, stages=[running], record=running)
+
+
+def _take(
+    deps: Deps, run: RunRecord, parent: StageRecord, counts: dict[str, Any], now: datetime, claim_for: str
+) -> StartedStage | None:
+    """Every item is queued: start for ``claim_for`` one no worker has taken yet, from the end of the list
+    (workers dequeue from its start), so the worker that finished an item goes on without a queue round trip.
+    ``map_cursor`` is the next index to try; the first one taken already means the two ends met: no more."""
+    cursor = int(counts.get("map_cursor", int(counts["map_items"]) - 1))
+    if cursor < 0:
+        return None
+    stage_id = item_stage_id(parent.stage_id, cursor)
+    job = deps.jobs.claim_stage(run.id, stage_id, claim_for, now)
+    counts["map_cursor"] = cursor - 1 if job is not None else -1
+    record = deps.persistence.get_stage(run.id, stage_id) if job is not None else None
+    if job is None or record is None:
+        return None
+    deps.persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": now}, now)
+    running = replace(record, status=Status.RUNNING, started_at=now, updated_at=now)
+    return StartedStage(job=job, run=run, stages=[running], record=running)
+
+
+def _finish(
+    deps: Deps, spec: MapSpec, run: RunRecord, parent: StageRecord, counts: dict[str, Any], now: datetime
+) -> list[dict[str, Any]]:
+    """Every item settled: the map's record COMPLETED with the outputs in item order (and the errors)."""
+    items = sorted(
+        (s for s in deps.persistence.get_stages(run.id) if is_item(s) and split_item(s.stage_id)[0] == spec.stage_id),
+        key=lambda s: s.item_index or 0,
+    )
+    outputs: list[Any] = []
+    errors: list[dict[str, Any]] = []
+    for item in items:
+        value = load_output(deps, item) if item.status == Status.COMPLETED else MISSING
+        outputs.append(None if value is MISSING else value)
+        if item.status == Status.FAILED:
+            errors.append({"index": item.item_index, "error": item.error_message or "failed"})
+    output_data = store_output(deps, run, parent.stage_id, spec.join(outputs, errors), {}, parent.attempt)
+    duration_ms = int((now - (parent.started_at or now)).total_seconds() * 1000)
+    deps.persistence.update_stage(
+        parent.id,
+        {
+            "status": Status.COMPLETED,
+            "completed_at": now,
+            "duration_ms": duration_ms,
+            "output_data": output_data,
+            "metrics": counts,
+        },
+        now,
+    )
+    names = {"stage_id": parent.stage_id, "stage_name": parent.stage_name}
+    return [event(STAGE_COMPLETED, run.id, now, **names, duration_ms=duration_ms)]
+
+
+def _fail_map(
+    deps: Deps,
+    run: RunRecord,
+    parent: StageRecord,
+    counts: dict[str, Any],
+    indexes: list[int],
+    message: str,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """An item failed for good under ``on_error="fail"``: the map's record FAILED and the run's open stages
+    (the other items) cancelled, so the run fails now rather than after its last item."""
+    counts["map_failed"] = sorted(set(counts.get("map_failed") or []) | set(indexes))
+    deps.persistence.update_stage(
+        parent.id,
+        {"status": Status.FAILED, "completed_at": now, "error_message": message, "metrics": counts},
+        now,
+    )
+    deps.persistence.cancel_open_stages(run.id, now)
+    names = {"stage_id": parent.stage_id, "stage_name": parent.stage_name}
+    return [event(STAGE_FAILED, run.id, now, **names, error=message)]
+
+
+def rerun_item(
+    deps: Deps,
+    run: RunRecord,
+    workflow: Workflow,
+    stages: Sequence[StageRecord],
+    stage_id: str,
+    now: datetime,
+    actor: str | None,
+) -> tuple[list[StageRecord], list[StageRecord]]:
+    """``rerun_from`` an item (``"summarize[3]"``): that item runs again on its own, then its map finishes again
+    (the other items' outputs kept) and the groups after it run again. Supersedes the item's and its map's
+    records and every later group's, and writes the new generation of the two: ``(replaced, new records)``.
+
+    Raises:
+        StageNotFound: the run has no such item.
+        InvalidRunState: the map did not complete (it failed: its other items were cancelled; rerun the map).
+    """
+    base, _ = split_item(stage_id)
+    item = next((s for s in stages if s.stage_id == stage_id), None)
+    parent = next((s for s in stages if s.stage_id == base and not is_item(s)), None)
+    if item is None or parent is None:
+        raise StageNotFound(workflow.id, stage_id, workflow.stage_ids())
+    if parent.status != Status.COMPLETED:
+        raise InvalidRunState(
+            run.id,
+            str(parent.status),
+            f"rerun of one item of map stage {base!r} (rerun {base!r} itself)",
+            ["COMPLETED"],
+        )
+    persistence = deps.persistence
+    replaced = persistence.supersede_stages_from_group(run.id, parent.execution_group + 1, now, actor)
+    for record in (parent, item):
+        persistence.update_stage(record.id, {"superseded_at": now, "superseded_by": actor}, now)
+    attempt = max(s.attempt for s in [*replaced, parent, item]) + 1
+    counts = dict(parent.metrics or {})
+    if item.status == Status.COMPLETED:
+        counts["map_done"] = int(counts.get("map_done", 0)) - 1
+    counts["map_failed"] = [i for i in counts.get("map_failed") or [] if i != item.item_index]
+    counts["map_cursor"] = -1  # the only item to run is this one, from the queue
+    fresh: dict[str, Any] = {"completed_at": None, "duration_ms": None, "output_data": None, "error_message": None}
+    again = [
+        replace(parent, **fresh, id=new_id(), status=Status.RUNNING, attempt=attempt, started_at=now, metrics=counts),
+        replace(item, **fresh, id=new_id(), status=Status.PENDING, attempt=attempt, started_at=None, metrics=None),
+    ]
+    again = persistence.create_stages(again, now)  # after the supersede: a read-back, not a queued insert
+    return [parent, item, *replaced], again
