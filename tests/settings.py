@@ -75,6 +75,12 @@ else:
     }
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
+    # Under pytest-xdist each test process (and the workers it spawns, which inherit the variable) gets its own
+    # Redis database, counting down from REDIS_URL's: tests flush their database, and a burst worker must see only
+    # its own test's jobs.
+    _base, _, _db = REDIS_URL.rpartition("/")
+    REDIS_URL = f"{_base}/{(int(_db or 0) - int(os.environ['PYTEST_XDIST_WORKER'][2:])) % 16}"
 RQ_QUEUES = {"workflows": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600}}
 
 STORAGES = {

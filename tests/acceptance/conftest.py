@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +128,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = 
 def redis_conn():
     import redis
 
-    conn = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"))
+    conn = redis.Redis.from_url(django_settings.REDIS_URL)
     conn.flushdb()
     yield conn
     conn.flushdb()
