@@ -49,9 +49,14 @@ def _ordered_id() -> str:
 
 
 def _due(connection: Any, now: datetime) -> tuple[str, list[Any]]:
-    """The condition of a job a worker may take at ``now``: PENDING and due."""
+    """The condition of a job a worker may take at ``now``: PENDING and due.
+
+    The status is a literal, not a parameter: a prepared statement's generic plan can use the partial index
+    ``dwe_job_dequeue_idx`` (``WHERE status = 'PENDING'``) only when the predicate is in the text. With a
+    parameter, PostgreSQL settled on a generic plan that scanned and sorted the whole job table on every dequeue
+    once the statement had run a few times (benchmarks/README.md, "what each cut bought")."""
     stamp = WorkflowJob._meta.get_field("available_at").get_db_prep_save(now, connection)
-    return f"{q('status')} = %s AND {q('available_at')} <= %s", [Status.PENDING, stamp]
+    return f"{q('status')} = '{Status.PENDING.value}' AND {q('available_at')} <= %s", [stamp]
 
 
 def _taken(worker_id: str, now: datetime) -> dict[str, Any]:

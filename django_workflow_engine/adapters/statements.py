@@ -188,7 +188,10 @@ def versioned_update(
         where += f" AND {q('version')} = %s"
         params.append(expected_version)
     if current_only:
-        where += f" AND {q('superseded_at')} IS NULL"
+        # Not ``superseded_at IS NULL``: that predicate matches the partial index ``dwe_stage_run_stage_uniq``,
+        # and a prepared statement's generic plan made while the table looked empty walked that whole index on
+        # every stage instead of using the primary key (benchmarks/README.md, "what each cut bought").
+        where += f" AND COALESCE({q('superseded_at')} IS NULL, false)"
     return update(connection, model, values, where, params)
 
 

@@ -74,3 +74,52 @@ def test_a_non_boolean_prepared_statements_setting_is_reported(value):
     with override_settings(WORKFLOW_ENGINE=_engine_settings(PREPARED_STATEMENTS=value)):
         errors = check_settings()
     assert any("PREPARED_STATEMENTS" in e.msg for e in errors)
+
+
+def _generic_plan(sql: str, params: list) -> str:
+    """The plan PostgreSQL keeps for ``sql`` once it is prepared and switches to a generic plan, made here while
+    the engine's tables are empty (as on a fresh database whose tables were never analyzed)."""
+    numbered = sql
+    for n in range(1, len(params) + 1):
+        numbered = numbered.replace("%s", f"${n}", 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            cursor.execute(f"PREPARE dwe_plan_probe AS {numbered}")
+            args = ", ".join(["%s"] * len(params))
+            cursor.execute(f"EXPLAIN EXECUTE dwe_plan_probe({args})", params)
+            return "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE ALL")
+            cursor.execute("RESET plan_cache_mode")
+
+
+@pytest.mark.postgres
+def test_generic_plans_of_the_per_stage_statements_use_their_index_not_a_whole_index_or_table_scan():
+    """A prepared hot statement whose WHERE gives a partial index's predicate as a parameter (``status =
+    'PENDING'``) got a generic plan scanning and sorting the whole job table on every dequeue; one that repeats
+    the predicate (``superseded_at IS NULL``) with no condition on that index's columns, a generic plan walking
+    that whole index on every stage outcome: both grew with the tables."""
+    from django.utils import timezone
+
+    from django_workflow_engine.adapters.statements import versioned_update
+    from django_workflow_engine.models import WorkflowStage
+
+    statements: list[tuple[str, list]] = []
+
+    def keep(execute, sql, params, many, context):
+        statements.append((sql, list(params or [])))
+        return execute(sql, params, many, context)
+
+    connection.close()
+    with connection.execute_wrapper(keep):
+        assert engine.kernel.jobs.dequeue("probe", timezone.now()) is None
+    dequeue, params = next((sql, p) for sql, p in statements if "ORDER BY" in sql)
+    plan = _generic_plan(dequeue, params)
+    assert "dwe_job_dequeue_idx" in plan, plan
+    assert "Seq Scan" not in plan, plan
+
+    sql, params = versioned_update(connection, WorkflowStage, "stage-id", {"status": "RUNNING"}, None, True)
+    plan = _generic_plan(sql, params)
+    assert "Index Cond: ((id)::text = $" in plan, plan
+    assert "dwe_stage_run_stage_uniq" not in plan, plan
