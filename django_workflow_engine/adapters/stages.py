@@ -64,25 +64,24 @@ class OrmStages(OrmStore):
         rows = self._history().for_run(run_id).order_by("attempt", "execution_group", "stage_number")
         return [stage_record(r) for r in rows]
 
-    def create_stages(self, stages: Sequence[StageRecord], now: datetime, known_new: bool = False) -> list[StageRecord]:
+    def insert_stages(self, stages: Sequence[StageRecord], now: datetime) -> list[StageRecord]:
         if not stages:
             return []
-        datas = []
-        for stage in stages:
-            data = {name: copy.deepcopy(getattr(stage, name)) for name in STAGE_FIELDS}
-            data.update(created_at=now, updated_at=now, version=1)
-            datas.append(data)
-        if known_new and deferred.deferring(self.using):
-            # The caller holds the run lock (or made the run) and saw none of these rows: an INSERT that leaves
-            # with the transaction's other writes, no read-back.
+        datas = self._stage_rows(stages, now)
+        if deferred.deferring(self.using):
+            # An INSERT that leaves with the transaction's other writes, no read-back.
             sql, params = json_insert(self.using, WorkflowStage, datas)
             error = WorkflowEngineError(f"Could not insert {len(datas)} stage record(s).")
             deferred.defer(self.using, deferred.Write(sql, params, check=expect_rows(len(datas), error)))
             return [StageRecord(**data) for data in datas]
         rows = [WorkflowStage(**data) for data in datas]
-        if known_new:
-            self._stages().bulk_create(rows)
-            return [stage_record(r) for r in rows]
+        self._stages().bulk_create(rows)
+        return [stage_record(r) for r in rows]
+
+    def create_stages(self, stages: Sequence[StageRecord], now: datetime) -> list[StageRecord]:
+        if not stages:
+            return []
+        rows = [WorkflowStage(**data) for data in self._stage_rows(stages, now)]
         with transaction.atomic(using=self.using, savepoint=False):
             # ON CONFLICT DO NOTHING / INSERT OR IGNORE: an existing (run, stage_id) keeps its row untouched.
             self._stages().bulk_create(rows, ignore_conflicts=True)
@@ -91,6 +90,15 @@ class OrmStages(OrmStore):
                 wanted |= Q(run_id=run_id, stage_id__in=[s.stage_id for s in stages if s.run_id == run_id])
             stored = {(r.run_id, r.stage_id): stage_record(r) for r in self._stages().current().filter(wanted)}
         return [copy.deepcopy(stored[(s.run_id, s.stage_id)]) for s in stages]
+
+    @staticmethod
+    def _stage_rows(stages: Sequence[StageRecord], now: datetime) -> list[dict[str, Any]]:
+        datas = []
+        for stage in stages:
+            data = {name: copy.deepcopy(getattr(stage, name)) for name in STAGE_FIELDS}
+            data.update(created_at=now, updated_at=now, version=1)
+            datas.append(data)
+        return datas
 
     def update_stage(
         self, stage_pk: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None

@@ -172,7 +172,8 @@ def prepare_group(
     # must be admitted when a worker begins it.
     eager = claim_for is not None and known_new and due is None and workflow.group(group)[0].max_concurrent is None
     new_records = group_records(run, workflow, group, attempt, now, eager=eager)
-    stored = deps.persistence.create_stages(new_records, now, known_new=known_new)
+    store = deps.persistence.insert_stages if known_new else deps.persistence.create_stages
+    stored = store(new_records, now)
     taken = stored[0] if eager else None
     jobs = group_jobs(deps, run, workflow, stored, taken, claim_for if eager else None, due)
     job_ids = deps.jobs.enqueue(jobs, now) if jobs else []
@@ -267,7 +268,7 @@ def fan_out(
         )
         for index, item in enumerate(items)
     ]
-    deps.persistence.create_stages([parent, *records], now, known_new=True)
+    deps.persistence.insert_stages([parent, *records], now)
     jobs = group_jobs(deps, run, workflow, records[:queued], records[0] if eager else None, claim_for, due)
     job_ids = deps.jobs.enqueue(jobs, now) if jobs else []
     events = [stage_started_event(parent, now)]

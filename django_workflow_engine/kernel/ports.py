@@ -159,10 +159,14 @@ class Persistence(Protocol):
         """Every stage record of the run, superseded ones included, by (attempt, execution_group, stage_number)."""
         ...
 
-    def create_stages(self, stages: Sequence[StageRecord], now: datetime, known_new: bool = False) -> list[StageRecord]:
+    def create_stages(self, stages: Sequence[StageRecord], now: datetime) -> list[StageRecord]:
         """Insert stage records (ids set by caller) unless a current record for (run_id, stage_id) exists;
-        returns the records as stored (existing ones untouched), in input order. ``known_new``: the caller
-        holds the run lock and knows none exists, so a plain insert will do."""
+        returns the records as stored (existing ones untouched), in input order."""
+        ...
+
+    def insert_stages(self, stages: Sequence[StageRecord], now: datetime) -> list[StageRecord]:
+        """Insert stage records the caller knows are new (it made the run, or holds the run lock and read its
+        stages): no existing record is looked for, and one that exists is an error. Returns them as stored."""
         ...
 
     def update_stage(

@@ -247,6 +247,29 @@ def test_create_stages_returns_input_order(adapters):
     assert [s.stage_id for s in adapters.persistence.create_stages(records, adapters.now())] == ["c", "b", "a"]
 
 
+def test_insert_stages_writes_new_records_and_refuses_an_existing_one(adapters):
+    from django.db import DatabaseError
+
+    from django_workflow_engine.core.errors import WorkflowEngineError
+    from django_workflow_engine.kernel.records import StageRecord
+
+    adapters.run("r1")
+    records = [
+        StageRecord(id=f"pk-{s}", run_id="r1", stage_id=s, stage_name=s, stage_number=n, execution_group=1)
+        for n, s in ((1, "a"), (2, "b"))
+    ]
+    stored = adapters.persistence.insert_stages(records, adapters.now())
+    assert [(s.id, s.version, s.created_at) for s in stored] == [
+        ("pk-a", 1, adapters.now()),
+        ("pk-b", 1, adapters.now()),
+    ]
+    assert [s.id for s in adapters.persistence.get_stages("r1")] == ["pk-a", "pk-b"]
+    again = StageRecord(id="pk-a2", run_id="r1", stage_id="a", stage_name="a", stage_number=1, execution_group=1)
+    with pytest.raises((WorkflowEngineError, DatabaseError)), adapters.persistence.atomic():
+        adapters.persistence.insert_stages([again], adapters.now())
+    assert [s.id for s in adapters.persistence.get_stages("r1")] == ["pk-a", "pk-b"]
+
+
 def test_get_missing_stage_is_none(adapters):
     adapters.run("r1")
     assert adapters.persistence.get_stage("r1", "zzz") is None

@@ -54,7 +54,7 @@ def test_writes_of_one_block_leave_in_one_statement(ports):
     with CaptureQueriesContext(connection) as ctx, persistence.atomic():
         assert persistence.update_stage(stage.id, {"status": Status.COMPLETED}, NOW) == 0  # version not known yet
         jobs.complete(job_id, NOW)
-        persistence.create_stages([new_stage], NOW, known_new=True)
+        persistence.insert_stages([new_stage], NOW)
         jobs.enqueue([NewJob(run_id=run.id, workflow_id="wf", stage_id="s2")], NOW)
         persistence.append_events(
             [{"type": "stage:completed", "workflow_run_id": run.id, "timestamp": NOW.isoformat()}], "test"

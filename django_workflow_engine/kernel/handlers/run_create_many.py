@@ -142,7 +142,7 @@ def _batch(
                     event(WORKFLOW_CREATED, run.id, now, workflow_id=workflow.id),
                     event(WORKFLOW_STARTED, run.id, now),
                 ]
-            persistence.create_stages(stages, now, known_new=True)
+            persistence.insert_stages(stages, now)
             deps.jobs.enqueue(jobs, now)  # one doorbell ring for the batch, after commit
             persistence.append_events(events, causation_id)
             made = iter(created)

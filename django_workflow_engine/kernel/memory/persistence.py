@@ -181,7 +181,14 @@ class InMemoryPersistence(InMemoryConcurrency):
         stages.sort(key=lambda s: (s.attempt, s.execution_group, s.stage_number))
         return stages
 
-    def create_stages(self, stages: Sequence[StageRecord], now: datetime, known_new: bool = False) -> list[StageRecord]:
+    def insert_stages(self, stages: Sequence[StageRecord], now: datetime) -> list[StageRecord]:
+        with self._shared.lock:
+            for stage in stages:
+                if self.get_stage(stage.run_id, stage.stage_id) is not None or stage.id in self.store.stages:
+                    raise WorkflowEngineError(f"Stage record {stage.stage_id!r} of run {stage.run_id!r} exists.")
+            return self.create_stages(stages, now)
+
+    def create_stages(self, stages: Sequence[StageRecord], now: datetime) -> list[StageRecord]:
         out = []
         with self._shared.lock:
             for stage in stages:
