@@ -135,6 +135,27 @@ def cpu_by_command() -> dict[str, float]:
     return totals
 
 
+def pg_backend_cpu(databases: Sequence[str]) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend connected to ``databases`` and by the server's own
+    processes (WAL writer, checkpointer: they serve every database), by pid. Other databases' backends (another
+    session's test suite) are left out, which ``cpu_by_command()["postgres"]`` cannot do; subtract two readings
+    with :func:`cpu_delta`."""
+    import psycopg
+
+    with psycopg.connect(PG_BASE + "postgres", autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (datname = ANY(%s) OR "
+            "backend_type NOT IN ('client backend', 'autovacuum worker', 'parallel worker'))",
+            [list(databases)],
+        ).fetchall()
+    return {pid: cpu_seconds(pid) for (pid,) in rows}
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two :func:`pg_backend_cpu` readings (a backend that connected in between counts whole)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 def system_cpu_seconds() -> float:
     """Busy CPU seconds of the whole machine (all cores) since boot."""
     with open("/proc/stat") as f:

@@ -3,12 +3,13 @@ the time of the last completion each system recorded (see ``live.py`` for what e
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 from benchmarks._common import BENCH_REDIS_DB, PG_BASE, PYTHON, REDIS_BASE, redis_conn
 
-SYSTEMS = ("engine", "celery", "dbos", "rq")
+SYSTEMS = ("engine", "engine-db", "celery", "dbos", "rq")
 PEERS = ("celery", "dbos", "rq")
 STEPS = 3
 DBOS_DB = os.environ.get("BENCH_DBOS_DB", "dwe_bench_dbos")
@@ -100,6 +101,26 @@ class Engine(System):
 
     def failed(self) -> int:
         return self.model.objects.filter(pk__in=self.ids).exclude(status="COMPLETED").count()
+
+
+class EngineDatabase(Engine):
+    """The engine on its database transport: no Redis at all; workers claim from the job table and wake on
+    PostgreSQL's LISTEN/NOTIFY doorbell."""
+
+    name = "engine-db"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        os.environ["DWE_ENGINE_SETTINGS"] = json.dumps({"TRANSPORT": "database"})
+        super().__init__(config)
+
+    def worker_commands(self, workers: int) -> list[list[str]]:
+        run = [PYTHON, "-m", "django"]
+        return [[*run, "runworker", "--transport", "database", "--worker-id", f"live-db-{i}"] for i in range(workers)]
+
+    def ready(self, workers: int) -> bool:
+        from django_workflow_engine.models import WorkflowWorker
+
+        return WorkflowWorker.objects.filter(stopped_at__isnull=True).count() >= workers
 
 
 class CeleryPeer(System):
@@ -245,4 +266,10 @@ class RawRQ(System):
         return 0
 
 
-CLASSES: dict[str, type[System]] = {"engine": Engine, "celery": CeleryPeer, "dbos": DbosPeer, "rq": RawRQ}
+CLASSES: dict[str, type[System]] = {
+    "engine": Engine,
+    "engine-db": EngineDatabase,
+    "celery": CeleryPeer,
+    "dbos": DbosPeer,
+    "rq": RawRQ,
+}
