@@ -178,6 +178,16 @@ def _rq_worker_class(base: type) -> type:
             STOPPING.set()
             super().request_stop(signum, frame)
 
+        def subscribe(self) -> None:
+            # RQ's command listener with a 1 s wait instead of 60: a burst worker that finishes before its
+            # listener has read the SUBSCRIBE reply unsubscribes, and redis-py's listener then waits the whole
+            # interval for a subscription that never comes while RQ joins it (rq/rq#1613): a 60 s hang at exit.
+            self.pubsub = self.connection.pubsub()
+            self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+            self.pubsub_thread = self.pubsub.run_in_thread(
+                sleep_time=1.0, daemon=True, exception_handler=self._pubsub_exception_handler
+            )
+
         # RQ builds its scheduler inside ``work()``; the engine's scheduler subclass is swapped in as it is
         # stored, before its process is forked.
         @property

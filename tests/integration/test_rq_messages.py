@@ -248,3 +248,30 @@ def test_withdrawing_a_message_a_worker_already_popped_leaves_its_data_alone(rq_
     assert doorbell.withdraw([job_id]) == 1
     assert queue.job_ids == []
     assert queue.fetch_job(job_id) is None
+
+
+def test_a_worker_that_stops_before_its_command_listener_subscribed_exits_at_once(rq_settings, monkeypatch):
+    """rq/rq#1613: a burst worker can finish before its command listener has read the SUBSCRIBE reply; the
+    listener then waits for a subscription that never comes while RQ joins it. The engine's worker bounds that
+    wait, so runworker --burst exits rather than hanging for a minute."""
+    import threading
+
+    from redis.client import PubSub
+    from rq import SimpleWorker
+
+    from django_workflow_engine.hosts.rq_worker import _rq_worker_class
+
+    get_message = PubSub.get_message
+
+    def not_yet_subscribed(self, *args, **kwargs):
+        self.subscribed_event.clear()  # the listener's state in the race: still waiting for its subscription
+        return get_message(self, *args, **kwargs)
+
+    monkeypatch.setattr(PubSub, "get_message", not_yet_subscribed)
+    queue = rq_settings
+    worker = _rq_worker_class(SimpleWorker)([queue], connection=queue.connection)
+    worker.subscribe()
+    stopping = threading.Thread(target=worker.unsubscribe, daemon=True)
+    stopping.start()
+    stopping.join(15)
+    assert not stopping.is_alive(), "the worker's command listener kept it from exiting"
