@@ -48,6 +48,20 @@ class Write:
     # (constraint name, error): the error to raise instead of the unique violation of that constraint (a new
     # row whose key exists already), so callers see the same error as from an immediate write.
     duplicate: tuple[str, Exception] | None = None
+    # A single-row ``UPDATE`` as its parts, so a later write to that row may carry it (:func:`take_row_update`).
+    row_update: RowUpdate | None = None
+
+
+@dataclass(frozen=True)
+class RowUpdate:
+    """``UPDATE <table> SET <assignments> WHERE <where>`` of one row, kept apart (see :func:`take_row_update`)."""
+
+    table: str
+    pk: str
+    assignments: str
+    assignment_params: Sequence[Any]
+    where: str
+    where_params: Sequence[Any]
 
 
 @dataclass
@@ -56,6 +70,9 @@ class _Queue:
     rows: set[tuple[str, str]] = field(default_factory=set)
     counters: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
     flushing: bool = False
+    # Rows this transaction locked (``SELECT ... FOR UPDATE``), with the version read: no one else can change
+    # them before it ends, so a version-guarded update of one cannot fail and may be deferred.
+    locked: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def _queue(using: str) -> _Queue | None:
@@ -76,6 +93,35 @@ def defer(using: str, write: Write) -> None:
     queue.writes.append(write)
     queue.rows |= write.rows
     queue.counters.update(write.counters)
+
+
+def note_locked(using: str, table: str, pk: str, version: int) -> None:
+    """Row ``(table, pk)`` was locked in the current deferring transaction at ``version``."""
+    queue = _queue(using)
+    if queue is not None:
+        queue.locked[(table, pk)] = version
+
+
+def locked_version(using: str, table: str, pk: str) -> int | None:
+    """The version row ``(table, pk)`` had when this deferring transaction locked it; ``None`` if it did not."""
+    queue = _queue(using)
+    return None if queue is None else queue.locked.get((table, pk))
+
+
+def take_row_update(using: str, table: str, pk: str) -> Write | None:
+    """Remove from the queue and return the queued single-row ``UPDATE`` of ``(table, pk)``, for a write to that
+    row that carries its assignments (an outbox append whose counter ``UPDATE`` of the run row also sets what
+    the run's completion set), so the two leave in one statement. ``None`` when there is none."""
+    queue = _queue(using)
+    if queue is None or (table, pk) not in queue.rows:
+        return None
+    for index, write in enumerate(queue.writes):
+        update = write.row_update
+        if update is not None and (update.table, update.pk) == (table, pk):
+            del queue.writes[index]
+            queue.rows -= write.rows
+            return write
+    return None
 
 
 def advance_counter(using: str, table: str, pk: str, by: int) -> int | None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,18 @@ from .statements import (
     with_aux,
 )
 from .store import OrmStore, expect_rows
+
+
+def _both(update_check: Callable[[int], None] | None, events_check: Callable[[int], None]) -> Callable[[int], None]:
+    """The check of an append that carries a run update: the update's (its row was found: some event row was
+    inserted) first, then the append's own."""
+
+    def check(count: int) -> None:
+        if update_check is not None:
+            update_check(1 if count else 0)
+        events_check(count)
+
+    return check
 
 
 @guard_public_methods
@@ -115,8 +127,16 @@ class OrmOutbox(OrmStore):
         connection = connections[self.using]
         reserve, reserve_params, insert, insert_params = append_events(connection, run_id, items, causation_id)
         if deferred.deferring(self.using):
-            rows = frozenset({(WorkflowRun._meta.db_table, run_id)})
+            run_table = WorkflowRun._meta.db_table
+            rows = frozenset({(run_table, run_id)})
             check = expect_rows(len(items), RunNotFound(run_id))
+            queued = deferred.take_row_update(self.using, run_table, run_id)
+            if queued is not None and queued.row_update is not None:
+                # The run's queued update (its completion) rides on the counter's UPDATE: one statement, not two.
+                update = queued.row_update
+                reserve = reserve_event_sequences(update.assignments, update.where)
+                reserve_params = [*update.assignment_params, len(items), *update.where_params]
+                check = _both(queued.check, check)
             deferred.defer(self.using, deferred.Write(insert, insert_params, rows, check, reserve, reserve_params))
             return True
         with hot_cursor(connection) as cursor:

@@ -137,7 +137,10 @@ class OrmRuns(OrmStore):
         return off_the_loop(lambda: self._runs().filter(pk=run_id).values_list("status", flat=True).first())
 
     def lock_run(self, run_id: str) -> RunRecord | None:
-        return self._run_by_id(run_id, lock=True)
+        run = self._run_by_id(run_id, lock=True)
+        if run is not None and self._dialect.lock_rows:
+            deferred.note_locked(self.using, WorkflowRun._meta.db_table, run_id, run.version)
+        return run
 
     def update_run(
         self, run_id: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None

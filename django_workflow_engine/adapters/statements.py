@@ -155,6 +155,13 @@ def update(
 
     ``values``: ``{field name: value}`` (concrete fields; :data:`PLUS_ONE` adds one to the column).
     ``returning``: a ``RETURNING`` list. Every hand-written UPDATE goes through it."""
+    sets, params = assignments(connection, model, values)
+    sql = f"UPDATE {table(model)} SET {sets} WHERE {where}"
+    return sql + (f" RETURNING {returning}" if returning else ""), [*params, *where_params]
+
+
+def assignments(connection: Any, model: type[Model], values: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """The ``SET`` list of :func:`update` and its parameters."""
     meta = model._meta
     sets: list[str] = []
     params: list[Any] = []
@@ -166,8 +173,17 @@ def update(
             continue
         sets.append(f"{column} = %s")
         params.append(field.get_db_prep_save(value, connection))
-    sql = f"UPDATE {table(model)} SET {', '.join(sets)} WHERE {where}"
-    return sql + (f" RETURNING {returning}" if returning else ""), [*params, *where_params]
+    return ", ".join(sets), params
+
+
+@dataclass(frozen=True)
+class RowUpdateParts:  # one row's UPDATE, whole and as its SET list and WHERE clause
+    sql: str
+    params: list[Any]
+    sets: str
+    set_params: list[Any]
+    where: str
+    where_params: list[Any]
 
 
 def versioned_update(
@@ -177,22 +193,24 @@ def versioned_update(
     values: Mapping[str, Any],
     expected_version: int | None,
     current_only: bool = False,
-) -> tuple[str, list[Any]]:
+) -> RowUpdateParts:
     """versioned_update -- Update one run or stage row by id [at the version read] [if not superseded].
 
     ``update_run``/``update_stage``: several per stage; without ``RETURNING`` (the caller adds it, or defers the
     write)."""
     where = f"{q(model._meta.pk.column)} = %s"
-    params: list[Any] = [pk]
+    where_params: list[Any] = [pk]
     if expected_version is not None:
         where += f" AND {q('version')} = %s"
-        params.append(expected_version)
+        where_params.append(expected_version)
     if current_only:
         # Not ``superseded_at IS NULL``: that predicate matches the partial index ``dwe_stage_run_stage_uniq``,
         # and a prepared statement's generic plan made while the table looked empty walked that whole index on
         # every stage instead of using the primary key (benchmarks/README.md, "what each cut bought").
         where += f" AND COALESCE({q('superseded_at')} IS NULL, false)"
-    return update(connection, model, values, where, params)
+    sets, set_params = assignments(connection, model, values)
+    sql = f"UPDATE {table(model)} SET {sets} WHERE {where}"
+    return RowUpdateParts(sql, [*set_params, *where_params], sets, set_params, where, where_params)
 
 
 def claim(
@@ -336,12 +354,17 @@ def _json_dumps(value: Any) -> str:
 AUX = "__dwe_aux__"
 
 
-def reserve_event_sequences() -> str:
+def reserve_event_sequences(sets: str = "", where: str = "") -> str:
     """reserve_event_sequences -- Advance one run's event counter by %s and return its new value.
 
-    The UPDATE row-locks the run until the transaction ends, so concurrent writers of one run take turns."""
+    The UPDATE row-locks the run until the transaction ends, so concurrent writers of one run take turns. With
+    ``sets`` and ``where`` (a queued update of the run, :func:`.deferred.take_row_update`) it applies that update
+    too: ``SET <sets>, event_seq = event_seq + %s WHERE <where>``, so a run's completion and its events are one
+    statement."""
     seq = q("event_seq")
-    return f"UPDATE {table(WorkflowRun)} SET {seq} = {seq} + %s WHERE {q('id')} = %s RETURNING {seq}"
+    assign = f"{sets}, " if sets else ""
+    where = where or f"{q('id')} = %s"
+    return f"UPDATE {table(WorkflowRun)} SET {assign}{seq} = {seq} + %s WHERE {where} RETURNING {seq}"
 
 
 def reserve_event_sequences_of_runs(count: int) -> str:

@@ -92,11 +92,20 @@ class OrmStore:
         matched does a second query tell a missing row from a stale version. ``current_only``: rows a rerun
         superseded are not written (a stage record's history is read-only)."""
         connection = connections[self.using]
-        sql, params = versioned_update(connection, model, pk, values, expected_version, current_only)
-        if expected_version is None and deferred.deferring(self.using):
-            rows = frozenset({(model._meta.db_table, pk)})
-            deferred.defer(self.using, deferred.Write(sql, params, rows, expect_rows(1, missing)))
-            return 0
+        update = versioned_update(connection, model, pk, values, expected_version, current_only)
+        sql, params = update.sql, update.params
+        db_table = model._meta.db_table
+        if deferred.deferring(self.using) and (
+            expected_version is None or deferred.locked_version(self.using, db_table, pk) == expected_version
+        ):
+            # Unguarded, or guarded by a version this transaction read under the row's lock: it cannot be stale.
+            row = deferred.RowUpdate(db_table, pk, update.sets, update.set_params, update.where, update.where_params)
+            check = expect_rows(1, missing if expected_version is None else self._stale(model, pk, expected_version))
+            deferred.defer(self.using, deferred.Write(sql, params, frozenset({(db_table, pk)}), check, row_update=row))
+            if expected_version is None:
+                return 0
+            deferred.note_locked(self.using, db_table, pk, expected_version + 1)  # still locked, one version on
+            return expected_version + 1
         with hot_cursor(connection) as cursor:
             cursor.execute(f"{sql} RETURNING {q('version')}", params)
             row = cursor.fetchone()
@@ -106,6 +115,10 @@ class OrmStore:
         if actual is None:
             raise missing
         raise StaleVersionError(model.__name__, pk, expected_version or 0, actual)
+
+    @staticmethod
+    def _stale(model: type[Model], pk: str, expected_version: int) -> Exception:
+        return StaleVersionError(model.__name__, pk, expected_version, expected_version)
 
     def _select(
         self, model: type[Model], where: str, params: Sequence[Any], order_by: str = "", lock: bool = False

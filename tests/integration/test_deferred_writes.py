@@ -165,8 +165,36 @@ def test_a_continued_stage_that_completes_the_run_is_few_statements(harness):
     c = harness.jobs.dequeue("w2", harness.clock.now())
     run_job(harness.kernel, b.job, continue_as="w", started=b)  # b: c still running, no-op transition
     d = run_job(harness.kernel, c, continue_as="w2").continuation  # c: starts d for w2
-    # d: lock the run, the outcome (stage + job), the run's completion, its events
+    # d: lock the run; then one statement: the outcome (stage + job), and the run's completion carried by the
+    # UPDATE that reserves its events' sequences (the run row was locked at the version the completion checks)
     with CaptureQueriesContext(connection) as ctx:
         assert run_job(harness.kernel, d.job, continue_as="w2", started=d).outcome == "completed"
-    assert len(_statements(ctx)) <= 4
-    assert harness.run(d.run.id).status == Status.COMPLETED
+    sent = _statements(ctx)
+    assert len(sent) == 2, sent
+    assert "FOR UPDATE" in sent[0]
+    run = WorkflowRun.objects.get(pk=d.run.id)
+    assert (run.status, run.output) == (Status.COMPLETED, harness.run(d.run.id).output)
+    sequences = list(OutboxEvent.objects.filter(run_id=run.id).order_by("sequence").values_list("sequence", flat=True))
+    assert sequences == list(range(1, run.event_seq + 1))
+    last = OutboxEvent.objects.filter(run_id=run.id).latest("sequence")
+    assert last.event_type == "workflow:completed"
+
+
+def test_a_guarded_update_of_a_row_locked_at_another_version_runs_at_once_and_reports_it_stale(ports):
+    from django.db import transaction
+
+    from django_workflow_engine.core.errors import StaleVersionError
+
+    persistence, _jobs, run, _stage, _job_id = ports
+    with transaction.atomic(), persistence.atomic():
+        locked = persistence.lock_run(run.id)
+        with pytest.raises(StaleVersionError):  # raised here, not at the flush: the lock was at another version
+            persistence.update_run(run.id, {"priority": 9}, NOW, expected_version=locked.version + 1)
+    with persistence.atomic():
+        locked = persistence.lock_run(run.id)
+        with CaptureQueriesContext(connection) as ctx:
+            assert persistence.update_run(run.id, {"priority": 9}, NOW, expected_version=locked.version) == (
+                locked.version + 1
+            )
+        assert _statements(ctx) == []  # queued: it cannot be stale under the lock
+    assert WorkflowRun.objects.get(pk=run.id).priority == 9

@@ -119,7 +119,8 @@ def test_generic_plans_of_the_per_stage_statements_use_their_index_not_a_whole_i
     assert "dwe_job_dequeue_idx" in plan, plan
     assert "Seq Scan" not in plan, plan
 
-    sql, params = versioned_update(connection, WorkflowStage, "stage-id", {"status": "RUNNING"}, None, True)
+    update = versioned_update(connection, WorkflowStage, "stage-id", {"status": "RUNNING"}, None, True)
+    sql, params = update.sql, update.params
     plan = _generic_plan(sql, params)
     assert "Index Cond: ((id)::text = $" in plan, plan
     assert "dwe_stage_run_stage_uniq" not in plan, plan
