@@ -103,6 +103,21 @@ class Processes:
     def logs(self) -> str:
         return "\n".join(f"--- {p.args}\n{Path(p.log_path).read_text()[-3000:]}" for p in self.procs)  # type: ignore[attr-defined]
 
+    def wait_until(self, predicate, timeout: float, message: str = "condition") -> None:  # type: ignore[no-untyped-def]
+        """:func:`wait_until`, printing the processes' logs when it times out."""
+        try:
+            wait_until(predicate, timeout=timeout, message=message)
+        except AssertionError:
+            print(self.logs())
+            raise
+
+    def wait_for_run(self, run, timeout: float, message: str = "the run to finish") -> None:  # type: ignore[no-untyped-def]
+        """Wait until ``run`` is COMPLETED or FAILED (logs printed if it is not by then), and refresh it."""
+        from django_workflow_engine.models import WorkflowRun
+
+        self.wait_until(lambda: WorkflowRun.objects.get(pk=run.pk).status in ("COMPLETED", "FAILED"), timeout, message)
+        run.refresh_from_db()
+
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:

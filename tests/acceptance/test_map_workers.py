@@ -10,7 +10,7 @@ import time
 import pytest
 
 from django_workflow_engine import engine
-from django_workflow_engine.models import OutboxEvent, WorkflowJob, WorkflowRun, WorkflowStage
+from django_workflow_engine.models import OutboxEvent, WorkflowJob, WorkflowStage
 
 from .conftest import wait_until
 
@@ -43,16 +43,7 @@ def test_a_thousand_item_map_completes_each_item_once_despite_a_killed_worker(pr
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed_at = time.monotonic()
-    try:
-        wait_until(
-            lambda: WorkflowRun.objects.get(pk=run.pk).status in ("COMPLETED", "FAILED"),
-            timeout=90,
-            message="the map to finish",
-        )
-    except AssertionError:
-        print(processes.logs())
-        raise
-    run.refresh_from_db()
+    processes.wait_for_run(run, 90, "the map to finish")
     assert run.status == "COMPLETED", run.output
     assert run.output == [i * i for i in range(ITEMS)]  # every output, in item order
     assert items.count() == ITEMS

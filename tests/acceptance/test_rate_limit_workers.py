@@ -12,8 +12,6 @@ import pytest
 from django_workflow_engine import engine
 from django_workflow_engine.models import AICall, WorkflowJob, WorkflowLog, WorkflowRun, WorkflowStage
 
-from .conftest import wait_until
-
 pytestmark = [pytest.mark.acceptance, pytest.mark.slow, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 WINDOW = 2.0
@@ -45,15 +43,11 @@ def test_200_calls_from_two_workers_never_pass_the_limit_and_no_stage_fails(tran
     ]
     processes.start("runmaintenance", "--interval", "0.5", engine_settings=config, name="maintenance")
     ids = [engine.start("ai-burst", {"n": 10}).id for _ in range(20)]
-    try:
-        wait_until(
-            lambda: not WorkflowRun.objects.filter(pk__in=ids).exclude(status="COMPLETED").exists(),
-            timeout=120,
-            message="20 runs of 10 limited calls to complete",
-        )
-    except AssertionError:
-        print(processes.logs())
-        raise
+    processes.wait_until(
+        lambda: not WorkflowRun.objects.filter(pk__in=ids).exclude(status="COMPLETED").exists(),
+        timeout=120,
+        message="20 runs of 10 limited calls to complete",
+    )
 
     calls = list(AICall.objects.filter(run_id__in=ids).order_by("created_at").values_list("created_at", "error"))
     assert len(calls) == 200

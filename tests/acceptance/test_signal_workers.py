@@ -46,16 +46,7 @@ def test_a_worker_killed_right_after_a_resume_loses_nothing_and_completes_nothin
     victim.wait()
     processes.start("runworker", "--worker-id", "rescuer", engine_settings=RQ, name="rescuer")
     processes.start("runmaintenance", "--interval", "1", engine_settings=RQ, name="maintenance")
-    try:
-        wait_until(
-            lambda: WorkflowRun.objects.get(pk=run.pk).status in ("COMPLETED", "FAILED"),
-            timeout=90,
-            message="the run to finish",
-        )
-    except AssertionError:
-        print(processes.logs())
-        raise
-    run.refresh_from_db()
+    processes.wait_for_run(run, 90)
     assert run.status == "COMPLETED"
     assert run.jobs.get(stage_id="work").attempt == 2  # re-executed after the kill
     assert run.jobs.filter(stage_id="gate").count() == 1
@@ -134,16 +125,7 @@ def test_a_worker_killed_while_polling_a_woken_stage_loses_nothing_and_completes
     victim.wait()
     processes.start("runworker", "--worker-id", "rescuer", engine_settings=RQ, name="rescuer")
     processes.start("runmaintenance", "--interval", "1", engine_settings=RQ, name="maintenance")
-    try:
-        wait_until(
-            lambda: WorkflowRun.objects.get(pk=run.pk).status in ("COMPLETED", "FAILED"),
-            timeout=90,
-            message="the run to finish",
-        )
-    except AssertionError:
-        print(processes.logs())
-        raise
-    run.refresh_from_db()
+    processes.wait_for_run(run, 90)
     assert (run.status, run.output) == ("COMPLETED", {"job": "r-7", "url": "https://cdn/7"})
     job = run.jobs.get(stage_id="render")
     assert (job.status, job.attempt) == ("COMPLETED", 2)  # the killed poll, then the rescuer's

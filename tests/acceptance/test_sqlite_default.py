@@ -78,11 +78,7 @@ def test_two_workers_and_maintenance_on_django_default_sqlite_settings(processes
         done = WorkflowRun.objects.filter(status__in=["COMPLETED", "FAILED", "CANCELLED"]).count()
         return done == RUNS
 
-    try:
-        wait_until(finished, timeout=FINISH_WITHIN, message=f"{RUNS} runs to finish")
-    except AssertionError:
-        print(processes.logs())
-        raise
+    processes.wait_until(finished, timeout=FINISH_WITHIN, message=f"{RUNS} runs to finish")
     assert set(WorkflowRun.objects.values_list("status", flat=True)) == {"COMPLETED"}
     assert WorkflowStage.objects.filter(status="COMPLETED").count() == 4 * RUNS
     # No lease was reaped and no attempt was spent on a lock error: every job ran once.

@@ -57,11 +57,7 @@ def test_two_rq_workers_and_maintenance_complete_200_runs(processes, redis_conn,
         processes.start("runworker", "--worker-id", f"w{i}", engine_settings=RQ, name=f"worker{i}")
     processes.start("runmaintenance", "--interval", "1", engine_settings=RQ, name="maintenance")
     run_ids = [engine.start("triple", {"n": i}).id for i in range(200)]
-    try:
-        wait_until(lambda: _all_finished(run_ids), timeout=240, message="200 runs to finish")
-    except AssertionError:
-        print(processes.logs())
-        raise
+    processes.wait_until(lambda: _all_finished(run_ids), timeout=240, message="200 runs to finish")
     assert set(WorkflowRun.objects.filter(id__in=run_ids).values_list("status", flat=True)) == {"COMPLETED"}
     assert WorkflowStage.objects.filter(run_id__in=run_ids, status="COMPLETED").count() == 800
     _assert_each_stage_executed_once(run_ids)
@@ -86,11 +82,7 @@ def test_a_clean_rq_load_leaves_no_failed_rq_jobs_and_no_tracebacks(processes, r
     ]
     processes.start("runmaintenance", "--interval", "1", engine_settings=RQ, name="maintenance")
     run_ids = [engine.start("triple", {"n": i}).id for i in range(300)]
-    try:
-        wait_until(lambda: _all_finished(run_ids), timeout=300, message="300 runs to finish")
-    except AssertionError:
-        print(processes.logs())
-        raise
+    processes.wait_until(lambda: _all_finished(run_ids), timeout=300, message="300 runs to finish")
     assert set(WorkflowRun.objects.filter(id__in=run_ids).values_list("status", flat=True)) == {"COMPLETED"}
     time.sleep(2)  # let the workers finish the messages they hold
     failed = FailedJobRegistry(queue=get_queue())
@@ -113,11 +105,7 @@ def test_killed_worker_mid_stage_run_completes_after_lease_expires(processes, re
     victim.wait()
     processes.start("runworker", "--worker-id", "rescuer", engine_settings=RQ, name="rescuer")
     processes.start("runmaintenance", "--interval", "1", engine_settings=RQ, name="maintenance")
-    try:
-        wait_until(lambda: _all_finished([run.id]), timeout=90, message="the run to finish")
-    except AssertionError:
-        print(processes.logs())
-        raise
+    processes.wait_until(lambda: _all_finished([run.id]), timeout=90, message="the run to finish")
     run.refresh_from_db()
     assert run.status == "COMPLETED"
     assert WorkflowStage.objects.filter(run=run, status="COMPLETED").count() == 4
@@ -136,11 +124,7 @@ def test_redis_flushall_loses_messages_but_no_run(processes, redis_conn, setting
     redis_conn.flushall()
     processes.start("runworker", "--worker-id", "w", engine_settings=fast, name="worker")
     processes.start("runmaintenance", "--interval", "1", engine_settings=fast, name="maintenance")
-    try:
-        wait_until(lambda: _all_finished(run_ids), timeout=120, message="runs to finish after FLUSHALL")
-    except AssertionError:
-        print(processes.logs())
-        raise
+    processes.wait_until(lambda: _all_finished(run_ids), timeout=120, message="runs to finish after FLUSHALL")
     assert set(WorkflowRun.objects.filter(id__in=run_ids).values_list("status", flat=True)) == {"COMPLETED"}
     _assert_each_stage_executed_once(run_ids)
 
@@ -180,11 +164,7 @@ def test_rq_worker_continues_a_run_eagerly_with_half_the_messages(processes, red
     settings.WORKFLOW_ENGINE = {**settings.WORKFLOW_ENGINE, **RQ}
     run_ids = [engine.start("triple", {"n": i}).id for i in range(5)]
     processes.start("runworker", "--worker-id", "solo", "--burst", engine_settings=RQ, name="solo")
-    try:
-        wait_until(lambda: _all_finished(run_ids), timeout=60, message="5 runs to finish")
-    except AssertionError:
-        print(processes.logs())
-        raise
+    processes.wait_until(lambda: _all_finished(run_ids), timeout=60, message="5 runs to finish")
     jobs = WorkflowJob.objects.filter(run_id__in=run_ids)
     assert set(jobs.values_list("status", "attempt")) == {("COMPLETED", 1)}
     # ingest and one sibling were queued (2 messages a run); the other sibling and join were continuations
@@ -249,11 +229,7 @@ def test_heartbeat_keeps_a_long_stage_leased(processes, settings):
     processes.start("runworker", "--worker-id", "slow", "--with-maintenance", engine_settings=short, name="slow")
     processes.start("runworker", "--worker-id", "idle", engine_settings=short, name="idle")
     run = engine.start("triple", {"n": 5, "sleep": 6})
-    try:
-        wait_until(lambda: _all_finished([run.id]), timeout=60, message="the long run")
-    except AssertionError:
-        print(processes.logs())
-        raise
+    processes.wait_until(lambda: _all_finished([run.id]), timeout=60, message="the long run")
     run.refresh_from_db()
     assert run.status == "COMPLETED"
     job = run.jobs.get(stage_id="ingest")
