@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .children import wake_parent
 from .records import RunRecord, Status
 
 if TYPE_CHECKING:
@@ -58,8 +57,7 @@ def fill_slots(deps: Deps, workflow: Workflow, key: str, now: datetime) -> list[
 
 def release(deps: Deps, run: RunRecord, now: datetime, workflow: Workflow | None = None) -> list[dict[str, Any]]:
     """A run left RUNNING (completed, failed, cancelled) in the caller's transaction: hand its slot to the next
-    waiting run, and wake the parent stage of a child run. No statement at all for a run with neither."""
-    wake_parent(deps, run, now)
+    waiting run (:func:`.finished.run_finished` calls it). No statement for a run without a concurrency key."""
     if run.concurrency_key is None:
         return []
     workflow = workflow or deps.registry.get(run.workflow_id)

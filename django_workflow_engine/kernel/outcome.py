@@ -166,7 +166,7 @@ def fail_stage_and_run(deps: Deps, run_id: str, stage_id: str, message: str, now
     )
     deps.jobs.cancel_by_run(run_id, now)
     events.append(event(WORKFLOW_FAILED, run_id, now, error=message, stage_id=stage_id))
-    from .concurrency import release
+    from .finished import run_finished
 
-    events += release(deps, run, now)
+    events += run_finished(deps, run, now)
     persistence.append_events(events, f"quarantine:{run_id}:{stage_id}")

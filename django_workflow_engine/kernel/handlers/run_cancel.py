@@ -7,9 +7,10 @@ before writing anything and discards their result.
 from __future__ import annotations
 
 from ...core.errors import RunNotFound
-from .. import children, concurrency
+from .. import children
 from ..commands import CancelResult, CancelRun
 from ..events import WORKFLOW_CANCELLED, event
+from ..finished import run_finished
 from ..flow import Handled
 from ..kernel import Deps
 from ..records import TERMINAL_RUN_STATUSES, Status
@@ -35,10 +36,11 @@ def handle(command: CancelRun, deps: Deps) -> Handled:
     deps.persistence.cancel_open_stages(run.id, now)
     deps.jobs.cancel_by_run(run.id, now)
     events = [event(WORKFLOW_CANCELLED, run.id, now, reason=command.reason)]
-    if run.status == Status.RUNNING:  # a cancelled waiting run held no slot
-        events += concurrency.release(deps, run, now)
+    if run.status == Status.RUNNING:
+        events += run_finished(deps, run, now)
+    else:  # a waiting run held no slot; its parent stage still wakes
+        children.wake_parent(deps, run, now)
     for child in deps.persistence.get_child_runs(parent_run_id=run.id):  # its children go with it
         if child.status not in TERMINAL_RUN_STATUSES:
             events += handle(CancelRun(child.id, reason=f"parent run {run.id} was cancelled"), deps).events
-    children.wake_parent(deps, run, now)
     return Handled(CancelResult(True), events)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .. import concurrency
 from ..commands import ExpireDeadlines, ExpireDeadlinesResult
 from ..events import WORKFLOW_FAILED, event
+from ..finished import run_finished
 from ..kernel import Deps
 from ..records import TERMINAL_RUN_STATUSES, RunRecord, Status
 
@@ -59,5 +59,5 @@ def expire(deps: Deps, run: RunRecord, now: datetime) -> list[dict[str, Any]]:
     persistence.create_log(run.id, None, "ERROR", message, {"code": CODE}, now)
     events = [event(WORKFLOW_FAILED, run.id, now, error=message, code=CODE)]
     if run.status == Status.RUNNING:  # a run waiting for a slot held none
-        events += concurrency.release(deps, run, now)
+        events += run_finished(deps, run, now)
     return events

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ...core.errors import StaleVersionError
-from .. import concurrency
 from ..commands import ReapStuckResult, ReapStuckRuns, TransitionRun
 from ..events import WORKFLOW_FAILED, event
+from ..finished import run_finished
 from ..kernel import Deps
 from ..records import LIVE_JOB_STATUSES, NewJob, Status
 from . import run_transition as transition_handler
@@ -89,7 +89,7 @@ def handle(command: ReapStuckRuns, deps: Deps, causation_id: str) -> ReapStuckRe
             persistence.append_events(
                 [
                     event(WORKFLOW_FAILED, run.id, now, error=message, code="STUCK_RUN_REAPED"),
-                    *concurrency.release(deps, run, now),  # its slot goes to the next waiting run
+                    *run_finished(deps, run, now),  # its slot goes to the next waiting run
                 ],
                 causation_id,
             )

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 from ...core.errors import StaleVersionError
 from ...core.fanout import MapInputError
-from .. import concurrency, fanout
+from .. import fanout
 from ..commands import TransitionResult, TransitionRun
 from ..events import WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_STARTED, event
+from ..finished import run_finished
 from ..flow import (
     Handled,
     MissingGroupOutput,
@@ -133,7 +134,7 @@ def _advance(
             TransitionResult("failed"),
             [
                 event(WORKFLOW_FAILED, run.id, now, error=message, stage_id=first.stage_id),
-                *concurrency.release(deps, run, now, workflow),
+                *run_finished(deps, run, now, workflow),
             ],
         )
 
@@ -167,7 +168,7 @@ def _advance(
             return NOOP
         return Handled(
             TransitionResult("failed"),
-            [event(WORKFLOW_FAILED, run.id, now, error=message), *concurrency.release(deps, run, now, workflow)],
+            [event(WORKFLOW_FAILED, run.id, now, error=message), *run_finished(deps, run, now, workflow)],
         )
     cost, tokens = sum_metrics(stages)
     if any(s.attempt for s in stages):
@@ -199,7 +200,7 @@ def _advance(
                 total_cost=str(fields["total_cost"]),
                 total_tokens=fields["total_tokens"],
             ),
-            *concurrency.release(deps, run, now, workflow),
+            *run_finished(deps, run, now, workflow),
         ],
     )
 
@@ -218,5 +219,5 @@ def _fail(
         return NOOP
     return Handled(
         TransitionResult("failed"),
-        [event(WORKFLOW_FAILED, run.id, now, error=message), *concurrency.release(deps, run, now, workflow)],
+        [event(WORKFLOW_FAILED, run.id, now, error=message), *run_finished(deps, run, now, workflow)],
     )

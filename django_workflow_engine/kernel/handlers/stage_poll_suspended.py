@@ -15,11 +15,11 @@ from typing import Any
 from ...core.batch import CompletionError, NotReady, Ready, as_timedelta
 from ...core.context import CheckContext, StageStorage
 from ...core.stage import run_callable, to_json_output
-from .. import concurrency
 from ..children import StageChildren
 from ..commands import PollResult, PollSuspended
 from ..events import STAGE_COMPLETED, STAGE_FAILED, WORKFLOW_FAILED, event
 from ..executor import parse_config
+from ..finished import run_finished
 from ..flow import add_ai_metrics, error_message, store_output
 from ..kernel import Deps
 from ..logcontext import log_extra
@@ -199,7 +199,7 @@ def _fail(deps: Deps, run: RunRecord, stage: StageRecord, message: str, causatio
             [
                 event(STAGE_FAILED, run.id, now, stage_id=stage.stage_id, stage_name=stage.stage_name, error=message),
                 event(WORKFLOW_FAILED, run.id, now, error=message, stage_id=stage.stage_id),
-                *concurrency.release(deps, run, now),  # its slot goes to the next waiting run
+                *run_finished(deps, run, now),  # its slot goes to the next waiting run
             ],
             causation_id,
         )
