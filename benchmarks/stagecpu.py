@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/stagecpu.py                    # 2,000 runs x 3 rounds, PostgreSQL
     .venv/bin/python benchmarks/stagecpu.py --runs 500 --rounds 1 --databases postgresql,sqlite
+    sh benchmarks/snapshot.sh <commit> /tmp/a   # then the same from /tmp/a: a before/after pair, alternated
 
 The live and backlog phases (``live.py``, ``throughput.py``) time whole systems and move by 2x when another
 session shares the machine, so a cut worth 5 % cannot be seen in them. This program counts CPU seconds instead,
@@ -202,9 +203,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000, help="runs per round (default 2,000 = 6,000 stages)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per database; the median is reported")
     parser.add_argument("--databases", default="postgresql", help="postgresql, sqlite or both (comma-separated)")
+    parser.add_argument("--quick", action="store_true", help="200 runs, 1 round")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.rounds = 200, 1
     if args.child:
         Path(args.out).write_text(json.dumps(child(json.loads(args.child))))
         return
