@@ -3,7 +3,7 @@
 Claims are safe under concurrency: a claim is one ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING id``
 statement, whose inner SELECT uses ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (workers never wait for each other)
 and which SQLite, with its single writer, runs without interleaving (see
-:func:`~django_workflow_engine.adapters.statements.claim_one`).
+:func:`~django_workflow_engine.adapters.store.claim_one`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from ..models import WorkflowJob
 from . import deferred
 from .cursors import hot_cursor
 from .sqlite import guard_public_methods
-from .statements import PLUS_ONE, claim, claim_by_id, claim_one, json_insert, q, single_statement_claims, update
-from .store import expect_rows, returned_row
+from .statements import PLUS_ONE, claim, claim_by_id, json_insert, q, single_statement_claims, update
+from .store import claim_one, expect_rows, returned_row
 
 JOB_FIELDS = [f.name for f in fields(JobRecord)]
 

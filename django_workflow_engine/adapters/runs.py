@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -27,10 +28,15 @@ from .asyncsafe import off_the_loop
 from .cursors import hot_cursor
 from .rows import RUN_FIELDS, run_record
 from .sqlite import guard_public_methods
-from .statements import PLUS_ONE, claim, claim_one, insert, json_insert, json_rows, q, single_statement_claims
-from .store import OrmStore, expect_rows, returned_row, update_values
+from .statements import PLUS_ONE, claim, insert, json_insert, json_rows, q, single_statement_claims
+from .store import OrmStore, claim_one, expect_rows, returned_row, update_values
 
 _RUN_PKEY = f"{WorkflowRun._meta.db_table}_pkey"  # PostgreSQL's name for the primary key Django created
+
+
+# What lock_run(known=...) reads again when the run's version has not moved: the columns written without moving it
+# (the AI spend add_run_totals adds up), and the version itself. Every other write of a run row moves the version.
+_REFRESHED = ("status", "version", "total_cost", "total_tokens", "updated_at")
 
 
 @guard_public_methods
@@ -136,8 +142,17 @@ class OrmRuns(OrmStore):
     def get_run_status(self, run_id: str) -> str | None:
         return off_the_loop(lambda: self._runs().filter(pk=run_id).values_list("status", flat=True).first())
 
-    def lock_run(self, run_id: str) -> RunRecord | None:
-        run = self._run_by_id(run_id, lock=True)
+    def lock_run(self, run_id: str, known: RunRecord | None = None) -> RunRecord | None:
+        if known is None or known.id != run_id:
+            run = self._run_by_id(run_id, lock=True)
+        else:
+            rows = self._select(WorkflowRun, f"{q('id')} = %s", [run_id], lock=True, only=_REFRESHED)
+            if not rows:
+                run = None
+            elif rows[0]["version"] == known.version:
+                run = dataclasses.replace(known, **rows[0])
+            else:  # written since the caller read it: read it whole (the row is locked now)
+                run = self._run_by_id(run_id, lock=False)
         if run is not None and self._dialect.lock_rows:
             deferred.note_locked(self.using, WorkflowRun._meta.db_table, run_id, run.version)
         return run

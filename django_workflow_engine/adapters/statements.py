@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from django.db import connections
-from django.db.models import Field, Model, Q, QuerySet
+from django.db.models import Field, Model
 
 from ..models import IdempotencyKey, OutboxEvent, WorkflowRun
 
@@ -92,17 +92,17 @@ def table(model: type[Model]) -> str:
 
 # -- reading rows ---------------------------------------------------------------------------------------------
 
-_READERS: dict[tuple[type, str], Any] = {}
+_READERS: dict[tuple[type, str, tuple[str, ...]], Any] = {}
 
 
-def row_reader(model: type[Model], connection: Any) -> Any:
-    """``(attnames, "col1, col2, ...", convert)`` for reading whole rows of ``model`` from raw SQL the way the
-    ORM would (the backend's and the fields' converters: JSON, datetimes, decimals)."""
-    key = (model, connection.alias)
+def row_reader(model: type[Model], connection: Any, only: tuple[str, ...] = ()) -> Any:
+    """``(attnames, "col1, col2, ...", convert)`` for reading whole rows of ``model`` (or the fields ``only``)
+    from raw SQL the way the ORM would (the backend's and the fields' converters: JSON, datetimes, decimals)."""
+    key = (model, connection.alias, only)
     cached = _READERS.get(key)
     if cached is not None:
         return cached
-    fields = model._meta.concrete_fields
+    fields = [f for f in model._meta.concrete_fields if not only or f.attname in only]
     cols = [f.get_col(model._meta.db_table) for f in fields]
     converters = [[*connection.ops.get_db_converters(col), *col.get_db_converters(connection)] for col in cols]
 
@@ -119,11 +119,13 @@ def row_reader(model: type[Model], connection: Any) -> Any:
     return reader
 
 
-def select_rows(connection: Any, model: type[Model], where: str, order_by: str = "", lock: bool = False) -> str:
-    """select_rows -- Read whole rows of ``model`` matching ``where``, optionally ordered and locked.
+def select_rows(
+    connection: Any, model: type[Model], where: str, order_by: str = "", lock: bool = False, only: tuple[str, ...] = ()
+) -> str:
+    """select_rows -- Read whole rows of ``model`` (or the fields ``only``) matching ``where``, [ordered] [locked].
 
     The run and stage reads of every stage (``OrmStore._select``); ``lock``: ``FOR UPDATE`` where rows lock."""
-    _names, columns, _convert = row_reader(model, connection)
+    _names, columns, _convert = row_reader(model, connection, only)
     sql = f"SELECT {columns} FROM {table(model)} WHERE {where}"
     if order_by:
         sql += f" ORDER BY {order_by}"
@@ -245,22 +247,6 @@ def claim_by_id(
     _names, columns, _convert = row_reader(model, connection)
     where = f"{q(model._meta.pk.column)} = %s AND {guard}"
     return update(connection, model, values, where, [pk, *guard_params], returning=columns)
-
-
-def claim_one(using: str, candidates: QuerySet, guard: Q, **values: Any) -> Any:
-    """Where claims are not one statement (:func:`single_statement_claims`): apply ``values`` to the first row
-    of ``candidates`` (filtered and ordered) with the ORM and return it as updated (a model instance), or
-    ``None``. The first candidate is read (``SKIP LOCKED`` where supported) and taken by a conditional UPDATE on
-    ``guard``, retried a few times when another caller wins the row; call it inside ``atomic()``."""
-    manager = candidates.model._default_manager.using(using)
-    locked = candidates.select_for_update(skip_locked=True)
-    for _ in range(10):
-        pk = locked.values_list("pk", flat=True).first()
-        if pk is None:
-            return None
-        if manager.filter(guard, pk=pk).update(**values):
-            return manager.get(pk=pk)
-    return None
 
 
 def complete_idempotency_key(using: str, key: str, command_type: str, result: Any) -> tuple[str, list[Any]]:

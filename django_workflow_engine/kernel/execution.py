@@ -303,7 +303,7 @@ def _record(
     notes = buffered_annotations(ctx, run, record) if ctx is not None else []
     try:
         with persistence.atomic():
-            locked = persistence.lock_run(run.id)
+            locked = persistence.lock_run(run.id, known=run)
             if locked is None or locked.status != Status.RUNNING:
                 raise _Ghost(str(locked.status) if locked else "deleted")
             begun.map = fanout.item_map(deps, record) if fanout.is_item(record) else None

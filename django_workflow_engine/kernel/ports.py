@@ -106,9 +106,12 @@ class Persistence(Protocol):
         """A SUSPENDED stage record's next poll moved to ``now`` (its child finished); False if not suspended."""
         ...
 
-    def lock_run(self, run_id: str) -> RunRecord | None:
+    def lock_run(self, run_id: str, known: RunRecord | None = None) -> RunRecord | None:
         """Read the run and lock its row until the surrounding transaction ends (``SELECT ... FOR UPDATE`` on
-        PostgreSQL). Must be called inside ``atomic()``. ``None`` if missing."""
+        PostgreSQL). Must be called inside ``atomic()``. ``None`` if missing. ``known``: the run as the caller
+        read it in an earlier transaction; an adapter may then read again only what can have changed without
+        its version moving (status, version, AI totals) when the version has not moved, and the result is the
+        same as a whole read."""
         ...
 
     def update_run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from decimal import Decimal
 
@@ -161,6 +162,23 @@ def test_lock_run_reads_inside_atomic(adapters):
     with adapters.persistence.atomic():
         assert adapters.persistence.lock_run("r1").id == "r1"
         assert adapters.persistence.lock_run("nope") is None
+
+
+def test_lock_run_given_the_run_as_read_before_returns_what_a_whole_read_does(adapters):
+    persistence = adapters.persistence
+    known = adapters.run("r1", input={"doc": "a"}, config={"s": {"k": 1}}, metadata={"m": 1})
+    adapters.clock.advance(seconds=1)
+    persistence.add_run_totals("r1", Decimal("0.25"), 7)  # written without moving the version
+    with persistence.atomic():
+        assert persistence.lock_run("r1", known=known) == persistence.lock_run("r1")
+        assert persistence.lock_run("r1", known=known).total_tokens == 7
+    persistence.update_run("r1", {"status": "RUNNING", "config": {"s": {"k": 2}}}, adapters.now())  # moves it
+    with persistence.atomic():
+        locked = persistence.lock_run("r1", known=known)
+        assert locked == persistence.lock_run("r1")
+        assert (locked.status, locked.config, locked.version) == ("RUNNING", {"s": {"k": 2}}, known.version + 1)
+    with persistence.atomic():
+        assert persistence.lock_run("gone", known=dataclasses.replace(known, id="gone")) is None
 
 
 # -- claim --------------------------------------------------------------------------------------------------

@@ -123,11 +123,11 @@ def test_a_job_whose_outcome_meets_a_busy_database_is_released_at_once_without_c
     real_lock_run = persistence.lock_run
     calls = []
 
-    def busy_at_the_outcome(self, run_id):  # phase 1 passes; the outcome transaction meets a locked database
+    def busy_at_the_outcome(self, run_id, known=None):  # phase 1 passes; the outcome transaction meets a lock
         calls.append(run_id)
         if len(calls) == 2:
             raise OperationalError("database is locked")
-        return real_lock_run(self, run_id)
+        return real_lock_run(self, run_id, known)
 
     monkeypatch.setattr(persistence, "lock_run", busy_at_the_outcome)
     outcome = execute_claimed(kernel, job, "w1", eager=False)
@@ -151,11 +151,11 @@ def test_run_until_idle_gives_back_the_job_a_busy_database_interrupted(monkeypat
     real_lock_run = persistence.lock_run
     calls = []
 
-    def busy_at_the_outcome(self, run_id):
+    def busy_at_the_outcome(self, run_id, known=None):
         calls.append(run_id)
         if len(calls) == 2:
             raise OperationalError("database is locked")
-        return real_lock_run(self, run_id)
+        return real_lock_run(self, run_id, known)
 
     monkeypatch.setattr(persistence, "lock_run", busy_at_the_outcome)
     with pytest.raises(OperationalError, match="locked"):

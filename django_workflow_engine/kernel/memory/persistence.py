@@ -90,7 +90,7 @@ class InMemoryPersistence(InMemoryConcurrency):
             run = self.store.runs.get(run_id)
             return str(run.status) if run else None
 
-    def lock_run(self, run_id: str) -> RunRecord | None:
+    def lock_run(self, run_id: str, known: RunRecord | None = None) -> RunRecord | None:
         return self.get_run(run_id)
 
     def update_run(
