@@ -3,7 +3,7 @@
 Claims are safe under concurrency: a claim is one ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING id``
 statement, whose inner SELECT uses ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (workers never wait for each other)
 and which SQLite, with its single writer, runs without interleaving (see
-:func:`~django_workflow_engine.adapters.statements.claim_one`).
+:func:`~django_workflow_engine.adapters.store.claim_one`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from ..models import WorkflowJob
 from . import deferred
 from .cursors import hot_cursor
 from .sqlite import guard_public_methods
-from .statements import PLUS_ONE, claim, claim_by_id, claim_one, json_insert, q, single_statement_claims, update
-from .store import expect_rows, returned_row
+from .statements import PLUS_ONE, claim, claim_by_id, json_insert, q, single_statement_claims, update
+from .store import claim_one, expect_rows, returned_row
 
 JOB_FIELDS = [f.name for f in fields(JobRecord)]
 
@@ -191,6 +191,29 @@ class OrmJobQueue:
         else:
             candidates = self._jobs().filter(
                 run_id=run_id, stage_id=stage_id, status=Status.PENDING, available_at__lte=now
+            )
+            with transaction.atomic(using=self.using):
+                row = claim_one(
+                    self.using,
+                    candidates.order_by("created_at", "id"),
+                    Q(status=Status.PENDING),
+                    **self._take_values(worker_id, now),
+                )
+            job = job_record(row) if row is not None else None
+        if job is not None and self.on_withdraw is not None:
+            callback, ids = self.on_withdraw, [job.id]
+            transaction.on_commit(lambda: callback(ids), using=self.using, robust=True)
+        return job
+
+    def claim_item(self, run_id: str, map_stage_id: str, worker_id: str, now: datetime) -> JobRecord | None:
+        prefix = f"{map_stage_id}["
+        if self._single_statement():
+            # The inner SELECT walks dwe_job_run_pending_idx (this run's PENDING jobs in created_at order).
+            pick = f"{q('run_id')} = %s AND substr({q('stage_id')}, 1, %s) = %s AND "
+            job = self._claim_next(pick, [run_id, len(prefix), prefix], f"{q('created_at')}, {q('id')}", worker_id, now)
+        else:
+            candidates = self._jobs().filter(
+                run_id=run_id, stage_id__startswith=prefix, status=Status.PENDING, available_at__lte=now
             )
             with transaction.atomic(using=self.using):
                 row = claim_one(

@@ -27,8 +27,8 @@ from .asyncsafe import off_the_loop
 from .cursors import hot_cursor
 from .rows import RUN_FIELDS, run_record
 from .sqlite import guard_public_methods
-from .statements import PLUS_ONE, claim, claim_one, insert, json_insert, json_rows, q, single_statement_claims
-from .store import OrmStore, expect_rows, returned_row, update_values
+from .statements import PLUS_ONE, claim, insert, json_insert, json_rows, q, single_statement_claims
+from .store import OrmStore, claim_one, expect_rows, returned_row, update_values
 
 _RUN_PKEY = f"{WorkflowRun._meta.db_table}_pkey"  # PostgreSQL's name for the primary key Django created
 

@@ -12,17 +12,17 @@ between PostgreSQL and SQLite is read from one :class:`Dialect`, never from ``co
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, cast
 
 from django.db import connections
-from django.db.models import Field, Model, Q, QuerySet
+from django.db.models import Field, Model
 
+from ..kernel.records import Status
 from ..models import IdempotencyKey, OutboxEvent, WorkflowRun
+from .rows import json_dumps, result_run_id
 
 # -- dialects -------------------------------------------------------------------------------------------------
 
@@ -32,6 +32,7 @@ class Dialect:
     """What the hand-written statements may use on one database.
 
     ``lock_rows``: ``FOR UPDATE`` where rows can be locked (PostgreSQL; SQLite serializes writers instead).
+    ``share_rows``: ``FOR KEY SHARE``, a lock many transactions hold at once that keeps ``FOR UPDATE`` out.
     ``skip_locked``: ``FOR UPDATE SKIP LOCKED`` in a claim's inner SELECT. ``advisory_locks``:
     ``pg_advisory_xact_lock`` (elsewhere the write lock serializes). ``json_rows``: inserts of any number of rows
     in one JSON parameter (``jsonb_populate_recordset``). ``one_statement_append``: an outbox append reserves
@@ -42,6 +43,7 @@ class Dialect:
 
     name: str
     lock_rows: str = ""
+    share_rows: str = ""
     skip_locked: str = ""
     advisory_locks: bool = False
     json_rows: bool = False
@@ -53,6 +55,7 @@ class Dialect:
 POSTGRESQL = Dialect(
     "postgresql",
     lock_rows=" FOR UPDATE",
+    share_rows=" FOR KEY SHARE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
     advisory_locks=True,
     json_rows=True,
@@ -119,15 +122,16 @@ def row_reader(model: type[Model], connection: Any) -> Any:
     return reader
 
 
-def select_rows(connection: Any, model: type[Model], where: str, order_by: str = "", lock: bool = False) -> str:
+def select_rows(
+    connection: Any, model: type[Model], where: str, order_by: str = "", lock: bool = False, share: bool = False
+) -> str:
     """select_rows -- Read whole rows of ``model`` matching ``where``, optionally ordered and locked.
 
-    The run and stage reads of every stage (``OrmStore._select``); ``lock``: ``FOR UPDATE`` where rows lock."""
+    The run and stage reads of every stage (``OrmStore._select``); ``lock``: ``FOR UPDATE`` where rows lock,
+    ``share``: ``FOR KEY SHARE`` there (``share_run``)."""
     _names, columns, _convert = row_reader(model, connection)
-    sql = f"SELECT {columns} FROM {table(model)} WHERE {where}"
-    if order_by:
-        sql += f" ORDER BY {order_by}"
-    return sql + (dialect(connection).lock_rows if lock else "")
+    sql = f"SELECT {columns} FROM {table(model)} WHERE {where}" + (f" ORDER BY {order_by}" if order_by else "")
+    return sql + (dialect(connection).lock_rows if lock else dialect(connection).share_rows if share else "")
 
 
 # -- updates --------------------------------------------------------------------------------------------------
@@ -229,20 +233,51 @@ def claim_by_id(
     return update(connection, model, values, where, [pk, *guard_params], returning=columns)
 
 
-def claim_one(using: str, candidates: QuerySet, guard: Q, **values: Any) -> Any:
-    """Where claims are not one statement (:func:`single_statement_claims`): apply ``values`` to the first row
-    of ``candidates`` (filtered and ordered) with the ORM and return it as updated (a model instance), or
-    ``None``. The first candidate is read (``SKIP LOCKED`` where supported) and taken by a conditional UPDATE on
-    ``guard``, retried a few times when another caller wins the row; call it inside ``atomic()``."""
-    manager = candidates.model._default_manager.using(using)
-    locked = candidates.select_for_update(skip_locked=True)
-    for _ in range(10):
-        pk = locked.values_list("pk", flat=True).first()
-        if pk is None:
-            return None
-        if manager.filter(guard, pk=pk).update(**values):
-            return manager.get(pk=pk)
-    return None
+def update_open_stage(
+    connection: Any,
+    model: type[Model],
+    values: Mapping[str, Any],
+    run_id: str,
+    stage_id: str,
+    statuses: Sequence[str],
+    pk: str | None,
+) -> tuple[str, list[Any]]:
+    """update_open_stage -- Update the current record of a run's stage [that record] if in one of ``statuses``, returning it.
+
+    A map's item starting and recording its outcome without the run lock (the index ``dwe_stage_run_stage_uniq``)."""
+    where = f"{q('run_id')} = %s AND {q('stage_id')} = %s AND {q('superseded_at')} IS NULL AND {q('status')} IN "
+    where += f"({', '.join(['%s'] * len(statuses))})" + (f" AND {q('id')} = %s" if pk is not None else "")
+    params = [run_id, stage_id, *statuses, *([pk] if pk is not None else [])]
+    return update(connection, model, values, where, params, returning=row_reader(model, connection)[1])
+
+
+def count_map_items(
+    connection: Any, model: type[Model], run_id: str, stage_id: str, done: int, failed: Sequence[int], now: datetime
+) -> tuple[str, list[Any]]:
+    """count_map_items -- Count settled items in a RUNNING map record's metrics, returning the record (PostgreSQL).
+
+    ``map_done`` + done, the indexes ``failed`` joined to ``map_failed`` (sorted, once each), ``map_queued`` up by
+    the items newly settled (at most ``map_items``): one UPDATE, so concurrent items take turns on the map's row
+    for this statement and their commit only, each reading its own count back."""
+    from psycopg.types.json import Jsonb
+
+    m, items, known = (
+        q("metrics"),
+        f"({q('metrics')}->>'map_items')::int",
+        f"COALESCE({q('metrics')}->'map_failed', '[]')",
+    )
+    new = f"(SELECT count(DISTINCT n.v) FROM jsonb_array_elements(%s) n(v) WHERE NOT {known} @> jsonb_build_array(n.v))"
+    sql = (
+        f"UPDATE {table(model)} SET {m} = COALESCE({m}, '{{}}') || jsonb_build_object('map_done', "
+        f"COALESCE(({m}->>'map_done')::int, 0) + %s, 'map_failed', (SELECT COALESCE(jsonb_agg(DISTINCT f.v ORDER BY "
+        f"f.v), '[]') FROM jsonb_array_elements({known} || %s) f(v)), 'map_queued', LEAST({items}, "
+        f"COALESCE(({m}->>'map_queued')::int, {items}) + %s + {new})), {q('updated_at')} = %s, {q('version')} = "
+        f"{q('version')} + 1 WHERE {q('run_id')} = %s AND {q('stage_id')} = %s AND {q('superseded_at')} IS NULL "
+        f"AND {q('status')} = '{Status.RUNNING.value}' RETURNING {row_reader(model, connection)[1]}"
+    )
+    stamp = cast(Field, model._meta.get_field("updated_at")).get_db_prep_save(now, connection)
+    failed_json = Jsonb(sorted(set(failed)))
+    return sql, [done, failed_json, done, failed_json, stamp, run_id, stage_id]
 
 
 def complete_idempotency_key(using: str, key: str, command_type: str, result: Any) -> tuple[str, list[Any]]:
@@ -254,13 +289,6 @@ def complete_idempotency_key(using: str, key: str, command_type: str, result: An
     return update(
         connection, IdempotencyKey, values, f"{q('key')} = %s AND {q('command_type')} = %s", [key, command_type]
     )
-
-
-def result_run_id(result: Any) -> str | None:
-    """The run a command's cached result names, kept in a column of its own so that deleting a run deletes its
-    idempotency keys through an index."""
-    run_id = result.get("run_id") if isinstance(result, dict) else None
-    return run_id if isinstance(run_id, str) else None
 
 
 # -- inserts --------------------------------------------------------------------------------------------------
@@ -302,7 +330,7 @@ def json_insert(
 
     sql, fields = _json_insert_text(model, ignore_conflicts)
     payload = [{f.column: row[f.attname] if f.attname in row else f.get_default() for f in fields} for row in rows]
-    return sql, [Jsonb(payload, dumps=_json_dumps)]
+    return sql, [Jsonb(payload, dumps=json_dumps)]
 
 
 @functools.cache
@@ -316,18 +344,6 @@ def _json_insert_text(model: type[Model], ignore_conflicts: bool) -> tuple[str, 
 def json_rows(params: Sequence[Any]) -> list[dict[str, Any]]:
     """The row dicts (by column) of :func:`json_insert`'s parameters, still open to change until it runs."""
     return params[0].obj
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
 # -- the outbox -----------------------------------------------------------------------------------------------

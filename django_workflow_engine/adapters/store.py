@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections
-from django.db.models import Model
+from django.db.models import Model, Q, QuerySet
 
 from ..core.errors import StaleVersionError
 from ..models import (
@@ -108,7 +108,13 @@ class OrmStore:
         raise StaleVersionError(model.__name__, pk, expected_version or 0, actual)
 
     def _select(
-        self, model: type[Model], where: str, params: Sequence[Any], order_by: str = "", lock: bool = False
+        self,
+        model: type[Model],
+        where: str,
+        params: Sequence[Any],
+        order_by: str = "",
+        lock: bool = False,
+        share: bool = False,
     ) -> list[dict[str, Any]]:
         """Rows of ``model`` as ``{attname: value}`` dicts, read with hand-written SQL (these reads are on the
         hot path of every stage, where building them with the ORM costs more than running them) and
@@ -116,7 +122,7 @@ class OrmStore:
         connection = connections[self.using]
         names, _columns, convert = row_reader(model, connection)
         with hot_cursor(connection) as cursor:
-            cursor.execute(select_rows(connection, model, where, order_by, lock), list(params))
+            cursor.execute(select_rows(connection, model, where, order_by, lock, share), list(params))
             rows = cursor.fetchall()
         return [dict(zip(names, convert(row), strict=True)) for row in rows]
 
@@ -130,3 +136,19 @@ def returned_row(using: str, model: type[Model], sql: str, params: Sequence[Any]
         cursor.execute(sql, list(params))
         row = cursor.fetchone()
     return None if row is None else dict(zip(names, convert(row), strict=True))
+
+
+def claim_one(using: str, candidates: QuerySet, guard: Q, **values: Any) -> Any:
+    """Where claims are not one statement (:func:`~.statements.single_statement_claims`): apply ``values`` to the first row
+    of ``candidates`` (filtered and ordered) with the ORM and return it as updated (a model instance), or
+    ``None``. The first candidate is read (``SKIP LOCKED`` where supported) and taken by a conditional UPDATE on
+    ``guard``, retried a few times when another caller wins the row; call it inside ``atomic()``."""
+    manager = candidates.model._default_manager.using(using)
+    locked = candidates.select_for_update(skip_locked=True)
+    for _ in range(10):
+        pk = locked.values_list("pk", flat=True).first()
+        if pk is None:
+            return None
+        if manager.filter(guard, pk=pk).update(**values):
+            return manager.get(pk=pk)
+    return None
