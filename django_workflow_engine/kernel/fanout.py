@@ -4,9 +4,10 @@ An item does not lock its run: its begin and outcome transactions share the run 
 command that locks the run, such as a cancel or a rerun, waits for them, and they for it, but items never wait
 for each other there). Its record is written only if it is still open (``update_open_stage``: a cancelled,
 superseded or already finished item is a ghost), and it counts itself on its map's record in one atomic
-statement (``count_map_items``), the last statement before its commit. The map's record holds the counts in its
+statement (``count_map_items``) as late in its transaction as it can. The map's record holds the counts in its
 metrics (``map_items``, ``map_queued``, ``map_done``, ``map_failed``: the indexes of items failed for good);
-the item whose count makes the map complete finishes it and advances the run; only it reads every item, to
+the item whose count makes the map complete finishes it and advances the run, still sharing the run row (a
+``lock_run`` there would wait for items in flight that wait for its event counter); only it reads every item, to
 hand the next group their outputs in item order. Items failed for good are counted by the run's transition,
 which locks the run.
 """
@@ -104,6 +105,8 @@ def item_completed(
     base = split_item(item.stage_id)[0]
     spec = workflow.maps[base]
     result = Settled()
+    # The caller completed this item's job first: a claim (SKIP LOCKED) may keep a lock on a job another worker
+    # took a moment ago, and that worker must not then wait for it while holding the map's row (a deadlock).
     if claim_for is not None and spec.max_parallel is None:  # before counting: the count is the last statement
         result.started = _take(deps, run, base, now, claim_for)
     parent = deps.persistence.count_map_items(run.id, base, 1, [], now)
