@@ -101,6 +101,37 @@ def test_items_counted_at_the_same_moment_by_two_workers_are_each_counted_once(m
     assert set(WorkflowJob.objects.filter(run_id=run.id).values_list("attempt", flat=True)) == {1}
 
 
+def _worker(name: str) -> int:
+    """A worker's loop, as runworker runs it: dequeue, execute, go on with the item it took."""
+    done = 0
+    while (job := engine.kernel.jobs.dequeue(name, engine.kernel.clock.now())) is not None:
+        started = None
+        while job is not None:
+            outcome = run_job(engine.kernel, job, continue_as=name, started=started)
+            done += 1
+            started = outcome.continuation
+            job = started.job if started is not None else None
+    return done
+
+
+def test_failures_counted_by_the_locked_transition_and_completions_counted_at_once_add_up():
+    # on_error="continue", max_parallel=3: an item failed for good is counted by the run's transition (run
+    # locked) while the other worker counts completed items (run shared) on the same record.
+    n, bad = 30, [3, 7, 12, 20, 29]
+    run = engine.start("map-squares-tolerant", {"n": n, "bad": bad})
+    drain(engine.kernel, max_jobs=1)
+    a, b = _threads(lambda: _worker("a"), lambda: _worker("b"))
+    assert not isinstance(a, Exception), a
+    assert not isinstance(b, Exception), b
+    engine.run_until_idle()  # retries due later, and the stage after the map
+    run.refresh_from_db()
+    assert run.status == "COMPLETED"
+    assert [e["index"] for e in run.output["errors"]] == bad
+    assert run.output["sum"] == sum(i * i for i in range(n) if i not in bad)
+    metrics = WorkflowStage.objects.get(run=run, stage_id="square").metrics
+    assert (metrics["map_done"], metrics["map_failed"], metrics["map_queued"]) == (n - len(bad), bad, n)
+
+
 def test_two_deliveries_of_one_item_finishing_together_count_it_once(monkeypatch):
     run = _fanned_out(3)
     kernel = engine.kernel
