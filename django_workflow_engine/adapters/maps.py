@@ -4,13 +4,14 @@ the map's counter."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from django.db import connections, transaction
 
+from ..core.errors import WorkflowEngineError
+from ..core.fanout import counted
 from ..kernel.records import RunRecord, StageRecord, Status
 from ..models import WorkflowRun, WorkflowStage
 from .rows import RUN_FIELDS, STAGE_FIELDS
@@ -53,21 +54,11 @@ class OrmMaps(OrmStore):
             current = self._stages().select_for_update().filter(run_id=run_id, stage_id=stage_id).first()
             if current is None or current.status != Status.RUNNING:
                 return None
-            counts = copy.deepcopy(current.metrics) if isinstance(current.metrics, dict) else {}
-            known = set(counts.get("map_failed") or [])
-            total = int(counts.get("map_items", 0))
-            counts["map_done"] = int(counts.get("map_done", 0)) + done
-            counts["map_failed"] = sorted(known | set(failed))
-            freed = done + len(counts["map_failed"]) - len(known)
-            counts["map_queued"] = min(total, int(counts.get("map_queued", total)) + freed)
-            self._versioned_update(
-                WorkflowStage,
-                current.pk,
-                update_values("StageRecord", STAGE_FIELDS, {"metrics": counts}, now),
-                None,
-                LookupError(current.pk),
-                current_only=True,
+            values = update_values(
+                "StageRecord", STAGE_FIELDS, {"metrics": counted(current.metrics, done, failed)}, now
             )
+            missing = WorkflowEngineError(f"Stage record {current.pk!r} does not exist.")
+            self._versioned_update(WorkflowStage, current.pk, values, None, missing, current_only=True)
         return self._current_stage(run_id, stage_id)
 
     def _current_stage(self, run_id: str, stage_id: str) -> StageRecord | None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from ...core.fanout import counted
 from ..records import RunRecord, StageRecord, Status
 
 
@@ -58,14 +59,7 @@ class InMemoryMaps:
             stage = self._current(run_id, stage_id)
             if stage is None or stage.status != Status.RUNNING:
                 return None
-            counts = dict(stage.metrics or {})
-            known = set(counts.get("map_failed") or [])
-            total = int(counts.get("map_items", 0))
-            counts["map_done"] = int(counts.get("map_done", 0)) + done
-            counts["map_failed"] = sorted(known | set(failed))
-            freed = done + len(counts["map_failed"]) - len(known)
-            counts["map_queued"] = min(total, int(counts.get("map_queued", total)) + freed)
-            stage.metrics = counts
+            stage.metrics = counted(stage.metrics, done, failed)
             stage.version += 1
             stage.updated_at = now
             return copy.deepcopy(stage)
