@@ -17,8 +17,9 @@ from ..models import (
     IdempotencyKey,
 )
 from . import deferred
+from .rows import result_run_id
 from .sqlite import guard_public_methods
-from .statements import complete_idempotency_key, result_run_id
+from .statements import complete_idempotency_key
 from .store import OrmStore, expect_rows
 
 

@@ -205,6 +205,29 @@ class OrmJobQueue:
             transaction.on_commit(lambda: callback(ids), using=self.using, robust=True)
         return job
 
+    def claim_item(self, run_id: str, map_stage_id: str, worker_id: str, now: datetime) -> JobRecord | None:
+        prefix = f"{map_stage_id}["
+        if self._single_statement():
+            # The inner SELECT walks dwe_job_run_pending_idx (this run's PENDING jobs in created_at order).
+            pick = f"{q('run_id')} = %s AND substr({q('stage_id')}, 1, %s) = %s AND "
+            job = self._claim_next(pick, [run_id, len(prefix), prefix], f"{q('created_at')}, {q('id')}", worker_id, now)
+        else:
+            candidates = self._jobs().filter(
+                run_id=run_id, stage_id__startswith=prefix, status=Status.PENDING, available_at__lte=now
+            )
+            with transaction.atomic(using=self.using):
+                row = claim_one(
+                    self.using,
+                    candidates.order_by("created_at", "id"),
+                    Q(status=Status.PENDING),
+                    **self._take_values(worker_id, now),
+                )
+            job = job_record(row) if row is not None else None
+        if job is not None and self.on_withdraw is not None:
+            callback, ids = self.on_withdraw, [job.id]
+            transaction.on_commit(lambda: callback(ids), using=self.using, robust=True)
+        return job
+
     def _claim_values(self, worker_id: str, now: datetime) -> dict[str, Any]:
         return {**self._take_values(worker_id, now), "attempt": PLUS_ONE}
 

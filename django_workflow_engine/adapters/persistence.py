@@ -10,6 +10,7 @@ from __future__ import annotations
 from .annotations import OrmAnnotations
 from .concurrency import OrmConcurrency
 from .idempotency import OrmIdempotency
+from .maps import OrmMaps
 from .outbox import OrmOutbox
 from .runs import OrmRuns
 from .signals import OrmSignals
@@ -18,7 +19,9 @@ from .stages import OrmStages
 
 
 @guard_public_methods
-class OrmPersistence(OrmRuns, OrmStages, OrmOutbox, OrmIdempotency, OrmAnnotations, OrmConcurrency, OrmSignals):
+class OrmPersistence(
+    OrmRuns, OrmStages, OrmMaps, OrmOutbox, OrmIdempotency, OrmAnnotations, OrmConcurrency, OrmSignals
+):
     """Persistence over the Django ORM (SQLite or PostgreSQL). On SQLite its transactions take the write lock
     up front and a busy database is waited out (:mod:`.sqlite`).
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 from ..kernel.records import (
     AnnotationRecord,
@@ -62,3 +66,23 @@ def annotation_record(r: WorkflowAnnotation) -> AnnotationRecord:
         idempotency_key=r.idempotency_key,
         created_at=r.created_at,
     )
+
+
+def result_run_id(result: Any) -> str | None:
+    """The run a command's cached result names, kept in a column of its own so that deleting a run deletes its
+    idempotency keys through an index."""
+    run_id = result.get("run_id") if isinstance(result, dict) else None
+    return run_id if isinstance(run_id, str) else None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_dumps(value: Any) -> str:
+    """Compact JSON of row values (datetimes as ISO text, decimals as text): ``statements.json_insert``."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"))

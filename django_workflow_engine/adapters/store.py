@@ -127,6 +127,7 @@ class OrmStore:
         params: Sequence[Any],
         order_by: str = "",
         lock: bool = False,
+        share: bool = False,
         only: tuple[str, ...] = (),
     ) -> list[dict[str, Any]]:
         """Rows of ``model`` (or their fields ``only``) as ``{attname: value}`` dicts, read with hand-written SQL
@@ -135,7 +136,7 @@ class OrmStore:
         connection = connections[self.using]
         names, _columns, convert = row_reader(model, connection, only)
         with hot_cursor(connection) as cursor:
-            cursor.execute(select_rows(connection, model, where, order_by, lock, only), list(params))
+            cursor.execute(select_rows(connection, model, where, order_by, lock, share, only), list(params))
             rows = cursor.fetchall()
         return [dict(zip(names, convert(row), strict=True)) for row in rows]
 
@@ -152,8 +153,8 @@ def returned_row(using: str, model: type[Model], sql: str, params: Sequence[Any]
 
 
 def claim_one(using: str, candidates: QuerySet, guard: Q, **values: Any) -> Any:
-    """Where claims are not one statement (:func:`single_statement_claims`): apply ``values`` to the first row
-    of ``candidates`` (filtered and ordered) with the ORM and return it as updated (a model instance), or
+    """Where claims are not one statement (:func:`~.statements.single_statement_claims`): apply ``values`` to the
+    first row of ``candidates`` (filtered and ordered) with the ORM and return it as updated (a model instance), or
     ``None``. The first candidate is read (``SKIP LOCKED`` where supported) and taken by a conditional UPDATE on
     ``guard``, retried a few times when another caller wins the row; call it inside ``atomic()``."""
     manager = candidates.model._default_manager.using(using)

@@ -8,7 +8,7 @@ A map is one execution group holding one stage. At run time the engine writes on
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -112,6 +112,20 @@ def split_item(stage_id: str) -> tuple[str, int | None]:
     if match is None:
         return stage_id, None
     return match["base"], int(match["index"])
+
+
+def counted(metrics: Mapping[str, Any] | None, done: int, failed: Sequence[int]) -> dict[str, Any]:
+    """A map record's metrics after ``done`` more items completed and the items ``failed`` failed for good:
+    ``map_done`` + done, ``map_failed`` joined (sorted, once each), ``map_queued`` up by the items newly settled
+    (at most ``map_items``). What ``count_map_items`` writes in one atomic step (PostgreSQL: in SQL)."""
+    counts = dict(metrics or {})
+    known = set(counts.get("map_failed") or [])
+    total = int(counts.get("map_items", 0))
+    counts["map_done"] = int(counts.get("map_done", 0)) + done
+    counts["map_failed"] = sorted(known | set(failed))
+    freed = done + len(counts["map_failed"]) - len(known)
+    counts["map_queued"] = min(total, int(counts.get("map_queued", total)) + freed)
+    return counts
 
 
 def _kind(value: Any) -> str:

@@ -2,7 +2,8 @@
 
 1. **Begin** (one transaction, run row locked): a run that is no longer RUNNING makes this a ghost job; else
    the stage becomes RUNNING (visible at once) and ``stage:started`` is recorded. An eager continuation (a
-   :class:`StartedStage`) skips it: the transaction that started it did this.
+   :class:`StartedStage`) skips it: the transaction that started it did this. A map's item shares the run row
+   with the run's other items instead of locking it (begin and record; :mod:`.fanout`).
 2. **Run** the stage code with no transaction open, so a slow model call holds no locks.
 3. **Record** (one transaction): lock the run row, re-check it is RUNNING (else discard the result: ghost),
    write the outcome, annotations and events, and settle the job: a completed job is completed and its run
@@ -116,7 +117,6 @@ class _Begun:
     record: StageRecord
     started: datetime
     woken: bool = False  # a SUSPENDED stage whose job a signal put back in the queue: poll it, do not execute it
-    map: StageRecord | None = None  # an item's map, read in the outcome transaction
 
 
 class _Ghost(Exception):
@@ -177,6 +177,14 @@ def _begin(
     """One transaction, run row locked: check the run, read its stages, mark this stage RUNNING and record
     ``stage:started``. It commits before any stage code runs. A map's item reads its own record only."""
     persistence, stage_def, now = deps.persistence, workflow.stage(stage_id), deps.clock.now()
+    if stage_id != stage_def.id:  # a map's item: the run row shared, not locked, unless the locked path must decide
+        with persistence.atomic():
+            shared = fanout.start_item(deps, run_id, stage_id, now)
+            if isinstance(shared, str):
+                return _ghost(run_id, shared, "before execution")
+            if shared is not None:
+                persistence.append_events([stage_started_event(shared[1], now)], causation_id)
+                return _Begun(shared[0], [shared[1]], shared[1], now)
     with persistence.atomic():
         run = persistence.lock_run(run_id)
         if run is None:
@@ -303,13 +311,13 @@ def _record(
     notes = buffered_annotations(ctx, run, record) if ctx is not None else []
     try:
         with persistence.atomic():
-            locked = persistence.lock_run(run.id, known=run)
+            item = fanout.is_item(record)  # shares the run row with the other items instead of locking it
+            locked = persistence.share_run(run.id) if item else persistence.lock_run(run.id, known=run)
             if locked is None or locked.status != Status.RUNNING:
                 raise _Ghost(str(locked.status) if locked else "deleted")
-            begun.map = fanout.item_map(deps, record) if fanout.is_item(record) else None
-            if fanout.is_item(record) and begun.map is None:
+            written = write_outcome(deps, run, record, stage_def, outcome, output_data, finished, duration_ms, item)
+            if written is None:
                 raise _Ghost("past this item (finished by another delivery, or its map failed)")
-            written = write_outcome(deps, run, record, stage_def, outcome, output_data, finished, duration_ms)
             executed = Executed(
                 outcome.kind,  # type: ignore[arg-type]
                 output=outcome.output if outcome.kind == "completed" else None,
@@ -375,9 +383,10 @@ def _settle(
         return executed, []
     deps.jobs.complete(settle.job_id, now)
     claim_for = _claim_for(settle)
-    mapped = fanout.item_completed(deps, workflow, locked, written, begun.map, now, claim_for) if begun.map else None
+    mapped = fanout.item_completed(deps, workflow, locked, written, now, claim_for) if fanout.is_item(written) else None
     if mapped is not None and not mapped.finished:  # not the map's last item
         return replace(executed, transition="noop", continuation=mapped.started), mapped.events
+    locked = mapped.run or locked if mapped is not None else locked
     # The only stage of its group (not a map): no other stage of the run changed since begin read them (later
     # groups start only from here; cancel and rerun change the locked run row).
     known = None

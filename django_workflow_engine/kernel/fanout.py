@@ -1,10 +1,15 @@
 """The join of a map stage: items settle one by one, the map's record counts them, the last one finishes it.
 
-Everything here runs in a transaction with the run row locked, so two items settling at once are serialized
-and each is counted once. The map's record holds the counts in its metrics (``map_items``, ``map_queued``,
-``map_done``, ``map_failed``: the indexes of items failed for good); an item's completion reads and writes that
-one record rather than the run's other items, so settling an item costs the same whatever the map's size.
-Only the last item reads every item, to hand the next group their outputs in item order.
+An item does not lock its run: its begin and outcome transactions share the run row (``share_run``: a
+command that locks the run, such as a cancel or a rerun, waits for them, and they for it, but items never wait
+for each other there). Its record is written only if it is still open (``update_open_stage``: a cancelled,
+superseded or already finished item is a ghost), and it counts itself on its map's record in one atomic
+statement (``count_map_items``) as late in its transaction as it can. The map's record holds the counts in its
+metrics (``map_items``, ``map_queued``, ``map_done``, ``map_failed``: the indexes of items failed for good);
+the item whose count makes the map complete finishes it and advances the run, still sharing the run row (a
+``lock_run`` there would wait for items in flight that wait for its event counter); only it reads every item, to
+hand the next group their outputs in item order. Items failed for good are counted by the run's transition,
+which locks the run.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import InvalidRunState, StageNotFound
+from ..core.errors import InvalidRunState, RunNotFound, StageNotFound
 from ..core.fanout import MapSpec, item_stage_id, split_item
 from ..core.ids import new_id
 from .events import STAGE_COMPLETED, STAGE_FAILED, event
@@ -34,6 +39,7 @@ class Settled:
     events: list[dict[str, Any]] = field(default_factory=list)
     started: StartedStage | None = None
     finished: bool = False
+    run: RunRecord | None = None
 
 
 def is_item(record: StageRecord) -> bool:
@@ -58,36 +64,59 @@ def item_input(stage_def: Stage, record: StageRecord) -> Any:
     return record.item if stage_def.input is None else stage_def.parse_input(record.item)
 
 
-def item_map(deps: Deps, record: StageRecord) -> StageRecord | None:
-    """In the outcome transaction, one read: the record of the map of item ``record`` if the item is still
-    open, else None. A delivery that lost its lease while another one finished the item, or an item its failed
-    map cancelled, is not written again, so each item is counted once."""
-    base, _ = split_item(record.stage_id)
-    rows = {s.stage_id: s for s in deps.persistence.get_stages_named(record.run_id, [record.stage_id, base])}
-    current = rows.get(record.stage_id)
-    if current is None or current.id != record.id or current.status in (Status.COMPLETED, Status.CANCELLED):
+def start_item(deps: Deps, run_id: str, stage_id: str, now: datetime) -> tuple[RunRecord, StageRecord] | str | None:
+    """An item's begin, in the caller's transaction, without the run lock: the run shared and read, the item's
+    record marked RUNNING if it is open. Returns the run and the record, or why this delivery is a ghost, or
+    ``None`` when the locked begin must decide (a finished or suspended item, a run past its deadline).
+
+    Raises:
+        RunNotFound, StageNotFound: no such run, or no such item.
+    """
+    from .handlers.run_expire_deadlines import past_deadline
+
+    persistence = deps.persistence
+    run = persistence.share_run(run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    if run.status != Status.RUNNING:
+        return str(run.status)
+    if past_deadline(run, now):
         return None
-    return rows.get(base)
+    fields = {"status": Status.RUNNING, "started_at": now}
+    record = persistence.update_open_stage(run_id, stage_id, fields, now, _STARTABLE)
+    if record is not None:
+        return run, record
+    current = persistence.get_stage(run_id, stage_id)
+    if current is None:
+        raise StageNotFound(run.workflow_id, stage_id, [])
+    return "past this item (its map failed)" if current.status == Status.CANCELLED else None
+
+
+_STARTABLE = (Status.PENDING, Status.RUNNING, Status.FAILED)  # FAILED: a retry; RUNNING: a lease that expired
 
 
 def item_completed(
-    deps: Deps,
-    workflow: Workflow,
-    run: RunRecord,
-    item: StageRecord,
-    parent: StageRecord | None,
-    now: datetime,
-    claim_for: str | None,
+    deps: Deps, workflow: Workflow, run: RunRecord, item: StageRecord, now: datetime, claim_for: str | None
 ) -> Settled:
-    """Item ``item`` of map ``parent`` (as :func:`item_map` read it) completed, its record written: count it,
-    queue the next item when ``max_parallel`` held it back (started for ``claim_for``), and finish the map after
-    its last item."""
-    spec = workflow.maps[split_item(item.stage_id)[0]]
-    if parent is None or parent.status != Status.RUNNING:
-        return Settled()
-    counts = dict(parent.metrics or {})
-    counts["map_done"] = int(counts.get("map_done", 0)) + 1
-    return _settle(deps, workflow, spec, run, parent, counts, 1, now, claim_for)
+    """Item ``item`` completed, its record written (the run shared, not locked): another item is started for
+    ``claim_for`` (taken from the queue, or queued when ``max_parallel`` held it back), the item is counted on
+    its map's record, and the map is finished after its last item (``Settled.run``: the run, read again, for
+    the caller to advance)."""
+    base = split_item(item.stage_id)[0]
+    spec = workflow.maps[base]
+    result = Settled()
+    # The caller completed this item's job first: a claim (SKIP LOCKED) may keep a lock on a job another worker
+    # took a moment ago, and that worker must not then wait for it while holding the map's row (a deadlock).
+    if claim_for is not None and spec.max_parallel is None:  # before counting: the count is the last statement
+        result.started = _take(deps, run, base, now, claim_for)
+    parent = deps.persistence.count_map_items(run.id, base, 1, [], now)
+    if parent is not None:
+        _counted(deps, workflow, spec, run, parent, 1, now, claim_for, result)
+    if result.started is not None:
+        result.events.append(stage_started_event(result.started.record, now))
+    if result.finished:
+        result.run = deps.persistence.get_run(run.id)
+    return result
 
 
 def items_failed(
@@ -122,44 +151,43 @@ def items_failed(
         if spec.on_error == "fail":
             first = min(new, key=lambda s: s.item_index or 0)
             message = f"Item {first.item_index} of map stage {base!r} failed: {first.error_message or 'failed'}"
-            result.events += _fail_map(deps, run, parent, counts, [s.item_index or 0 for s in new], message, now)
+            result.events += _fail_map(deps, run, parent, [s.item_index or 0 for s in new], message, now)
             continue
-        counts["map_failed"] = sorted(known | {s.item_index or 0 for s in new})
-        settled = _settle(deps, workflow, spec, run, parent, counts, len(new), now, None)
-        result.events += settled.events
-        result.finished = result.finished or settled.finished
+        counted = deps.persistence.count_map_items(run.id, base, 0, [s.item_index or 0 for s in new], now)
+        if counted is not None:
+            settled = _counted(deps, workflow, spec, run, counted, len(new), now, None, Settled())
+            result.events += settled.events
+            result.finished = result.finished or settled.finished
     return result
 
 
-def _settle(
+def _counted(
     deps: Deps,
     workflow: Workflow,
     spec: MapSpec,
     run: RunRecord,
     parent: StageRecord,
-    counts: dict[str, Any],
     freed: int,
     now: datetime,
     claim_for: str | None,
+    result: Settled,
 ) -> Settled:
-    """``freed`` items settled: queue as many held back, and finish the map if none is left."""
+    """``freed`` items were counted on ``parent`` (as the count left it): finish the map if none is left, else
+    queue as many items as ``max_parallel`` held back. Each count sees its own total, so the items it queues
+    (``max_parallel + settled - freed`` up to ``max_parallel + settled``) are queued by it alone."""
+    counts = parent.metrics or {}
     total = int(counts["map_items"])
-    queued = int(counts.get("map_queued", total))
-    result = Settled()
-    last = int(counts["map_done"]) + len(counts.get("map_failed") or []) >= total
-    if queued < total:
-        upto = min(total, queued + freed)
-        result.started = _queue(deps, workflow, run, parent, queued, upto, now, claim_for)
-        counts["map_queued"] = upto
-    elif claim_for is not None and not last:
-        result.started = _take(deps, run, parent, counts, now, claim_for)
-    if result.started is not None:
-        result.events.append(stage_started_event(result.started.record, now))
-    if not last:
-        deps.persistence.update_stage(parent.id, {"metrics": counts}, now)
+    settled = int(counts.get("map_done", 0)) + len(counts.get("map_failed") or [])
+    if settled >= total:
+        result.events += _finish(deps, spec, run, parent, now)
+        result.finished = True
         return result
-    result.events += _finish(deps, spec, run, parent, counts, now)
-    result.finished = True
+    if spec.max_parallel is not None and result.started is None:
+        start, stop = (min(total, spec.max_parallel + n) for n in (settled - freed, settled))
+        if start < stop:
+            result.started = _queue(deps, workflow, run, parent, start, stop, now, claim_for)
+        elif claim_for is not None:
+            result.started = _take(deps, run, parent.stage_id, now, claim_for)
     return result
 
 
@@ -194,29 +222,22 @@ def _queue(
     return StartedStage(job=job, run=run, stages=[running], record=running)
 
 
-def _take(
-    deps: Deps, run: RunRecord, parent: StageRecord, counts: dict[str, Any], now: datetime, claim_for: str
-) -> StartedStage | None:
-    """Every item is queued: start for ``claim_for`` one no worker has taken yet, from the end of the list
-    (workers dequeue from its start), so the worker that finished an item goes on without a queue round trip.
-    ``map_cursor`` is the next index to try; the first one taken already means the two ends met: no more."""
-    cursor = int(counts.get("map_cursor", int(counts["map_items"]) - 1))
-    if cursor < 0:
+def _take(deps: Deps, run: RunRecord, base: str, now: datetime, claim_for: str) -> StartedStage | None:
+    """Start for ``claim_for`` an item of map ``base`` whose job no worker has taken yet (the oldest queued:
+    ``claim_item`` skips jobs other workers are claiming), so the worker that finished an item goes on without
+    a queue round trip."""
+    job = deps.jobs.claim_item(run.id, base, claim_for, now)
+    if job is None:
         return None
-    stage_id = item_stage_id(parent.stage_id, cursor)
-    job = deps.jobs.claim_stage(run.id, stage_id, claim_for, now)
-    counts["map_cursor"] = cursor - 1 if job is not None else -1
-    record = deps.persistence.get_stage(run.id, stage_id) if job is not None else None
-    if job is None or record is None:
+    fields = {"status": Status.RUNNING, "started_at": now}
+    record = deps.persistence.update_open_stage(run.id, job.stage_id, fields, now, (Status.PENDING, Status.FAILED))
+    if record is None:  # not an item to start (another delivery has it): its job goes back
+        deps.jobs.release(job.id, claim_for, now)
         return None
-    deps.persistence.update_stage(record.id, {"status": Status.RUNNING, "started_at": now}, now)
-    running = replace(record, status=Status.RUNNING, started_at=now, updated_at=now)
-    return StartedStage(job=job, run=run, stages=[running], record=running)
+    return StartedStage(job=job, run=run, stages=[record], record=record)
 
 
-def _finish(
-    deps: Deps, spec: MapSpec, run: RunRecord, parent: StageRecord, counts: dict[str, Any], now: datetime
-) -> list[dict[str, Any]]:
+def _finish(deps: Deps, spec: MapSpec, run: RunRecord, parent: StageRecord, now: datetime) -> list[dict[str, Any]]:
     """Every item settled: the map's record COMPLETED with the outputs in item order (and the errors)."""
     items = sorted(
         (s for s in deps.persistence.get_stages(run.id) if is_item(s) and split_item(s.stage_id)[0] == spec.stage_id),
@@ -238,7 +259,6 @@ def _finish(
             "completed_at": now,
             "duration_ms": duration_ms,
             "output_data": output_data,
-            "metrics": counts,
         },
         now,
     )
@@ -250,18 +270,15 @@ def _fail_map(
     deps: Deps,
     run: RunRecord,
     parent: StageRecord,
-    counts: dict[str, Any],
     indexes: list[int],
     message: str,
     now: datetime,
 ) -> list[dict[str, Any]]:
     """An item failed for good under ``on_error="fail"``: the map's record FAILED and the run's open stages
     (the other items) cancelled, so the run fails now rather than after its last item."""
-    counts["map_failed"] = sorted(set(counts.get("map_failed") or []) | set(indexes))
+    deps.persistence.count_map_items(run.id, parent.stage_id, 0, indexes, now)
     deps.persistence.update_stage(
-        parent.id,
-        {"status": Status.FAILED, "completed_at": now, "error_message": message, "metrics": counts},
-        now,
+        parent.id, {"status": Status.FAILED, "completed_at": now, "error_message": message}, now
     )
     deps.persistence.cancel_open_stages(run.id, now)
     names = {"stage_id": parent.stage_id, "stage_name": parent.stage_name}
@@ -306,7 +323,6 @@ def rerun_item(
     if item.status == Status.COMPLETED:
         counts["map_done"] = int(counts.get("map_done", 0)) - 1
     counts["map_failed"] = [i for i in counts.get("map_failed") or [] if i != item.item_index]
-    counts["map_cursor"] = -1  # the only item to run is this one, from the queue
     fresh: dict[str, Any] = {"completed_at": None, "duration_ms": None, "output_data": None, "error_message": None}
     again = [
         replace(parent, **fresh, id=new_id(), status=Status.RUNNING, attempt=attempt, started_at=now, metrics=counts),

@@ -45,8 +45,11 @@ def write_outcome(
     output_data: dict[str, Any] | None,
     now: datetime,
     duration_ms: int,
-) -> Written:
-    """Write ``outcome`` on the stage record."""
+    open_only: bool = False,
+) -> Written | None:
+    """Write ``outcome`` on the stage record. ``open_only`` (a map's item, whose run is not locked): only if the
+    record is still RUNNING, else nothing is written and ``None`` returned (a cancel, its failed map, a rerun
+    or another delivery of the item got there first)."""
     metrics = {**(record.metrics or {}), **outcome.metrics, "duration_ms": duration_ms}
     names = {"stage_id": record.stage_id, "stage_name": stage_def.name}
     fields: dict[str, Any]
@@ -96,7 +99,13 @@ def write_outcome(
             "metrics": metrics,
         }
         events = [event(STAGE_FAILED, run.id, now, **names, error=outcome.error)]
-    deps.persistence.update_stage(record.id, fields, now)
+    if not open_only:
+        deps.persistence.update_stage(record.id, fields, now)
+    elif (
+        deps.persistence.update_open_stage(record.run_id, record.stage_id, fields, now, (Status.RUNNING,), record.id)
+        is None
+    ):
+        return None
     return Written(dataclasses.replace(record, **fields, updated_at=now), events)
 
 

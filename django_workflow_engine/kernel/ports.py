@@ -114,6 +114,13 @@ class Persistence(Protocol):
         same as a whole read."""
         ...
 
+    def share_run(self, run_id: str) -> RunRecord | None:
+        """Read the run and keep :meth:`lock_run` from taking its row until the surrounding transaction ends
+        (``SELECT ... FOR KEY SHARE`` on PostgreSQL; elsewhere the write lock serializes): any number of
+        transactions share the run at once (a map's items) and none waits for another, while a command that
+        locks the run (cancel, rerun, transition) waits for them, and they for it. ``None`` if missing."""
+        ...
+
     def update_run(
         self, run_id: str, fields: Mapping[str, Any], now: datetime, expected_version: int | None = None
     ) -> int:
@@ -177,6 +184,31 @@ class Persistence(Protocol):
     ) -> int:
         """Like :meth:`update_run` for a current stage record (by primary key); a superseded record is
         history and raises ``WorkflowEngineError`` (as a missing one does)."""
+        ...
+
+    def update_open_stage(
+        self,
+        run_id: str,
+        stage_id: str,
+        fields: Mapping[str, Any],
+        now: datetime,
+        statuses: Sequence[str],
+        stage_pk: str | None = None,
+    ) -> StageRecord | None:
+        """Write ``fields`` on the current record of ``stage_id`` of the run (with ``stage_pk``: only if that is
+        this record) only if its status is one of ``statuses``, bumping version and updated_at; one atomic
+        statement. Returns the record as written, or ``None`` (nothing written): a map's item that a cancel,
+        its failed map, a rerun or another delivery got to first."""
+        ...
+
+    def count_map_items(
+        self, run_id: str, stage_id: str, done: int, failed: Sequence[int], now: datetime
+    ) -> StageRecord | None:
+        """Count settled items on the current RUNNING record of map ``stage_id``, in one atomic statement (no
+        run lock): ``done`` added to its metrics' ``map_done``, the item indexes ``failed`` added to
+        ``map_failed`` (sorted, each once), and ``map_queued`` raised by as many (at most ``map_items``).
+        Concurrent callers are serialized on that one record, each sees its own count. Returns the record as
+        written, or ``None`` if the map is not current and RUNNING (nothing written)."""
         ...
 
     def supersede_stages_from_group(
@@ -321,6 +353,12 @@ class JobQueue(Protocol):
         several), or ``None``; never waits for a job another claimer holds. A worker that finishes a parallel
         stage takes a sibling that no other worker has picked up, and its queue message becomes useless: the
         adapter withdraws it after commit where it can."""
+        ...
+
+    def claim_item(self, run_id: str, map_stage_id: str, worker_id: str, now: datetime) -> JobRecord | None:
+        """Claim, like :meth:`claim_stage`, the oldest due PENDING job of an item of map ``map_stage_id`` of the
+        run (stage id ``map_stage_id[<index>]``), skipping jobs other claimers hold (never waits): the worker
+        that finished an item goes on with another. Its queue message is withdrawn after commit where it can."""
         ...
 
     def get_job(self, job_id: str) -> JobRecord | None: ...

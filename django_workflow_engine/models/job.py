@@ -67,6 +67,10 @@ class WorkflowJob(models.Model):
             ),
             models.Index(fields=["locked_at"], name="dwe_job_lease_idx", condition=models.Q(status="RUNNING")),
             models.Index(fields=["run", "stage_id"], name="dwe_job_run_stage_idx"),
+            # A map's item taking the next one of its run (claim_item): one ordered scan of this run's PENDING jobs.
+            models.Index(
+                fields=["run", "created_at", "id"], name="dwe_job_run_pending_idx", condition=models.Q(status="PENDING")
+            ),
         ]
 
     def __str__(self) -> str:

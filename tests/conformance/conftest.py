@@ -69,9 +69,9 @@ def adapters(request, monkeypatch) -> Adapters:
         store = InMemoryStore()
         return Adapters("memory", InMemoryPersistence(store), InMemoryJobQueue(store), FakeClock())
     if request.param == "orm-fallback":
-        from django_workflow_engine.adapters import statements
+        from django_workflow_engine.adapters.statements import core
 
-        monkeypatch.setattr(statements, "SINGLE_STATEMENT_CLAIM_VENDORS", frozenset())
+        monkeypatch.setattr(core, "SINGLE_STATEMENT_CLAIM_VENDORS", frozenset())
     return orm_adapters()
 
 

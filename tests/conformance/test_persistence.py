@@ -219,9 +219,9 @@ def test_claim_never_takes_a_running_run(adapters):
 
 def test_orm_claim_fallback_path(orm, monkeypatch):
     """The select-then-conditional-update path used on databases without UPDATE ... RETURNING."""
-    from django_workflow_engine.adapters import statements
+    from django_workflow_engine.adapters.statements import core
 
-    monkeypatch.setattr(statements, "SINGLE_STATEMENT_CLAIM_VENDORS", frozenset())
+    monkeypatch.setattr(core, "SINGLE_STATEMENT_CLAIM_VENDORS", frozenset())
     orm.run("low", priority=1)
     orm.run("high", priority=9)
     assert orm.persistence.claim_next_pending_run(orm.now()).id == "high"

@@ -146,19 +146,20 @@ def test_item_ids_and_items():
     assert not workflow.has_stage("split[3]")
 
 
-def test_a_worker_that_finishes_an_item_goes_on_with_one_no_worker_took_from_the_end_of_the_list(harness):
+def test_a_worker_that_finishes_an_item_goes_on_with_the_oldest_one_no_worker_took(harness):
     from django_workflow_engine.hosts.drain import drain
 
     run_id = harness.start("map-squares", {"n": 6})
-    drain(harness.kernel, max_jobs=3, eager=True)  # split (fans out, starts item 0 here), item 0, then item 5
-    assert flows_map.EXECUTED == [0, 5]  # taken from the end: other workers dequeue from the start
+    drain(harness.kernel, max_jobs=3, eager=True)  # split (fans out, starts item 0 here), item 0, then item 1
+    assert flows_map.EXECUTED == [0, 1]  # taken in queue order, without a queue round trip
     jobs = {j.stage_id: j for j in harness.jobs.jobs_for_run(run_id)}
-    assert jobs["square[1]"].status == "PENDING"
-    assert jobs["square[1]"].attempt == 0
+    assert (jobs["square[1]"].status, jobs["square[1]"].attempt) == ("COMPLETED", 1)
+    # item 2 (taken after 1, given back when max_jobs stopped the drain) waits in the queue again
+    assert (jobs["square[2]"].status, jobs["square[2]"].attempt) == ("PENDING", 0)
+    assert all(jobs[f"square[{i}]"].status == "PENDING" for i in range(3, 6))
     drain(harness.kernel, eager=True)
-    # item 4 (taken after 5, given back when max_jobs stopped the drain) waits in the queue; item 1 from the queue
-    # goes on with 3 and 2 from the end; item 1 taken means the ends met, so item 4 comes from the queue
-    assert flows_map.EXECUTED == [0, 5, 1, 3, 2, 4]
+    assert flows_map.EXECUTED == [0, 1, 2, 3, 4, 5]
+    assert max(j.attempt for j in harness.jobs.jobs_for_run(run_id)) == 1  # each item executed once
     assert harness.persistence.get_run(run_id).output["squares"] == [0, 1, 4, 9, 16, 25]
 
 

@@ -86,6 +86,21 @@ class InMemoryJobQueue:
                 return None
             return self._take(min(due, key=lambda j: (j.created_at, j.__dict__.get("_seq", 0))), worker_id, now)
 
+    def claim_item(self, run_id: str, map_stage_id: str, worker_id: str, now: datetime) -> JobRecord | None:
+        prefix = f"{map_stage_id}["
+        with self._shared.lock:
+            due = [
+                j
+                for j in self.store.jobs.values()
+                if j.run_id == run_id
+                and j.stage_id.startswith(prefix)
+                and j.status == Status.PENDING
+                and stamped(j.available_at) <= now
+            ]
+            if not due:
+                return None
+            return self._take(min(due, key=lambda j: (j.created_at, j.__dict__.get("_seq", 0))), worker_id, now)
+
     def get_job(self, job_id: str) -> JobRecord | None:
         with self._shared.lock:
             job = self.store.jobs.get(job_id)

@@ -26,13 +26,14 @@ from ..records import (
     Status,
 )
 from .concurrency import InMemoryConcurrency
+from .maps import InMemoryMaps
 from .store import Idem, InMemoryStore, shared, stamped
 
 _RUN_FIELDS = {f.name for f in fields(RunRecord)}
 _STAGE_FIELDS = {f.name for f in fields(StageRecord)}
 
 
-class InMemoryPersistence(InMemoryConcurrency):
+class InMemoryPersistence(InMemoryConcurrency, InMemoryMaps):
     """In-memory :class:`~django_workflow_engine.kernel.ports.Persistence`."""
 
     def __init__(self, store: InMemoryStore | None = None):

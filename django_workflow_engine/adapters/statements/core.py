@@ -1,28 +1,20 @@
-"""Every SQL statement the engine writes by hand, in one place.
-
-The hot path (claims, the reads and writes of every stage, outbox appends) runs these instead of ORM queries:
-building a query with the ORM cost more than running it (``benchmarks/queries.py``). Everything else uses the
-ORM. Each statement is a function (or a constant) named after what it does, like an entry of a named-query file:
-the first line of its docstring is ``name -- what the statement does``, the rest says where it is used. It returns
-``(sql, params)``, or only the SQL text when the caller supplies the values. Values pass through the model
-fields' ``get_db_prep_save``, never into the text. Identifiers are quoted one way, :func:`q`; what differs
-between PostgreSQL and SQLite is read from one :class:`Dialect`, never from ``connection.vendor`` elsewhere.
-"""
+"""The statements of the hot path and their building blocks: dialects, row reads, updates, claims, inserts;
+and the SQLite session statements (the package docstring says how statements are written)."""
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, cast
 
 from django.db import connections
 from django.db.models import Field, Model
 
-from ..models import IdempotencyKey, OutboxEvent, WorkflowRun
+from ...kernel.records import Status
+from ...models import IdempotencyKey
+from ..rows import json_dumps, result_run_id
 
 # -- dialects -------------------------------------------------------------------------------------------------
 
@@ -32,6 +24,7 @@ class Dialect:
     """What the hand-written statements may use on one database.
 
     ``lock_rows``: ``FOR UPDATE`` where rows can be locked (PostgreSQL; SQLite serializes writers instead).
+    ``share_rows``: ``FOR KEY SHARE``, a lock many transactions hold at once that keeps ``FOR UPDATE`` out.
     ``skip_locked``: ``FOR UPDATE SKIP LOCKED`` in a claim's inner SELECT. ``advisory_locks``:
     ``pg_advisory_xact_lock`` (elsewhere the write lock serializes). ``json_rows``: inserts of any number of rows
     in one JSON parameter (``jsonb_populate_recordset``). ``one_statement_append``: an outbox append reserves
@@ -42,6 +35,7 @@ class Dialect:
 
     name: str
     lock_rows: str = ""
+    share_rows: str = ""
     skip_locked: str = ""
     advisory_locks: bool = False
     json_rows: bool = False
@@ -53,6 +47,7 @@ class Dialect:
 POSTGRESQL = Dialect(
     "postgresql",
     lock_rows=" FOR UPDATE",
+    share_rows=" FOR KEY SHARE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
     advisory_locks=True,
     json_rows=True,
@@ -120,16 +115,21 @@ def row_reader(model: type[Model], connection: Any, only: tuple[str, ...] = ()) 
 
 
 def select_rows(
-    connection: Any, model: type[Model], where: str, order_by: str = "", lock: bool = False, only: tuple[str, ...] = ()
+    connection: Any,
+    model: type[Model],
+    where: str,
+    order_by: str = "",
+    lock: bool = False,
+    share: bool = False,
+    only: tuple[str, ...] = (),
 ) -> str:
     """select_rows -- Read whole rows of ``model`` (or the fields ``only``) matching ``where``, [ordered] [locked].
 
-    The run and stage reads of every stage (``OrmStore._select``); ``lock``: ``FOR UPDATE`` where rows lock."""
+    The run and stage reads of every stage (``OrmStore._select``); ``lock``: ``FOR UPDATE`` where rows lock,
+    ``share``: ``FOR KEY SHARE`` there (``share_run``)."""
     _names, columns, _convert = row_reader(model, connection, only)
-    sql = f"SELECT {columns} FROM {table(model)} WHERE {where}"
-    if order_by:
-        sql += f" ORDER BY {order_by}"
-    return sql + (dialect(connection).lock_rows if lock else "")
+    sql = f"SELECT {columns} FROM {table(model)} WHERE {where}" + (f" ORDER BY {order_by}" if order_by else "")
+    return sql + (dialect(connection).lock_rows if lock else dialect(connection).share_rows if share else "")
 
 
 # -- updates --------------------------------------------------------------------------------------------------
@@ -249,6 +249,53 @@ def claim_by_id(
     return update(connection, model, values, where, [pk, *guard_params], returning=columns)
 
 
+def update_open_stage(
+    connection: Any,
+    model: type[Model],
+    values: Mapping[str, Any],
+    run_id: str,
+    stage_id: str,
+    statuses: Sequence[str],
+    pk: str | None,
+) -> tuple[str, list[Any]]:
+    """update_open_stage -- Update the current record of a run's stage [that record] if in one of ``statuses``, returning it.
+
+    A map's item starting and recording its outcome without the run lock (the index ``dwe_stage_run_stage_uniq``)."""
+    where = f"{q('run_id')} = %s AND {q('stage_id')} = %s AND {q('superseded_at')} IS NULL AND {q('status')} IN "
+    where += f"({', '.join(['%s'] * len(statuses))})" + (f" AND {q('id')} = %s" if pk is not None else "")
+    params = [run_id, stage_id, *statuses, *([pk] if pk is not None else [])]
+    return update(connection, model, values, where, params, returning=row_reader(model, connection)[1])
+
+
+def count_map_items(
+    connection: Any, model: type[Model], run_id: str, stage_id: str, done: int, failed: Sequence[int], now: datetime
+) -> tuple[str, list[Any]]:
+    """count_map_items -- Count settled items in a RUNNING map record's metrics, returning the record (PostgreSQL).
+
+    ``map_done`` + done, the indexes ``failed`` joined to ``map_failed`` (sorted, once each), ``map_queued`` up by
+    the items newly settled (at most ``map_items``): one UPDATE, so concurrent items take turns on the map's row
+    for this statement and their commit only, each reading its own count back."""
+    from psycopg.types.json import Jsonb
+
+    m, items, known = (
+        q("metrics"),
+        f"({q('metrics')}->>'map_items')::int",
+        f"COALESCE({q('metrics')}->'map_failed', '[]')",
+    )
+    new = f"(SELECT count(DISTINCT n.v) FROM jsonb_array_elements(%s) n(v) WHERE NOT {known} @> jsonb_build_array(n.v))"
+    sql = (
+        f"UPDATE {table(model)} SET {m} = COALESCE({m}, '{{}}') || jsonb_build_object('map_done', "
+        f"COALESCE(({m}->>'map_done')::int, 0) + %s, 'map_failed', (SELECT COALESCE(jsonb_agg(DISTINCT f.v ORDER BY "
+        f"f.v), '[]') FROM jsonb_array_elements({known} || %s) f(v)), 'map_queued', LEAST({items}, "
+        f"COALESCE(({m}->>'map_queued')::int, {items}) + %s + {new})), {q('updated_at')} = %s, {q('version')} = "
+        f"{q('version')} + 1 WHERE {q('run_id')} = %s AND {q('stage_id')} = %s AND {q('superseded_at')} IS NULL "
+        f"AND {q('status')} = '{Status.RUNNING.value}' RETURNING {row_reader(model, connection)[1]}"
+    )
+    stamp = cast(Field, model._meta.get_field("updated_at")).get_db_prep_save(now, connection)
+    failed_json = Jsonb(sorted(set(failed)))
+    return sql, [done, failed_json, done, failed_json, stamp, run_id, stage_id]
+
+
 def complete_idempotency_key(using: str, key: str, command_type: str, result: Any) -> tuple[str, list[Any]]:
     """complete_idempotency_key -- Store a command's cached result (and the run it led to) on its key.
 
@@ -258,13 +305,6 @@ def complete_idempotency_key(using: str, key: str, command_type: str, result: An
     return update(
         connection, IdempotencyKey, values, f"{q('key')} = %s AND {q('command_type')} = %s", [key, command_type]
     )
-
-
-def result_run_id(result: Any) -> str | None:
-    """The run a command's cached result names, kept in a column of its own so that deleting a run deletes its
-    idempotency keys through an index."""
-    run_id = result.get("run_id") if isinstance(result, dict) else None
-    return run_id if isinstance(run_id, str) else None
 
 
 # -- inserts --------------------------------------------------------------------------------------------------
@@ -306,7 +346,7 @@ def json_insert(
 
     sql, fields = _json_insert_text(model, ignore_conflicts)
     payload = [{f.column: row[f.attname] if f.attname in row else f.get_default() for f in fields} for row in rows]
-    return sql, [Jsonb(payload, dumps=_json_dumps)]
+    return sql, [Jsonb(payload, dumps=json_dumps)]
 
 
 @functools.cache
@@ -322,122 +362,6 @@ def json_rows(params: Sequence[Any]) -> list[dict[str, Any]]:
     return params[0].obj
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
-
-
-# -- the outbox -----------------------------------------------------------------------------------------------
-
-# The name under which a deferred write reads the rows of its auxiliary statement (:class:`.deferred.Write`).
-AUX = "__dwe_aux__"
-
-
-def reserve_event_sequences(sets: str = "", where: str = "") -> str:
-    """reserve_event_sequences -- Advance one run's event counter by %s and return its new value.
-
-    The UPDATE row-locks the run until the transaction ends, so concurrent writers of one run take turns. With
-    ``sets`` and ``where`` (a queued update of the run, :func:`.deferred.take_row_update`) it applies that update
-    too: ``SET <sets>, event_seq = event_seq + %s WHERE <where>``, so a run's completion and its events are one
-    statement."""
-    seq = q("event_seq")
-    assign = f"{sets}, " if sets else ""
-    where = where or f"{q('id')} = %s"
-    return f"UPDATE {table(WorkflowRun)} SET {assign}{seq} = {seq} + %s WHERE {where} RETURNING {seq}"
-
-
-def reserve_event_sequences_of_runs(count: int) -> str:
-    """reserve_event_sequences_of_runs -- Advance the event counters of ``count`` runs by %s, returning (id, counter).
-
-    ``start_many`` on SQLite (one per distinct event count, in chunks under the bound-parameter limit)."""
-    seq = q("event_seq")
-    return (
-        f"UPDATE {table(WorkflowRun)} SET {seq} = {seq} + %s "
-        f"WHERE {q('id')} IN ({', '.join(['%s'] * count)}) RETURNING {q('id')}, {seq}"
-    )
-
-
-def append_events(
-    connection: Any, run_id: str, items: Sequence[Mapping[str, Any]], causation_id: str
-) -> tuple[str, list[Any], str, list[Any]]:
-    """append_events -- Reserve a run's next sequences and insert its events (PostgreSQL, one statement).
-
-    Returns the reserving UPDATE and the INSERT, which reads the reserved counter under the name :data:`AUX`:
-    run as ``WITH seq AS (UPDATE run ... RETURNING event_seq) INSERT INTO outbox SELECT ... FROM seq, VALUES``,
-    or deferred (:mod:`.deferred`). Nothing is inserted when the run row does not exist."""
-    meta = OutboxEvent._meta
-    payload_field = meta.get_field("payload")
-    occurred_field = meta.get_field("occurred_at")
-    values_sql = []
-    insert_params: list[Any] = [run_id, len(items), causation_id]
-    for offset, event in enumerate(items):
-        occurred_at = occurred_field.get_db_prep_save(datetime.fromisoformat(event["timestamp"]), connection)
-        values_sql.append("(%s::integer, %s::timestamptz, %s, %s::jsonb)")
-        insert_params += [offset, occurred_at, event["type"], payload_field.get_db_prep_save(dict(event), connection)]
-    columns = ", ".join(
-        q(c) for c in ("created_at", "run_id", "sequence", "event_type", "payload", "causation_id", "occurred_at")
-    )
-    insert = (
-        f"INSERT INTO {table(OutboxEvent)} ({columns}, {q('retry_count')}) "
-        f"SELECT v.occurred_at, %s, {AUX}.event_seq - %s + 1 + v.k, v.event_type, v.payload, %s, v.occurred_at, 0 "
-        f"FROM {AUX}, (VALUES {', '.join(values_sql)}) AS v(k, occurred_at, event_type, payload)"
-    )
-    return reserve_event_sequences(), [len(items), run_id], insert, insert_params
-
-
-def with_aux(aux_sql: str, sql: str) -> str:
-    """with_aux -- Run ``sql`` reading the rows of its auxiliary statement ``aux_sql`` (under :data:`AUX`) at once."""
-    return f"WITH aux AS ({aux_sql}) {sql.replace(AUX, 'aux')}"
-
-
-def lock_outbox_of_run(run_id: str) -> tuple[str, list[Any]]:
-    """lock_outbox_of_run -- Serialize the appends to a run that has no row (PostgreSQL advisory lock)."""
-    return "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"dwe-outbox:{run_id}"]
-
-
-# -- concurrency limits ---------------------------------------------------------------------------------------
-
-
-def lock_concurrency_key(workflow_id: str, key: str) -> tuple[str, list[Any]]:
-    """lock_concurrency_key -- Serialize admissions under one (workflow, concurrency key) (PostgreSQL)."""
-    return "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"dwe-run:{workflow_id}:{key}"]
-
-
-def lock_stage_limit(workflow_id: str, stage_id: str) -> tuple[str, list[Any]]:
-    """lock_stage_limit -- Serialize admissions to one stage's cluster-wide limit (PostgreSQL)."""
-    return "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"dwe-stage:{workflow_id}:{stage_id}"]
-
-
-# -- deferred writes ------------------------------------------------------------------------------------------
-
-
-def combined_writes(writes: Sequence[Any]) -> tuple[str, list[Any]]:
-    """combined_writes -- Run queued writes as one statement and count each one's rows (PostgreSQL).
-
-    ``WITH w0 AS (UPDATE ... RETURNING 1), w1 AS (INSERT ... RETURNING 1) SELECT (SELECT count(*) FROM w0), ...``
-    (a write's auxiliary statement becomes ``a<n>``, read in place of :data:`AUX`): :func:`.deferred.flush`."""
-    ctes: list[str] = []
-    params: list[Any] = []
-    selects: list[str] = []
-    for n, write in enumerate(writes):
-        main = write.sql
-        if write.aux_sql is not None:
-            ctes.append(f"a{n} AS ({write.aux_sql})")
-            params += write.aux_params
-            main = main.replace(AUX, f"a{n}")
-        ctes.append(f"w{n} AS ({main} RETURNING 1)")
-        params += write.params
-        selects.append(f"(SELECT count(*) FROM w{n})")
-    return f"WITH {', '.join(ctes)} SELECT {', '.join(selects)}", params
-
-
 # -- SQLite ---------------------------------------------------------------------------------------------------
 
 DEFERRED_BEGINS = frozenset({"BEGIN", "BEGIN DEFERRED", "BEGIN TRANSACTION", "BEGIN DEFERRED TRANSACTION"})
@@ -451,36 +375,3 @@ JOURNAL_MODE = "PRAGMA journal_mode"
 
 JOURNAL_MODE_WAL = "PRAGMA journal_mode=WAL"
 """journal_mode_wal -- Switch the database file to write-ahead logging (it persists in the file)."""
-
-
-# -- the admin ------------------------------------------------------------------------------------------------
-
-
-def estimated_count(db_table: str, above: int) -> tuple[str, list[Any]]:
-    """estimated_count -- The planner's row estimate of a table above ``above`` rows, else its exact count.
-
-    One statement (PostgreSQL): the uncorrelated ``COUNT(*)`` sub-select (an InitPlan) runs only when the CASE
-    reaches it, i.e. only for tables the planner believes are small. The admin's paginator."""
-    return (
-        "SELECT CASE WHEN (SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)) > %s "
-        "THEN (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)) "
-        f"ELSE (SELECT COUNT(*) FROM {q(db_table)}) END",
-        [db_table, above, db_table],
-    )
-
-
-def distinct_model_ids(db_table: str, limit: int) -> tuple[str, list[Any]]:
-    """distinct_model_ids -- Distinct AI model ids by a loose index scan, at most ``limit``.
-
-    One recursive query that jumps from one model id to the next through the ``(model_id, created_at)`` index,
-    instead of ``SELECT DISTINCT`` reading every call. The admin's model filter of AI calls."""
-    t = q(db_table)
-    return (
-        f"WITH RECURSIVE m(model_id) AS ("
-        f"  SELECT * FROM (SELECT model_id FROM {t} ORDER BY model_id LIMIT 1) AS first"
-        f"  UNION ALL"
-        f"  SELECT (SELECT t.model_id FROM {t} t WHERE t.model_id > m.model_id ORDER BY t.model_id LIMIT 1)"
-        f"  FROM m WHERE m.model_id IS NOT NULL"
-        f") SELECT model_id FROM m WHERE model_id IS NOT NULL LIMIT %s",
-        [limit],
-    )
