@@ -185,40 +185,29 @@ class OrmJobQueue:
         return self._returned(sql, params)
 
     def claim_stage(self, run_id: str, stage_id: str, worker_id: str, now: datetime) -> JobRecord | None:
-        if self._single_statement():
-            pick = f"{q('run_id')} = %s AND {q('stage_id')} = %s AND "
-            job = self._claim_next(pick, [run_id, stage_id], f"{q('created_at')}, {q('id')}", worker_id, now)
-        else:
-            candidates = self._jobs().filter(
-                run_id=run_id, stage_id=stage_id, status=Status.PENDING, available_at__lte=now
-            )
-            with transaction.atomic(using=self.using):
-                row = claim_one(
-                    self.using,
-                    candidates.order_by("created_at", "id"),
-                    Q(status=Status.PENDING),
-                    **self._take_values(worker_id, now),
-                )
-            job = job_record(row) if row is not None else None
-        if job is not None and self.on_withdraw is not None:
-            callback, ids = self.on_withdraw, [job.id]
-            transaction.on_commit(lambda: callback(ids), using=self.using, robust=True)
-        return job
+        pick = f"{q('run_id')} = %s AND {q('stage_id')} = %s AND "
+        candidates = self._jobs().filter(run_id=run_id, stage_id=stage_id)
+        return self._take_of_run(pick, [run_id, stage_id], candidates, worker_id, now)
 
     def claim_item(self, run_id: str, map_stage_id: str, worker_id: str, now: datetime) -> JobRecord | None:
         prefix = f"{map_stage_id}["
+        # The inner SELECT walks dwe_job_run_pending_idx (this run's PENDING jobs in created_at order).
+        pick = f"{q('run_id')} = %s AND substr({q('stage_id')}, 1, %s) = %s AND "
+        candidates = self._jobs().filter(run_id=run_id, stage_id__startswith=prefix)
+        return self._take_of_run(pick, [run_id, len(prefix), prefix], candidates, worker_id, now)
+
+    def _take_of_run(
+        self, pick: str, pick_params: list[Any], candidates: Any, worker_id: str, now: datetime
+    ) -> JobRecord | None:
+        """Claim the oldest due PENDING job among one run's ``candidates`` (``pick`` on the one-statement path) for
+        ``worker_id``, withdrawing its queue message after the commit."""
         if self._single_statement():
-            # The inner SELECT walks dwe_job_run_pending_idx (this run's PENDING jobs in created_at order).
-            pick = f"{q('run_id')} = %s AND substr({q('stage_id')}, 1, %s) = %s AND "
-            job = self._claim_next(pick, [run_id, len(prefix), prefix], f"{q('created_at')}, {q('id')}", worker_id, now)
+            job = self._claim_next(pick, pick_params, f"{q('created_at')}, {q('id')}", worker_id, now)
         else:
-            candidates = self._jobs().filter(
-                run_id=run_id, stage_id__startswith=prefix, status=Status.PENDING, available_at__lte=now
-            )
             with transaction.atomic(using=self.using):
                 row = claim_one(
                     self.using,
-                    candidates.order_by("created_at", "id"),
+                    candidates.filter(status=Status.PENDING, available_at__lte=now).order_by("created_at", "id"),
                     Q(status=Status.PENDING),
                     **self._take_values(worker_id, now),
                 )
