@@ -25,7 +25,7 @@ from django.db import IntegrityError, connections, transaction
 
 from .cursors import hot_cursor
 from .sqlite import write_atomic
-from .statements import combined_writes, dialect
+from .statements import RowUpdate, combined_writes, dialect
 
 
 @dataclass
@@ -51,18 +51,6 @@ class Write:
     duplicate: tuple[str, Exception] | None = None
     # A single-row ``UPDATE`` as its parts, so a later write to that row may carry it (:func:`take_row_update`).
     row_update: RowUpdate | None = None
-
-
-@dataclass(frozen=True)
-class RowUpdate:
-    """``UPDATE <table> SET <assignments> WHERE <where>`` of one row, kept apart (see :func:`take_row_update`)."""
-
-    table: str
-    pk: str
-    assignments: str
-    assignment_params: Sequence[Any]
-    where: str
-    where_params: Sequence[Any]
 
 
 @dataclass

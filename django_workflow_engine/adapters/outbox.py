@@ -134,8 +134,8 @@ class OrmOutbox(OrmStore):
             if queued is not None and queued.row_update is not None:
                 # The run's queued update (its completion) rides on the counter's UPDATE: one statement, not two.
                 update = queued.row_update
-                reserve = reserve_event_sequences(update.assignments, update.where)
-                reserve_params = [*update.assignment_params, len(items), *update.where_params]
+                reserve = reserve_event_sequences(update.sets, update.where)
+                reserve_params = [*update.set_params, len(items), *update.where_params]
                 check = _both(queued.check, check)
             deferred.defer(self.using, deferred.Write(insert, insert_params, rows, check, reserve, reserve_params))
             return True

@@ -99,9 +99,9 @@ class OrmStore:
             expected_version is None or deferred.locked_version(self.using, db_table, pk) == expected_version
         ):
             # Unguarded, or guarded by a version this transaction read under the row's lock: it cannot be stale.
-            row = deferred.RowUpdate(db_table, pk, update.sets, update.set_params, update.where, update.where_params)
             check = expect_rows(1, missing if expected_version is None else self._stale(model, pk, expected_version))
-            deferred.defer(self.using, deferred.Write(sql, params, frozenset({(db_table, pk)}), check, row_update=row))
+            rows = frozenset({(db_table, pk)})
+            deferred.defer(self.using, deferred.Write(sql, params, rows, check, row_update=update))
             if expected_version is None:
                 return 0
             deferred.note_locked(self.using, db_table, pk, expected_version + 1)  # still locked, one version on

@@ -179,7 +179,9 @@ def assignments(connection: Any, model: type[Model], values: Mapping[str, Any]) 
 
 
 @dataclass(frozen=True)
-class RowUpdateParts:  # one row's UPDATE, whole and as its SET list and WHERE clause
+class RowUpdate:  # one row's UPDATE, whole and as its SET list and WHERE clause (.deferred.take_row_update)
+    table: str
+    pk: str
     sql: str
     params: list[Any]
     sets: str
@@ -195,7 +197,7 @@ def versioned_update(
     values: Mapping[str, Any],
     expected_version: int | None,
     current_only: bool = False,
-) -> RowUpdateParts:
+) -> RowUpdate:
     """versioned_update -- Update one run or stage row by id [at the version read] [if not superseded].
 
     ``update_run``/``update_stage``: several per stage; without ``RETURNING`` (the caller adds it, or defers the
@@ -212,7 +214,8 @@ def versioned_update(
         where += f" AND COALESCE({q('superseded_at')} IS NULL, false)"
     sets, set_params = assignments(connection, model, values)
     sql = f"UPDATE {table(model)} SET {sets} WHERE {where}"
-    return RowUpdateParts(sql, [*set_params, *where_params], sets, set_params, where, where_params)
+    params = [*set_params, *where_params]
+    return RowUpdate(model._meta.db_table, pk, sql, params, sets, set_params, where, where_params)
 
 
 def claim(
