@@ -43,7 +43,10 @@ def child_env(
         PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
         DATABASE_URL=database_url,
         REDIS_URL=f"{REDIS_BASE}{redis_db}",
-        DWE_ENGINE_SETTINGS=json.dumps(engine_settings or {}),
+        # BENCH_ENGINE_SETTINGS (JSON) is merged over what the benchmark sets, e.g. '{"WORKER_BATCH": 1}' for an A/B.
+        DWE_ENGINE_SETTINGS=json.dumps(
+            {**(engine_settings or {}), **json.loads(env.get("BENCH_ENGINE_SETTINGS", "{}"))}
+        ),
         BENCH_CONN_MAX_AGE=str(conn_max_age),
         PYTHONUNBUFFERED="1",
     )

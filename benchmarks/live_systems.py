@@ -110,7 +110,8 @@ class EngineDatabase(Engine):
     name = "engine-db"
 
     def __init__(self, config: dict[str, Any]) -> None:
-        os.environ["DWE_ENGINE_SETTINGS"] = json.dumps({"TRANSPORT": "database"})
+        extra = json.loads(os.environ.get("BENCH_ENGINE_SETTINGS", "{}"))
+        os.environ["DWE_ENGINE_SETTINGS"] = json.dumps({"TRANSPORT": "database", **extra})
         super().__init__(config)
 
     def worker_commands(self, workers: int) -> list[list[str]]:

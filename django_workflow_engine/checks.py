@@ -137,6 +137,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 4,
             )
         )
+    batch = settings.WORKER_BATCH
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        errors.append(
+            _error(
+                f"WORKFLOW_ENGINE['WORKER_BATCH'] is {batch!r}.",
+                "Use a whole number of jobs, at least 1 (1: one job at a time), or None (8 on PostgreSQL, else 1).",
+                3,
+            )
+        )
     for flag in ("CONTINUE_IN_WORKER", "PREPARED_STATEMENTS"):
         if not isinstance(getattr(settings, flag), bool):
             errors.append(_error(f"WORKFLOW_ENGINE[{flag!r}] is {getattr(settings, flag)!r}.", "Use True or False.", 3))

@@ -25,7 +25,7 @@ from ..models import WorkflowJob
 from . import deferred
 from .cursors import hot_cursor
 from .sqlite import guard_public_methods
-from .statements import PLUS_ONE, claim, claim_by_id, json_insert, q, single_statement_claims, update
+from .statements import PLUS_ONE, claim, claim_by_id, json_insert, q, row_reader, single_statement_claims, update
 from .store import claim_one, expect_rows, returned_row
 
 JOB_FIELDS = [f.name for f in fields(JobRecord)]
@@ -165,6 +165,26 @@ class OrmJobQueue:
                 **self._take_values(worker_id, now),
             )
             return job_record(row) if row is not None else None
+
+    def dequeue_many(self, worker_id: str, now: datetime, limit: int) -> list[JobRecord]:
+        if limit < 1:
+            raise ValueError(f"dequeue_many needs a limit of at least 1, not {limit}")
+        if limit == 1 or not self._single_statement():
+            jobs: list[JobRecord] = []
+            while len(jobs) < limit and (job := self.dequeue(worker_id, now)) is not None:
+                jobs.append(job)
+            return jobs
+        connection = connections[self.using]
+        due, due_params = _due(connection, now)
+        order = f"{q('priority')} DESC, {q('created_at')}, {q('id')}"
+        values = self._claim_values(worker_id, now)
+        sql, params = claim(connection, WorkflowJob, values, due, due_params, order, due, due_params, limit)
+        names, _columns, convert = row_reader(WorkflowJob, connection)
+        with hot_cursor(connection) as cursor:
+            cursor.execute(sql, params)
+            rows = [dict(zip(names, convert(row), strict=True)) for row in cursor.fetchall()]
+        jobs = [JobRecord(**{name: row[name] for name in JOB_FIELDS}) for row in rows]
+        return sorted(jobs, key=lambda job: (-job.priority, job.created_at, job.id))
 
     def claim(self, job_id: str, worker_id: str, now: datetime) -> JobRecord | None:
         if self._single_statement():

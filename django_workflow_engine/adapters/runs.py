@@ -23,7 +23,7 @@ from ..models import (
     WorkflowRun,
     WorkflowStage,
 )
-from . import deferred
+from . import batches, deferred
 from .asyncsafe import off_the_loop
 from .cursors import hot_cursor
 from .rows import RUN_FIELDS, run_record
@@ -143,6 +143,9 @@ class OrmRuns(OrmStore):
         return off_the_loop(lambda: self._runs().filter(pk=run_id).values_list("status", flat=True).first())
 
     def lock_run(self, run_id: str, known: RunRecord | None = None) -> RunRecord | None:
+        locked = batches.take_run(self.using, run_id)
+        if locked is not None:  # locked at the start of the batch this transaction is
+            return locked
         if known is None or known.id != run_id:
             run = self._run_by_id(run_id, lock=True)
         else:

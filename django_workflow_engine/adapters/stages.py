@@ -18,7 +18,7 @@ from ..kernel.records import (
 from ..models import (
     WorkflowStage,
 )
-from . import deferred
+from . import batches, deferred
 from .rows import STAGE_FIELDS, stage_record
 from .sqlite import guard_public_methods
 from .statements import json_insert, q
@@ -40,6 +40,9 @@ class OrmStages(OrmStore):
         )
 
     def get_stages(self, run_id: str) -> list[StageRecord]:
+        read = batches.take_stages(self.using, run_id)
+        if read is not None:  # read at the start of the batch this transaction is
+            return read
         rows = self._select(
             WorkflowStage,
             f"{q('run_id')} = %s AND {q('superseded_at')} IS NULL",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -10,12 +11,14 @@ from django.db import connections
 from django.db.models import Model, Q, QuerySet
 
 from ..core.errors import StaleVersionError
+from ..kernel.records import RunBatch, RunRecord, StageRecord
 from ..models import (
     WorkflowRun,
     WorkflowStage,
 )
-from . import deferred
+from . import batches, deferred
 from .cursors import hot_cursor
+from .rows import RUN_FIELDS, STAGE_FIELDS
 from .sqlite import guard_public_methods
 from .statements import PLUS_ONE, Dialect, dialect, q, row_reader, select_rows, versioned_update
 
@@ -63,7 +66,34 @@ class OrmStore:
         statement before the next read and before the block ends (:mod:`.deferred`): ``update_run`` and
         ``update_stage`` without ``expected_version`` then return 0 instead of the new version. On SQLite: a
         transaction that takes the write lock up front (:mod:`.sqlite`)."""
-        return deferred.deferred_atomic(self.using)
+        opened = batches.current(self.using)
+        return deferred.deferred_atomic(self.using) if opened is None else batches.joined(opened)
+
+    @contextmanager
+    def batch(self, run_ids: Sequence[str], stages: bool = False) -> Iterator[RunBatch]:
+        """One transaction for the steps of several runs (:mod:`.batches`): the runs locked in id order, and
+        their current stages read, with one statement each."""
+        if batches.current(self.using) is not None:
+            raise RuntimeError("OrmPersistence.batch() cannot be nested")
+        ids = sorted(set(run_ids))
+        with self.atomic():
+            opened = RunBatch()
+            for row in self._select(WorkflowRun, f"{q('id')} IN ({batches.marks(ids)})", ids, q("id"), lock=True):
+                opened.runs[row["id"]] = RunRecord(**{name: row[name] for name in RUN_FIELDS})
+                if self._dialect.lock_rows:
+                    deferred.note_locked(self.using, WorkflowRun._meta.db_table, row["id"], row["version"])
+            if stages and opened.runs:
+                found = sorted(opened.runs)
+                where = f"{q('run_id')} IN ({batches.marks(found)}) AND {q('superseded_at')} IS NULL"
+                order = f"{q('run_id')}, {q('execution_group')}, {q('stage_number')}"
+                opened.stages = {run_id: [] for run_id in found}
+                for row in self._select(WorkflowStage, where, found, order):
+                    opened.stages[row["run_id"]].append(StageRecord(**{name: row[name] for name in STAGE_FIELDS}))
+            batches.open_batch(self.using, opened)
+            try:
+                yield opened
+            finally:
+                batches.close_batch(self.using)
 
     def _objects(self, model: type[Model]):
         return model._default_manager.using(self.using)

@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from contextlib import ExitStack
 from typing import Any
 
 from django.db import connections
@@ -16,7 +17,8 @@ from django.db.utils import OperationalError
 
 from ..adapters.sqlite import is_busy
 from ..kernel.execution import JobOutcome, run_job
-from ..kernel.records import JobRecord
+from ..kernel.lockstep import run_jobs
+from ..kernel.records import JobRecord, StartedStage
 from .leases import LEASES
 
 logger = logging.getLogger("django_workflow_engine.worker")
@@ -55,12 +57,18 @@ def drop_broken_connections() -> None:
 
 
 def execute_claimed(
-    kernel: Any, job: JobRecord, worker_id: str, *, eager: bool | None = None, until: float | None = None
+    kernel: Any,
+    job: JobRecord,
+    worker_id: str,
+    *,
+    eager: bool | None = None,
+    until: float | None = None,
+    started: StartedStage | None = None,
 ) -> JobOutcome:
     """Execute a claimed job with a lease, then, with ``eager`` (default: ``CONTINUE_IN_WORKER``), the stages its
     run's transitions start for this worker, one after another (each leased while it runs), until a
     transition starts none, the worker is asked to stop, or ``time.monotonic()`` passes ``until``. Returns
-    the first job's outcome."""
+    the first job's outcome. ``started``: ``job`` is an eager continuation, already begun."""
     from ..conf import settings
 
     eager = bool(settings.CONTINUE_IN_WORKER) if eager is None else eager
@@ -69,7 +77,6 @@ def execute_claimed(
         return not STOPPING.is_set() and (until is None or time.monotonic() < until)
 
     first: JobOutcome | None = None
-    started = None
     while True:
         try:
             stop_at = lease_stop(kernel, job, settings.HEARTBEAT_SECONDS)
@@ -124,3 +131,71 @@ def release_busy(kernel: Any, job: JobRecord, worker_id: str, exc: BaseException
     except Exception:
         logger.exception("could not release job %s; it is retried when its lease expires", job.id)
     return JobOutcome(job.id, job.run_id, job.stage_id, job.attempt, "released", 0, str(exc))
+
+
+# Stages slower than this (ms, as their jobs' outcomes report) are executed one job at a time: a batch runs its
+# stages one after another, so a slow one would hold the others' jobs back from idle workers.
+BATCH_STAGE_MS = 20
+
+
+class Batcher:
+    """How many due jobs a worker takes at once (``WORKFLOW_ENGINE["WORKER_BATCH"]``): one while its stages are
+    slow or the setting is 1, else up to the setting (:func:`execute_batch`)."""
+
+    def __init__(self, kernel: Any):
+        from ..conf import settings
+
+        configured = settings.WORKER_BATCH
+        if configured is None:  # PostgreSQL, where one transaction for several stages saves the most
+            using = getattr(kernel.deps.persistence, "using", None)
+            configured = 8 if using is not None and connections[using].vendor == "postgresql" else 1
+        self.limit = max(1, int(configured))
+        self.size = 1
+
+    def observe(self, outcomes: list[JobOutcome]) -> None:
+        slow = any(outcome.duration_ms > BATCH_STAGE_MS for outcome in outcomes)
+        self.size = 1 if slow or not outcomes else min(self.limit, self.size * 2)
+
+    def dequeue(self, kernel: Any, worker_id: str) -> list[JobRecord]:
+        return kernel.jobs.dequeue_many(worker_id, kernel.clock.now(), self.size)
+
+
+def execute_batch(
+    kernel: Any, jobs: list[JobRecord], worker_id: str, *, until: float | None = None
+) -> list[JobOutcome]:
+    """Execute claimed jobs of several runs in lockstep (:func:`~..kernel.lockstep.run_jobs`: two transactions a
+    round for all of them), then the stages their transitions start for this worker, round after round, each job
+    leased while its round runs. A job the lockstep path leaves alone is executed by :func:`execute_claimed`.
+    Returns every job's outcome (the continuations' too), in the order they finished."""
+    from ..conf import settings
+
+    if len(jobs) == 1:
+        return [execute_claimed(kernel, jobs[0], worker_id, until=until)]
+    eager = bool(settings.CONTINUE_IN_WORKER)
+
+    def may_continue() -> bool:
+        return not STOPPING.is_set() and (until is None or time.monotonic() < until)
+
+    outcomes: list[JobOutcome] = []
+    round_: list[tuple[JobRecord, StartedStage | None]] = [(job, None) for job in jobs]
+    while round_:
+        with ExitStack() as leases:
+            for job, _started in round_:
+                stop_at = lease_stop(kernel, job, settings.HEARTBEAT_SECONDS)
+                leases.enter_context(LEASES.hold(kernel, job, worker_id, settings.HEARTBEAT_SECONDS, stop_at))
+            try:
+                done = run_jobs(kernel, round_, continue_as=worker_id if eager else None, continue_if=may_continue)
+            except OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                return outcomes + [release_busy(kernel, job, worker_id, exc) for job, _started in round_]
+        next_round: list[tuple[JobRecord, StartedStage | None]] = []
+        for (job, started), outcome in zip(round_, done, strict=True):
+            if outcome is None:
+                outcomes.append(execute_claimed(kernel, job, worker_id, eager=eager, until=until, started=started))
+                continue
+            outcomes.append(outcome)
+            if outcome.continuation is not None:
+                next_round.append((outcome.continuation.job, outcome.continuation))
+        round_ = next_round
+    return outcomes

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..adapters.rq import flush_withdrawals, ring, withdraw_later
 from ..kernel.execution import JobOutcome
-from .jobs import STOPPING, current_worker_id, drop_broken_connections, execute_claimed
+from .jobs import STOPPING, Batcher, current_worker_id, drop_broken_connections, execute_batch, execute_claimed
 from .wiring import default_kernel
 
 if TYPE_CHECKING:
@@ -55,13 +55,14 @@ def execute_job_by_id(job_id: str, kernel: Kernel | None = None) -> JobOutcome |
         outcome = execute_claimed(kernel, job, worker_id, until=until) if job is not None else None
         if not settings.CONTINUE_IN_WORKER:
             return outcome
+        batcher = Batcher(kernel)
         while not STOPPING.is_set() and (until is None or time.monotonic() < until):
             drop_broken_connections()
-            job = kernel.jobs.dequeue(worker_id, kernel.clock.now())
-            if job is None:
+            jobs = batcher.dequeue(kernel, worker_id)
+            if not jobs:
                 return outcome
-            withdraw_later([job.id])
-            execute_claimed(kernel, job, worker_id, until=until)
+            withdraw_later([job.id for job in jobs])
+            batcher.observe(execute_batch(kernel, jobs, worker_id, until=until))
         # Leaving with work possibly due: while the queue held messages, new jobs were not rung (see ``ring``),
         # so make sure one message announces the next due job to whichever worker is free.
         now = kernel.clock.now()

@@ -17,7 +17,7 @@ from django.db import connections
 from django.db.utils import InterfaceError, OperationalError
 
 from ..adapters.sqlite import is_busy, use_wal
-from .jobs import STOPPING, default_worker_id, drop_broken_connections, execute_claimed, set_worker_id
+from .jobs import STOPPING, Batcher, default_worker_id, drop_broken_connections, execute_batch, set_worker_id
 from .wiring import default_kernel
 
 if TYPE_CHECKING:
@@ -154,11 +154,14 @@ class Worker:
         from ..conf import settings
 
         backoff = 0.5
+        batcher: Batcher | None = None
         while not self._stopping.is_set():
             try:
                 drop_broken_connections()
                 kernel = default_kernel(self.kernel)
-                job = kernel.jobs.dequeue(self.worker_id, kernel.clock.now())
+                batcher = batcher or Batcher(kernel)
+                jobs = batcher.dequeue(kernel, self.worker_id)
+                job = jobs[0] if jobs else None
                 if job is None:
                     if self.burst and not self._maintenance_pending(kernel):
                         # The maintenance thread may have claimed a run between our dequeue and our claim:
@@ -169,8 +172,9 @@ class Worker:
                     if job is None:
                         self._stopping.wait(settings.WORKER_POLL_SECONDS)
                         continue
-                execute_claimed(kernel, job, self.worker_id)
-                self.jobs_processed += 1
+                    jobs = [job]
+                batcher.observe(execute_batch(kernel, jobs, self.worker_id))
+                self.jobs_processed += len(jobs)
                 backoff = 0.5
             except TRANSIENT_DB_ERRORS as exc:
                 logger.warning("database unavailable; retrying in %.1f s", backoff, exc_info=not is_busy(exc))

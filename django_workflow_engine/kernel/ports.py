@@ -30,6 +30,7 @@ from .records import (
     LogRecord,
     NewJob,
     OutboxRecord,
+    RunBatch,
     RunRecord,
     SignalRecord,
     StageRecord,
@@ -52,6 +53,15 @@ class Persistence(Protocol):
         The adapter may hold writes back and send them together, before the next read and before the block
         ends (errors such as a missing row then surface there, still inside the block); ``update_run`` and
         ``update_stage`` without ``expected_version`` may then return 0 for the version."""
+        ...
+
+    def batch(self, run_ids: Sequence[str], stages: bool = False) -> AbstractContextManager[RunBatch]:
+        """One transaction for steps of several runs (a worker's lockstep batch): the runs are locked up front
+        (in id order) and, with ``stages``, their current stages read; the result holds them by run id. Inside,
+        ``atomic()`` blocks join this transaction, and each run's first :meth:`lock_run` and :meth:`get_stages`
+        may be answered from what was read up front (so only the run's own steps may write its rows before
+        them). An exception leaving an inner block sets ``broken``: the caller must then let an exception leave
+        the batch, which rolls every step back. Not nested."""
         ...
 
     # -- runs -----------------------------------------------------------------------------------------------
@@ -342,6 +352,11 @@ class JobQueue(Protocol):
         """Claim the next due PENDING job (highest priority, then oldest created_at, available_at <= now):
         status RUNNING, attempt + 1, worker_id, locked_at = started_at = now. Never returns one job to two
         callers. Database errors propagate; ``None`` only means the queue has nothing due."""
+        ...
+
+    def dequeue_many(self, worker_id: str, now: datetime, limit: int) -> list[JobRecord]:
+        """Claim up to ``limit`` due PENDING jobs as :meth:`dequeue` would, in one statement where the database
+        allows; in :meth:`dequeue`'s order. ``ValueError`` for a limit below 1."""
         ...
 
     def claim(self, job_id: str, worker_id: str, now: datetime) -> JobRecord | None:

@@ -226,3 +226,14 @@ class StartedStage:
     run: RunRecord
     stages: list[StageRecord]
     record: StageRecord
+
+
+@dataclass
+class RunBatch:
+    """An open :meth:`~.ports.Persistence.batch`: the runs it locked at its start and, when asked, their current
+    stages, each by run id, as not yet handed out to a run's first ``lock_run``/``get_stages``. ``broken``: an
+    exception left one of its ``atomic()`` blocks (the whole transaction must be rolled back)."""
+
+    runs: dict[str, RunRecord] = field(default_factory=dict)
+    stages: dict[str, list[StageRecord]] = field(default_factory=dict)
+    broken: bool = False

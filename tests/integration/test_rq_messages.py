@@ -213,8 +213,12 @@ def test_messages_of_jobs_taken_from_the_database_are_withdrawn_in_batches(rq_se
 
     assert set(WorkflowJob.objects.values_list("status", flat=True)) == {"COMPLETED"}
     assert queue.job_ids == []  # every message of a job taken from the database is gone
-    # 19 runs taken from the database and 20 siblings taken eagerly: 39 messages withdrawn in 3 round trips
-    assert [len(ids) for ids in batches if ids] == [doorbell.WITHDRAW_BATCH, doorbell.WITHDRAW_BATCH, 7]
+    # 19 runs taken from the database (several at a time) and 20 siblings taken eagerly: 39 messages withdrawn
+    # in at most 3 round trips, each but the last once WITHDRAW_BATCH were waiting
+    sizes = [len(ids) for ids in batches if ids]
+    assert sum(sizes) == 39
+    assert len(sizes) <= 3
+    assert all(size >= doorbell.WITHDRAW_BATCH for size in sizes[:-1])
 
 
 def test_a_job_rung_again_before_its_withdrawal_keeps_its_new_message(rq_settings):

@@ -227,17 +227,27 @@ def claim(
     order_by: str,
     guard: str,
     guard_params: Sequence[Any],
+    limit: int = 1,
 ) -> tuple[str, list[Any]]:
     """claim -- Take the first row matching ``pick`` in ``order_by`` order, still matching ``guard``, in one statement.
 
     ``UPDATE t SET ... WHERE id = (SELECT id ... LIMIT 1 [FOR UPDATE SKIP LOCKED]) AND guard RETURNING *``:
     atomic on its own. PostgreSQL lets concurrent claimers skip each other's locked rows instead of queueing
     behind them; SQLite runs one writer at a time, so the statement cannot interleave with another claim. The
-    job queue's ``dequeue``/``claim_stage`` and ``claim_next_pending_run``."""
+    job queue's ``dequeue``/``claim_stage`` and ``claim_next_pending_run``. With ``limit``, up to that many rows
+    (``dequeue_many``), returned in no particular order."""
     _names, columns, _convert = row_reader(model, connection)
     lock = dialect(connection).skip_locked
     pk = q(model._meta.pk.column)
-    where = f"{pk} = (SELECT {pk} FROM {table(model)} WHERE {pick} ORDER BY {order_by} LIMIT 1{lock}) AND {guard}"
+    picked = f"SELECT {pk} FROM {table(model)} WHERE {pick} ORDER BY {order_by} LIMIT {int(limit)}{lock}"
+    if limit == 1:
+        where = f"{pk} = ({picked}) AND {guard}"
+    elif lock:
+        # ARRAY(...) is evaluated once. Under IN (...) PostgreSQL may rescan the locking subquery, each rescan
+        # skipping the rows the last one locked: more than ``limit`` rows were taken.
+        where = f"{pk} = ANY(ARRAY({picked})) AND {guard}"
+    else:
+        where = f"{pk} IN ({picked}) AND {guard}"
     return update(connection, model, values, where, [*pick_params, *guard_params], returning=columns)
 
 

@@ -65,6 +65,14 @@ class InMemoryJobQueue:
             job = min(due, key=lambda j: (-j.priority, j.created_at, j.__dict__.get("_seq", 0)))
             return self._take(job, worker_id, now)
 
+    def dequeue_many(self, worker_id: str, now: datetime, limit: int) -> list[JobRecord]:
+        if limit < 1:
+            raise ValueError(f"dequeue_many needs a limit of at least 1, not {limit}")
+        jobs: list[JobRecord] = []
+        while len(jobs) < limit and (job := self.dequeue(worker_id, now)) is not None:
+            jobs.append(job)
+        return jobs
+
     def claim(self, job_id: str, worker_id: str, now: datetime) -> JobRecord | None:
         with self._shared.lock:
             job = self.store.jobs.get(job_id)

@@ -4,7 +4,8 @@ follows (the conformance suite runs on both)."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -20,6 +21,7 @@ from ..records import (
     IdempotencyClaim,
     LogRecord,
     OutboxRecord,
+    RunBatch,
     RunRecord,
     SignalRecord,
     StageRecord,
@@ -42,6 +44,14 @@ class InMemoryPersistence(InMemoryConcurrency, InMemoryMaps):
 
     def atomic(self):
         return self._shared.atomic()  # writes here are immediate
+
+    @contextmanager
+    def batch(self, run_ids: Sequence[str], stages: bool = False) -> Iterator[RunBatch]:
+        # Blocks inside are nested transactions of their own here: one that fails rolls back alone, as if it had
+        # run in a transaction of its own, so the batch never breaks.
+        with self.atomic():
+            runs = {run.id: run for run in (self.get_run(run_id) for run_id in sorted(set(run_ids))) if run}
+            yield RunBatch(runs, {run_id: self.get_stages(run_id) for run_id in runs} if stages else {})
 
     # -- runs -----------------------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, now: datetime) -> RunRecord:
