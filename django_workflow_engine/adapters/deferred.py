@@ -52,6 +52,12 @@ class Write:
     # A single-row ``UPDATE`` as its parts, so a later write to that row may carry it (:func:`take_row_update`).
     row_update: RowUpdate | None = None
 
+    @property
+    def all_or_error(self) -> bool:
+        """Whether the write either fails as a statement or writes every row it has (a plain ``INSERT``): a
+        row-count check after it cannot fail, so it may leave in a statement committed on its own."""
+        return self.aux_sql is None and self.sql.startswith("INSERT ") and "ON CONFLICT" not in self.sql
+
 
 @dataclass
 class _Queue:
@@ -180,10 +186,33 @@ def deferred_atomic(using: str) -> Iterator[None]:
         return execute(sql, params, many, context)
 
     with transaction.atomic(using=using):
-        _QUEUES.__dict__[using] = _Queue()
+        queue = _QUEUES.__dict__[using] = _Queue()
         try:
             with connection.execute_wrapper(flush_first):
                 yield
-                flush(using)
+                if _alone(connection, queue):
+                    # Nothing was sent in this transaction yet (psycopg sends BEGIN before the first statement),
+                    # and its one statement cannot half-succeed: send it in autocommit, where it is a transaction
+                    # by itself, without the BEGIN and COMMIT round trips. The atomic block's COMMIT then has
+                    # nothing to do (psycopg sends none on an idle connection). A new run's start goes this way.
+                    raw = connection.connection
+                    raw.autocommit = True
+                    try:
+                        flush(using)
+                    finally:
+                        raw.autocommit = False
+                else:
+                    flush(using)
         finally:
             del _QUEUES.__dict__[using]
+
+
+def _alone(connection: Any, queue: _Queue) -> bool:
+    """Whether the queued writes are this outermost transaction's only statement, and all-or-error ones."""
+    if len(connection.atomic_blocks) != 1 or connection.needs_rollback or not queue.writes:
+        return False
+    if not all(write.all_or_error for write in queue.writes):
+        return False
+    from psycopg import pq
+
+    return connection.connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
