@@ -58,7 +58,9 @@ def test_a_start_is_one_statement_in_autocommit():
     sent = _wire(lambda: started.append(engine.start("triple", {"n": 1})))
 
     assert not [line for line in sent if "BEGIN" in line or "COMMIT" in line], sent
-    assert sum(1 for line in sent if "INSERT INTO" in line) == 1, sent
+    # One statement (prepared, or being prepared: Parse, then Bind/Execute) and no simple Query at all.
+    assert sum(1 for line in sent if "\tExecute\t" in line) == 1, sent
+    assert not [line for line in sent if "\tQuery\t" in line], sent
     assert _committed_runs() == 2
     run = started[0]
     assert WorkflowStage.objects.filter(run_id=run.id).count() == 1
