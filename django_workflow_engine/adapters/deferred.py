@@ -25,7 +25,7 @@ from django.db import IntegrityError, connections, transaction
 
 from .cursors import hot_cursor
 from .sqlite import write_atomic
-from .statements import RowUpdate, combined_writes, dialect
+from .statements import RowUpdate, all_or_error, combined_writes, dialect
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Write:
     def all_or_error(self) -> bool:
         """Whether the write either fails as a statement or writes every row it has (a plain ``INSERT``): a
         row-count check after it cannot fail, so it may leave in a statement committed on its own."""
-        return self.aux_sql is None and self.sql.startswith("INSERT ") and "ON CONFLICT" not in self.sql
+        return self.aux_sql is None and all_or_error(self.sql)
 
 
 @dataclass
