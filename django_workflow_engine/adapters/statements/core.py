@@ -362,13 +362,13 @@ def json_insert(
     return sql, [Jsonb(payload, dumps=json_dumps)]
 
 
-@functools.cache
 def all_or_error(sql: str) -> bool:
     """Whether a data-modifying statement either fails or writes every row it was given: a plain ``INSERT``
     (not ``ON CONFLICT DO NOTHING``, which skips rows). Its row count then needs no check after it succeeds."""
     return sql.startswith("INSERT ") and "ON CONFLICT" not in sql
 
 
+@functools.cache
 def _json_insert_text(model: type[Model], ignore_conflicts: bool) -> tuple[str, list[Any]]:
     fields = insert_fields(model)
     columns = ", ".join(q(f.column) for f in fields)
