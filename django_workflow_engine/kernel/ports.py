@@ -60,8 +60,9 @@ class Persistence(Protocol):
         (in id order) and, with ``stages``, their current stages read; the result holds them by run id. Inside,
         ``atomic()`` blocks join this transaction, and each run's first :meth:`lock_run` and :meth:`get_stages`
         may be answered from what was read up front (so only the run's own steps may write its rows before
-        them). An exception leaving an inner block sets ``broken``: the caller must then let an exception leave
-        the batch, which rolls every step back. Not nested."""
+        them). An exception leaving an inner block sets ``broken`` where inner blocks cannot roll back alone (the
+        ORM's join the shared transaction without a savepoint): the caller must then let an exception leave the
+        batch, which rolls every step back. Not nested."""
         ...
 
     # -- runs -----------------------------------------------------------------------------------------------
