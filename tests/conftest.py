@@ -46,3 +46,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                         "WORKFLOW_ENGINE_REQUIRE_SERVICES=1 but Redis is not reachable on 127.0.0.1:6379"
                     )
                 item.add_marker(pytest.mark.skip(reason="Redis is not reachable on 127.0.0.1:6379"))
+
+
+@pytest.fixture
+def fresh_flows():
+    """``tests.flows``' call counts, gates and failure switches cleared before and after the test."""
+    from tests import flows
+
+    flows.reset()
+    yield flows
+    flows.reset()

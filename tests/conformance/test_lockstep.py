@@ -17,14 +17,7 @@ from django_workflow_engine.kernel.lockstep import run_jobs
 from django_workflow_engine.kernel.records import Status
 from tests import flows
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _reset():
-    flows.reset()
-    yield
-    flows.reset()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_flows")]
 
 
 # -- the ports --------------------------------------------------------------------------------------------------
