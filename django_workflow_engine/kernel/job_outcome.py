@@ -73,8 +73,10 @@ def finish(
     executed: Executed,
     began: datetime,
     on_error: Callable[[BaseException], None] | None = None,
+    duration_ms: int | None = None,
 ) -> JobOutcome:
-    """After a job's stage was executed: a failed job is retried or failed for good; the outcome is logged."""
+    """After a job's stage was executed: a failed job is retried or failed for good; the outcome is logged.
+    ``duration_ms``: the job's own time when it shared its transactions with others (else since ``began``)."""
     deps = kernel.deps
     now = deps.clock.now()
     outcome: JobOutcomeKind = executed.outcome
@@ -83,7 +85,8 @@ def finish(
         outcome, transition = settle_failure(
             kernel, job, executed.error, executed.ghost, executed.retryable, now, on_error
         )
-    duration_ms = int((now - began).total_seconds() * 1000)
+    if duration_ms is None:
+        duration_ms = int((now - began).total_seconds() * 1000)
     log = logger.warning if outcome in ("failed", "retrying") else logger.info
     log(
         "stage %s of run %s %s (attempt %d, %d ms)%s",

@@ -21,6 +21,7 @@ are left to the caller, and outcomes already computed are recorded each in a tra
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class _Step:
     executed: Executed | None = None
     outcome: Outcome | None = None
     ctx: StageContext | None = None
+    code_ms: int = 0  # how long its stage code ran
 
 
 def run_jobs(
@@ -94,12 +96,15 @@ def run_jobs(
             )
             step.executed = Executed(**vars(polled), retryable=False)
         else:
+            started = time.monotonic()
             step.outcome, step.ctx = _run_stage(deps, step.workflow, step.stage_def, step.begun)
+            step.code_ms = int((time.monotonic() - started) * 1000)
     _record_all(kernel, [step for step in running if step.executed is None], causation_id)
     results: list[JobOutcome | None] = [None] * len(jobs)
     for step in steps:
         if step.executed is not None:
-            results[step.index] = finish(kernel, step.job, step.executed, began)
+            # Its own stage's time: the batch's would count the other stages' too.
+            results[step.index] = finish(kernel, step.job, step.executed, began, duration_ms=step.code_ms)
     return results
 
 
