@@ -15,6 +15,7 @@ statement. SQLite and other databases execute every write at once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -200,7 +201,10 @@ def deferred_atomic(using: str) -> Iterator[None]:
                     try:
                         flush(using)
                     finally:
-                        raw.autocommit = False
+                        # On a connection the error broke this raises too: the original error stands, and
+                        # Django discards the connection.
+                        with contextlib.suppress(Exception):
+                            raw.autocommit = False
                 else:
                     flush(using)
         finally:
@@ -213,6 +217,9 @@ def _alone(connection: Any, queue: _Queue) -> bool:
         return False
     if not all(write.all_or_error for write in queue.writes):
         return False
+    pgconn = getattr(connection.connection, "pgconn", None)  # psycopg 3 (psycopg2 has none: no shortcut)
+    if pgconn is None:
+        return False
     from psycopg import pq
 
-    return connection.connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
+    return pgconn.transaction_status == pq.TransactionStatus.IDLE

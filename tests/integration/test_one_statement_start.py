@@ -100,3 +100,27 @@ def test_a_start_inside_the_callers_transaction_rolls_back_with_it():
     assert any("BEGIN" in line for line in sent)
     assert _committed_runs() == 0
     assert WorkflowRun.objects.count() == 0
+
+
+def test_a_start_on_a_connection_the_server_dropped_raises_the_database_error():
+    from django.db import OperationalError
+
+    engine.start("triple", {"n": 0})
+    pid = connection.connection.info.backend_pid
+    settings = connection.settings_dict
+    with psycopg.connect(
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        host=settings["HOST"],
+        port=settings["PORT"] or 5432,
+        password=settings["PASSWORD"] or None,
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    # What hosts treat as a lost database (and retry), not an error of the engine's own making.
+    with pytest.raises(OperationalError):
+        engine.start("triple", {"n": 1})
+    connection.close()
+    assert engine.start("triple", {"n": 2}).status == "RUNNING"
+    assert _committed_runs() == 2
