@@ -39,16 +39,22 @@ def _wire(call) -> list[str]:
         return [line for line in trace.read().splitlines() if "\tF\t" in line]
 
 
-def _committed_runs() -> int:
-    """Rows another connection sees: only what was committed."""
+def _other_connection(**options) -> psycopg.Connection:
+    """A connection of its own to the test database, beside Django's."""
     settings = connection.settings_dict
-    with psycopg.connect(
+    return psycopg.connect(
         dbname=settings["NAME"],
         user=settings["USER"],
         host=settings["HOST"],
         port=settings["PORT"] or 5432,
         password=settings["PASSWORD"] or None,
-    ) as other:
+        **options,
+    )
+
+
+def _committed_runs() -> int:
+    """Rows another connection sees: only what was committed."""
+    with _other_connection() as other:
         return other.execute(f'SELECT count(*) FROM "{WorkflowRun._meta.db_table}"').fetchone()[0]
 
 
@@ -107,15 +113,7 @@ def test_a_start_on_a_connection_the_server_dropped_raises_the_database_error():
 
     engine.start("triple", {"n": 0})
     pid = connection.connection.info.backend_pid
-    settings = connection.settings_dict
-    with psycopg.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        host=settings["HOST"],
-        port=settings["PORT"] or 5432,
-        password=settings["PASSWORD"] or None,
-        autocommit=True,
-    ) as other:
+    with _other_connection(autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
 
     # What hosts treat as a lost database (and retry), not an error of the engine's own making.
