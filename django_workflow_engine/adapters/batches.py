@@ -29,8 +29,6 @@ def current(using: str) -> RunBatch | None:
 
 
 def open_batch(using: str, opened: RunBatch) -> None:
-    if current(using) is not None:
-        raise RuntimeError("OrmPersistence.batch() cannot be nested")
     _OPEN.__dict__[using] = opened
 
 

@@ -25,8 +25,8 @@ from ..models import WorkflowJob
 from . import deferred
 from .cursors import hot_cursor
 from .sqlite import guard_public_methods
-from .statements import PLUS_ONE, claim, claim_by_id, json_insert, q, row_reader, single_statement_claims, update
-from .store import claim_one, expect_rows, returned_row
+from .statements import PLUS_ONE, claim, claim_by_id, json_insert, q, single_statement_claims, update
+from .store import claim_one, expect_rows, returned_row, returned_rows
 
 JOB_FIELDS = [f.name for f in fields(JobRecord)]
 
@@ -179,10 +179,7 @@ class OrmJobQueue:
         order = f"{q('priority')} DESC, {q('created_at')}, {q('id')}"
         values = self._claim_values(worker_id, now)
         sql, params = claim(connection, WorkflowJob, values, due, due_params, order, due, due_params, limit)
-        names, _columns, convert = row_reader(WorkflowJob, connection)
-        with hot_cursor(connection) as cursor:
-            cursor.execute(sql, params)
-            rows = [dict(zip(names, convert(row), strict=True)) for row in cursor.fetchall()]
+        rows = returned_rows(self.using, WorkflowJob, sql, params)
         jobs = [JobRecord(**{name: row[name] for name in JOB_FIELDS}) for row in rows]
         return sorted(jobs, key=lambda job: (-job.priority, job.created_at, job.id))
 

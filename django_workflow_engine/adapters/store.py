@@ -171,6 +171,17 @@ class OrmStore:
         return [dict(zip(names, convert(row), strict=True)) for row in rows]
 
 
+def returned_rows(using: str, model: type[Model], sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    """Run a statement that returns whole rows of ``model`` (``RETURNING`` every column) and read them the way
+    the ORM would, as ``{attname: value}``."""
+    connection = connections[using]
+    names, _columns, convert = row_reader(model, connection)
+    with hot_cursor(connection) as cursor:
+        cursor.execute(sql, list(params))
+        rows = cursor.fetchall()
+    return [dict(zip(names, convert(row), strict=True)) for row in rows]
+
+
 def returned_row(using: str, model: type[Model], sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
     """Run a statement that returns at most one whole row of ``model`` (``RETURNING`` every column, see
     :func:`~.statements.claim`) and read it the way the ORM would, as ``{attname: value}``."""

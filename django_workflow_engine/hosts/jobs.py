@@ -16,6 +16,7 @@ from django.db import connections
 from django.db.utils import OperationalError
 
 from ..adapters.sqlite import is_busy
+from ..adapters.statements import dialect
 from ..kernel.execution import JobOutcome, run_job
 from ..kernel.lockstep import run_jobs
 from ..kernel.records import JobRecord, StartedStage
@@ -146,9 +147,9 @@ class Batcher:
         from ..conf import settings
 
         configured = settings.WORKER_BATCH
-        if configured is None:  # PostgreSQL, where one transaction for several stages saves the most
+        if configured is None:  # where writes leave together (PostgreSQL), a shared transaction saves the most
             using = getattr(kernel.deps.persistence, "using", None)
-            configured = 8 if using is not None and connections[using].vendor == "postgresql" else 1
+            configured = 8 if using is not None and dialect(connections[using]).deferred_writes else 1
         self.limit = max(1, int(configured))
         self.size = 1
 
