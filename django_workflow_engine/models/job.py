@@ -34,7 +34,8 @@ class WorkflowJob(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
-    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="jobs")
+    # No index of its own: dwe_job_run_stage_idx leads with the run and serves every lookup by run.
+    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="jobs", db_index=False)
     workflow_id = models.CharField(max_length=100)
     stage_id = models.CharField(max_length=100)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)

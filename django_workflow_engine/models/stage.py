@@ -48,7 +48,8 @@ class WorkflowStage(models.Model):
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     version = models.PositiveIntegerField(default=1)
-    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="stages")
+    # No index of its own: dwe_stage_activity_idx leads with the run and serves every lookup by run.
+    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="stages", db_index=False)
     stage_id = models.CharField(max_length=100)
     stage_name = models.CharField(max_length=200)
     stage_number = models.PositiveIntegerField()
