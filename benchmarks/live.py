@@ -12,6 +12,10 @@ driver's first start to the last completion the system recorded; stages/s = 3N /
 * ``engine``: workflow ``bench-seq3`` (``a -> b -> c``, no-op stages) started with ``engine.start`` on PostgreSQL
   (database ``BENCH_PG_DB``, default ``dwe_bench``), ``TRANSPORT="rq"``; W ``manage.py runworker`` processes and
   one ``runmaintenance`` (its CPU is counted with the workers'). Last completion: the runs' ``completed_at``.
+* ``engine-db``: the same on the engine's database transport (``TRANSPORT="database"``): no Redis at all; W
+  ``runworker --transport database`` processes claim from the job table and, when idle, wait for PostgreSQL's
+  doorbell (``pg_notify`` in each start's one statement, ``LISTEN`` in the workers). The summary gives its
+  ratios beside the engine's.
 * ``celery`` (Celery 5.7, the ``bench`` extra): ``chain(noop.si(), noop.si(), noop.si()).apply_async()``, Redis
   broker and result backend, W ``celery worker --pool solo`` processes (``--without-gossip --without-mingle
   --without-heartbeat``; Celery's defaults otherwise: prefetch 4, early ack). Last completion: the last task's
@@ -180,8 +184,9 @@ def round_order(systems: Sequence[str], round_no: int) -> list[str]:
 # -- report ---------------------------------------------------------------------------------------------------
 
 
-def ratios(results: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
-    """The engine's stages/s over each peer's, per round (only rounds where both measured), by peer."""
+def ratios(results: Sequence[dict[str, Any]], engine: str = "engine") -> dict[str, list[float]]:
+    """``engine``'s stages/s (the engine on RQ, or ``engine-db``) over each peer's, per round (only rounds where
+    both measured), by peer."""
     by_round: dict[int, dict[str, float]] = {}
     for r in results:
         if not r.get("error"):
@@ -189,17 +194,18 @@ def ratios(results: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for round_no in sorted(by_round):
         rates = by_round[round_no]
-        if "engine" not in rates:
+        if engine not in rates:
             continue
         for peer in PEERS:
             if peer in rates:
-                out.setdefault(peer, []).append(rates["engine"] / rates[peer])
+                out.setdefault(peer, []).append(rates[engine] / rates[peer])
     return out
 
 
 def summary(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per system: rounds, median stages/s, and (peers) the median and each round's engine ratio."""
-    each = ratios(results)
+    """Per system: rounds, median stages/s, and (peers) the median and each round's ratio of the engine (and of
+    the engine on its database transport) to it."""
+    each, each_db = ratios(results), ratios(results, "engine-db")
     rows = []
     for name in SYSTEMS:
         ok = [r for r in results if r["system"] == name and not r.get("error")]
@@ -215,6 +221,9 @@ def summary(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if name in each:
             row["engine_ratio_median"] = statistics.median(each[name])
             row["engine_ratio_each"] = each[name]
+        if name in each_db:
+            row["engine_db_ratio_median"] = statistics.median(each_db[name])
+            row["engine_db_ratio_each"] = each_db[name]
         rows.append(row)
     return rows
 
@@ -264,7 +273,7 @@ def report(results: list[dict[str, Any]], info: dict[str, Any], args: argparse.N
     )
     rows = []
     for s in summary(results):
-        ratio = s.get("engine_ratio_median")
+        ratio, ratio_db = s.get("engine_ratio_median"), s.get("engine_db_ratio_median")
         rows.append(
             [
                 s["system"],
@@ -272,17 +281,21 @@ def report(results: list[dict[str, Any]], info: dict[str, Any], args: argparse.N
                 s["stages_per_s_median"],
                 f"{ratio:.2f}" if ratio else "-",
                 " ".join(f"{x:.2f}" for x in s.get("engine_ratio_each", [])) or "-",
+                f"{ratio_db:.2f}" if ratio_db else "-",
+                " ".join(f"{x:.2f}" for x in s.get("engine_db_ratio_each", [])) or "-",
                 s["start_ms_p50_median"],
                 s["start_ms_p95_median"],
             ]
         )
     print()
     headers = ["system", "rounds", "stages/s (median)", "engine x this (median)", "engine x this (each round)"]
+    headers += ["engine-db x this (median)", "engine-db x this (each round)"]
     print(table([*headers, "start p50 ms (median)", "start p95 ms (median)"], rows))
     for r in results:
         if r.get("error"):
             print(f"FAILED: {r['system']}, round {r['round'] + 1}: {r['error']}")
     data = {"machine": info, "args": vars(args), "results": results, "summary": summary(results), "ratios": each}
+    data["ratios_engine_db"] = ratios(results, "engine-db")
     path = write_json(args.name, data)
     print(f"\nwrote {path}")
     return data

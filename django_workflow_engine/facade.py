@@ -97,7 +97,7 @@ class Engine:
 
         return Kernel(
             persistence=OrmPersistence(using=self.using),
-            jobs=OrmJobQueue(using=self.using, on_enqueue=self._doorbell(), on_withdraw=self._withdraw()),
+            jobs=OrmJobQueue(self.using, self._doorbell(), self._withdraw(), notify_due=self._notify_due()),
             blobs=StorageBlobStore(settings.BLOB_STORAGE, prefix=settings.BLOB_PREFIX),
             sink=SignalEventSink(self._plugins()),
             clock=self._clock or SystemClock(),
@@ -115,6 +115,13 @@ class Engine:
 
         # Looked up at each ring, not bound when the kept kernel was built (so it can be wrapped or patched).
         return lambda ids, **kwargs: rq.ring(ids, **kwargs)
+
+    def _notify_due(self) -> bool:
+        """The database transport's doorbell: PostgreSQL notifies idle workers (:mod:`.adapters.notify`)."""
+        from .adapters.notify import supported
+        from .conf import settings
+
+        return settings.TRANSPORT == "database" and supported(self.using)
 
     def _withdraw(self) -> Callable[[list[str]], object] | None:
         from .conf import settings

@@ -69,6 +69,8 @@ class _Queue:
     # Rows this transaction locked (``SELECT ... FOR UPDATE``), with the version read: no one else can change
     # them before it ends, so a version-guarded update of one cannot fail and may be deferred.
     locked: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Channels to ``pg_notify`` in the flushed statement (:func:`notify_with`).
+    notify: set[str] = field(default_factory=set)
 
 
 # The open queue of each database alias, per thread (a Django connection belongs to one thread). Looked up many
@@ -94,6 +96,16 @@ def defer(using: str, write: Write) -> None:
     queue.writes.append(write)
     queue.rows |= write.rows
     queue.counters.update(write.counters)
+
+
+def notify_with(using: str, channel: str) -> bool:
+    """Send ``pg_notify(channel)`` in the statement that flushes the queued writes (PostgreSQL delivers it when
+    the transaction commits). False when no write is queued: the caller notifies on its own."""
+    queue = _queue(using)
+    if queue is None or not queue.writes:
+        return False
+    queue.notify.add(channel)
+    return True
 
 
 def note_locked(using: str, table: str, pk: str, version: int) -> None:
@@ -145,18 +157,19 @@ def flush(using: str) -> None:
     if queue is None or not queue.writes or queue.flushing:
         return
     writes, queue.writes, queue.rows = queue.writes, [], set()
+    channels, queue.notify = sorted(queue.notify), set()
     queue.counters.clear()
     connection = connections[using]
     queue.flushing = True
     try:
         with hot_cursor(connection) as cursor:
-            if len(writes) == 1 and writes[0].aux_sql is None:
+            if len(writes) == 1 and writes[0].aux_sql is None and not channels:
                 cursor.execute(writes[0].sql, list(writes[0].params))
                 counts = [cursor.rowcount]
             else:
-                sql, params = combined_writes(writes)
+                sql, params = combined_writes(writes, notify=channels)
                 cursor.execute(sql, params)
-                counts = list(cursor.fetchone())
+                counts = list(cursor.fetchone())[: len(writes)]
     except IntegrityError as exc:
         constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
         for write in writes:

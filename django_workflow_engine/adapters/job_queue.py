@@ -22,7 +22,7 @@ from ..core.errors import WorkflowEngineError
 from ..core.ids import new_id
 from ..kernel.records import JobRecord, NewJob, Status
 from ..models import WorkflowJob
-from . import deferred
+from . import deferred, notify
 from .cursors import hot_cursor
 from .sqlite import guard_public_methods
 from .statements import PLUS_ONE, claim, claim_by_id, json_insert, q, single_statement_claims, update
@@ -84,6 +84,8 @@ class OrmJobQueue:
             without their message: the doorbell may drop those messages
             (:func:`~django_workflow_engine.adapters.rq.withdraw`); a message it does not drop is delivered
             and skipped, because its job is no longer PENDING.
+        notify_due: notify idle database-transport workers (PostgreSQL's ``pg_notify``, :mod:`.notify`) inside
+            the transaction that makes jobs due now; it is delivered when that transaction commits.
     """
 
     def __init__(
@@ -91,16 +93,22 @@ class OrmJobQueue:
         using: str = "default",
         on_enqueue: Callable[..., object] | None = None,
         on_withdraw: Callable[[list[str]], object] | None = None,
+        notify_due: bool = False,
     ):
         self.using = using
         self.on_enqueue = on_enqueue
         self.on_withdraw = on_withdraw
+        self.notify_due = notify_due
 
     def _jobs(self):
         return WorkflowJob.objects.using(self.using)
 
     def _ring(self, ids: list[str], at: datetime | None = None) -> None:
-        if self.on_enqueue is None or not ids:
+        if not ids:
+            return
+        if self.notify_due and at is None:
+            notify.notify(self.using)
+        if self.on_enqueue is None:
             return
         callback = self.on_enqueue
         kwargs: dict[str, Any] = {} if at is None else {"at": at}

@@ -2,7 +2,8 @@
 
 :class:`Worker` owns the loop and the signals; ``manage.py runworker`` only parses arguments. With
 ``TRANSPORT="rq"`` it runs an RQ worker on the engine's queue (JSON serializer); with ``"database"`` it
-polls the job table. The first SIGTERM/SIGINT lets the current stage finish and then exits; a second one
+looks at the job table, and when it finds nothing waits ``WORKER_POLL_SECONDS`` (on PostgreSQL, only until a
+job becomes due: :mod:`..adapters.notify`). The first SIGTERM/SIGINT lets the current stage finish and then exits; a second one
 aborts it (its lease then expires and the job is re-delivered).
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections
 from django.db.utils import InterfaceError, OperationalError
 
+from ..adapters.notify import Listener
 from ..adapters.sqlite import is_busy, use_wal
 from .jobs import STOPPING, Batcher, default_worker_id, drop_broken_connections, execute_batch, set_worker_id
 from .wiring import default_kernel
@@ -155,11 +157,18 @@ class Worker:
 
         backoff = 0.5
         batcher: Batcher | None = None
+        listener: Listener | None = None
         while not self._stopping.is_set():
             try:
                 drop_broken_connections()
                 kernel = default_kernel(self.kernel)
                 batcher = batcher or Batcher(kernel)
+                if getattr(kernel.jobs, "notify_due", False):
+                    listener = listener or Listener(getattr(kernel.jobs, "using", "default"))
+                    listener.listen()  # before the look: a job due from now on wakes the wait below
+                    listener.discard()
+                else:
+                    listener = None
                 jobs = batcher.dequeue(kernel, self.worker_id)
                 job = jobs[0] if jobs else None
                 if job is None:
@@ -170,7 +179,10 @@ class Worker:
                         if job is None and not self._runs_in_flight():
                             return
                     if job is None:
-                        self._stopping.wait(settings.WORKER_POLL_SECONDS)
+                        if listener is not None:
+                            listener.wait(settings.WORKER_POLL_SECONDS, self._stopping)
+                        else:
+                            self._stopping.wait(settings.WORKER_POLL_SECONDS)
                         continue
                     jobs = [job]
                 batcher.observe(execute_batch(kernel, jobs, self.worker_id))

@@ -49,6 +49,22 @@ def test_summary_gives_medians_and_each_rounds_ratio():
     assert rows["celery"]["rounds"] == 3
 
 
+def test_the_engine_on_its_database_transport_gets_ratios_of_its_own():
+    results = [
+        phase("engine", 0, 300.0),
+        phase("engine-db", 0, 450.0),
+        phase("celery", 0, 300.0),
+        phase("engine-db", 1, 220.0),
+        phase("celery", 1, 200.0),
+    ]
+    assert ratios(results, "engine-db") == {"celery": [1.5, 1.1]}
+    rows = {row["system"]: row for row in summary(results)}
+    assert rows["celery"]["engine_ratio_each"] == [1.0]
+    assert rows["celery"]["engine_db_ratio_each"] == [1.5, 1.1]
+    assert rows["celery"]["engine_db_ratio_median"] == pytest.approx(1.3)
+    assert "engine_db_ratio_median" not in rows["engine-db"]
+
+
 @pytest.mark.parametrize(
     ("round_no", "expected"),
     [

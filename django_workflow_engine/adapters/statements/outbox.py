@@ -1,5 +1,5 @@
-"""The outbox's statements (events appended in order per run), the advisory locks of concurrency limits, and
-the one statement that carries a transaction's deferred writes."""
+"""The outbox's statements (events appended in order per run), the advisory locks of concurrency limits, the
+one statement that carries a transaction's deferred writes, and the database transport's doorbell."""
 
 from __future__ import annotations
 
@@ -94,11 +94,12 @@ def lock_stage_limit(workflow_id: str, stage_id: str) -> tuple[str, list[Any]]:
 # -- deferred writes ------------------------------------------------------------------------------------------
 
 
-def combined_writes(writes: Sequence[Any]) -> tuple[str, list[Any]]:
+def combined_writes(writes: Sequence[Any], notify: Sequence[str] = ()) -> tuple[str, list[Any]]:
     """combined_writes -- Run queued writes as one statement and count each one's rows (PostgreSQL).
 
     ``WITH w0 AS (UPDATE ... RETURNING 1), w1 AS (INSERT ... RETURNING 1) SELECT (SELECT count(*) FROM w0), ...``
-    (a write's auxiliary statement becomes ``a<n>``, read in place of :data:`AUX`): :func:`.deferred.flush`."""
+    (a write's auxiliary statement becomes ``a<n>``, read in place of :data:`AUX`): :func:`.deferred.flush`.
+    Each channel of ``notify`` adds a ``pg_notify`` column after the counts."""
     ctes: list[str] = []
     params: list[Any] = []
     selects: list[str] = []
@@ -111,4 +112,20 @@ def combined_writes(writes: Sequence[Any]) -> tuple[str, list[Any]]:
         ctes.append(f"w{n} AS ({main} RETURNING 1)")
         params += write.params
         selects.append(f"(SELECT count(*) FROM w{n})")
+    for channel in notify:
+        selects.append("pg_notify(%s, '')")  # as in notify()
+        params.append(channel)
     return f"WITH {', '.join(ctes)} SELECT {', '.join(selects)}", params
+
+
+# -- the database transport's doorbell (PostgreSQL) -----------------------------------------------------------
+
+
+def notify() -> str:
+    """notify -- Wake the connections listening on channel %s when this transaction commits."""
+    return "SELECT pg_notify(%s, '')"
+
+
+def listen(channel: str) -> str:
+    """listen -- Receive ``channel``'s notifications on this connection (a fixed identifier, never user input)."""
+    return f"LISTEN {channel}"
