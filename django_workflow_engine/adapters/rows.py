@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import fields
 from datetime import datetime
@@ -21,8 +22,16 @@ from ..models import (
     WorkflowStage,
 )
 
+# Field values nothing can change in place: a row shares them with its record instead of copying them.
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), datetime, Decimal})
+
 RUN_FIELDS = [f.name for f in fields(RunRecord)]
 STAGE_FIELDS = [f.name for f in fields(StageRecord)]
+
+
+def detached(value: Any) -> Any:
+    """``value`` itself, or a deep copy where it could change in place (a JSON field's dict or list)."""
+    return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
 
 
 def run_record(row: WorkflowRun) -> RunRecord:

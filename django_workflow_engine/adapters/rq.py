@@ -35,7 +35,6 @@ if redis.call('LREM', KEYS[1], ARGV[1], ARGV[2]) > 0 then
 end
 return 0
 """
-_SCRIPTS: dict[int, Any] = {}
 _LATER: list[str] = []
 _LATER_LOCK = threading.Lock()
 
@@ -138,13 +137,11 @@ def withdraw(job_ids: Iterable[str], *, oldest: bool = False) -> int:
         from rq.job import Job
 
         queue = get_queue()
-        connection = queue.connection
-        script = _SCRIPTS.get(id(connection))
-        if script is None:
-            script = _SCRIPTS[id(connection)] = connection.register_script(WITHDRAW_SCRIPT)
-        with connection.pipeline(transaction=False) as pipe:
+        with queue.connection.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                script(keys=[queue.key, Job.key_for(job_id)], args=[1 if oldest else -1, job_id], client=pipe)
+                # EVAL with the script's text, not a registered script: a pipeline of those first asks Redis
+                # whether the script is loaded (SCRIPT EXISTS), a second round trip on every withdrawal.
+                pipe.eval(WITHDRAW_SCRIPT, 2, queue.key, Job.key_for(job_id), 1 if oldest else -1, job_id)
             replies = pipe.execute()
     except Exception:
         logger.warning("could not withdraw %d RQ message(s); they will be skipped", len(ids), exc_info=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -26,7 +25,7 @@ from ..models import (
 from . import batches, deferred
 from .asyncsafe import off_the_loop
 from .cursors import hot_cursor
-from .rows import RUN_FIELDS, run_record
+from .rows import RUN_FIELDS, detached, run_record
 from .sqlite import guard_public_methods
 from .statements import PLUS_ONE, claim, insert, json_insert, json_rows, q, single_statement_claims
 from .store import OrmStore, claim_one, expect_rows, returned_row, update_values
@@ -45,7 +44,7 @@ class OrmRuns(OrmStore):
 
     # -- runs -----------------------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, now: datetime) -> RunRecord:
-        data = {name: copy.deepcopy(getattr(run, name)) for name in RUN_FIELDS}
+        data = {name: detached(getattr(run, name)) for name in RUN_FIELDS}
         data.update(created_at=now, updated_at=now, version=1)
         exists = WorkflowEngineError(f"Workflow run {run.id!r} already exists.")
         if deferred.deferring(self.using):

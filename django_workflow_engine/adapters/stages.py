@@ -19,7 +19,7 @@ from ..models import (
     WorkflowStage,
 )
 from . import batches, deferred
-from .rows import STAGE_FIELDS, stage_record
+from .rows import STAGE_FIELDS, detached, stage_record
 from .sqlite import guard_public_methods
 from .statements import json_insert, q
 from .store import OrmStore, expect_rows, update_values
@@ -98,7 +98,7 @@ class OrmStages(OrmStore):
     def _stage_rows(stages: Sequence[StageRecord], now: datetime) -> list[dict[str, Any]]:
         datas = []
         for stage in stages:
-            data = {name: copy.deepcopy(getattr(stage, name)) for name in STAGE_FIELDS}
+            data = {name: detached(getattr(stage, name)) for name in STAGE_FIELDS}
             data.update(created_at=now, updated_at=now, version=1)
             datas.append(data)
         return datas
