@@ -83,7 +83,8 @@ class OrmOutbox(OrmStore):
                             occurred_at=occurred_at,
                         )
                     )
-            self._objects(OutboxEvent).bulk_create(rows)
+            if rows:  # (the one-statement appends leave none; a queryset costs more than their statement here)
+                self._objects(OutboxEvent).bulk_create(rows)
 
     def _append_to_new_runs(
         self, by_run: dict[str, list[Mapping[str, Any]]], causation_id: str
