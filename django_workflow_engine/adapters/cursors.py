@@ -106,6 +106,8 @@ def _query_class() -> type | None:
     converted = lru_cache(maxsize=_CONVERTED_TEXTS)(split)
 
     class HotQuery(base):  # type: ignore[misc, valid-type]
+        conversions = converted
+
         def convert(self, query: Any, vars: Any) -> None:
             if vars is None or not isinstance(query, str | bytes):
                 return super().convert(query, vars)
