@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django_workflow_engine import engine
 from django_workflow_engine.adapters.notify import CHANNEL, Listener
 from tests import flows
+from tests.second_connection import other_connection
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -29,15 +30,7 @@ def _database_transport(settings):
 @pytest.fixture
 def listening():
     """A connection of its own that listens on the doorbell's channel."""
-    params = connection.settings_dict
-    with psycopg.connect(
-        dbname=params["NAME"],
-        user=params["USER"],
-        host=params["HOST"],
-        port=params["PORT"] or 5432,
-        password=params["PASSWORD"] or None,
-        autocommit=True,
-    ) as other:
+    with other_connection(autocommit=True) as other:
         other.execute(f"LISTEN {CHANNEL}")
         yield other
 

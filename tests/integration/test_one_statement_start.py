@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import tempfile
 
-import psycopg
 import pytest
 from django.db import connection, transaction
 
@@ -13,6 +12,7 @@ from django_workflow_engine import engine
 from django_workflow_engine.core.errors import WorkflowEngineError
 from django_workflow_engine.models import OutboxEvent, WorkflowJob, WorkflowRun, WorkflowStage
 from tests import flows
+from tests.second_connection import other_connection
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -39,22 +39,9 @@ def _wire(call) -> list[str]:
         return [line for line in trace.read().splitlines() if "\tF\t" in line]
 
 
-def _other_connection(**options) -> psycopg.Connection:
-    """A connection of its own to the test database, beside Django's."""
-    settings = connection.settings_dict
-    return psycopg.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        host=settings["HOST"],
-        port=settings["PORT"] or 5432,
-        password=settings["PASSWORD"] or None,
-        **options,
-    )
-
-
 def _committed_runs() -> int:
     """Rows another connection sees: only what was committed."""
-    with _other_connection() as other:
+    with other_connection() as other:
         return other.execute(f'SELECT count(*) FROM "{WorkflowRun._meta.db_table}"').fetchone()[0]
 
 
@@ -113,7 +100,7 @@ def test_a_start_on_a_connection_the_server_dropped_raises_the_database_error():
 
     engine.start("triple", {"n": 0})
     pid = connection.connection.info.backend_pid
-    with _other_connection(autocommit=True) as other:
+    with other_connection(autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
 
     # What hosts treat as a lost database (and retry), not an error of the engine's own making.
