@@ -3,8 +3,8 @@
 :class:`Worker` owns the loop and the signals; ``manage.py runworker`` only parses arguments. With
 ``TRANSPORT="rq"`` it runs an RQ worker on the engine's queue (JSON serializer); with ``"database"`` it
 looks at the job table, and when it finds nothing waits ``WORKER_POLL_SECONDS`` (on PostgreSQL, only until a
-job becomes due: :mod:`..adapters.notify`). The first SIGTERM/SIGINT lets the current stage finish and then exits; a second one
-aborts it (its lease then expires and the job is re-delivered).
+job becomes due: :mod:`..adapters.notify`). The first SIGTERM/SIGINT lets the current stage finish and then
+exits; a second one aborts it (its lease then expires and the job is re-delivered).
 """
 
 from __future__ import annotations
